@@ -1,0 +1,49 @@
+"""sessionlocker: exclusive, crash-safe ownership of stored records.
+
+A process takes the lock on a record (a player's save, a guild, a cart), autosaves it,
+and hands it to the next owner fast; every write is a compare-and-set fenced by an
+ever-growing epoch, so a process that lost its lock can never overwrite the new owner.
+"""
+
+from sessionlocker.core.locker import Locker, Status
+from sessionlocker.core.modes import Attempt, LoadMode
+from sessionlocker.core.spec import Spec
+from sessionlocker.drivers.service import LockerService
+from sessionlocker.errors import (
+    AlreadyOpen,
+    Conflict,
+    CorruptRecord,
+    DataError,
+    LockError,
+    LockLost,
+    LockUnavailable,
+    SessionLockerError,
+    StoreError,
+    Throttled,
+    UnstorableData,
+    UsageError,
+)
+from sessionlocker.stores import Store, open_store
+
+__all__ = [
+    "AlreadyOpen",
+    "Attempt",
+    "Conflict",
+    "CorruptRecord",
+    "DataError",
+    "LoadMode",
+    "LockError",
+    "LockLost",
+    "LockUnavailable",
+    "Locker",
+    "LockerService",
+    "SessionLockerError",
+    "Spec",
+    "Status",
+    "Store",
+    "StoreError",
+    "Throttled",
+    "UnstorableData",
+    "UsageError",
+    "open_store",
+]

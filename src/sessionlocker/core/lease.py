@@ -1,0 +1,97 @@
+"""The session lease of one service: one small record, renewed every third of its TTL.
+
+Locks name a session; a lock may be taken over once its session's lease has expired in
+the store. The holder fences itself first: it stops reporting its lockers available
+when it could not renew within the *renew deadline*, two thirds of the TTL counted from
+when its last successful renewal was *sent*. The store expires the lease no earlier
+than one TTL after it *received* that renewal, so the holder goes quiet before any
+other session may take over (given clocks that run at nearly the same rate).
+
+No I/O here: ``update(now)`` returns the ``PutSession`` to send, ``handle`` takes its
+result. The clocks are passed in by the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sessionlocker.core.backoff import retry_delay
+from sessionlocker.core.protocol import DropSession, PutSession
+from sessionlocker.errors import StoreError
+
+__all__ = ["Lease"]
+
+#: Share of the TTL after which a holder that could not renew stops being available.
+RENEW_DEADLINE = 2 / 3
+
+
+class Lease:
+    """The lease of ``session_id``. ``clock`` is monotonic; ``wall`` is for records."""
+
+    def __init__(
+        self,
+        session_id: str,
+        ttl: float,
+        info: bytes,
+        *,
+        clock: Callable[[], float],
+        wall: Callable[[], float],
+    ) -> None:
+        self.session_id = session_id
+        self.ttl = ttl
+        self.info = info
+        self.clock = clock
+        self.wall = wall
+        self.closed = False
+        self._sending_since: float | None = None
+        self._renewed_sent: float | None = None
+        self._renew_at = float("-inf")
+        self._failures = 0
+        self._waiting: list[Callable[[], None]] = []
+
+    def when_available(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once, the next time a renewal succeeds."""
+        self._waiting.append(callback)
+
+    def available(self, now: float | None = None) -> bool:
+        """True while the last successful renewal was sent less than the deadline ago."""
+        if self._renewed_sent is None or self.closed:
+            return False
+        at = self.clock() if now is None else now
+        return at < self._renewed_sent + self.ttl * RENEW_DEADLINE
+
+    def next_deadline(self) -> float | None:
+        """When ``update`` has something to do; ``None`` while a renewal is in flight."""
+        if self._sending_since is not None or self.closed:
+            return None
+        return self._renew_at
+
+    def update(self, now: float) -> PutSession | None:
+        """The renewal to send now, if one is due."""
+        if self.closed or self._sending_since is not None or now < self._renew_at:
+            return None
+        self._sending_since = now
+        return PutSession(session_id=self.session_id, ttl=self.ttl, info=self.info)
+
+    def handle(self, error: StoreError | None, now: float) -> None:
+        """The result of the renewal sent by ``update``."""
+        sent = self._sending_since
+        if sent is None:
+            return
+        self._sending_since = None
+        if error is None:
+            self._failures = 0
+            self._renewed_sent = sent
+            self._renew_at = sent + self.ttl / 3
+            waiting, self._waiting = self._waiting, []
+            for callback in waiting:
+                callback()
+            return
+        self._failures += 1
+        delay = retry_delay(self.session_id, self._failures, cap=self.ttl / 6, error=error)
+        self._renew_at = now + delay
+
+    def close(self) -> DropSession:
+        """Stop renewing; the request removes the session record."""
+        self.closed = True
+        return DropSession(session_id=self.session_id)

@@ -1,0 +1,647 @@
+"""The locker state machine: one key, one session, no I/O.
+
+Everything that affects transitions lives here; this file does no I/O and reads no
+clock. Intent is declared (``acquire``, ``release``, ``force_save``); progress happens
+only in ``update(now)``, which returns the store requests to execute, and in
+``handle(result, now)``, which takes each request's result back. A locker has at most
+one request in flight. ``next_deadline()`` says when ``update`` has work again, so a
+driver need not look at a locker before then.
+
+The legal moves are the table ``TRANSITIONS``; anything else is a bug and raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sessionlocker.core import transforms as tx
+from sessionlocker.core.backoff import retry_delay
+from sessionlocker.core.lease import Lease
+from sessionlocker.core.modes import Attempt, LoadMode, Mode, check_mode
+from sessionlocker.core.protocol import (
+    ReadSession,
+    Request,
+    SessionView,
+    Update,
+    Updated,
+    Versioned,
+)
+from sessionlocker.core.record import Lock
+from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.storable import encode_data
+from sessionlocker.errors import (
+    LockLost,
+    LockUnavailable,
+    SessionLockerError,
+    StoreError,
+    UnstorableData,
+    UsageError,
+)
+
+__all__ = ["EVENTS", "TRANSITIONS", "Event", "Host", "Locker", "Status"]
+
+NEVER = float("inf")
+
+
+class Status(StrEnum):
+    """Where a locker is in its life."""
+
+    #: not loaded and not trying to be; ``acquire()`` starts a load
+    IDLE = "idle"
+    #: trying to take the lock
+    LOADING = "loading"
+    #: another session holds the lock; looking again later as the mode says
+    WAITING = "waiting"
+    #: we hold the lock; data may be changed and is saved
+    LOADED = "loaded"
+    #: saving for the last time and clearing the lock (or cancelling a load)
+    RELEASING = "releasing"
+    #: another session took the lock; unsaved changes were not saved
+    LOST = "lost"
+    #: the stored record was refused (see ``failure``); it was left untouched
+    FAILED = "failed"
+
+
+class Event(StrEnum):
+    """What moves a locker from one status to another."""
+
+    ACQUIRE = "acquire"
+    HELD = "held"
+    RETRY = "retry"
+    GRANTED = "granted"
+    RELEASE = "release"
+    RELEASED = "released"
+    REPLACED = "replaced"
+    CANCEL = "cancel"
+    LOSE = "lose"
+    FAIL = "fail"
+
+
+S, E = Status, Event
+
+#: Every legal move: (status, event) -> next status. Also drawn in docs/state-diagram.md.
+TRANSITIONS: dict[tuple[Status, Event], Status] = {
+    (S.IDLE, E.ACQUIRE): S.LOADING,
+    (S.LOST, E.ACQUIRE): S.LOADING,
+    (S.FAILED, E.ACQUIRE): S.LOADING,
+    (S.LOADING, E.GRANTED): S.LOADED,
+    (S.LOADING, E.HELD): S.WAITING,
+    (S.LOADING, E.FAIL): S.FAILED,
+    (S.LOADING, E.RELEASE): S.RELEASING,
+    (S.WAITING, E.RETRY): S.LOADING,
+    (S.WAITING, E.CANCEL): S.IDLE,
+    (S.WAITING, E.RELEASE): S.RELEASING,
+    (S.WAITING, E.FAIL): S.FAILED,
+    (S.LOADED, E.RELEASE): S.RELEASING,
+    (S.LOADED, E.REPLACED): S.IDLE,
+    (S.LOADED, E.LOSE): S.LOST,
+    (S.RELEASING, E.RELEASED): S.IDLE,
+    (S.RELEASING, E.LOSE): S.LOST,
+}
+
+#: Lifecycle events a callback can be registered for with ``Locker.on``.
+EVENTS = frozenset(
+    {"loaded", "replaced", "before_save", "saved", "released", "lost", "failed", "idle", "error"}
+)
+
+_ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
+
+Callback = Callable[["Locker"], None]
+
+
+class Host(Protocol):
+    """The driver a locker tells about its intent. Both calls must not block."""
+
+    def opening(self, locker: Locker) -> None:
+        """``locker`` is about to acquire; raise ``AlreadyOpen`` to refuse (state unchanged)."""
+
+    def wake(self, locker: Locker) -> None:
+        """``locker`` has work before its last reported deadline; look at it soon."""
+
+
+@dataclass(slots=True)
+class _Save:
+    """A save being sent, kept as it is across retries so a retry is the same write."""
+
+    seq: int
+    data_json: str
+    upto: int
+    release: bool
+    only_if_asked: bool
+    read_first: bool = False
+
+
+class Locker:
+    """Exclusive ownership of one record, as a state machine.
+
+    ``data`` is usable at once: before the load completes it is a transient copy from
+    ``Spec.create``; changes made to it through ``edit`` are replayed on the loaded data.
+    ``token`` is the fencing epoch while loaded: it grows with every acquire, so other
+    systems can refuse a write carrying an older token.
+    """
+
+    _known: Versioned | None
+    _seq: int
+    _pending: _Save | None
+    _saved_json: str
+    _force: bool
+    _autosave_at: float
+    _load_started: float | None
+    _attempts: int
+    _holder: Lock | None
+    _take_over: Lock | None
+    _requested: tuple[Lock, float] | None
+    _watch: tuple[tuple[str, bool, int], float] | None
+
+    def __init__(self, key: str, spec: Spec, lease: Lease, *, host: Host | None = None) -> None:
+        self.key = check_key(key)
+        self.spec = spec
+        self.store_key = spec.store_key(key)
+        self.status = Status.IDLE
+        self.data: Any = spec.create()
+        self.token: int | None = None
+        self.error: SessionLockerError | None = None
+        self.failure: str | None = None
+        self._lease = lease
+        self._host = host
+        self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENTS}
+        self._queued: list[str] = []
+        self._mode: LoadMode | Callable[[Attempt], LoadMode | str] = LoadMode.REPEAT
+        self._fresh_json = "null"
+        self._inflight: str | None = None
+        self._outbox: tuple[str, Request] | None = None
+        self._due = NEVER
+        self._failures = 0
+        self._changes = 0
+        self._saved_upto = 0
+        self._base = 0
+        self._dead: list[tuple[int, int]] = []
+        self._waiters: list[tuple[int, Callable[[bool], None]]] = []
+        self._edits: list[Callable[[Any], object]] = []
+        self._reset_session()
+
+    # ----------------------------------------------------------------- intent
+
+    def acquire(self, mode: Mode = LoadMode.REPEAT) -> None:
+        """Start loading. Allowed when idle, lost or failed; raises ``UsageError`` otherwise."""
+        if self.status not in _ENDED:
+            raise UsageError(f"{self.key!r} is {self.status.value}; acquire() needs it idle")
+        checked = check_mode(mode)
+        fresh = self.spec.create()
+        fresh_json = encode_data(fresh)
+        if self._host is not None:
+            self._host.opening(self)
+        self._move(Event.ACQUIRE)
+        self._mode = checked
+        self._fresh_json = fresh_json
+        self.data = fresh
+        self.error = self.failure = None
+        self._edits.clear()
+        self._reset_session()
+        self._bury()
+        self._base = self._changes
+        self._due = float("-inf")
+        self._wake()
+
+    def release(self) -> None:
+        """Save and release (or cancel a load). Does nothing when already ended or ending."""
+        if self.status in _ENDED or self.status is Status.RELEASING:
+            return
+        self._move(Event.RELEASE)
+        self._outbox = None
+        if self._inflight is None:
+            self._due = float("-inf")
+        self._wake()
+
+    def force_save(self) -> None:
+        """Save at the next update (or right after the load completes)."""
+        self._force = True
+        if self.status is Status.LOADED and self._inflight is None and self._outbox is None:
+            self._due = float("-inf")
+            self._wake()
+
+    def poke(self) -> None:
+        """Look at the stored record again at the next update (it may have changed)."""
+        if self.status not in _ENDED and self._inflight is None and self._outbox is None:
+            self._due = float("-inf")
+            self._wake()
+
+    def mark_changed(self) -> int:
+        """Note that ``data`` changed; returns the change id for ``when_saved``."""
+        self._changes += 1
+        return self._changes
+
+    def edit(self, change: Callable[[Any], object]) -> int:
+        """Apply ``change(data)`` now; before the load completes, again on the loaded data."""
+        change(self.data)
+        if self.status in (Status.LOADING, Status.WAITING):
+            self._edits.append(change)
+        return self.mark_changed()
+
+    def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None:
+        """Call back True once a committed write holds the change; False if none ever will."""
+        if change_id > self._changes or change_id < 1:
+            raise UsageError(f"no change {change_id!r} was marked on {self.key!r}")
+        if any(low < change_id <= high for low, high in self._dead):
+            callback(False)
+        elif change_id <= self._saved_upto:
+            callback(True)
+        elif self.status in _ENDED:
+            callback(False)
+        else:
+            self._waiters.append((change_id, callback))
+
+    def on(self, event: str, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(locker)`` on a lifecycle event; returns a function that stops it."""
+        if event not in EVENTS:
+            raise UsageError(f"unknown event {event!r}; events are {sorted(EVENTS)}")
+        self._callbacks[event].append(callback)
+        return lambda: self._callbacks[event].remove(callback)
+
+    def is_available(self, now: float | None = None) -> bool:
+        """Loaded, and our session lease is within its renew deadline."""
+        return self.status is Status.LOADED and self._lease.available(now)
+
+    @property
+    def changes_pending(self) -> bool:
+        """True while some marked change is not yet in a committed write."""
+        return self._changes > max(self._saved_upto, self._base)
+
+    # ------------------------------------------------------------------ progress
+
+    def next_deadline(self) -> float | None:
+        """When ``update`` will have work; ``None`` while a request is in flight or ended."""
+        if self._inflight is not None or self._due == NEVER:
+            return None
+        return self._due
+
+    def update(self, now: float) -> list[Request]:
+        """Make progress; return the store requests to execute now (at most one)."""
+        if self._inflight is not None:
+            return []
+        if self._outbox is None and now >= self._due:
+            self._step(now)
+        self._fire()
+        if self._outbox is None:
+            return []
+        (self._inflight, request), self._outbox = self._outbox, None
+        self._due = NEVER
+        return [request]
+
+    def handle(self, result: object, now: float) -> None:
+        """Take the result (or the ``StoreError``) of the request ``update`` returned."""
+        kind, self._inflight = self._inflight, None
+        if kind is None:
+            raise UsageError("handle() called with no request in flight")
+        if isinstance(result, StoreError):
+            self._store_failed(kind, result, now)
+        elif kind == "acquire" and isinstance(result, Updated):
+            self._on_acquire(result, now)
+        elif kind == "session" and isinstance(result, SessionView):
+            self._on_session(result, now)
+        elif kind == "request" and isinstance(result, Updated):
+            self._on_request(result.outcome, now)
+        elif kind == "save" and isinstance(result, Updated):
+            self._on_save(result, now)
+        elif kind == "withdraw":
+            self._requested = None
+            self._due = now
+        else:
+            raise UsageError(f"unexpected result {result!r} for a {kind} request")
+        self._fire()
+
+    # ------------------------------------------------------------------ steps
+
+    def _step(self, now: float) -> None:
+        if self.status is Status.WAITING:
+            self._move(Event.RETRY)
+        if self.status is Status.LOADING:
+            self._attempt(now)
+        elif self.status is Status.LOADED:
+            self._save(now, release=False)
+        elif self.status is Status.RELEASING:
+            self._release_step(now)
+        else:
+            self._due = NEVER
+
+    def _attempt(self, now: float) -> None:
+        if self._load_started is None:
+            self._load_started = now
+        if not self._lease.available(now):
+            self._due = NEVER
+            self._lease.when_available(self.poke)
+            return
+        transform = tx.acquire(
+            session=self._lease.session_id,
+            at=self._lease.wall(),
+            fresh_json=self._fresh_json,
+            take_over=self._take_over,
+        )
+        self._send("acquire", Update(key=self.store_key, transform=transform))
+
+    def _save(self, now: float, *, release: bool) -> None:
+        save = self._pending or self._new_save(now, release=release)
+        if save is None:
+            return
+        self._pending = save
+        transform = tx.save(
+            session=self._lease.session_id,
+            epoch=self._epoch(),
+            seq=save.seq,
+            data_json=save.data_json,
+            release=save.release,
+            only_if_asked=save.only_if_asked,
+        )
+        known = None if save.read_first or save.only_if_asked else self._known
+        self._send("save", Update(key=self.store_key, transform=transform, known=known))
+
+    def _new_save(self, now: float, *, release: bool) -> _Save | None:
+        self._emit("before_save")
+        force, self._force = self._force, False
+        upto = self._changes
+        try:
+            data_json = encode_data(self.data)
+        except UnstorableData as exc:
+            self.error = exc
+            self._queued.append("error")
+            if not release:
+                self._autosave_at = now + self.spec.autosave_period
+                self._due = self._autosave_at
+                return None
+            data_json, upto = self._saved_json, self._saved_upto
+        quiet = (
+            not (release or force) and data_json == self._saved_json and upto <= self._saved_upto
+        )
+        self._seq += 1
+        return _Save(self._seq, data_json, upto, release, only_if_asked=quiet)
+
+    def _release_step(self, now: float) -> None:
+        if self.token is not None:
+            self._save(now, release=True)
+        elif self._requested is not None:
+            transform = tx.withdraw_request(session=self._lease.session_id)
+            self._send("withdraw", Update(key=self.store_key, transform=transform))
+        else:
+            self._end(Event.RELEASED, "idle")
+
+    def _send(self, kind: str, request: Request) -> None:
+        """Queue the one request ``update`` hands out next (from a step or a result)."""
+        self._outbox = (kind, request)
+        self._due = float("-inf")
+
+    # ---------------------------------------------------------------- results
+
+    def _store_failed(self, kind: str, error: StoreError, now: float) -> None:
+        self._failures += 1
+        self.error = error
+        self._queued.append("error")
+        if kind == "save" and error.unknown_outcome and self._pending is not None:
+            self._pending.read_first = True
+        if kind == "acquire" and not error.retryable and self.status is Status.LOADING:
+            self._fail("store_error", error)
+            return
+        cap = min(5.0, self.spec.lease / 2)
+        self._due = now + retry_delay(self.key, self._failures, cap=cap, error=error)
+
+    def _on_acquire(self, result: Updated[Any], now: float) -> None:
+        self._failures = 0
+        outcome = result.outcome
+        if isinstance(outcome, tx.Granted):
+            self._granted(outcome, result.current, now)
+        elif self.status is Status.RELEASING:
+            self._due = now
+        elif isinstance(outcome, tx.Held):
+            self._held(outcome, now)
+        elif isinstance(outcome, tx.Corrupt):
+            self._fail("corrupt", outcome.error)
+
+    def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
+        record = outcome.record
+        stamp = record.stamp
+        mine = stamp is not None and (stamp.session, stamp.epoch) == (
+            self._lease.session_id,
+            record.epoch,
+        )
+        self.token = record.epoch
+        self._known = current
+        self._seq = stamp.seq if mine and stamp is not None else 0
+        self.data = record.data
+        self._saved_json = outcome.data_json
+        for change in self._edits:
+            try:
+                change(self.data)
+            except Exception as exc:  # a user's edit; report it, keep the rest
+                self.error = UsageError(
+                    f"an edit made before load failed on the loaded data: {exc!r}"
+                )
+                self._queued.append("error")
+        self._edits.clear()
+        if self.changes_pending:
+            self._force = True
+        self._autosave_at = now + self.spec.autosave_period
+        self._due = now if self._force or self.status is Status.RELEASING else self._autosave_at
+        if self.status is Status.LOADING:
+            self._move(Event.GRANTED)
+            self._queued.append("loaded")
+
+    def _held(self, outcome: tx.Held, now: float) -> None:
+        lock = outcome.lock
+        self._move(Event.HELD)
+        if lock != self._holder:
+            self._holder, self._watch = lock, None
+        self._attempts += 1
+        mode = self._decide(lock, now)
+        if mode is None:
+            return
+        if mode is LoadMode.STEAL:
+            self._take_over_now(lock, now)
+        elif mode is LoadMode.FORCE and not outcome.requested:
+            transform = tx.request_release(session=self._lease.session_id, at=self._lease.wall())
+            self._send("request", Update(key=self.store_key, transform=transform))
+        elif mode is LoadMode.FORCE and self._force_expired(lock, now):
+            self._take_over_now(lock, now)
+        else:
+            self._send("session", ReadSession(session_id=lock.session))
+
+    def _decide(self, lock: Lock, now: float) -> LoadMode | None:
+        mode = self._mode
+        if callable(mode) and not isinstance(mode, LoadMode):
+            started = now if self._load_started is None else self._load_started
+            attempt = Attempt(key=self.key, number=self._attempts, lock=lock, waited=now - started)
+            try:
+                mode = check_mode(mode(attempt))
+            except Exception as exc:  # the user's mode callable failed; give up the load
+                self._cancel(now, LockUnavailable(f"load mode callable failed: {exc!r}"))
+                return None
+            if not isinstance(mode, LoadMode):
+                self._cancel(now, LockUnavailable("load mode callable must return a mode name"))
+                return None
+        if mode is LoadMode.CANCEL:
+            self._cancel(now, LockUnavailable(f"{self.key!r} is held by session {lock.session}"))
+            return None
+        return mode
+
+    def _force_expired(self, lock: Lock, now: float) -> bool:
+        if self._requested is None or self._requested[0] != lock:
+            self._requested = (lock, now)
+        return now >= self._requested[1] + self.spec.force_timeout
+
+    def _on_request(self, outcome: object, now: float) -> None:
+        if self.status is Status.RELEASING:
+            self._due = now
+            if isinstance(outcome, tx.Requested):
+                self._requested = (outcome.lock, now)
+        elif isinstance(outcome, tx.Requested):
+            self._force_expired(outcome.lock, now)
+            self._due = now + self.spec.poll_period
+        elif isinstance(outcome, tx.Corrupt):
+            self._fail("corrupt", outcome.error)
+        else:
+            self._due = now
+
+    def _on_session(self, view: SessionView, now: float) -> None:
+        lock = self._holder
+        if self.status is Status.RELEASING or lock is None:
+            self._due = now
+            return
+        expired = view.expired
+        if expired is None:
+            seen = (lock.session, view.exists, view.version)
+            if self._watch is None or self._watch[0] != seen:
+                self._watch = (seen, now)
+            ttl = view.ttl if view.ttl is not None else self.spec.lease
+            expired = now - self._watch[1] >= ttl
+        if expired:
+            self._take_over_now(lock, now)
+            return
+        due = now + self.spec.poll_period
+        if self._requested is not None:
+            due = min(due, self._requested[1] + self.spec.force_timeout)
+        self._due = due
+
+    def _on_save(self, result: Updated[Any], now: float) -> None:
+        save, self._pending = self._pending, None
+        self._failures = 0
+        outcome = result.outcome
+        if save is None:
+            raise UsageError("a save result came with no save in flight")
+        if isinstance(outcome, tx.Lost):
+            self._lose(outcome.lock)
+            return
+        if result.current is not None:
+            self._known = result.current
+        self._saved_json = save.data_json
+        self._confirm(save.upto)
+        if not save.only_if_asked or result.wrote:
+            self._queued.append("saved")
+        if outcome.held:
+            self._autosave_at = now + self.spec.autosave_period
+            urgent = self._force or self.status is Status.RELEASING
+            self._due = now if urgent else self._autosave_at
+        elif outcome.replaced and self.status is Status.LOADED:
+            self._end(Event.REPLACED, "replaced")
+        elif outcome.released or save.release:
+            self._end(Event.RELEASED, "released")
+        else:
+            self._lose(None)
+
+    # ------------------------------------------------------------------ endings
+
+    def _take_over_now(self, lock: Lock, now: float) -> None:
+        self._take_over = lock
+        self._move(Event.RETRY)
+        self._due = now
+
+    def _cancel(self, now: float, error: LockUnavailable) -> None:
+        self.error = error
+        if self._requested is not None:
+            self._move(Event.RELEASE)
+            self._due = now
+        else:
+            self._end(Event.CANCEL, "idle")
+
+    def _fail(self, reason: str, error: SessionLockerError) -> None:
+        self.failure = reason
+        self.error = error
+        self._move(Event.FAIL)
+        self._finish("failed")
+
+    def _lose(self, lock: Lock | None) -> None:
+        holder = "no session" if lock is None else f"session {lock.session} (epoch {lock.epoch})"
+        self.error = LockLost(f"{self.key!r} is now held by {holder}")
+        self._move(Event.LOSE)
+        self._finish("lost")
+
+    def _end(self, event: Event, name: str) -> None:
+        self._move(event)
+        if name != "idle":
+            self._queued.append(name)
+        self._finish("idle")
+
+    def _finish(self, name: str) -> None:
+        self._bury()
+        self.token = None
+        self._due = NEVER
+        self._queued.append(name)
+        waiting, self._waiters = self._waiters, []
+        for _, callback in waiting:
+            callback(False)
+
+    def _bury(self) -> None:
+        """Changes marked but never saved by the session that is ending can never be."""
+        low = max([self._saved_upto, self._base, *(high for _, high in self._dead)])
+        if self._changes > low:
+            self._dead.append((low, self._changes))
+
+    def _confirm(self, upto: int) -> None:
+        self._saved_upto = max(self._saved_upto, upto)
+        done = [cb for change, cb in self._waiters if change <= self._saved_upto]
+        self._waiters = [(c, cb) for c, cb in self._waiters if c > self._saved_upto]
+        for callback in done:
+            callback(True)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _reset_session(self) -> None:
+        self._known = None
+        self._seq = 0
+        self._pending = None
+        self._saved_json = "null"
+        self._force = False
+        self._autosave_at = NEVER
+        self._load_started = None
+        self._attempts = 0
+        self._holder = None
+        self._take_over = None
+        self._requested = None
+        self._watch = None
+
+    def _epoch(self) -> int:
+        if self.token is None:
+            raise UsageError(f"{self.key!r} holds no lock")
+        return self.token
+
+    def _move(self, event: Event) -> None:
+        target = TRANSITIONS.get((self.status, event))
+        if target is None:
+            raise UsageError(f"cannot {event.value} while {self.status.value}")
+        self.status = target
+
+    def _wake(self) -> None:
+        if self._host is not None:
+            self._host.wake(self)
+
+    def _emit(self, name: str) -> None:
+        for callback in list(self._callbacks[name]):
+            callback(self)
+
+    def _fire(self) -> None:
+        queued, self._queued = self._queued, []
+        for name in queued:
+            self._emit(name)
+
+    def __repr__(self) -> str:
+        return f"<Locker {self.store_key!r} {self.status.value} token={self.token}>"

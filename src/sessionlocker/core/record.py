@@ -1,0 +1,252 @@
+"""The stored record: one JSON document per key, with a ``format`` number.
+
+A record holds the user's data and the library's metadata::
+
+    {"format": 1, "data": {...}, "schema": 1, "patch": 0, "epoch": 42,
+     "lock": {"session": "...", "epoch": 42, "acquired": t} | null,
+     "stamp": {"session": "...", "epoch": 42, "seq": 7} | null,
+     "release_requests": [{"by": "...", "at": t}],
+     "inbox": [...], "purchases": [...], "credit": {...}, "user_ids": [...], "tags": {...}}
+
+``epoch`` is the fencing counter: +1 at every acquire, never reused. ``stamp`` names the
+holder write that last changed ``data`` (session, epoch and that holder's save number),
+so a writer whose reply was lost can tell, by reading, whether its write committed.
+Decoding is strict: anything unexpected raises ``CorruptRecord`` and the stored bytes are
+left as they are. Fields this version does not know are kept and written back.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sessionlocker.errors import CorruptRecord
+
+__all__ = [
+    "FORMAT",
+    "Lock",
+    "Record",
+    "ReleaseRequest",
+    "Stamp",
+    "decode",
+    "encode",
+]
+
+#: The record format this code reads and writes.
+FORMAT = 1
+
+_KNOWN = frozenset(
+    {
+        "format",
+        "data",
+        "schema",
+        "patch",
+        "epoch",
+        "lock",
+        "stamp",
+        "release_requests",
+        "inbox",
+        "purchases",
+        "credit",
+        "user_ids",
+        "tags",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """Who holds the record: a session, in an epoch, since a wall-clock time."""
+
+    session: str
+    epoch: int
+    acquired: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """The holder write that last changed the data."""
+
+    session: str
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """Another session asks the holder to save and release."""
+
+    by: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A decoded record. ``data`` is the user's JSON value; the rest is metadata."""
+
+    data: Any
+    schema: int = 1
+    patch: int = 0
+    epoch: int = 0
+    lock: Lock | None = None
+    stamp: Stamp | None = None
+    release_requests: tuple[ReleaseRequest, ...] = ()
+    inbox: tuple[Any, ...] = ()
+    purchases: tuple[Any, ...] = ()
+    credit: dict[str, int] = field(default_factory=dict)
+    user_ids: tuple[Any, ...] = ()
+    tags: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def held_by(self, session: str, epoch: int) -> bool:
+        """True if the lock is exactly this session in this epoch."""
+        return self.lock is not None and (self.lock.session, self.lock.epoch) == (
+            session,
+            epoch,
+        )
+
+    def with_(self, **changes: Any) -> Record:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def encode(record: Record, data_json: str | None = None) -> bytes:
+    """The record as UTF-8 JSON bytes.
+
+    ``data_json``, when given, is the data already encoded (a save encodes the data
+    once, then splices it into each attempt's record).
+    """
+    meta: dict[str, Any] = dict(record.extra)
+    meta.update(
+        format=FORMAT,
+        schema=record.schema,
+        patch=record.patch,
+        epoch=record.epoch,
+        lock=None if record.lock is None else _lock_json(record.lock),
+        stamp=None if record.stamp is None else _stamp_json(record.stamp),
+        release_requests=[{"by": r.by, "at": r.at} for r in record.release_requests],
+        inbox=list(record.inbox),
+        purchases=list(record.purchases),
+        credit=record.credit,
+        user_ids=list(record.user_ids),
+        tags=record.tags,
+    )
+    if data_json is None:
+        data_json = json.dumps(record.data, ensure_ascii=False, allow_nan=False)
+    head = json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return (head[:-1] + ',"data":' + data_json + "}").encode("utf-8")
+
+
+def decode(value: bytes) -> Record:
+    """Parse and check stored bytes; raise ``CorruptRecord`` saying what is wrong."""
+    try:
+        raw = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptRecord(f"stored bytes are not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise CorruptRecord(f"a record is a JSON object, found {type(raw).__name__}")
+    fmt = raw.get("format")
+    if fmt != FORMAT:
+        raise CorruptRecord(f"record format {fmt!r} is not {FORMAT}, the one this code reads")
+    if "data" not in raw:
+        raise CorruptRecord("record has no 'data'")
+    record = Record(
+        data=raw["data"],
+        schema=_int(raw, "schema", 1),
+        patch=_int(raw, "patch", 0),
+        epoch=_int(raw, "epoch", 0),
+        lock=_lock(raw.get("lock")),
+        stamp=_stamp(raw.get("stamp")),
+        release_requests=tuple(_request(r) for r in _list(raw, "release_requests")),
+        inbox=tuple(_list(raw, "inbox")),
+        purchases=tuple(_list(raw, "purchases")),
+        credit=_credit(raw.get("credit", {})),
+        user_ids=tuple(_list(raw, "user_ids")),
+        tags=_dict(raw, "tags"),
+        extra={k: v for k, v in raw.items() if k not in _KNOWN},
+    )
+    if record.lock is not None and record.lock.epoch != record.epoch:
+        raise CorruptRecord(f"lock epoch {record.lock.epoch} is not the record's {record.epoch}")
+    return record
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _lock_json(lock: Lock) -> dict[str, Any]:
+    return {"session": lock.session, "epoch": lock.epoch, "acquired": lock.acquired}
+
+
+def _stamp_json(stamp: Stamp) -> dict[str, Any]:
+    return {"session": stamp.session, "epoch": stamp.epoch, "seq": stamp.seq}
+
+
+def _int(raw: dict[str, Any], name: str, default: int) -> int:
+    value = raw.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise CorruptRecord(f"'{name}' must be a whole number >= 0, found {value!r}")
+    return value
+
+
+def _number(raw: dict[str, Any], name: str, where: str) -> float:
+    value = raw.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise CorruptRecord(f"'{where}.{name}' must be a number, found {value!r}")
+    return float(value)
+
+
+def _str(raw: dict[str, Any], name: str, where: str) -> str:
+    value = raw.get(name)
+    if not isinstance(value, str) or not value:
+        raise CorruptRecord(f"'{where}.{name}' must be a non-empty string, found {value!r}")
+    return value
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise CorruptRecord(f"'{where}' must be an object, found {value!r}")
+    return value
+
+
+def _list(raw: dict[str, Any], name: str) -> list[Any]:
+    value = raw.get(name, [])
+    if not isinstance(value, list):
+        raise CorruptRecord(f"'{name}' must be a list, found {type(value).__name__}")
+    return value
+
+
+def _dict(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    return _obj(raw.get(name, {}), name)
+
+
+def _lock(value: Any) -> Lock | None:
+    if value is None:
+        return None
+    raw = _obj(value, "lock")
+    return Lock(
+        _str(raw, "session", "lock"), _int(raw, "epoch", -1), _number(raw, "acquired", "lock")
+    )
+
+
+def _stamp(value: Any) -> Stamp | None:
+    if value is None:
+        return None
+    raw = _obj(value, "stamp")
+    return Stamp(_str(raw, "session", "stamp"), _int(raw, "epoch", -1), _int(raw, "seq", -1))
+
+
+def _request(value: Any) -> ReleaseRequest:
+    raw = _obj(value, "release_requests[]")
+    return ReleaseRequest(
+        _str(raw, "by", "release_requests[]"), _number(raw, "at", "release_requests[]")
+    )
+
+
+def _credit(value: Any) -> dict[str, int]:
+    credit = _obj(value, "credit")
+    for product, amount in credit.items():
+        if not isinstance(amount, int) or isinstance(amount, bool):
+            raise CorruptRecord(f"'credit.{product}' must be a whole number, found {amount!r}")
+    return credit

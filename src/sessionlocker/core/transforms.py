@@ -1,0 +1,227 @@
+"""Pure transforms of a stored record: acquire, save (and release), release requests.
+
+Each is a function from what is stored to a decision (``Put`` or ``Keep``) with an
+outcome. They never raise on a stranger's lock or bad bytes: they say so in the
+outcome, and keep the stored bytes as they are. They are idempotent, so a call whose
+reply was lost is resolved by running the same transform again on a fresh read:
+
+- acquire finds our own session on the lock and reports ``Granted`` without writing;
+- save finds its own ``stamp`` (session, epoch, save number) and reports ``Saved``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
+from sessionlocker.core.record import Lock, Record, ReleaseRequest, Stamp, decode, encode
+from sessionlocker.core.storable import encode_data
+from sessionlocker.errors import CorruptRecord, UnstorableData
+
+__all__ = [
+    "Corrupt",
+    "Free",
+    "Granted",
+    "Held",
+    "Lost",
+    "Requested",
+    "Saved",
+    "Withdrawn",
+    "acquire",
+    "request_release",
+    "save",
+    "withdraw_request",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """We hold the lock now (``created``: the record did not exist before).
+
+    ``data_json`` is the stored data as it was checked to be storable.
+    """
+
+    record: Record
+    created: bool
+    data_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """Another session holds the lock; ``requested``: our release request is on it."""
+
+    lock: Lock
+    requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Corrupt:
+    """The stored bytes are not a valid record; nothing was written."""
+
+    error: CorruptRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """Our write with this save number is committed.
+
+    ``released``: that write cleared the lock; ``replaced``: because another session
+    asked. ``held``: we still hold the lock. Not released and not held: the write
+    committed, then another session took the lock (a lost reply, learned on retry).
+    """
+
+    released: bool
+    replaced: bool
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """Another session (or none) holds the lock: our save was not written."""
+
+    lock: Lock | None
+
+
+@dataclass(frozen=True, slots=True)
+class Requested:
+    """Our release request is on the record held by ``lock``."""
+
+    lock: Lock
+
+
+@dataclass(frozen=True, slots=True)
+class Free:
+    """The record is absent, unlocked or ours: no request is needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """No release request of ours is left on the record."""
+
+
+AcquireOutcome = Granted | Held | Corrupt
+SaveOutcome = Saved | Lost
+RequestOutcome = Requested | Free | Corrupt
+
+
+def acquire(
+    *, session: str, at: float, fresh_json: str, take_over: Lock | None = None
+) -> Transform[AcquireOutcome]:
+    """Take the lock if it is free (or exactly ``take_over``), bumping the epoch.
+
+    A missing record is created from ``fresh_json``. A lock already naming our session
+    is ours (a retry after a lost reply): granted without a write.
+    """
+
+    def transform(current: Versioned | None) -> Put[AcquireOutcome] | Keep[AcquireOutcome]:
+        if current is None:
+            record = Record(data=None, epoch=1, lock=Lock(session, 1, at))
+            created = record.with_(data=json.loads(fresh_json))
+            return Put(encode(record, fresh_json), Granted(created, True, fresh_json))
+        try:
+            record = decode(current.value)
+            data_json = encode_data(record.data)
+        except CorruptRecord as exc:
+            return Keep(Corrupt(exc))
+        except UnstorableData as exc:
+            return Keep(Corrupt(CorruptRecord(f"stored data is not plain JSON: {exc}")))
+        lock = record.lock
+        if lock is not None and lock.session == session:
+            return Keep(Granted(record, False, data_json))
+        if lock is not None and lock != take_over:
+            return Keep(Held(lock, requested=_requested_by(record, session)))
+        epoch = record.epoch + 1
+        taken = record.with_(epoch=epoch, lock=Lock(session, epoch, at), release_requests=())
+        return Put(encode(taken, data_json), Granted(taken, False, data_json))
+
+    return transform
+
+
+def save(
+    *,
+    session: str,
+    epoch: int,
+    seq: int,
+    data_json: str,
+    release: bool = False,
+    only_if_asked: bool = False,
+) -> Transform[SaveOutcome]:
+    """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
+
+    The holder honours release requests here: when one is on the record, this write
+    also clears the lock (``replaced``). With ``only_if_asked`` nothing is written
+    unless a release request asks for it (an autosave with nothing new to save).
+    """
+    stamp = Stamp(session, epoch, seq)
+
+    def transform(current: Versioned | None) -> Put[SaveOutcome] | Keep[SaveOutcome]:
+        if current is None:
+            return Keep(Lost(None))
+        try:
+            record = decode(current.value)
+        except CorruptRecord:
+            return Keep(Lost(None))
+        held = record.held_by(session, epoch)
+        if record.stamp == stamp:
+            released = record.lock is None and record.epoch == epoch
+            return Keep(Saved(released=released, replaced=released and not release, held=held))
+        if not held:
+            return Keep(Lost(record.lock))
+        replaced = bool(record.release_requests) and not release
+        if only_if_asked and not replaced:
+            return Keep(Saved(released=False, replaced=False, held=True))
+        if release or replaced:
+            record = record.with_(lock=None, release_requests=())
+        written = record.with_(stamp=stamp)
+        outcome = Saved(
+            released=record.lock is None, replaced=replaced, held=record.lock is not None
+        )
+        return Put(encode(written, data_json), outcome)
+
+    return transform
+
+
+def request_release(*, session: str, at: float) -> Transform[RequestOutcome]:
+    """Ask whoever holds the record to save and release it (``force``)."""
+
+    def transform(current: Versioned | None) -> Put[RequestOutcome] | Keep[RequestOutcome]:
+        if current is None:
+            return Keep(Free())
+        try:
+            record = decode(current.value)
+        except CorruptRecord as exc:
+            return Keep(Corrupt(exc))
+        lock = record.lock
+        if lock is None or lock.session == session:
+            return Keep(Free())
+        if _requested_by(record, session):
+            return Keep(Requested(lock))
+        asked = record.with_(
+            release_requests=(*record.release_requests, ReleaseRequest(session, at))
+        )
+        return Put(encode(asked), Requested(lock))
+
+    return transform
+
+
+def withdraw_request(*, session: str) -> Transform[Withdrawn]:
+    """Remove our release requests from the record (a cancelled ``force`` load)."""
+
+    def transform(current: Versioned | None) -> Put[Withdrawn] | Keep[Withdrawn]:
+        if current is None:
+            return Keep(Withdrawn())
+        try:
+            record = decode(current.value)
+        except CorruptRecord:
+            return Keep(Withdrawn())
+        if not _requested_by(record, session):
+            return Keep(Withdrawn())
+        left = tuple(r for r in record.release_requests if r.by != session)
+        return Put(encode(record.with_(release_requests=left)), Withdrawn())
+
+    return transform
+
+
+def _requested_by(record: Record, session: str) -> bool:
+    return any(request.by == session for request in record.release_requests)

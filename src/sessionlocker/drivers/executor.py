@@ -1,0 +1,67 @@
+"""Where store requests run: a small thread pool, or by hand in tests.
+
+A driver hands each request to an executor as ``submit(call, done)``; the executor
+runs ``call()`` somewhere and passes its result to ``done``, from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from sessionlocker.core.protocol import DropSession, PutSession, ReadSession, Request, Update
+from sessionlocker.errors import StoreError
+from sessionlocker.stores.base import Store
+
+__all__ = ["Executor", "ThreadExecutor", "execute"]
+
+log = logging.getLogger("sessionlocker.driver")
+
+
+class Executor(Protocol):
+    """Runs calls away from the frame and reports their results."""
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        """Run ``call()``; pass what it returns to ``done``."""
+
+    def shutdown(self) -> None:
+        """Finish what was submitted, then stop."""
+
+
+class ThreadExecutor:
+    """A thread pool of ``workers`` threads (size it to the store's connection count)."""
+
+    def __init__(self, workers: int = 4) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sessionlocker")
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        def finished(future: Future[object]) -> None:
+            done(future.result())
+
+        self._pool.submit(call).add_done_callback(finished)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def execute(store: Store, request: Request) -> object:
+    """Run one request on ``store``; a failure comes back as a ``StoreError`` value."""
+    try:
+        if isinstance(request, Update):
+            return store.update(request.key, request.transform, request.known)
+        if isinstance(request, ReadSession):
+            return store.get_session(request.session_id)
+        if isinstance(request, PutSession):
+            store.put_session(request.session_id, request.ttl, request.info)
+        elif isinstance(request, DropSession):
+            store.drop_session(request.session_id)
+        return None
+    except StoreError as exc:
+        return exc
+    except Exception as exc:  # a store that let its client's error escape: outcome unknown
+        log.exception("store %s raised an untranslated error", type(store).__name__)
+        error = StoreError(f"store raised {type(exc).__name__}", unknown_outcome=True)
+        error.__cause__ = exc
+        return error

@@ -1,0 +1,281 @@
+"""``LockerService``: the frame-loop driver of the core, and the blocking easy API.
+
+One service is one session (one lease) on one store for one ``Spec``. Call
+``update()`` every frame from one thread: it feeds finished store calls back to their
+lockers, renews the lease when due, and advances only the lockers whose deadline has
+come (a heap), so an idle locker costs nothing per frame. Store calls run on a small
+thread pool and never block the frame.
+
+``session(key)`` is the blocking convenience for scripts: it drives the service itself
+until the locker is loaded, yields it, then saves and releases on exit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sessionlocker.core.lease import Lease
+from sessionlocker.core.locker import Locker, Status
+from sessionlocker.core.modes import LoadMode, Mode
+from sessionlocker.core.protocol import Request
+from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.drivers.executor import Executor, ThreadExecutor, execute
+from sessionlocker.errors import (
+    AlreadyOpen,
+    DataError,
+    LockLost,
+    LockUnavailable,
+    StoreError,
+    UsageError,
+)
+from sessionlocker.stores import Store, open_store
+
+__all__ = ["LockerService"]
+
+_LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
+_TICK = 0.05
+
+
+class LockerService:
+    """Owns the lockers of one ``Spec`` on one store, under one session lease.
+
+    ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it).
+    ``clock`` (monotonic seconds) and ``wall`` (epoch seconds, only for timestamps in
+    records) default to the ``time`` module's; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        spec: Spec,
+        session_id: str | None = None,
+        clock: Callable[[], float] | None = None,
+        *,
+        wall: Callable[[], float] | None = None,
+        executor: Executor | None = None,
+        workers: int = 4,
+    ) -> None:
+        if not isinstance(spec, Spec):
+            raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
+        self._owns_store = isinstance(store, str)
+        self.store: Store = open_store(store) if isinstance(store, str) else store
+        self.spec = spec
+        self.session_id = session_id or _new_session_id()
+        self.clock = clock or time.monotonic
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
+        self.lease = Lease(
+            self.session_id, spec.lease, info, clock=self.clock, wall=wall or time.time
+        )
+        self._executor = executor or ThreadExecutor(workers)
+        self._lockers: dict[str, Locker] = {}
+        self._heap: list[tuple[float, int, Locker]] = []
+        self._scheduled: dict[Locker, float] = {}
+        self._order = itertools.count()
+        self._done: queue.SimpleQueue[tuple[Locker | Lease, object]] = queue.SimpleQueue()
+        self._signal = threading.Event()
+        self._inflight = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ lockers
+
+    def locker(self, key: str) -> Locker:
+        """A new locker for ``key`` (call ``acquire()`` on it). ``AlreadyOpen`` if one is live."""
+        self._check_open()
+        check_key(key)
+        if key in self._lockers:
+            raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
+        return Locker(key, self.spec, self.lease, host=self)
+
+    def get(self, key: str) -> Locker | None:
+        """The live locker for ``key`` (loading, loaded or releasing), if any."""
+        return self._lockers.get(key)
+
+    def lockers(self) -> list[Locker]:
+        """Every live locker."""
+        return list(self._lockers.values())
+
+    def opening(self, locker: Locker) -> None:
+        """Host hook: register ``locker`` before it acquires (one live locker per key)."""
+        self._check_open()
+        current = self._lockers.get(locker.key)
+        if current is not None and current is not locker:
+            raise AlreadyOpen(f"{locker.key!r} is already open in session {self.session_id}")
+        self._lockers[locker.key] = locker
+
+    def wake(self, locker: Locker) -> None:
+        """Host hook: look at ``locker`` at the next frame."""
+        self._schedule(locker)
+
+    # ------------------------------------------------------------------ frames
+
+    def update(self, now: float | None = None) -> None:
+        """Run one frame: results in, lease renewal, due lockers advanced."""
+        now = self.clock() if now is None else now
+        self._take_results(now)
+        renewal = self.lease.update(now)
+        if renewal is not None:
+            self._submit(self.lease, renewal)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, _, locker = heapq.heappop(heap)
+            if self._scheduled.get(locker) != due:
+                continue
+            del self._scheduled[locker]
+            for request in locker.update(now):
+                self._submit(locker, request)
+            self._settle(locker)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a frame has work (``None``: only I/O results will bring work)."""
+        candidates = [
+            d
+            for d in (self.lease.next_deadline(), self._heap[0][0] if self._heap else None)
+            if d is not None
+        ]
+        return min(candidates) if candidates else None
+
+    def _take_results(self, now: float) -> None:
+        while True:
+            try:
+                owner, result = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._inflight -= 1
+            if isinstance(owner, Lease):
+                owner.handle(result if isinstance(result, StoreError) else None, now)
+                continue
+            owner.handle(result, now)
+            self._settle(owner)
+
+    def _submit(self, owner: Locker | Lease, request: Request) -> None:
+        self._inflight += 1
+
+        def done(result: object) -> None:
+            self._done.put((owner, result))
+            self._signal.set()
+
+        self._executor.submit(lambda: execute(self.store, request), done)
+
+    def _settle(self, locker: Locker) -> None:
+        if locker.status in _LIVE:
+            self._schedule(locker)
+            return
+        self._scheduled.pop(locker, None)
+        if self._lockers.get(locker.key) is locker:
+            del self._lockers[locker.key]
+
+    def _schedule(self, locker: Locker) -> None:
+        due = locker.next_deadline()
+        if due is None:
+            self._scheduled.pop(locker, None)
+            return
+        if self._scheduled.get(locker) == due:
+            return
+        self._scheduled[locker] = due
+        heapq.heappush(self._heap, (due, next(self._order), locker))
+
+    # ------------------------------------------------------------------ blocking helpers
+
+    def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Drive frames until ``done()`` is true (True) or ``timeout`` seconds pass (False)."""
+        deadline = None if timeout is None else self.clock() + timeout
+        while True:
+            self._signal.clear()
+            self.update()
+            if done():
+                return True
+            now = self.clock()
+            if deadline is not None and now >= deadline:
+                return False
+            wait = _TICK
+            upcoming = self.next_deadline()
+            if upcoming is not None:
+                wait = min(wait, max(0.0, upcoming - now))
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - now))
+            self._signal.wait(wait)
+
+    @contextmanager
+    def session(
+        self, key: str, mode: Mode = LoadMode.REPEAT, timeout: float | None = None
+    ) -> Iterator[Locker]:
+        """Load ``key``, yield its loaded locker, then save and release it.
+
+        Raises instead of yielding when the load fails: ``LockUnavailable`` on timeout
+        or cancel, ``CorruptRecord`` (or another data error) when the record is refused.
+        On exit, raises ``LockLost`` if the lock was lost, or the data error that kept
+        the final save from being written (the store then keeps its last good value).
+        The final save happens also when the body raised.
+        """
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"timeout must be positive seconds or None, not {timeout!r}")
+        locker = self.locker(key)
+        locker.acquire(mode)
+        loaded = self.run_until(
+            lambda: locker.status not in (Status.LOADING, Status.WAITING), timeout
+        )
+        if not loaded or locker.status is not Status.LOADED:
+            locker.release()
+            self.run_until(lambda: locker.status not in _LIVE)
+            if not loaded:
+                raise LockUnavailable(f"{key!r} could not be loaded within {timeout} s")
+            raise locker.error or LockUnavailable(f"{key!r} could not be loaded")
+        error_before = locker.error
+        try:
+            yield locker
+        finally:
+            locker.release()
+            self.run_until(lambda: locker.status not in _LIVE)
+        if isinstance(locker.error, LockLost):
+            raise locker.error
+        if isinstance(locker.error, DataError) and locker.error is not error_before:
+            raise locker.error
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Save and release every locker within ``timeout`` seconds, then end the lease.
+
+        Returns True when every locker was released in time. Idempotent.
+        """
+        if self._closed:
+            return True
+        for locker in list(self._lockers.values()):
+            locker.release()
+        released = self.run_until(lambda: not self._lockers and self._inflight == 0, timeout)
+        self._closed = True
+        self._drop_lease()
+        self._executor.shutdown()
+        if self._owns_store:
+            self.store.close()
+        return released
+
+    def _drop_lease(self) -> None:
+        # A failure here is harmless: the lease then expires by itself after one TTL.
+        execute(self.store, self.lease.close())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UsageError(f"service {self.session_id} is closed")
+
+    def __enter__(self) -> LockerService:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        live = len(self._lockers)
+        return f"<LockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
+
+
+def _new_session_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

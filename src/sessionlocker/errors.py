@@ -1,0 +1,121 @@
+"""Every error sessionlocker raises, under one base.
+
+::
+
+    SessionLockerError
+    ├── UsageError (ValueError)      bad argument or misuse; nothing was changed
+    │   └── AlreadyOpen              the key is already open in this service
+    ├── Conflict                     a conditional write found another revision (stores)
+    ├── StoreError                   the store failed; .retryable, .unknown_outcome
+    │   └── Throttled                the store asked us to slow down; .retry_after
+    ├── LockError
+    │   ├── LockUnavailable          the lock could not be had (timeout, cancel, mode)
+    │   └── LockLost                 another session holds the lock now
+    └── DataError (ValueError)
+        ├── CorruptRecord            stored bytes are not a valid record; left untouched
+        └── UnstorableData           the data cannot be stored as JSON; .path names where
+
+Backends translate their client library's exceptions into ``StoreError`` at their
+boundary (``raise StoreError(...) from exc``), so callers never see a driver's own
+exception types.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyOpen",
+    "Conflict",
+    "CorruptRecord",
+    "DataError",
+    "LockError",
+    "LockLost",
+    "LockUnavailable",
+    "SessionLockerError",
+    "StoreError",
+    "Throttled",
+    "UnstorableData",
+    "UsageError",
+]
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sessionlocker.core.protocol import Versioned
+
+
+class SessionLockerError(Exception):
+    """The base of every error raised by sessionlocker."""
+
+
+class UsageError(SessionLockerError, ValueError):
+    """A call was made with a bad argument or at the wrong time; nothing changed."""
+
+
+class AlreadyOpen(UsageError):
+    """The key is already open in this service (one process, one owner)."""
+
+
+class Conflict(SessionLockerError):
+    """A conditional write found a revision other than the one expected.
+
+    ``current`` is what the store holds now (``None`` when the key is absent), so the
+    caller can transform it again without another read.
+    """
+
+    def __init__(self, key: str, current: Versioned | None) -> None:
+        super().__init__(f"revision of {key!r} moved")
+        self.key = key
+        self.current = current
+
+
+class StoreError(SessionLockerError):
+    """A store call failed.
+
+    ``retryable``: the same call may succeed later (timeout, throttle, lost connection).
+    ``unknown_outcome``: the call may have committed although no reply came back; the
+    caller must re-read to learn what happened, never assume either way.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, unknown_outcome: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.unknown_outcome = unknown_outcome
+
+
+class Throttled(StoreError):
+    """The store refused the call for now and says when to try again."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retryable=True)
+        self.retry_after = retry_after
+
+
+class LockError(SessionLockerError):
+    """The lock on a record could not be had or was lost."""
+
+
+class LockUnavailable(LockError):
+    """The lock could not be acquired (timed out, cancelled, or held and mode said stop)."""
+
+
+class LockLost(LockError):
+    """Another session holds the lock now; this locker's unsaved changes were not saved."""
+
+
+class DataError(SessionLockerError, ValueError):
+    """Data is unreadable or cannot be stored."""
+
+
+class CorruptRecord(DataError):
+    """The stored bytes are not a valid record. They are left byte-for-byte untouched."""
+
+
+class UnstorableData(DataError):
+    """The data cannot be stored as JSON; ``path`` names the offending value."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"cannot store data at {path}: {problem}")
+        self.path = path
+        self.problem = problem

@@ -1,0 +1,93 @@
+"""The store protocol: bytes and revisions, nothing more.
+
+A store keeps, per key, some bytes and a revision that only grows (also across a
+delete and re-create, so an old revision never names new bytes). Every write is
+conditional on the revision the writer expects. Beside the records a store keeps small
+*session* records, the leases of live services, judged alive or expired by the
+store's own clock where it has one.
+
+Backends raise ``Conflict`` for a moved revision and translate every other failure of
+their client library into ``StoreError`` (retryable or not, outcome known or not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, TypeVar, runtime_checkable
+
+from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
+from sessionlocker.errors import Conflict
+
+__all__ = ["Store", "cas_update"]
+
+T = TypeVar("T")
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What every backend offers. The memory store is the reference implementation."""
+
+    def read(self, key: str) -> Versioned | None:
+        """The bytes and revision stored at ``key``, or ``None`` when absent."""
+        ...
+
+    def write(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write if the stored revision is ``expected`` (``None``: key must be absent).
+
+        Returns the new revision; raises ``Conflict`` carrying what is stored now.
+        """
+        ...
+
+    def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        """Read (or start from ``known``), transform, write conditionally; retry on conflict."""
+        ...
+
+    def delete(self, key: str, expected: int | None = None) -> bool:
+        """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
+        ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key starting with ``prefix``, in no promised order."""
+        ...
+
+    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+        """Write our session record, alive for ``ttl`` seconds of the store's time."""
+        ...
+
+    def get_session(self, session_id: str) -> SessionView:
+        """What the store knows of a session's lease."""
+        ...
+
+    def drop_session(self, session_id: str) -> None:
+        """Remove a session record (a clean close); absent is fine."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files. Using the store afterwards is an error."""
+        ...
+
+
+def cas_update(
+    store: Store, key: str, transform: Transform[T], known: Versioned | None = None
+) -> Updated[T]:
+    """The generic update on top of ``read`` and ``write``.
+
+    With ``known``, the first attempt is one conditional write (no read). On
+    ``Conflict`` the transform runs again on what the conflict reported as stored, so
+    each retry costs one round trip too. The loop ends because every conflict means
+    another writer made progress.
+    """
+    current = known if known is not None else store.read(key)
+    while True:
+        decision = transform(current)
+        if isinstance(decision, Keep):
+            return Updated(decision.outcome, current, wrote=False)
+        expected = current.revision if current is not None else None
+        try:
+            revision = store.write(key, decision.value, expected)
+        except Conflict as conflict:
+            current = conflict.current
+            continue
+        return Updated(decision.outcome, Versioned(decision.value, revision), wrote=True)

@@ -1,0 +1,57 @@
+"""Helpers for testing code that uses sessionlocker (and for our own tests).
+
+``ManualExecutor`` runs no store call until told to: a test decides which request
+completes next, or lets one commit and then drops its reply (a crash after the write,
+before the acknowledgement), so races and crashes are replayed exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["ManualExecutor"]
+
+
+@dataclass(slots=True)
+class _Call:
+    call: Callable[[], object]
+    done: Callable[[object], None]
+
+
+class ManualExecutor:
+    """Holds submitted calls until ``run_next``, ``run_all`` or ``drop_next``."""
+
+    def __init__(self) -> None:
+        self._calls: list[_Call] = []
+        self.dropped = 0
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        self._calls.append(_Call(call, done))
+
+    def shutdown(self) -> None:
+        self.run_all()
+
+    @property
+    def pending(self) -> int:
+        """How many calls wait to be run."""
+        return len(self._calls)
+
+    def run_next(self, index: int = 0) -> object:
+        """Run the call at ``index`` (oldest first) and deliver its result."""
+        entry = self._calls.pop(index)
+        result = entry.call()
+        entry.done(result)
+        return result
+
+    def run_all(self) -> None:
+        """Run every waiting call, including any submitted meanwhile, in order."""
+        while self._calls:
+            self.run_next()
+
+    def drop_next(self, *, execute: bool, index: int = 0) -> None:
+        """Never deliver the call at ``index``; run it first when ``execute`` (reply lost)."""
+        entry = self._calls.pop(index)
+        if execute:
+            entry.call()
+        self.dropped += 1
