@@ -122,7 +122,7 @@ class Host(Protocol):
         """``locker`` has work before its last reported deadline; look at it soon."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Save:
     """A save being sent, kept as it is across retries so a retry is the same write."""
 
@@ -131,7 +131,6 @@ class _Save:
     upto: int
     release: bool
     only_if_asked: bool
-    read_first: bool = False
 
 
 class Locker:
@@ -355,7 +354,9 @@ class Locker:
             release=save.release,
             only_if_asked=save.only_if_asked,
         )
-        known = None if save.read_first or save.only_if_asked else self._known
+        # After a lost reply ``known`` may be stale: the conditional write then conflicts,
+        # the store hands back what is stored, and the transform finds its own stamp.
+        known = None if save.only_if_asked else self._known
         self._send("save", Update(key=self.store_key, transform=transform, known=known))
 
     def _new_save(self, now: float, *, release: bool) -> _Save | None:
@@ -398,8 +399,6 @@ class Locker:
         self._failures += 1
         self.error = error
         self._queued.append("error")
-        if kind == "save" and error.unknown_outcome and self._pending is not None:
-            self._pending.read_first = True
         if kind == "acquire" and not error.retryable and self.status is Status.LOADING:
             self._fail("store_error", error)
             return

@@ -1,0 +1,18 @@
+"""Stores: where records and session leases are kept, behind one small protocol.
+
+- ``Store`` and ``cas_update``: the protocol and the generic update (``base``).
+- ``MemoryStore``: in this process; the reference implementation.
+- ``SQLiteStore``: one SQLite file, shared by the processes of one machine.
+- ``FaultyStore``: wraps any store and injects latency and failures, for tests.
+- ``open_store(url)``: any of them from a URL such as ``sqlite:///data/app.db``.
+"""
+
+from __future__ import annotations
+
+from sessionlocker.stores.base import Store, cas_update
+from sessionlocker.stores.faults import FaultyStore
+from sessionlocker.stores.memory import MemoryStore
+from sessionlocker.stores.opening import open_store
+from sessionlocker.stores.sqlite import SQLiteStore
+
+__all__ = ["FaultyStore", "MemoryStore", "SQLiteStore", "Store", "cas_update", "open_store"]

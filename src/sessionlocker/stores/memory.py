@@ -1,0 +1,191 @@
+"""``MemoryStore``: the reference implementation of the ``Store`` protocol.
+
+Everything lives in dictionaries in this process, guarded by one lock, so it is safe to
+share between threads but not between processes. Use it in tests, in simulations (with
+an injected clock) and as the yardstick other backends are compared with.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
+from sessionlocker.errors import Conflict
+from sessionlocker.stores._checks import (
+    check_expected,
+    check_key,
+    check_prefix,
+    check_session_id,
+    check_ttl,
+    check_value,
+    closed_error,
+)
+
+__all__ = ["MemoryStore"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    expires: float
+    version: int
+    ttl: float
+    info: bytes
+
+
+class MemoryStore:
+    """Records and sessions in memory, behind one ``threading.Lock``.
+
+    Revisions come from one counter for the whole store, so they only grow, across
+    keys and across a delete and re-create: a revision is never handed out twice.
+    Session versions come from a second store-wide counter for the same reason: a
+    dropped and re-created session never shows a version a watcher saw before.
+
+    ``clock`` is the store's own clock for session expiry (seconds, only differences
+    matter). Inject a fake one to test expiry without waiting.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._records: dict[str, Versioned] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._revision = 0
+        self._session_version = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(records={len(self._records)}, closed={self._closed})"
+
+    # Helpers below expect the lock to be held.
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise closed_error()
+
+    def _write_locked(self, key: str, value: bytes, expected: int | None) -> int:
+        current = self._records.get(key)
+        found = current.revision if current is not None else None
+        if found != expected:
+            raise Conflict(key, current)
+        self._revision += 1
+        self._records[key] = Versioned(value, self._revision)
+        return self._revision
+
+    # Records.
+
+    def read(self, key: str) -> Versioned | None:
+        """The bytes and revision stored at ``key``, or ``None`` when absent."""
+        key = check_key(key)
+        with self._lock:
+            self._check_open()
+            return self._records.get(key)
+
+    def write(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write if the stored revision is ``expected`` (``None``: the key must be absent).
+
+        Returns the new revision; raises ``Conflict`` carrying what is stored now.
+        """
+        key = check_key(key)
+        value = check_value(value)
+        expected = check_expected(expected)
+        with self._lock:
+            self._check_open()
+            return self._write_locked(key, value, expected)
+
+    def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        """The same steps as ``cas_update``, done in one go under the store's lock.
+
+        With ``known`` the transform first runs on it; if ``known`` turns out stale the
+        transform runs again on what is stored, and the outcome of that last run is
+        reported. A ``Keep`` on the first run returns at once with ``known`` as
+        ``current`` (exactly as ``cas_update`` does). The transform runs under the lock,
+        so it must be pure and must never call the store.
+        """
+        key = check_key(key)
+        with self._lock:
+            self._check_open()
+            current = known if known is not None else self._records.get(key)
+            while True:
+                decision = transform(current)
+                if isinstance(decision, Keep):
+                    return Updated(decision.outcome, current, wrote=False)
+                value = check_value(decision.value, "the value a transform puts")
+                expected = current.revision if current is not None else None
+                try:
+                    revision = self._write_locked(key, value, expected)
+                except Conflict as conflict:
+                    current = conflict.current
+                    continue
+                return Updated(decision.outcome, Versioned(value, revision), wrote=True)
+
+    def delete(self, key: str, expected: int | None = None) -> bool:
+        """Remove ``key``; True if it existed.
+
+        With ``expected`` the key is removed only at that revision: another revision
+        raises ``Conflict`` carrying what is stored. An absent key returns False.
+        """
+        key = check_key(key)
+        expected = check_expected(expected)
+        with self._lock:
+            self._check_open()
+            current = self._records.get(key)
+            if current is None:
+                return False
+            if expected is not None and current.revision != expected:
+                raise Conflict(key, current)
+            del self._records[key]
+            return True
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key starting with ``prefix``, as a snapshot taken now."""
+        prefix = check_prefix(prefix)
+        with self._lock:
+            self._check_open()
+            found = [key for key in self._records if key.startswith(prefix)]
+        return iter(found)
+
+    # Sessions.
+
+    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+        """Write our session record, alive for ``ttl`` seconds of this store's clock."""
+        session_id = check_session_id(session_id)
+        ttl = check_ttl(ttl)
+        info = check_value(info, "session info")
+        with self._lock:
+            self._check_open()
+            self._session_version += 1
+            expires = self._clock() + ttl
+            self._sessions[session_id] = _Session(expires, self._session_version, ttl, info)
+
+    def get_session(self, session_id: str) -> SessionView:
+        """What the store knows of a session; expired when its clock reached the expiry."""
+        session_id = check_session_id(session_id)
+        with self._lock:
+            self._check_open()
+            session = self._sessions.get(session_id)
+            if session is None:
+                return SessionView(exists=False, expired=True, version=0, ttl=None)
+            expired = self._clock() >= session.expires
+            return SessionView(
+                exists=True, expired=expired, version=session.version, ttl=session.ttl
+            )
+
+    def drop_session(self, session_id: str) -> None:
+        """Remove a session record; absent is fine."""
+        session_id = check_session_id(session_id)
+        with self._lock:
+            self._check_open()
+            self._sessions.pop(session_id, None)
+
+    def close(self) -> None:
+        """Mark the store closed; every later call raises ``StoreError``. Idempotent."""
+        with self._lock:
+            self._closed = True

@@ -1,0 +1,100 @@
+"""``open_store``: a store from a URL, with the memory and SQLite backends registered.
+
+Other backends plug in with ``register_backend`` (see ``sessionlocker.stores.url``).
+"""
+
+from __future__ import annotations
+
+from sessionlocker.stores.base import Store
+from sessionlocker.stores.faults import FaultyStore
+from sessionlocker.stores.memory import MemoryStore
+from sessionlocker.stores.sqlite import SQLiteStore
+from sessionlocker.stores.url import (
+    FAULT_OPTIONS,
+    Backend,
+    StoreURL,
+    parse_store_url,
+    register_backend,
+)
+
+__all__ = ["open_store"]
+
+
+def _open_memory(url: StoreURL) -> Store:
+    if url.host or url.path or url.username is not None:
+        raise url.error("memory:// takes no host and no path")
+    return MemoryStore()
+
+
+def _open_sqlite(url: StoreURL) -> Store:
+    if not url.has_authority:
+        raise url.error("write sqlite:/// and then the path")
+    if url.host or url.username is not None:
+        raise url.error(
+            "a sqlite URL has no host: use three slashes for a relative path "
+            "and four for an absolute one"
+        )
+    path = url.path[1:]  # drop the "/" that ends "sqlite://"; a second one makes it absolute
+    if not path or path.endswith("/"):
+        raise url.error("the database file path is missing")
+    busy_timeout = url.number("busy_timeout", 5.0)
+    return SQLiteStore(path, busy_timeout=busy_timeout)
+
+
+register_backend(
+    Backend(
+        scheme="memory",
+        forms=("memory://",),
+        options=frozenset(),
+        open=_open_memory,
+    )
+)
+register_backend(
+    Backend(
+        scheme="sqlite",
+        forms=(
+            "sqlite:///relative/path.db",
+            "sqlite:////absolute/path.db",
+            "sqlite:///path.db?busy_timeout=5",
+        ),
+        options=frozenset({"busy_timeout"}),
+        open=_open_sqlite,
+    )
+)
+
+
+def open_store(url: str) -> Store:
+    """Open the store ``url`` names.
+
+    - ``memory://``: a new, empty ``MemoryStore``.
+    - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's
+      convention): a ``SQLiteStore``; option ``busy_timeout`` in seconds. The directory
+      must exist.
+    - Fault options, for any scheme: ``fail``, ``throttle`` and ``unknown`` (rates
+      between 0 and 1), ``latency`` and ``retry_after`` (seconds), ``seed`` (a whole
+      number). Giving any of them wraps the store in a ``FaultyStore``.
+
+    Raises ``UsageError`` naming what is wrong and listing the supported forms.
+    """
+    backend, parsed = parse_store_url(url)
+    # Check every option before opening anything, so a bad URL leaves nothing behind.
+    faults = {
+        "fail_rate": parsed.number("fail", 0.0, maximum=1.0),
+        "throttle_rate": parsed.number("throttle", 0.0, maximum=1.0),
+        "unknown_rate": parsed.number("unknown", 0.0, maximum=1.0),
+        "latency": parsed.number("latency", 0.0),
+        "retry_after": parsed.number("retry_after", 0.05),
+    }
+    seed = parsed.integer("seed")
+    store = backend.open(parsed)
+    if not FAULT_OPTIONS.intersection(parsed.options):
+        return store
+    return FaultyStore(
+        store,
+        fail_rate=faults["fail_rate"],
+        throttle_rate=faults["throttle_rate"],
+        unknown_rate=faults["unknown_rate"],
+        latency=faults["latency"],
+        retry_after=faults["retry_after"],
+        seed=seed,
+    )

@@ -1,0 +1,342 @@
+"""``SQLiteStore``: a store in one SQLite file, safe across threads and processes.
+
+It is meant for one machine: several processes may open the same file, and SQLite's
+own file locking keeps their writes apart. It is not meant for a network file system.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TypeVar
+
+from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
+from sessionlocker.errors import Conflict, StoreError, UsageError
+from sessionlocker.stores._checks import (
+    check_expected,
+    check_key,
+    check_prefix,
+    check_seconds,
+    check_session_id,
+    check_ttl,
+    check_value,
+    closed_error,
+)
+
+__all__ = ["SQLiteStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records ("
+    " key TEXT PRIMARY KEY, revision INTEGER NOT NULL,"
+    " value BLOB NOT NULL, updated REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS sessions ("
+    " session_id TEXT PRIMARY KEY, expires REAL NOT NULL, version INTEGER NOT NULL,"
+    " ttl REAL NOT NULL, info BLOB NOT NULL)",
+    # One row: the store-wide revision counter, and one for session versions.
+    "CREATE TABLE IF NOT EXISTS counter ("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " revision INTEGER NOT NULL, session_version INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO counter (id, revision, session_version) VALUES (1, 0, 0)",
+)
+
+#: SQLite result codes that mean "another connection is busy; try again later".
+_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PROTOCOL})
+
+
+def _is_transient(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _TRANSIENT  # extended codes keep the primary in the low byte
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        with suppress(sqlite3.Error):  # the original error is the one worth reporting
+            connection.execute("ROLLBACK")
+
+
+class SQLiteStore:
+    """Records and sessions in the SQLite database file at ``path``.
+
+    - Journal mode is WAL, so readers never wait for the writer. ``synchronous=NORMAL``
+      is safe under WAL: a power cut may lose the last commits but never corrupts the
+      file, and a process crash loses nothing that was committed.
+    - Every write is one ``BEGIN IMMEDIATE`` transaction, which takes the file's write
+      lock at once; other writers wait up to ``busy_timeout`` seconds for it, then get
+      a retryable ``StoreError``.
+    - Each thread gets its own connection, opened on first use and kept until
+      ``close()``. The schema is created on first use if missing.
+    - Revisions come from a one-row counter table bumped in the same transaction as
+      each write, so they only grow across keys, deletes and processes.
+    - Session expiry is judged by this host's wall clock (``time.time()``), which all
+      processes on the machine share.
+
+    The parent directory must exist; it is never created silently.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+        text = os.fspath(path)
+        if not isinstance(text, str) or not text:
+            raise UsageError("the SQLite database path must be a non-empty str or path")
+        if text == ":memory:":
+            raise UsageError(
+                f"SQLiteStore needs a database file path, not {text!r}; "
+                "use MemoryStore for a store in memory"
+            )
+        self._busy_timeout = check_seconds(busy_timeout, "busy_timeout")
+        self._path = Path(text).absolute()
+        directory = self._path.parent
+        if not directory.is_dir():
+            raise UsageError(
+                f"the directory {str(directory)!r} for the SQLite database does not exist; "
+                "create it first"
+            )
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The absolute path of the database file."""
+        return self._path
+
+    # Connections and transactions.
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise closed_error()
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._open()
+            with self._lock:
+                if self._closed:
+                    connection.close()
+                    raise closed_error()
+                self._connections.append(connection)
+            self._local.connection = connection
+        return connection
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # no implicit transactions: we say BEGIN ourselves
+            check_same_thread=False,  # only so close() may close it from another thread
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise StoreError(
+                    f"SQLite database {str(self._path)!r} could not use WAL journal mode "
+                    f"(it reports {mode!r})",
+                    retryable=False,
+                )
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                connection.execute("COMMIT")
+            except BaseException:
+                _rollback(connection)
+                raise
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _error(self, exc: sqlite3.Error, operation: str) -> StoreError:
+        # The message names the file and SQLite's own words, never bound values.
+        where = f"SQLite {operation} on {str(self._path)!r} failed"
+        if _is_transient(exc):
+            return StoreError(f"{where}: the database is busy ({exc})", retryable=True)
+        return StoreError(f"{where}: {exc}", retryable=False)
+
+    @contextmanager
+    def _translating(self, operation: str) -> Iterator[None]:
+        """Turn every ``sqlite3`` exception into a ``StoreError`` at the boundary."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._error(exc, operation) from exc
+
+    @contextmanager
+    def _reading(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """A connection for one read statement (its own consistent snapshot)."""
+        with self._translating(operation):
+            yield self._connection()
+
+    @contextmanager
+    def _writing(self, operation: str) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, else rolled back."""
+        with self._translating(operation):
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                _rollback(connection)
+                raise
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(connection)
+                if _is_transient(exc):
+                    raise  # still open when busy, so the rollback undid it: outcome known
+                raise StoreError(
+                    f"SQLite {operation} on {str(self._path)!r} failed while committing: {exc}",
+                    retryable=False,
+                    unknown_outcome=True,
+                ) from exc
+
+    @staticmethod
+    def _select(connection: sqlite3.Connection, key: str) -> Versioned | None:
+        row = connection.execute(
+            "SELECT value, revision FROM records WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else Versioned(bytes(row[0]), int(row[1]))
+
+    @staticmethod
+    def _store(connection: sqlite3.Connection, key: str, value: bytes) -> int:
+        connection.execute("UPDATE counter SET revision = revision + 1 WHERE id = 1")
+        (revision,) = connection.execute("SELECT revision FROM counter WHERE id = 1").fetchone()
+        connection.execute(
+            "INSERT INTO records (key, revision, value, updated) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET revision = excluded.revision, "
+            "value = excluded.value, updated = excluded.updated",
+            (key, revision, value, time.time()),
+        )
+        return int(revision)
+
+    # Records.
+
+    def read(self, key: str) -> Versioned | None:
+        """The bytes and revision stored at ``key``, or ``None`` when absent."""
+        key = check_key(key)
+        with self._reading("read") as connection:
+            return self._select(connection, key)
+
+    def write(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write if the stored revision is ``expected`` (``None``: the key must be absent).
+
+        One transaction reads the revision, compares and writes. Returns the new
+        revision; raises ``Conflict`` carrying what is stored now.
+        """
+        key = check_key(key)
+        value = check_value(value)
+        expected = check_expected(expected)
+        with self._writing("write") as connection:
+            current = self._select(connection, key)
+            found = current.revision if current is not None else None
+            if found != expected:
+                raise Conflict(key, current)
+            return self._store(connection, key, value)
+
+    def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        """Read, transform and write in one transaction that holds the write lock.
+
+        Nobody can write in between, so the transform runs exactly once, on what is
+        stored, and there is never a conflict to retry. ``known`` is accepted for the
+        protocol but not used: reading inside the transaction costs no extra round trip.
+        """
+        key = check_key(key)
+        with self._writing("update") as connection:
+            current = self._select(connection, key)
+            decision = transform(current)
+            if isinstance(decision, Keep):
+                return Updated(decision.outcome, current, wrote=False)
+            value = check_value(decision.value, "the value a transform puts")
+            revision = self._store(connection, key, value)
+            return Updated(decision.outcome, Versioned(value, revision), wrote=True)
+
+    def delete(self, key: str, expected: int | None = None) -> bool:
+        """Remove ``key``; True if it existed.
+
+        With ``expected`` the key is removed only at that revision: another revision
+        raises ``Conflict`` carrying what is stored. An absent key returns False.
+        """
+        key = check_key(key)
+        expected = check_expected(expected)
+        with self._writing("delete") as connection:
+            current = self._select(connection, key)
+            if current is None:
+                return False
+            if expected is not None and current.revision != expected:
+                raise Conflict(key, current)
+            connection.execute("DELETE FROM records WHERE key = ?", (key,))
+            return True
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key starting with ``prefix``, as a snapshot taken now."""
+        prefix = check_prefix(prefix)
+        with self._reading("keys") as connection:
+            rows = connection.execute(
+                "SELECT key FROM records WHERE key >= ?1 AND substr(key, 1, ?2) = ?1",
+                (prefix, len(prefix)),
+            ).fetchall()
+        return iter([str(row[0]) for row in rows])
+
+    # Sessions.
+
+    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+        """Write our session record, alive for ``ttl`` seconds of this host's clock."""
+        session_id = check_session_id(session_id)
+        ttl = check_ttl(ttl)
+        info = check_value(info, "session info")
+        with self._writing("put_session") as connection:
+            connection.execute(
+                "UPDATE counter SET session_version = session_version + 1 WHERE id = 1"
+            )
+            (version,) = connection.execute(
+                "SELECT session_version FROM counter WHERE id = 1"
+            ).fetchone()
+            connection.execute(
+                "INSERT INTO sessions (session_id, expires, version, ttl, info) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET "
+                "expires = excluded.expires, version = excluded.version, "
+                "ttl = excluded.ttl, info = excluded.info",
+                (session_id, time.time() + ttl, version, ttl, info),
+            )
+
+    def get_session(self, session_id: str) -> SessionView:
+        """What the store knows of a session; expired once ``time.time()`` reaches it."""
+        session_id = check_session_id(session_id)
+        with self._reading("get_session") as connection:
+            row = connection.execute(
+                "SELECT expires, version, ttl FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        if row is None:
+            return SessionView(exists=False, expired=True, version=0, ttl=None)
+        expires, version, ttl = float(row[0]), int(row[1]), float(row[2])
+        return SessionView(exists=True, expired=time.time() >= expires, version=version, ttl=ttl)
+
+    def drop_session(self, session_id: str) -> None:
+        """Remove a session record; absent is fine."""
+        session_id = check_session_id(session_id)
+        with self._writing("drop_session") as connection:
+            connection.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    def close(self) -> None:
+        """Close the connections of every thread; later calls raise. Idempotent."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with suppress(sqlite3.Error):  # best effort; the file stays consistent anyway
+                connection.close()

@@ -1,0 +1,100 @@
+"""The stored record: encoding round trips and strict decoding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sessionlocker.core.record import FORMAT, Lock, Record, ReleaseRequest, Stamp, decode, encode
+from sessionlocker.errors import CorruptRecord
+
+
+def full_record() -> Record:
+    return Record(
+        data={"coins": 5, "name": "ñandú", "items": [1, 2.5, None, True]},
+        schema=3,
+        patch=1,
+        epoch=7,
+        lock=Lock("s1", 7, 1700000000.5),
+        stamp=Stamp("s1", 7, 3),
+        release_requests=(ReleaseRequest("s2", 1700000001.0),),
+        inbox=({"id": "m1", "kind": "gift", "body": {}},),
+        purchases=(["p", "r1", 1.0],),
+        credit={"gem": 2},
+        user_ids=(12, 13),
+        tags={"region": "eu"},
+    )
+
+
+def test_round_trip_keeps_every_field() -> None:
+    record = full_record()
+    assert decode(encode(record)) == record
+
+
+def test_encoding_is_compact_utf8_json_with_the_format_number() -> None:
+    raw = json.loads(encode(full_record()).decode("utf-8"))
+    assert raw["format"] == FORMAT
+    assert raw["data"]["name"] == "ñandú"
+    assert b"\\u00f1" not in encode(full_record())
+
+
+def test_pre_encoded_data_is_spliced_in() -> None:
+    value = encode(Record(data=None), '{"a":[1,2]}')
+    assert decode(value).data == {"a": [1, 2]}
+
+
+def test_unknown_fields_are_kept_and_written_back() -> None:
+    raw = json.loads(encode(full_record()))
+    raw["future_field"] = {"x": 1}
+    record = decode(json.dumps(raw).encode())
+    assert record.extra == {"future_field": {"x": 1}}
+    assert json.loads(encode(record))["future_field"] == {"x": 1}
+
+
+def test_missing_metadata_takes_defaults() -> None:
+    record = decode(b'{"format": 1, "data": [1]}')
+    assert (record.data, record.epoch, record.lock, record.stamp) == ([1], 0, None, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"data": 1}', "format None"),
+        (b'{"format": 2, "data": 1}', "format 2"),
+        (b'{"format": 1}', "no 'data'"),
+        (b'{"format": 1, "data": NaN}', "not JSON"),
+        (b'{"format": 1, "data": 1, "epoch": -1}', "'epoch'"),
+        (b'{"format": 1, "data": 1, "epoch": true}', "'epoch'"),
+        (b'{"format": 1, "data": 1, "lock": 5}', "'lock'"),
+        (
+            b'{"format": 1, "data": 1, "lock": {"session": "", "epoch": 0, "acquired": 0}}',
+            "lock.session",
+        ),
+        (
+            b'{"format": 1, "data": 1, "epoch": 2, '
+            b'"lock": {"session": "a", "epoch": 1, "acquired": 0}}',
+            "lock epoch",
+        ),
+        (b'{"format": 1, "data": 1, "stamp": {"session": "a", "epoch": 1}}', "'seq'"),
+        (b'{"format": 1, "data": 1, "release_requests": {}}', "release_requests"),
+        (b'{"format": 1, "data": 1, "release_requests": [{"by": "a"}]}', "release_requests[].at"),
+        (b'{"format": 1, "data": 1, "credit": {"gem": 1.5}}', "credit.gem"),
+        (b'{"format": 1, "data": 1, "tags": []}', "'tags'"),
+    ],
+)
+def test_bad_bytes_are_refused_with_the_reason(value: bytes, says: str) -> None:
+    with pytest.raises(CorruptRecord, match=None) as caught:
+        decode(value)
+    assert says in str(caught.value)
+
+
+def test_held_by_names_session_and_epoch() -> None:
+    record = full_record()
+    assert record.held_by("s1", 7)
+    assert not record.held_by("s1", 6)
+    assert not record.held_by("s2", 7)
+    assert not Record(data=1).held_by("s1", 0)

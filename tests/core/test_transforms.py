@@ -1,0 +1,160 @@
+"""The pure transforms: each checks the lock it expects and returns an outcome."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessionlocker.core import transforms as tx
+from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
+from sessionlocker.core.record import Lock, Record, ReleaseRequest, Stamp, decode, encode
+
+
+def stored(record: Record, revision: int = 5) -> Versioned:
+    return Versioned(encode(record), revision)
+
+
+def put(decision: Put[Any] | Keep[Any]) -> tuple[Record, Any]:
+    assert isinstance(decision, Put), decision
+    return decode(decision.value), decision.outcome
+
+
+def kept(decision: Put[Any] | Keep[Any]) -> Any:
+    assert isinstance(decision, Keep), decision
+    return decision.outcome
+
+
+HELD_BY_B = Record(data={"n": 1}, epoch=4, lock=Lock("B", 4, 10.0))
+FREE = Record(data={"n": 1}, epoch=4, stamp=Stamp("B", 4, 9))
+
+
+def acquire(take_over: Lock | None = None) -> Transform[tx.AcquireOutcome]:
+    return tx.acquire(session="A", at=20.0, fresh_json='{"n":0}', take_over=take_over)
+
+
+def test_acquire_creates_a_missing_record_at_epoch_1() -> None:
+    record, outcome = put(acquire()(None))
+    assert record.lock == Lock("A", 1, 20.0)
+    assert record.epoch == 1
+    assert record.data == {"n": 0}
+    assert outcome.created
+    assert outcome.record.data == {"n": 0}
+
+
+def test_acquire_takes_a_free_record_and_bumps_the_epoch() -> None:
+    record, outcome = put(acquire()(stored(FREE)))
+    assert (record.epoch, record.lock) == (5, Lock("A", 5, 20.0))
+    assert record.data == {"n": 1}
+    assert record.stamp == Stamp("B", 4, 9)  # the stamp names the last data write only
+    assert not outcome.created
+    assert outcome.data_json == '{"n":1}'
+
+
+def test_acquire_reports_a_held_record_without_writing() -> None:
+    outcome = kept(acquire()(stored(HELD_BY_B)))
+    assert outcome == tx.Held(Lock("B", 4, 10.0), requested=False)
+    asked = HELD_BY_B.with_(release_requests=(ReleaseRequest("A", 1.0),))
+    assert kept(acquire()(stored(asked))).requested
+
+
+def test_acquire_takes_over_only_the_exact_lock_it_judged() -> None:
+    record, _ = put(acquire(take_over=Lock("B", 4, 10.0))(stored(HELD_BY_B)))
+    assert record.lock == Lock("A", 5, 20.0)
+    moved_on = HELD_BY_B.with_(epoch=5, lock=Lock("C", 5, 11.0))
+    assert isinstance(kept(acquire(take_over=Lock("B", 4, 10.0))(stored(moved_on))), tx.Held)
+
+
+def test_acquire_clears_release_requests_meant_for_the_old_holder() -> None:
+    asked = FREE.with_(release_requests=(ReleaseRequest("C", 1.0),))
+    record, _ = put(acquire()(stored(asked)))
+    assert record.release_requests == ()
+
+
+def test_acquire_finds_its_own_lock_after_a_lost_reply() -> None:
+    first, _ = put(acquire()(stored(FREE)))
+    again = kept(acquire()(stored(first)))
+    assert isinstance(again, tx.Granted)
+    assert again.record.epoch == 5
+
+
+def test_acquire_refuses_corrupt_bytes_and_unstorable_stored_data() -> None:
+    assert isinstance(kept(acquire()(Versioned(b"garbage", 1))), tx.Corrupt)
+    surrogate = Versioned(b'{"format": 1, "data": "\\ud800"}', 1)
+    outcome = kept(acquire()(surrogate))
+    assert isinstance(outcome, tx.Corrupt)
+    assert "UTF-8" in str(outcome.error)
+
+
+MINE = Record(data={"n": 1}, epoch=5, lock=Lock("A", 5, 20.0), stamp=Stamp("A", 5, 1))
+
+
+def save(seq: int = 2, **flags: bool) -> Transform[tx.SaveOutcome]:
+    return tx.save(session="A", epoch=5, seq=seq, data_json='{"n":2}', **flags)
+
+
+def test_save_writes_data_and_stamp_while_held() -> None:
+    record, outcome = put(save()(stored(MINE)))
+    assert record.data == {"n": 2}
+    assert record.stamp == Stamp("A", 5, 2)
+    assert record.lock == MINE.lock
+    assert outcome == tx.Saved(released=False, replaced=False, held=True)
+
+
+def test_save_with_release_clears_the_lock_in_the_same_write() -> None:
+    record, outcome = put(save(release=True)(stored(MINE)))
+    assert record.lock is None
+    assert record.epoch == 5
+    assert outcome == tx.Saved(released=True, replaced=False, held=False)
+
+
+def test_save_honours_a_release_request_by_releasing() -> None:
+    asked = MINE.with_(release_requests=(ReleaseRequest("B", 1.0),))
+    record, outcome = put(save()(stored(asked)))
+    assert record.lock is None
+    assert record.release_requests == ()
+    assert outcome == tx.Saved(released=True, replaced=True, held=False)
+
+
+def test_save_never_writes_over_another_lock() -> None:
+    stolen = MINE.with_(epoch=6, lock=Lock("B", 6, 30.0))
+    assert kept(save()(stored(stolen))) == tx.Lost(Lock("B", 6, 30.0))
+    assert kept(save()(None)) == tx.Lost(None)
+    assert kept(save()(Versioned(b"junk", 1))) == tx.Lost(None)
+    released = MINE.with_(lock=None)
+    assert kept(save()(stored(released))) == tx.Lost(None)
+
+
+def test_save_finds_its_own_stamp_after_a_lost_reply() -> None:
+    committed, _ = put(save()(stored(MINE)))
+    assert kept(save()(stored(committed))) == tx.Saved(released=False, replaced=False, held=True)
+    released, _ = put(save(release=True)(stored(MINE)))
+    assert kept(save(release=True)(stored(released))).released
+    taken_after = committed.with_(epoch=6, lock=Lock("B", 6, 30.0))
+    outcome = kept(save()(stored(taken_after)))
+    assert outcome == tx.Saved(released=False, replaced=False, held=False)
+
+
+def test_a_quiet_save_writes_only_when_asked_to_release() -> None:
+    assert kept(save(only_if_asked=True)(stored(MINE))).held
+    asked = MINE.with_(release_requests=(ReleaseRequest("B", 1.0),))
+    record, outcome = put(save(only_if_asked=True)(stored(asked)))
+    assert record.lock is None
+    assert outcome.replaced
+
+
+def test_release_request_is_added_once_and_withdrawn() -> None:
+    request = tx.request_release(session="A", at=3.0)
+    record, outcome = put(request(stored(HELD_BY_B)))
+    assert record.release_requests == (ReleaseRequest("A", 3.0),)
+    assert outcome == tx.Requested(Lock("B", 4, 10.0))
+    assert kept(request(stored(record))) == tx.Requested(Lock("B", 4, 10.0))
+    withdrawn, _ = put(tx.withdraw_request(session="A")(stored(record)))
+    assert withdrawn.release_requests == ()
+    assert kept(tx.withdraw_request(session="A")(stored(withdrawn))) == tx.Withdrawn()
+
+
+def test_release_request_needs_no_write_when_free_or_ours() -> None:
+    request = tx.request_release(session="A", at=3.0)
+    assert kept(request(None)) == tx.Free()
+    assert kept(request(stored(FREE))) == tx.Free()
+    assert kept(request(stored(MINE))) == tx.Free()
+    assert isinstance(kept(request(Versioned(b"junk", 1))), tx.Corrupt)

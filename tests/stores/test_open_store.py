@@ -1,0 +1,142 @@
+"""open_store: every accepted URL form, and a helpful, password-free error for the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sessionlocker.errors import UsageError
+from sessionlocker.stores import FaultyStore, MemoryStore, SQLiteStore, open_store
+
+
+def test_memory() -> None:
+    store = open_store("memory://")
+    assert isinstance(store, MemoryStore)
+    store.close()
+
+
+def test_memory_with_every_fault_option() -> None:
+    store = open_store(
+        "memory://?fail=0.1&latency=0.01&throttle=0.2&retry_after=0.3&unknown=0.4&seed=7"
+    )
+    assert isinstance(store, FaultyStore)
+    assert isinstance(store.inner, MemoryStore)
+    assert (store.fail_rate, store.throttle_rate, store.unknown_rate) == (0.1, 0.2, 0.4)
+    assert (store.latency, store.retry_after) == (0.01, 0.3)
+    seeded_only = open_store("memory://?seed=7")
+    assert isinstance(seeded_only, FaultyStore)  # any fault option wraps, even seed alone
+    assert seeded_only.faults == dict.fromkeys(store.faults, 0)
+
+
+def test_sqlite_relative(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    store = open_store("sqlite:///data/app.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == tmp_path / "data" / "app.db"
+    store.write("k", b"v", None)
+    store.close()
+    assert (tmp_path / "data" / "app.db").exists()
+
+
+def test_sqlite_absolute(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/app.db"
+    assert url.startswith("sqlite:////")
+    store = open_store(url)
+    assert isinstance(store, SQLiteStore)
+    assert store.path == tmp_path / "app.db"
+    store.close()
+
+
+def test_sqlite_percent_encoded_path(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/my%20app.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.path == tmp_path / "my app.db"
+    store.close()
+
+
+def test_sqlite_options_and_faults(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/app.db?busy_timeout=0.5&fail=0&seed=1")
+    assert isinstance(store, FaultyStore)
+    assert isinstance(store.inner, SQLiteStore)
+    store.write("k", b"v", None)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("", "empty"),
+        ("store.db", "no scheme"),
+        ("redis://localhost:6379/0", "unknown scheme 'redis'"),
+        ("memory://somewhere", "no host"),
+        ("memory:///path", "no host"),
+        ("sqlite://", "path is missing"),
+        ("sqlite:///", "path is missing"),
+        ("sqlite:///dir/", "path is missing"),
+        ("sqlite:app.db", "sqlite:///"),
+        ("sqlite://host/app.db", "no host"),
+        ("memory://?bogus=1", "unknown option 'bogus'"),
+        ("memory://?busy_timeout=1", "unknown option 'busy_timeout'"),
+        ("memory://?fail=often", "not a number"),
+        ("memory://?fail=", "not a number"),
+        ("memory://?fail=1.5", "<= 1"),
+        ("memory://?latency=-1", ">= 0"),
+        ("memory://?latency=nan", ">= 0"),
+        ("memory://?seed=1.5", "whole number"),
+        ("memory://?fail=0.1&fail=0.2", "twice"),
+        ("memory://#top", "fragment"),
+        ("sqlite:///app.db?busy_timeout=soon", "not a number"),
+    ],
+)
+def test_bad_urls(url: str, problem: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        open_store(url)
+    message = str(caught.value)
+    assert problem in message
+    assert "Supported forms" in message
+    assert "memory://" in message or "sqlite:///relative/path.db" in message
+
+
+def test_unknown_scheme_lists_every_form() -> None:
+    with pytest.raises(UsageError) as caught:
+        open_store("mongodb://localhost")
+    message = str(caught.value)
+    for form in ("memory://", "sqlite:///relative/path.db", "sqlite:////absolute/path.db"):
+        assert form in message
+
+
+def test_not_a_string() -> None:
+    with pytest.raises(UsageError, match="must be a str"):
+        open_store(Path("store.db"))  # type: ignore[arg-type]
+
+
+def test_missing_sqlite_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        open_store(f"sqlite:///{tmp_path}/absent/app.db")
+    assert str(tmp_path / "absent") in str(caught.value)
+    assert not (tmp_path / "absent").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://admin:s3cr3t-pw@db.example:6379/0",
+        "postgresql://app:s3cr3t-pw@db.example/app?sslmode=require",
+        "sqlite://user:s3cr3t-pw@/app.db",
+        "memory://user:s3cr3t-pw@",
+        "sqlite://user:s3cr3t/pw?#@host/app.db",  # characters a URL parser trips over
+        "memory://?password=s3cr3t-pw",
+        "memory://?fail=2&token=s3cr3t-pw",
+    ],
+)
+def test_passwords_never_leak(url: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        open_store(url)
+    error: BaseException | None = caught.value
+    while error is not None:  # nor in a chained cause
+        assert "s3cr3t" not in str(error)
+        assert "s3cr3t" not in repr(error.args)
+        error = error.__cause__ or error.__context__
+    assert "***" in str(caught.value)
