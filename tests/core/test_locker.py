@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from sessionlocker.core.locker import TRANSITIONS, Locker, Status
+from sessionlocker.core.locker import EVENTS, TRANSITIONS, Locker, Status
 from sessionlocker.core.modes import Attempt
-from sessionlocker.core.protocol import Transform, Update, Updated, Versioned
+from sessionlocker.core.protocol import SessionView, Transform, Update, Updated, Versioned
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.errors import (
     CorruptRecord,
@@ -536,3 +536,83 @@ from sessionlocker.core.spec import Spec  # noqa: E402
 SPEC_SLOW_SAVES = Spec(
     "t", lambda: {"log": []}, lease=1.0, autosave_period=60.0, force_timeout=0.6, poll_period=0.1
 )
+
+
+class ClocklessStore(MemoryStore):
+    """A store with no clock of its own: it cannot say whether a lease expired."""
+
+    def get_session(self, session_id: str) -> SessionView:
+        view = super().get_session(session_id)
+        return SessionView(exists=view.exists, expired=None, version=view.version, ttl=view.ttl)
+
+
+def test_without_a_store_clock_the_waiter_watches_the_lease_for_a_full_ttl() -> None:
+    clock = Clock()
+    store = ClocklessStore(clock=clock)
+    a, b = Rig(store, "A", clock), Rig(store, "B", clock)
+    holder = loaded(a)
+    waiter = b.locker("k")
+    waiter.acquire("repeat")
+    last_renewal, version = clock.now, store.get_session("A").version
+    for _ in range(60):  # A renews: its session record keeps moving
+        run([a, b], clock, 0.05)
+        if store.get_session("A").version != version:
+            last_renewal, version = clock.now, store.get_session("A").version
+    assert waiter.status is Status.WAITING
+    while waiter.status is not Status.LOADED:
+        run([b], clock, 0.05)
+        assert clock.now - last_renewal < 2.5
+    # a full TTL of the waiter's own time with the record unchanged, counted from when
+    # the waiter first saw the last version (at or after the last renewal)
+    assert clock.now - last_renewal >= 1.0
+    assert holder.status is Status.LOADED  # frozen; it finds out at its next save
+    holder.force_save()
+    a.step()
+    assert holder.status is Status.LOST
+
+
+def test_every_lifecycle_callback_fires_in_order() -> None:
+    store, clock = new_world()
+    a, b = Rig(store, "A", clock), Rig(store, "B", clock)
+    seen: list[str] = []
+    locker = a.locker("k")
+    for name in sorted(EVENTS - {"error"}):
+        locker.on(name, lambda _, name=name: seen.append(name))  # type: ignore[misc]
+    locker.acquire()
+    a.step()
+    change(locker, "x")
+    locker.force_save()
+    a.step()
+    assert seen == ["loaded", "before_save", "saved"]
+    seen.clear()
+    b.locker("k").acquire("force")  # a release request; A answers at its next save
+    run([a, b], clock, 0.6)
+    assert b.lockers[0].status is Status.LOADED
+    assert seen == ["before_save", "saved", "replaced", "idle"]
+    seen.clear()
+    locker.acquire("steal")
+    a.step()
+    b.lockers[0].force_save()
+    b.step()
+    assert b.lockers[0].status is Status.LOST
+    seen.clear()
+    locker.release()
+    a.step()
+    assert seen == ["before_save", "saved", "released", "idle"]
+    seen.clear()
+    store.write("t/bad", b"[]", None)
+    broken = a.locker("bad")
+    broken.on("failed", lambda _: seen.append("failed"))
+    broken.acquire()
+    a.step()
+    assert seen == ["failed"]
+
+
+def test_before_save_can_write_final_state_into_the_save() -> None:
+    store, clock = new_world()
+    rig = Rig(store, "A", clock)
+    locker = loaded(rig)
+    locker.on("before_save", lambda locker: locker.data["log"].append("stamped"))
+    locker.release()
+    rig.step()
+    assert record(store).data == {"log": ["stamped"]}
