@@ -13,7 +13,11 @@
     │   └── LockLost                 another session holds the lock now
     └── DataError (ValueError)
         ├── CorruptRecord            stored bytes are not a valid record; left untouched
-        └── UnstorableData           the data cannot be stored as JSON; .path names where
+        ├── NewerSchema              written by newer code; .minimum_version can load it
+        ├── MigrationError           a migrator or patcher raised; .step names it
+        ├── UnstorableData           the data cannot be stored as JSON; .path names where
+        ├── InvalidData              the spec's validator refused the data; .path
+        └── RecordTooLarge           the record would exceed the size limit; .size
 
 Backends translate their client library's exceptions into ``StoreError`` at their
 boundary (``raise StoreError(...) from exc``), so callers never see a driver's own
@@ -27,9 +31,13 @@ __all__ = [
     "Conflict",
     "CorruptRecord",
     "DataError",
+    "InvalidData",
     "LockError",
     "LockLost",
     "LockUnavailable",
+    "MigrationError",
+    "NewerSchema",
+    "RecordTooLarge",
     "SessionLockerError",
     "StoreError",
     "Throttled",
@@ -119,3 +127,45 @@ class UnstorableData(DataError):
         super().__init__(f"cannot store data at {path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class NewerSchema(DataError):
+    """The record was written by newer code; this code must not load or save it.
+
+    ``minimum_version`` is the oldest version of the spec that may load it.
+    """
+
+    def __init__(self, schema: int, *, minimum: int, running: int) -> None:
+        super().__init__(
+            f"record is at version {schema}; this code is at version {running} "
+            f"and loading it needs version {minimum} or newer"
+        )
+        self.schema = schema
+        self.minimum_version = minimum
+        self.running_version = running
+
+
+class MigrationError(DataError):
+    """A migrator or patcher raised; nothing was written. ``step`` names it."""
+
+    def __init__(self, step: str, cause: BaseException) -> None:
+        super().__init__(f"{step} failed: {cause!r}")
+        self.step = step
+
+
+class InvalidData(DataError):
+    """The spec's validator refused the data; ``path`` names the field when known."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"invalid data at {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class RecordTooLarge(DataError):
+    """The record would be ``size`` bytes, over ``limit``; nothing was written."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"record would be {size:,} bytes, over the limit of {limit:,}")
+        self.size = size
+        self.limit = limit

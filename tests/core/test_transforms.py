@@ -28,7 +28,9 @@ FREE = Record(data={"n": 1}, epoch=4, stamp=Stamp("B", 4, 9))
 
 
 def acquire(take_over: Lock | None = None) -> Transform[tx.AcquireOutcome]:
-    return tx.acquire(session="A", at=20.0, fresh_json='{"n":0}', take_over=take_over)
+    return tx.acquire(
+        session="A", at=20.0, fresh=Record(data=None), fresh_json='{"n":0}', take_over=take_over
+    )
 
 
 def test_acquire_creates_a_missing_record_at_epoch_1() -> None:
@@ -77,10 +79,10 @@ def test_acquire_finds_its_own_lock_after_a_lost_reply() -> None:
 
 
 def test_acquire_refuses_corrupt_bytes_and_unstorable_stored_data() -> None:
-    assert isinstance(kept(acquire()(Versioned(b"garbage", 1))), tx.Corrupt)
+    assert isinstance(kept(acquire()(Versioned(b"garbage", 1))), tx.Refused)
     surrogate = Versioned(b'{"format": 1, "data": "\\ud800"}', 1)
     outcome = kept(acquire()(surrogate))
-    assert isinstance(outcome, tx.Corrupt)
+    assert isinstance(outcome, tx.Refused)
     assert "UTF-8" in str(outcome.error)
 
 
@@ -157,4 +159,4 @@ def test_release_request_needs_no_write_when_free_or_ours() -> None:
     assert kept(request(None)) == tx.Free()
     assert kept(request(stored(FREE))) == tx.Free()
     assert kept(request(stored(MINE))) == tx.Free()
-    assert isinstance(kept(request(Versioned(b"junk", 1))), tx.Corrupt)
+    assert isinstance(kept(request(Versioned(b"junk", 1))), tx.Refused)

@@ -29,12 +29,14 @@ from sessionlocker.core.protocol import (
     Updated,
     Versioned,
 )
-from sessionlocker.core.record import Lock
+from sessionlocker.core.record import ZLIB, Lock
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.storable import encode_data
 from sessionlocker.errors import (
+    InvalidData,
     LockLost,
     LockUnavailable,
+    RecordTooLarge,
     SessionLockerError,
     StoreError,
     UnstorableData,
@@ -131,6 +133,7 @@ class _Save:
     upto: int
     release: bool
     only_if_asked: bool
+    encoding: str | None
 
 
 class Locker:
@@ -170,6 +173,7 @@ class Locker:
         self._queued: list[str] = []
         self._mode: LoadMode | Callable[[Attempt], LoadMode | str] = LoadMode.REPEAT
         self._fresh_json = "null"
+        self._fresh = spec.fresh(None)
         self._inflight: str | None = None
         self._outbox: tuple[str, Request] | None = None
         self._due = NEVER
@@ -191,6 +195,8 @@ class Locker:
         checked = check_mode(mode)
         fresh = self.spec.create()
         fresh_json = encode_data(fresh)
+        if self.spec.validate is not None:
+            self.spec.validate(fresh)
         if self._host is not None:
             self._host.opening(self)
         self._move(Event.ACQUIRE)
@@ -336,7 +342,9 @@ class Locker:
         transform = tx.acquire(
             session=self._lease.session_id,
             at=self._lease.wall(),
+            fresh=self._fresh,
             fresh_json=self._fresh_json,
+            upgrade=self.spec.upgrade,
             take_over=self._take_over,
         )
         self._send("acquire", Update(key=self.store_key, transform=transform))
@@ -353,6 +361,8 @@ class Locker:
             data_json=save.data_json,
             release=save.release,
             only_if_asked=save.only_if_asked,
+            encoding=save.encoding,
+            max_bytes=self.spec.max_record_bytes,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
@@ -365,7 +375,9 @@ class Locker:
         upto = self._changes
         try:
             data_json = encode_data(self.data)
-        except UnstorableData as exc:
+            if self.spec.validate is not None:
+                self.spec.validate(self.data)
+        except (UnstorableData, InvalidData) as exc:
             self.error = exc
             self._queued.append("error")
             if not release:
@@ -376,8 +388,13 @@ class Locker:
         quiet = (
             not (release or force) and data_json == self._saved_json and upto <= self._saved_upto
         )
+        return self._next_save(data_json, upto, release=release, only_if_asked=quiet)
+
+    def _next_save(self, data_json: str, upto: int, *, release: bool, only_if_asked: bool) -> _Save:
         self._seq += 1
-        return _Save(self._seq, data_json, upto, release, only_if_asked=quiet)
+        threshold = self.spec.compress_above
+        encoding = ZLIB if threshold is not None and len(data_json) >= threshold else None
+        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding)
 
     def _release_step(self, now: float) -> None:
         if self.token is not None:
@@ -414,8 +431,8 @@ class Locker:
             self._due = now
         elif isinstance(outcome, tx.Held):
             self._held(outcome, now)
-        elif isinstance(outcome, tx.Corrupt):
-            self._fail("corrupt", outcome.error)
+        elif isinstance(outcome, tx.Refused):
+            self._fail(outcome.reason, outcome.error)
 
     def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
         record = outcome.record
@@ -496,8 +513,8 @@ class Locker:
         elif isinstance(outcome, tx.Requested):
             self._force_expired(outcome.lock, now)
             self._due = now + self.spec.poll_period
-        elif isinstance(outcome, tx.Corrupt):
-            self._fail("corrupt", outcome.error)
+        elif isinstance(outcome, tx.Refused):
+            self._fail(outcome.reason, outcome.error)
         else:
             self._due = now
 
@@ -530,6 +547,9 @@ class Locker:
         if isinstance(outcome, tx.Lost):
             self._lose(outcome.lock)
             return
+        if isinstance(outcome, tx.TooLarge):
+            self._too_large(save, outcome.size, now)
+            return
         if result.current is not None:
             self._known = result.current
         self._saved_json = save.data_json
@@ -546,6 +566,19 @@ class Locker:
             self._end(Event.RELEASED, "released")
         else:
             self._lose(None)
+
+    def _too_large(self, save: _Save, size: int, now: float) -> None:
+        self.error = RecordTooLarge(size, self.spec.max_record_bytes)
+        self._queued.append("error")
+        if save.release:  # release anyway, keeping the last good value
+            retry = self._next_save(
+                self._saved_json, self._saved_upto, release=True, only_if_asked=False
+            )
+            self._pending = retry
+            self._save(now, release=True)
+            return
+        self._autosave_at = now + self.spec.autosave_period
+        self._due = self._autosave_at
 
     # ------------------------------------------------------------------ endings
 

@@ -2,13 +2,15 @@
 
 A record holds the user's data and the library's metadata::
 
-    {"format": 1, "data": {...}, "schema": 1, "patch": 0, "epoch": 42,
+    {"format": 1, "data": {...}, "schema": 3, "patch": 1, "compatible": 2, "epoch": 42,
      "lock": {"session": "...", "epoch": 42, "acquired": t} | null,
      "stamp": {"session": "...", "epoch": 42, "seq": 7} | null,
      "release_requests": [{"by": "...", "at": t}],
      "inbox": [...], "purchases": [...], "credit": {...}, "user_ids": [...], "tags": {...}}
 
-``epoch`` is the fencing counter: +1 at every acquire, never reused. ``stamp`` names the
+``schema``, ``patch`` and ``compatible`` are the data's version, patch level and the
+oldest version of the code that may load it (see ``migrations``). ``epoch`` is the
+fencing counter: +1 at every acquire, never reused. ``stamp`` names the
 holder write that last changed ``data`` (session, epoch and that holder's save number),
 so a writer whose reply was lost can tell, by reading, whether its write committed.
 Decoding is strict: anything unexpected raises ``CorruptRecord`` and the stored bytes are
@@ -17,7 +19,10 @@ left as they are. Fields this version does not know are kept and written back.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -25,6 +30,7 @@ from sessionlocker.errors import CorruptRecord
 
 __all__ = [
     "FORMAT",
+    "ZLIB",
     "Lock",
     "Record",
     "ReleaseRequest",
@@ -36,12 +42,17 @@ __all__ = [
 #: The record format this code reads and writes.
 FORMAT = 1
 
+#: ``encoding`` of a record whose data is zlib-compressed JSON, in base64 text.
+ZLIB = "zlib"
+
 _KNOWN = frozenset(
     {
         "format",
         "data",
         "schema",
         "patch",
+        "compatible",
+        "encoding",
         "epoch",
         "lock",
         "stamp",
@@ -88,6 +99,8 @@ class Record:
     data: Any
     schema: int = 1
     patch: int = 0
+    compatible: int = 1
+    encoding: str | None = None
     epoch: int = 0
     lock: Lock | None = None
     stamp: Stamp | None = None
@@ -122,6 +135,8 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
         format=FORMAT,
         schema=record.schema,
         patch=record.patch,
+        compatible=record.compatible,
+        encoding=record.encoding,
         epoch=record.epoch,
         lock=None if record.lock is None else _lock_json(record.lock),
         stamp=None if record.stamp is None else _stamp_json(record.stamp),
@@ -133,7 +148,12 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
         tags=record.tags,
     )
     if data_json is None:
-        data_json = json.dumps(record.data, ensure_ascii=False, allow_nan=False)
+        data_json = json.dumps(
+            record.data, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        )
+    if record.encoding == ZLIB:
+        packed = base64.b64encode(zlib.compress(data_json.encode("utf-8"))).decode("ascii")
+        data_json = f'"{packed}"'
     head = json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return (head[:-1] + ',"data":' + data_json + "}").encode("utf-8")
 
@@ -151,10 +171,14 @@ def decode(value: bytes) -> Record:
         raise CorruptRecord(f"record format {fmt!r} is not {FORMAT}, the one this code reads")
     if "data" not in raw:
         raise CorruptRecord("record has no 'data'")
+    schema = _int(raw, "schema", 1)
+    encoding = raw.get("encoding")
     record = Record(
-        data=raw["data"],
-        schema=_int(raw, "schema", 1),
+        data=_unpack(raw["data"], encoding),
+        encoding=encoding,
+        schema=schema,
         patch=_int(raw, "patch", 0),
+        compatible=_int(raw, "compatible", schema),
         epoch=_int(raw, "epoch", 0),
         lock=_lock(raw.get("lock")),
         stamp=_stamp(raw.get("stamp")),
@@ -166,9 +190,23 @@ def decode(value: bytes) -> Record:
         tags=_dict(raw, "tags"),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
+    if not 1 <= record.compatible <= record.schema:
+        raise CorruptRecord(f"'compatible' {record.compatible} is not within 1..{record.schema}")
     if record.lock is not None and record.lock.epoch != record.epoch:
         raise CorruptRecord(f"lock epoch {record.lock.epoch} is not the record's {record.epoch}")
     return record
+
+
+def _unpack(data: Any, encoding: Any) -> Any:
+    if encoding is None:
+        return data
+    if encoding != ZLIB or not isinstance(data, str):
+        raise CorruptRecord(f"unknown data encoding {encoding!r}")
+    try:
+        text = zlib.decompress(base64.b64decode(data, validate=True)).decode("utf-8")
+        return json.loads(text, parse_constant=_no_constant)
+    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptRecord(f"compressed data cannot be read: {exc}") from exc
 
 
 def _no_constant(name: str) -> Any:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
+from sessionlocker.core.migrations import Migrations, Versions
+from sessionlocker.core.record import Record
+from sessionlocker.core.validation import Validator, make_validator
 from sessionlocker.errors import UsageError
 
 __all__ = ["Spec", "check_key"]
 
 #: Longest key accepted, in characters (Roblox DataStore keys allow 50; we allow more).
 MAX_KEY_LENGTH = 200
+
+#: Roblox's DataStore value limit, our default record size limit.
+DEFAULT_MAX_RECORD_BYTES = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,12 @@ class Spec:
     - ``autosave_period``: how often a loaded locker with changes saves (durability only:
       it renews nothing).
     - ``poll_period``: how often a waiting locker looks again at a held record.
+
+    Versions: ``version`` is the data version this code writes; ``migrations`` must lead
+    from version 1 up to it (checked here, so a gap fails at start-up). ``validator``
+    (a callable, or a dataclass, pydantic model or msgspec Struct type) is run before
+    every save. ``max_record_bytes`` bounds the stored record; ``compress_above`` stores
+    data of at least that many bytes of JSON zlib-compressed (``None``: never).
     """
 
     namespace: str
@@ -40,6 +52,11 @@ class Spec:
     lease: float = 10.0
     force_timeout: float = 10.0
     poll_period: float = 1.0
+    migrations: Migrations | None = None
+    validator: object = None
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    compress_above: int | None = None
+    validate: Validator | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         namespace = self.namespace
@@ -52,6 +69,35 @@ class Spec:
             raise UsageError(f"version must be a whole number >= 1, not {version!r}")
         for name in ("autosave_period", "lease", "force_timeout", "poll_period"):
             object.__setattr__(self, name, _seconds(name, getattr(self, name)))
+        migrations = self.migrations if self.migrations is not None else Migrations()
+        if not isinstance(migrations, Migrations):
+            raise UsageError(f"migrations must be a Migrations builder, not {migrations!r}")
+        migrations.check(version)
+        object.__setattr__(self, "migrations", migrations)
+        object.__setattr__(self, "validate", make_validator(self.validator))
+        _positive_int("max_record_bytes", self.max_record_bytes)
+        if self.compress_above is not None:
+            _positive_int("compress_above", self.compress_above)
+
+    def upgrade(self, record: Record) -> Record:
+        """The record migrated and patched up to ``version`` (or newer but compatible).
+
+        Raises ``NewerSchema`` or ``MigrationError``; the record given is not changed.
+        """
+        assert self.migrations is not None  # set in __post_init__
+        stored = Versions(record.data, record.schema, record.patch, record.compatible)
+        done = self.migrations.upgrade(stored, self.version)
+        if done is stored:
+            return record
+        return record.with_(
+            data=done.data, schema=done.schema, patch=done.patch, compatible=done.compatible
+        )
+
+    def fresh(self, data: Any) -> Record:
+        """A new record holding ``data`` made by ``create`` at this version."""
+        assert self.migrations is not None  # set in __post_init__
+        patch, compatible = self.migrations.fresh(self.version)
+        return Record(data=data, schema=self.version, patch=patch, compatible=compatible)
 
     def store_key(self, key: str) -> str:
         """Where ``key`` of this spec lives in the store."""
@@ -67,6 +113,11 @@ def _seconds(name: str, value: object) -> float:
     ):
         raise UsageError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(value)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UsageError(f"{name} must be a whole number of bytes >= 1, not {value!r}")
 
 
 def check_key(key: object) -> str:

@@ -12,21 +12,29 @@ reply was lost is resolved by running the same transform again on a fresh read:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
 from sessionlocker.core.record import Lock, Record, ReleaseRequest, Stamp, decode, encode
 from sessionlocker.core.storable import encode_data
-from sessionlocker.errors import CorruptRecord, UnstorableData
+from sessionlocker.errors import (
+    CorruptRecord,
+    DataError,
+    MigrationError,
+    NewerSchema,
+    UnstorableData,
+)
 
 __all__ = [
-    "Corrupt",
     "Free",
     "Granted",
     "Held",
     "Lost",
+    "Refused",
     "Requested",
     "Saved",
+    "TooLarge",
     "Withdrawn",
     "acquire",
     "request_release",
@@ -56,10 +64,21 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
-class Corrupt:
-    """The stored bytes are not a valid record; nothing was written."""
+class Refused:
+    """The stored record may not be loaded; nothing was written.
 
-    error: CorruptRecord
+    ``reason`` is ``corrupt``, ``newer_schema`` or ``migration_error``.
+    """
+
+    reason: str
+    error: DataError
+
+
+@dataclass(frozen=True, slots=True)
+class TooLarge:
+    """The record would be ``size`` bytes, over the limit; nothing was written."""
+
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,42 +119,74 @@ class Withdrawn:
     """No release request of ours is left on the record."""
 
 
-AcquireOutcome = Granted | Held | Corrupt
-SaveOutcome = Saved | Lost
-RequestOutcome = Requested | Free | Corrupt
+AcquireOutcome = Granted | Held | Refused
+SaveOutcome = Saved | Lost | TooLarge
+RequestOutcome = Requested | Free | Refused
+
+
+def _unchanged(record: Record) -> Record:
+    return record
 
 
 def acquire(
-    *, session: str, at: float, fresh_json: str, take_over: Lock | None = None
+    *,
+    session: str,
+    at: float,
+    fresh: Record,
+    fresh_json: str,
+    upgrade: Callable[[Record], Record] = _unchanged,
+    take_over: Lock | None = None,
 ) -> Transform[AcquireOutcome]:
     """Take the lock if it is free (or exactly ``take_over``), bumping the epoch.
 
-    A missing record is created from ``fresh_json``. A lock already naming our session
-    is ours (a retry after a lost reply): granted without a write.
+    A missing record is created as ``fresh`` holding ``fresh_json``. A stored record is
+    first brought up to date by ``upgrade`` (migrations), written in the same write as
+    the lock. A lock already naming our session is ours (a retry after a lost reply).
     """
 
     def transform(current: Versioned | None) -> Put[AcquireOutcome] | Keep[AcquireOutcome]:
         if current is None:
-            record = Record(data=None, epoch=1, lock=Lock(session, 1, at))
+            record = fresh.with_(data=None, epoch=1, lock=Lock(session, 1, at))
             created = record.with_(data=json.loads(fresh_json))
             return Put(encode(record, fresh_json), Granted(created, True, fresh_json))
         try:
             record = decode(current.value)
-            data_json = encode_data(record.data)
         except CorruptRecord as exc:
-            return Keep(Corrupt(exc))
-        except UnstorableData as exc:
-            return Keep(Corrupt(CorruptRecord(f"stored data is not plain JSON: {exc}")))
+            return Keep(Refused("corrupt", exc))
         lock = record.lock
-        if lock is not None and lock.session == session:
-            return Keep(Granted(record, False, data_json))
-        if lock is not None and lock != take_over:
+        mine = lock is not None and lock.session == session
+        if lock is not None and not mine and lock != take_over:
             return Keep(Held(lock, requested=_requested_by(record, session)))
-        epoch = record.epoch + 1
-        taken = record.with_(epoch=epoch, lock=Lock(session, epoch, at), release_requests=())
-        return Put(encode(taken, data_json), Granted(taken, False, data_json))
+        loaded = _loadable(record, upgrade)
+        if isinstance(loaded, Refused):
+            return Keep(loaded)
+        upgraded, data_json = loaded
+        if mine and upgraded is record:
+            return Keep(Granted(record, False, data_json))
+        if not mine:
+            epoch = record.epoch + 1
+            upgraded = upgraded.with_(
+                epoch=epoch, lock=Lock(session, epoch, at), release_requests=()
+            )
+        return Put(encode(upgraded, data_json), Granted(upgraded, False, data_json))
 
     return transform
+
+
+def _loadable(record: Record, upgrade: Callable[[Record], Record]) -> tuple[Record, str] | Refused:
+    """The record upgraded, with its data encoded; or why it may not be loaded."""
+    try:
+        upgraded = upgrade(record)
+    except NewerSchema as exc:
+        return Refused("newer_schema", exc)
+    except MigrationError as exc:
+        return Refused("migration_error", exc)
+    try:
+        return upgraded, encode_data(upgraded.data)
+    except UnstorableData as exc:
+        if upgraded is record:
+            return Refused("corrupt", CorruptRecord(f"stored data is not plain JSON: {exc}"))
+        return Refused("migration_error", MigrationError("migration", exc))
 
 
 def save(
@@ -146,12 +197,15 @@ def save(
     data_json: str,
     release: bool = False,
     only_if_asked: bool = False,
+    encoding: str | None = None,
+    max_bytes: int | None = None,
 ) -> Transform[SaveOutcome]:
     """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
 
     The holder honours release requests here: when one is on the record, this write
     also clears the lock (``replaced``). With ``only_if_asked`` nothing is written
     unless a release request asks for it (an autosave with nothing new to save).
+    ``encoding`` stores the data compressed; a record over ``max_bytes`` is not written.
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -173,11 +227,13 @@ def save(
             return Keep(Saved(released=False, replaced=False, held=True))
         if release or replaced:
             record = record.with_(lock=None, release_requests=())
-        written = record.with_(stamp=stamp)
+        value = encode(record.with_(stamp=stamp, encoding=encoding), data_json)
+        if max_bytes is not None and len(value) > max_bytes:
+            return Keep(TooLarge(len(value)))
         outcome = Saved(
             released=record.lock is None, replaced=replaced, held=record.lock is not None
         )
-        return Put(encode(written, data_json), outcome)
+        return Put(value, outcome)
 
     return transform
 
@@ -191,7 +247,7 @@ def request_release(*, session: str, at: float) -> Transform[RequestOutcome]:
         try:
             record = decode(current.value)
         except CorruptRecord as exc:
-            return Keep(Corrupt(exc))
+            return Keep(Refused("corrupt", exc))
         lock = record.lock
         if lock is None or lock.session == session:
             return Keep(Free())
