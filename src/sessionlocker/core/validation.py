@@ -9,6 +9,7 @@ refusal becomes ``InvalidData`` naming the field.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -74,8 +75,8 @@ def _msgspec(struct: type) -> Validator:
         try:
             msgspec.convert(data, struct)
         except msgspec.ValidationError as exc:
-            message, _, where = str(exc).partition(" - at `")
-            path = "data" + where.rstrip("`")[1:] if where else "data"
+            message, _, where = str(exc).partition(" - at `$")
+            path = "data" + re.sub(r"\.(\w+)", r"['\1']", where.rstrip("`"))
             raise InvalidData(path, message) from exc
 
     return validate
