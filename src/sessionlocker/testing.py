@@ -3,14 +3,37 @@
 ``ManualExecutor`` runs no store call until told to: a test decides which request
 completes next, or lets one commit and then drops its reply (a crash after the write,
 before the acknowledgement), so races and crashes are replayed exactly.
+
+``seed`` writes test records straight into a store (SessionLocker's DataStoreTestData),
+at any data version, so migrations and loads can be tried on known data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ManualExecutor"]
+from sessionlocker.core.record import Record, encode
+from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.storable import encode_data
+from sessionlocker.stores.base import Store
+
+__all__ = ["ManualExecutor", "seed"]
+
+
+def seed(
+    store: Store, spec: Spec, records: Mapping[str, Any], *, version: int | None = None
+) -> None:
+    """Write each ``key: data`` as a new, unlocked record of ``spec`` at ``version``.
+
+    ``version`` defaults to the spec's own; an older one makes records for migrations
+    to upgrade. Existing keys raise ``Conflict``: seeding never overwrites.
+    """
+    at = spec.version if version is None else version
+    for key, data in records.items():
+        record = Record(data=None, schema=at, patch=0, compatible=at)
+        store.write(spec.store_key(check_key(key)), encode(record, encode_data(data)), None)
 
 
 @dataclass(slots=True)

@@ -38,7 +38,7 @@ from sessionlocker.errors import (
     StoreError,
     UsageError,
 )
-from sessionlocker.stores import Store, open_store
+from sessionlocker.stores import ReadOnlyStore, Store, open_store
 
 __all__ = ["LockerService"]
 
@@ -50,6 +50,8 @@ class LockerService:
     """Owns the lockers of one ``Spec`` on one store, under one session lease.
 
     ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it).
+    With ``read_only`` every write stays in this process (``ReadOnlyStore``): loads,
+    migrations and saves run as usual and the store is never changed.
     ``clock`` (monotonic seconds) and ``wall`` (epoch seconds, only for timestamps in
     records) default to the ``time`` module's; tests pass their own.
     """
@@ -64,11 +66,14 @@ class LockerService:
         wall: Callable[[], float] | None = None,
         executor: Executor | None = None,
         workers: int = 4,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
         self._owns_store = isinstance(store, str)
         self.store: Store = open_store(store) if isinstance(store, str) else store
+        if read_only:
+            self.store = ReadOnlyStore(self.store)
         self.spec = spec
         self.session_id = session_id or _new_session_id()
         self.clock = clock or time.monotonic

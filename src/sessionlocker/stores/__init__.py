@@ -4,6 +4,7 @@
 - ``MemoryStore``: in this process; the reference implementation.
 - ``SQLiteStore``: one SQLite file, shared by the processes of one machine.
 - ``FaultyStore``: wraps any store and injects latency and failures, for tests.
+- ``ReadOnlyStore``: wraps any store; reads it, keeps every write in this process.
 - ``open_store(url)``: any of them from a URL such as ``sqlite:///data/app.db``.
 """
 
@@ -13,6 +14,15 @@ from sessionlocker.stores.base import Store, cas_update
 from sessionlocker.stores.faults import FaultyStore
 from sessionlocker.stores.memory import MemoryStore
 from sessionlocker.stores.opening import open_store
+from sessionlocker.stores.readonly import ReadOnlyStore
 from sessionlocker.stores.sqlite import SQLiteStore
 
-__all__ = ["FaultyStore", "MemoryStore", "SQLiteStore", "Store", "cas_update", "open_store"]
+__all__ = [
+    "FaultyStore",
+    "MemoryStore",
+    "ReadOnlyStore",
+    "SQLiteStore",
+    "Store",
+    "cas_update",
+    "open_store",
+]
