@@ -136,7 +136,6 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
         schema=record.schema,
         patch=record.patch,
         compatible=record.compatible,
-        encoding=record.encoding,
         epoch=record.epoch,
         lock=None if record.lock is None else _lock_json(record.lock),
         stamp=None if record.stamp is None else _stamp_json(record.stamp),
@@ -147,6 +146,8 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
         user_ids=list(record.user_ids),
         tags=record.tags,
     )
+    if record.encoding is not None:
+        meta["encoding"] = record.encoding
     if data_json is None:
         data_json = json.dumps(
             record.data, ensure_ascii=False, allow_nan=False, separators=(",", ":")

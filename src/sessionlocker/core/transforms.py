@@ -27,18 +27,22 @@ from sessionlocker.errors import (
 )
 
 __all__ = [
+    "Current",
     "Free",
     "Granted",
     "Held",
+    "Locked",
     "Lost",
     "Refused",
     "Requested",
     "Saved",
     "TooLarge",
+    "Upgraded",
     "Withdrawn",
     "acquire",
     "request_release",
     "save",
+    "upgrade_unlocked",
     "withdraw_request",
 ]
 
@@ -281,3 +285,50 @@ def withdraw_request(*, session: str) -> Transform[Withdrawn]:
 
 def _requested_by(record: Record, session: str) -> bool:
     return any(request.by == session for request in record.release_requests)
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """The record was migrated from ``before`` to ``after`` (schema, patch)."""
+
+    before: tuple[int, int]
+    after: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """The record is already at the running version (or newer and compatible)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """A session holds the record; offline migration leaves it to the holder."""
+
+    lock: Lock
+
+
+UpgradeOutcome = Upgraded | Current | Locked | Refused
+
+
+def upgrade_unlocked(upgrade: Callable[[Record], Record]) -> Transform[UpgradeOutcome]:
+    """Migrate a record that no session holds (``sessionlocker migrate``)."""
+
+    def transform(current: Versioned | None) -> Put[UpgradeOutcome] | Keep[UpgradeOutcome]:
+        if current is None:
+            return Keep(Current())
+        try:
+            record = decode(current.value)
+        except CorruptRecord as exc:
+            return Keep(Refused("corrupt", exc))
+        if record.lock is not None:
+            return Keep(Locked(record.lock))
+        loaded = _loadable(record, upgrade)
+        if isinstance(loaded, Refused):
+            return Keep(loaded)
+        upgraded, data_json = loaded
+        if upgraded is record:
+            return Keep(Current())
+        outcome = Upgraded((record.schema, record.patch), (upgraded.schema, upgraded.patch))
+        return Put(encode(upgraded, data_json), outcome)
+
+    return transform
