@@ -103,6 +103,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._schema_ready = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -146,18 +147,24 @@ class SQLiteStore:
                     retryable=False,
                 )
             connection.execute("PRAGMA synchronous = NORMAL")
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA:
-                    connection.execute(statement)
-                connection.execute("COMMIT")
-            except BaseException:
-                _rollback(connection)
-                raise
+            if not self._schema_ready:  # once per store: later connections skip the write lock
+                self._create_schema(connection)
+                self._schema_ready = True
         except BaseException:
             connection.close()
             raise
         return connection
+
+    @staticmethod
+    def _create_schema(connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            connection.execute("COMMIT")
+        except BaseException:
+            _rollback(connection)
+            raise
 
     def _error(self, exc: sqlite3.Error, operation: str) -> StoreError:
         # The message names the file and SQLite's own words, never bound values.
