@@ -149,9 +149,9 @@ def test_release_request_is_added_once_and_withdrawn() -> None:
     assert record.release_requests == (ReleaseRequest("A", 3.0),)
     assert outcome == tx.Requested(Lock("B", 4, 10.0))
     assert kept(request(stored(record))) == tx.Requested(Lock("B", 4, 10.0))
-    withdrawn, _ = put(tx.withdraw_request(session="A")(stored(record)))
+    withdrawn, _ = put(tx.withdraw(session="A")(stored(record)))
     assert withdrawn.release_requests == ()
-    assert kept(tx.withdraw_request(session="A")(stored(withdrawn))) == tx.Withdrawn()
+    assert kept(tx.withdraw(session="A")(stored(withdrawn))) == tx.Withdrawn()
 
 
 def test_release_request_needs_no_write_when_free_or_ours() -> None:
@@ -160,3 +160,18 @@ def test_release_request_needs_no_write_when_free_or_ours() -> None:
     assert kept(request(stored(FREE))) == tx.Free()
     assert kept(request(stored(MINE))) == tx.Free()
     assert isinstance(kept(request(Versioned(b"junk", 1))), tx.Refused)
+
+
+def test_a_late_save_never_overwrites_a_newer_save_of_the_same_holder() -> None:
+    newer, _ = put(save(seq=7)(stored(MINE)))
+    late = kept(save(seq=3)(stored(newer)))
+    assert late == tx.Saved(released=False, replaced=False, held=True)
+
+
+def test_withdraw_clears_our_lock_and_our_requests_but_no_one_elses() -> None:
+    ours = MINE.with_(release_requests=(ReleaseRequest("A", 1.0), ReleaseRequest("C", 2.0)))
+    cleaned, _ = put(tx.withdraw(session="A")(stored(ours)))
+    assert cleaned.lock is None
+    assert cleaned.release_requests == (ReleaseRequest("C", 2.0),)
+    assert cleaned.stamp == MINE.stamp
+    assert kept(tx.withdraw(session="A")(stored(HELD_BY_B))) == tx.Withdrawn()

@@ -47,6 +47,9 @@ class Lease:
         self._renewed_sent: float | None = None
         self._renew_at = float("-inf")
         self._failures = 0
+        #: Times the lease lapsed locally before a renewal's reply came back. A lapse
+        #: lets another session take over, so lockers must re-check their locks.
+        self.gaps = 0
         self._waiting: list[Callable[[], None]] = []
 
     def when_available(self, callback: Callable[[], None]) -> None:
@@ -80,6 +83,8 @@ class Lease:
             return
         self._sending_since = None
         if error is None:
+            if self._renewed_sent is not None and not self.available(now):
+                self.gaps += 1
             self._failures = 0
             self._renewed_sent = sent
             self._renew_at = sent + self.ttl / 3

@@ -157,6 +157,9 @@ class Locker:
     _take_over: Lock | None
     _requested: tuple[Lock, float] | None
     _watch: tuple[tuple[str, bool, int], float] | None
+    _unsure: bool
+    _checked: int
+    _sent_gaps: int
 
     def __init__(self, key: str, spec: Spec, lease: Lease, *, host: Host | None = None) -> None:
         self.key = check_key(key)
@@ -267,8 +270,12 @@ class Locker:
         return lambda: self._callbacks[event].remove(callback)
 
     def is_available(self, now: float | None = None) -> bool:
-        """Loaded, and our session lease is within its renew deadline."""
-        return self.status is Status.LOADED and self._lease.available(now)
+        """Loaded, our lease within its renew deadline, and our lock checked since any lapse."""
+        return (
+            self.status is Status.LOADED
+            and self._lease.available(now)
+            and self._checked == self._lease.gaps
+        )
 
     @property
     def changes_pending(self) -> bool:
@@ -313,6 +320,7 @@ class Locker:
             self._on_save(result, now)
         elif kind == "withdraw":
             self._requested = None
+            self._unsure = False
             self._due = now
         else:
             raise UsageError(f"unexpected result {result!r} for a {kind} request")
@@ -399,8 +407,8 @@ class Locker:
     def _release_step(self, now: float) -> None:
         if self.token is not None:
             self._save(now, release=True)
-        elif self._requested is not None:
-            transform = tx.withdraw_request(session=self._lease.session_id)
+        elif self._requested is not None or self._unsure:
+            transform = tx.withdraw(session=self._lease.session_id)
             self._send("withdraw", Update(key=self.store_key, transform=transform))
         else:
             self._end(Event.RELEASED, "idle")
@@ -408,6 +416,7 @@ class Locker:
     def _send(self, kind: str, request: Request) -> None:
         """Queue the one request ``update`` hands out next (from a step or a result)."""
         self._outbox = (kind, request)
+        self._sent_gaps = self._lease.gaps
         self._due = float("-inf")
 
     # ---------------------------------------------------------------- results
@@ -416,6 +425,8 @@ class Locker:
         self._failures += 1
         self.error = error
         self._queued.append("error")
+        if kind in ("acquire", "request") and error.unknown_outcome:
+            self._unsure = True  # our lock or request may be there; a cancel must clear it
         if kind == "acquire" and not error.retryable and self.status is Status.LOADING:
             self._fail("store_error", error)
             return
@@ -424,6 +435,7 @@ class Locker:
 
     def _on_acquire(self, result: Updated[Any], now: float) -> None:
         self._failures = 0
+        self._unsure = False
         outcome = result.outcome
         if isinstance(outcome, tx.Granted):
             self._granted(outcome, result.current, now)
@@ -437,6 +449,7 @@ class Locker:
     def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
         record = outcome.record
         stamp = record.stamp
+        self._checked = self._sent_gaps
         mine = stamp is not None and (stamp.session, stamp.epoch) == (
             self._lease.session_id,
             record.epoch,
@@ -557,6 +570,7 @@ class Locker:
         if not save.only_if_asked or result.wrote:
             self._queued.append("saved")
         if outcome.held:
+            self._checked = self._sent_gaps
             self._autosave_at = now + self.spec.autosave_period
             urgent = self._force or self.status is Status.RELEASING
             self._due = now if urgent else self._autosave_at
@@ -650,6 +664,8 @@ class Locker:
         self._take_over = None
         self._requested = None
         self._watch = None
+        self._unsure = False
+        self._checked = self._sent_gaps = -1
 
     def _epoch(self) -> int:
         if self.token is None:

@@ -43,7 +43,7 @@ __all__ = [
     "request_release",
     "save",
     "upgrade_unlocked",
-    "withdraw_request",
+    "withdraw",
 ]
 
 
@@ -120,7 +120,7 @@ class Free:
 
 @dataclass(frozen=True, slots=True)
 class Withdrawn:
-    """No release request of ours is left on the record."""
+    """No release request and no lock of ours is left on the record."""
 
 
 AcquireOutcome = Granted | Held | Refused
@@ -221,7 +221,7 @@ def save(
         except CorruptRecord:
             return Keep(Lost(None))
         held = record.held_by(session, epoch)
-        if record.stamp == stamp:
+        if _ours_at_least(record.stamp, stamp):  # this save, or a later one, committed
             released = record.lock is None and record.epoch == epoch
             return Keep(Saved(released=released, replaced=released and not release, held=held))
         if not held:
@@ -265,8 +265,12 @@ def request_release(*, session: str, at: float) -> Transform[RequestOutcome]:
     return transform
 
 
-def withdraw_request(*, session: str) -> Transform[Withdrawn]:
-    """Remove our release requests from the record (a cancelled ``force`` load)."""
+def withdraw(*, session: str) -> Transform[Withdrawn]:
+    """Remove our release requests, and our lock if one is there (a cancelled load).
+
+    After an acquire whose reply was lost, the lock may be ours without our knowing:
+    cancelling must clear it, or it would stay held by a live session with no locker.
+    """
 
     def transform(current: Versioned | None) -> Put[Withdrawn] | Keep[Withdrawn]:
         if current is None:
@@ -275,12 +279,23 @@ def withdraw_request(*, session: str) -> Transform[Withdrawn]:
             record = decode(current.value)
         except CorruptRecord:
             return Keep(Withdrawn())
-        if not _requested_by(record, session):
+        ours = record.lock is not None and record.lock.session == session
+        if not ours and not _requested_by(record, session):
             return Keep(Withdrawn())
         left = tuple(r for r in record.release_requests if r.by != session)
-        return Put(encode(record.with_(release_requests=left)), Withdrawn())
+        cleaned = record.with_(release_requests=left, lock=None if ours else record.lock)
+        return Put(encode(cleaned), Withdrawn())
 
     return transform
+
+
+def _ours_at_least(stored: Stamp | None, mine: Stamp) -> bool:
+    """True if ``stored`` is our own save ``mine`` or a later save of the same epoch."""
+    return (
+        stored is not None
+        and (stored.session, stored.epoch) == (mine.session, mine.epoch)
+        and stored.seq >= mine.seq
+    )
 
 
 def _requested_by(record: Record, session: str) -> bool:

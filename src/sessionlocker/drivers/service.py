@@ -157,7 +157,11 @@ class LockerService:
                 return
             self._inflight -= 1
             if isinstance(owner, Lease):
+                gaps = owner.gaps
                 owner.handle(result if isinstance(result, StoreError) else None, now)
+                if owner.gaps != gaps:  # the lease lapsed: every lock must be checked again
+                    for locker in list(self._lockers.values()):
+                        locker.poke()
                 continue
             owner.handle(result, now)
             self._settle(owner)
