@@ -175,3 +175,12 @@ def test_withdraw_clears_our_lock_and_our_requests_but_no_one_elses() -> None:
     assert cleaned.release_requests == (ReleaseRequest("C", 2.0),)
     assert cleaned.stamp == MINE.stamp
     assert kept(tx.withdraw(session="A")(stored(HELD_BY_B))) == tx.Withdrawn()
+
+
+def test_a_recheck_after_a_lapse_rewrites_the_lock_so_an_older_takeover_fails() -> None:
+    record, outcome = put(save(only_if_asked=True, checked=1)(stored(MINE)))
+    assert record.lock == Lock("A", 5, 20.0, checked=1)
+    assert outcome.held
+    judged_during_the_lapse = MINE.lock
+    assert isinstance(kept(acquire(take_over=judged_during_the_lapse)(stored(record))), tx.Held)
+    assert kept(save(seq=3, only_if_asked=True, checked=1)(stored(record))).held  # no rewrite

@@ -272,9 +272,7 @@ class Locker:
     def is_available(self, now: float | None = None) -> bool:
         """Loaded, our lease within its renew deadline, and our lock checked since any lapse."""
         return (
-            self.status is Status.LOADED
-            and self._lease.available(now)
-            and self._checked == self._lease.gaps
+            self.status is Status.LOADED and self._lease.available(now) and not self._stale_check()
         )
 
     @property
@@ -371,6 +369,7 @@ class Locker:
             only_if_asked=save.only_if_asked,
             encoding=save.encoding,
             max_bytes=self.spec.max_record_bytes,
+            checked=self._lease.gaps if self._stale_check() else None,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
@@ -572,7 +571,7 @@ class Locker:
         if outcome.held:
             self._checked = self._sent_gaps
             self._autosave_at = now + self.spec.autosave_period
-            urgent = self._force or self.status is Status.RELEASING
+            urgent = self._force or self.status is Status.RELEASING or self._stale_check()
             self._due = now if urgent else self._autosave_at
         elif outcome.replaced and self.status is Status.LOADED:
             self._end(Event.REPLACED, "replaced")
@@ -666,6 +665,10 @@ class Locker:
         self._watch = None
         self._unsure = False
         self._checked = self._sent_gaps = -1
+
+    def _stale_check(self) -> bool:
+        """Our lock was last confirmed before the lease's latest lapse."""
+        return self._checked != self._lease.gaps
 
     def _epoch(self) -> int:
         if self.token is None:

@@ -68,11 +68,17 @@ _KNOWN = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Lock:
-    """Who holds the record: a session, in an epoch, since a wall-clock time."""
+    """Who holds the record: a session, in an epoch, since a wall-clock time.
+
+    ``checked`` counts the holder's lease lapses it has confirmed the lock after: the
+    holder rewrites it after each lapse, so a takeover judged during the lapse (and
+    conditional on the lock as it was) can no longer land.
+    """
 
     session: str
     epoch: int
     acquired: float
+    checked: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +221,12 @@ def _no_constant(name: str) -> Any:
 
 
 def _lock_json(lock: Lock) -> dict[str, Any]:
-    return {"session": lock.session, "epoch": lock.epoch, "acquired": lock.acquired}
+    return {
+        "session": lock.session,
+        "epoch": lock.epoch,
+        "acquired": lock.acquired,
+        "checked": lock.checked,
+    }
 
 
 def _stamp_json(stamp: Stamp) -> dict[str, Any]:
@@ -265,7 +276,10 @@ def _lock(value: Any) -> Lock | None:
         return None
     raw = _obj(value, "lock")
     return Lock(
-        _str(raw, "session", "lock"), _int(raw, "epoch", -1), _number(raw, "acquired", "lock")
+        _str(raw, "session", "lock"),
+        _int(raw, "epoch", -1),
+        _number(raw, "acquired", "lock"),
+        _int(raw, "checked", 0),
     )
 
 

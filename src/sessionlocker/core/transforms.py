@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
 from sessionlocker.core.record import Lock, Record, ReleaseRequest, Stamp, decode, encode
@@ -203,6 +203,7 @@ def save(
     only_if_asked: bool = False,
     encoding: str | None = None,
     max_bytes: int | None = None,
+    checked: int | None = None,
 ) -> Transform[SaveOutcome]:
     """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
 
@@ -210,6 +211,8 @@ def save(
     also clears the lock (``replaced``). With ``only_if_asked`` nothing is written
     unless a release request asks for it (an autosave with nothing new to save).
     ``encoding`` stores the data compressed; a record over ``max_bytes`` is not written.
+    ``checked`` rewrites the lock's lapse count (a re-check after a lease lapse): it is
+    always a write, so a takeover conditional on the old lock value cannot land after.
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -227,7 +230,10 @@ def save(
         if not held:
             return Keep(Lost(record.lock))
         replaced = bool(record.release_requests) and not release
-        if only_if_asked and not replaced:
+        lock = record.lock
+        if checked is not None and lock is not None and lock.checked != checked:
+            record = record.with_(lock=replace(lock, checked=checked))
+        elif only_if_asked and not replaced:
             return Keep(Saved(released=False, replaced=False, held=True))
         if release or replaced:
             record = record.with_(lock=None, release_requests=())
