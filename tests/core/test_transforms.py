@@ -181,6 +181,9 @@ def test_a_recheck_after_a_lapse_rewrites_the_lock_so_an_older_takeover_fails() 
     record, outcome = put(save(only_if_asked=True, checked=1)(stored(MINE)))
     assert record.lock == Lock("A", 5, 20.0, checked=1)
     assert outcome.held
-    judged_during_the_lapse = MINE.lock
-    assert isinstance(kept(acquire(take_over=judged_during_the_lapse)(stored(record))), tx.Held)
+    taker = tx.acquire(
+        session="B", at=30.0, fresh=Record(data=None), fresh_json="{}", take_over=MINE.lock
+    )
+    assert isinstance(kept(taker(stored(record))), tx.Held)  # judged on the lock before the rewrite
+    assert isinstance(put(taker(stored(MINE)))[1], tx.Granted)  # without the rewrite it would land
     assert kept(save(seq=3, only_if_asked=True, checked=1)(stored(record))).held  # no rewrite
