@@ -253,6 +253,8 @@ def test_bad_spec_arguments_are_refused() -> None:
         Spec("players", {})  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="version"):
         Spec("players", dict, version=0)
+    with pytest.raises(UsageError, match="Migrations builder"):
+        Spec("players", dict, migrations={1: dict})  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="spec"):
         LockerService(MemoryStore(), "players")  # type: ignore[arg-type]
 

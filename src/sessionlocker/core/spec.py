@@ -52,7 +52,7 @@ class Spec:
     lease: float = 10.0
     force_timeout: float = 10.0
     poll_period: float = 1.0
-    migrations: Migrations | None = None
+    migrations: Migrations = field(default_factory=Migrations)
     validator: object = None
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     compress_above: int | None = None
@@ -69,11 +69,9 @@ class Spec:
             raise UsageError(f"version must be a whole number >= 1, not {version!r}")
         for name in ("autosave_period", "lease", "force_timeout", "poll_period"):
             object.__setattr__(self, name, _seconds(name, getattr(self, name)))
-        migrations = self.migrations if self.migrations is not None else Migrations()
-        if not isinstance(migrations, Migrations):
-            raise UsageError(f"migrations must be a Migrations builder, not {migrations!r}")
-        migrations.check(version)
-        object.__setattr__(self, "migrations", migrations)
+        if not isinstance(self.migrations, Migrations):
+            raise UsageError(f"migrations must be a Migrations builder, not {self.migrations!r}")
+        self.migrations.check(version)
         object.__setattr__(self, "validate", make_validator(self.validator))
         _positive_int("max_record_bytes", self.max_record_bytes)
         if self.compress_above is not None:
@@ -84,7 +82,6 @@ class Spec:
 
         Raises ``NewerSchema`` or ``MigrationError``; the record given is not changed.
         """
-        assert self.migrations is not None  # set in __post_init__
         stored = Versions(record.data, record.schema, record.patch, record.compatible)
         done = self.migrations.upgrade(stored, self.version)
         if done is stored:
@@ -95,7 +92,6 @@ class Spec:
 
     def fresh(self, data: Any) -> Record:
         """A new record holding ``data`` made by ``create`` at this version."""
-        assert self.migrations is not None  # set in __post_init__
         patch, compatible = self.migrations.fresh(self.version)
         return Record(data=data, schema=self.version, patch=patch, compatible=compatible)
 

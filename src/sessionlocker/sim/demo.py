@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessionlocker.core.record import Record, decode
-from sessionlocker.errors import CorruptRecord
+from sessionlocker.errors import CorruptRecord, SessionLockerError
 from sessionlocker.sim.check import (
     Findings,
     check_confirmed,
@@ -44,7 +44,7 @@ LOOK_EVERY = 0.02
 START_TIMEOUT = 20.0
 
 
-class SimulationError(Exception):
+class SimulationError(SessionLockerError):
     """The simulation could not run (a worker failed to start or died by itself)."""
 
 
