@@ -12,13 +12,13 @@ their client library into ``StoreError`` (retryable or not, outcome known or not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar, runtime_checkable
 
 from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
 
-__all__ = ["Store", "cas_update"]
+__all__ = ["Notifying", "Store", "Watch", "cas_update"]
 
 T = TypeVar("T")
 
@@ -66,6 +66,38 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections and files. Using the store afterwards is an error."""
+        ...
+
+
+class Watch(Protocol):
+    """A set of keys whose writes wake someone (see ``Notifying``)."""
+
+    def add(self, key: str) -> None:
+        """Start waking for writes to ``key`` (a store key, as passed to ``update``)."""
+        ...
+
+    def discard(self, key: str) -> None:
+        """Stop waking for ``key``; absent is fine."""
+        ...
+
+    def close(self) -> None:
+        """Stop all wake-ups and release what the watch holds (a connection, a thread)."""
+        ...
+
+
+@runtime_checkable
+class Notifying(Protocol):
+    """A store that tells at once when a record changed (optional; others are polled).
+
+    ``wake(key)`` is called, from any thread and without blocking it for long, soon
+    after each committed write or delete of a watched key by anyone, this process
+    included. A wake-up is only a hint: it may come twice, late or for a write already
+    seen, and one may be lost; after a lost connection is made again the watch calls
+    ``wake`` for every watched key, since notifications sent meanwhile were missed.
+    """
+
+    def watch(self, wake: Callable[[str], None]) -> Watch:
+        """A new, empty watch calling ``wake``."""
         ...
 
 
