@@ -5,9 +5,10 @@ and hands it to the next owner fast; every write is a compare-and-set fenced by 
 ever-growing epoch, so a process that lost its lock can never overwrite the new owner.
 """
 
-from sessionlocker.core.locker import Locker, Status
+from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import Attempt, LoadMode
 from sessionlocker.core.spec import Spec
+from sessionlocker.core.states import Status
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import (
     AlreadyOpen,

@@ -9,9 +9,10 @@ import msgspec
 import pydantic
 import pytest
 
-from sessionlocker.core.locker import Locker, Status
+from sessionlocker.core.locker import Locker
 from sessionlocker.core.record import ZLIB, decode
 from sessionlocker.core.spec import Spec
+from sessionlocker.core.states import Status
 from sessionlocker.core.validation import make_validator
 from sessionlocker.errors import InvalidData, RecordTooLarge, UsageError
 

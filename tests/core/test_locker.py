@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from sessionlocker.core.locker import EVENTS, TRANSITIONS, Locker, Status
+from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import Attempt
 from sessionlocker.core.protocol import SessionView, Transform, Update, Updated, Versioned
 from sessionlocker.core.record import Record, decode, encode
+from sessionlocker.core.states import EVENTS, TRANSITIONS, Status
 from sessionlocker.errors import (
     CorruptRecord,
     LockLost,

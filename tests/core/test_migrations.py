@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionlocker.core.locker import Status
 from sessionlocker.core.migrations import Migrations, Versions, reconcile
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.core.spec import Spec
+from sessionlocker.core.states import Status
 from sessionlocker.errors import MigrationError, NewerSchema, UsageError
 
 from .rig import Rig, new_world

@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from sessionlocker.core.record import FORMAT, Lock, Record, ReleaseRequest, Stamp, decode, encode
+from sessionlocker.core.record import (
+    FORMAT,
+    Lock,
+    Message,
+    Purchase,
+    Record,
+    ReleaseRequest,
+    Stamp,
+    decode,
+    encode,
+)
 from sessionlocker.errors import CorruptRecord
 
 
@@ -19,8 +29,10 @@ def full_record() -> Record:
         lock=Lock("s1", 7, 1700000000.5),
         stamp=Stamp("s1", 7, 3),
         release_requests=(ReleaseRequest("s2", 1700000001.0),),
-        inbox=({"id": "m1", "kind": "gift", "body": {}},),
-        purchases=(["p", "r1", 1.0],),
+        inbox=(Message("m1", "gift", {"gems": 3}, 5.0),),
+        outbox=(Message("m2", "trade", [1, 2], 6.0, to="player:9"),),
+        applied=("op-1", "m0"),
+        purchases=(Purchase("p", "r1", 1.0),),
         credit={"gem": 2},
         user_ids=(12, 13),
         tags={"region": "eu"},
@@ -84,6 +96,15 @@ def test_missing_metadata_takes_defaults() -> None:
         (b'{"format": 1, "data": 1, "release_requests": [{"by": "a"}]}', "release_requests[].at"),
         (b'{"format": 1, "data": 1, "credit": {"gem": 1.5}}', "credit.gem"),
         (b'{"format": 1, "data": 1, "tags": []}', "'tags'"),
+        (b'{"format": 1, "data": 1, "inbox": [{"id": "m", "kind": "k", "at": 1}]}', "body"),
+        (b'{"format": 1, "data": 1, "inbox": [{"id": "", "kind": "k", "body": 1, "at": 1}]}', "id"),
+        (
+            b'{"format": 1, "data": 1, "outbox": [{"id": "m", "kind": "k", "body": 1, "at": 1}]}',
+            "to",
+        ),
+        (b'{"format": 1, "data": 1, "applied": [3]}', "applied[]"),
+        (b'{"format": 1, "data": 1, "purchases": [["p", "r"]]}', "purchases[]"),
+        (b'{"format": 1, "data": 1, "purchases": [["p", 5, 1.0]]}', "purchases[]"),
     ],
 )
 def test_bad_bytes_are_refused_with_the_reason(value: bytes, says: str) -> None:

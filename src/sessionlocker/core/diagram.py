@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sessionlocker.core.locker import TRANSITIONS
+from sessionlocker.core.states import TRANSITIONS
 
 __all__ = ["mermaid"]
 

@@ -12,15 +12,17 @@ The legal moves are the table ``TRANSITIONS``; anything else is a bug and raises
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.backoff import retry_delay
+from sessionlocker.core.changes import Changes
 from sessionlocker.core.lease import Lease
+from sessionlocker.core.ledger import Meta
 from sessionlocker.core.modes import Attempt, LoadMode, Mode, check_mode
+from sessionlocker.core.operations import Handler, OperationCalls, Operations
 from sessionlocker.core.protocol import (
     ReadSession,
     Request,
@@ -29,8 +31,9 @@ from sessionlocker.core.protocol import (
     Updated,
     Versioned,
 )
-from sessionlocker.core.record import ZLIB, Lock
+from sessionlocker.core.record import ZLIB, Lock, Message
 from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
 from sessionlocker.core.storable import encode_data
 from sessionlocker.errors import (
     InvalidData,
@@ -43,71 +46,10 @@ from sessionlocker.errors import (
     UsageError,
 )
 
-__all__ = ["EVENTS", "TRANSITIONS", "Event", "Host", "Locker", "Status"]
+__all__ = ["Host", "Locker"]
 
 NEVER = float("inf")
 
-
-class Status(StrEnum):
-    """Where a locker is in its life."""
-
-    #: not loaded and not trying to be; ``acquire()`` starts a load
-    IDLE = "idle"
-    #: trying to take the lock
-    LOADING = "loading"
-    #: another session holds the lock; looking again later as the mode says
-    WAITING = "waiting"
-    #: we hold the lock; data may be changed and is saved
-    LOADED = "loaded"
-    #: saving for the last time and clearing the lock (or cancelling a load)
-    RELEASING = "releasing"
-    #: another session took the lock; unsaved changes were not saved
-    LOST = "lost"
-    #: the stored record was refused (see ``failure``); it was left untouched
-    FAILED = "failed"
-
-
-class Event(StrEnum):
-    """What moves a locker from one status to another."""
-
-    ACQUIRE = "acquire"
-    HELD = "held"
-    RETRY = "retry"
-    GRANTED = "granted"
-    RELEASE = "release"
-    RELEASED = "released"
-    REPLACED = "replaced"
-    CANCEL = "cancel"
-    LOSE = "lose"
-    FAIL = "fail"
-
-
-S, E = Status, Event
-
-#: Every legal move: (status, event) -> next status. Also drawn in docs/state-diagram.md.
-TRANSITIONS: dict[tuple[Status, Event], Status] = {
-    (S.IDLE, E.ACQUIRE): S.LOADING,
-    (S.LOST, E.ACQUIRE): S.LOADING,
-    (S.FAILED, E.ACQUIRE): S.LOADING,
-    (S.LOADING, E.GRANTED): S.LOADED,
-    (S.LOADING, E.HELD): S.WAITING,
-    (S.LOADING, E.FAIL): S.FAILED,
-    (S.LOADING, E.RELEASE): S.RELEASING,
-    (S.WAITING, E.RETRY): S.LOADING,
-    (S.WAITING, E.CANCEL): S.IDLE,
-    (S.WAITING, E.RELEASE): S.RELEASING,
-    (S.WAITING, E.FAIL): S.FAILED,
-    (S.LOADED, E.RELEASE): S.RELEASING,
-    (S.LOADED, E.REPLACED): S.IDLE,
-    (S.LOADED, E.LOSE): S.LOST,
-    (S.RELEASING, E.RELEASED): S.IDLE,
-    (S.RELEASING, E.LOSE): S.LOST,
-}
-
-#: Lifecycle events a callback can be registered for with ``Locker.on``.
-EVENTS = frozenset(
-    {"loaded", "replaced", "before_save", "saved", "released", "lost", "failed", "idle", "error"}
-)
 
 _ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
 
@@ -134,15 +76,19 @@ class _Save:
     release: bool
     only_if_asked: bool
     encoding: str | None
+    meta: Meta
 
 
-class Locker:
+class Locker(OperationCalls):
     """Exclusive ownership of one record, as a state machine.
 
     ``data`` is usable at once: before the load completes it is a transient copy from
     ``Spec.create``; changes made to it through ``edit`` are replayed on the loaded data.
     ``token`` is the fencing epoch while loaded: it grows with every acquire, so other
     systems can refuse a write carrying an older token.
+
+    Exactly-once operations (``apply_once``, ``purchase``, credit, ``send`` and the
+    inbox, applied through ``handlers`` by message kind) are in ``operations``.
     """
 
     _known: Versioned | None
@@ -160,8 +106,18 @@ class Locker:
     _unsure: bool
     _checked: int
     _sent_gaps: int
+    _saved_meta: Meta
+    _delivering: Message | None
 
-    def __init__(self, key: str, spec: Spec, lease: Lease, *, host: Host | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        spec: Spec,
+        lease: Lease,
+        *,
+        host: Host | None = None,
+        handlers: Mapping[str, Handler] | None = None,
+    ) -> None:
         self.key = check_key(key)
         self.spec = spec
         self.store_key = spec.store_key(key)
@@ -181,12 +137,9 @@ class Locker:
         self._outbox: tuple[str, Request] | None = None
         self._due = NEVER
         self._failures = 0
-        self._changes = 0
-        self._saved_upto = 0
-        self._base = 0
-        self._dead: list[tuple[int, int]] = []
-        self._waiters: list[tuple[int, Callable[[bool], None]]] = []
+        self._changes = Changes()
         self._edits: list[Callable[[Any], object]] = []
+        self._ops = Operations(self, {} if handlers is None else handlers)
         self._reset_session()
 
     # ----------------------------------------------------------------- intent
@@ -208,9 +161,9 @@ class Locker:
         self.data = fresh
         self.error = self.failure = None
         self._edits.clear()
+        self._ops = Operations(self, self._ops.handlers)
         self._reset_session()
-        self._bury()
-        self._base = self._changes
+        self._changes.start()
         self._due = float("-inf")
         self._wake()
 
@@ -239,8 +192,7 @@ class Locker:
 
     def mark_changed(self) -> int:
         """Note that ``data`` changed; returns the change id for ``when_saved``."""
-        self._changes += 1
-        return self._changes
+        return self._changes.mark()
 
     def edit(self, change: Callable[[Any], object]) -> int:
         """Apply ``change(data)`` now; before the load completes, again on the loaded data."""
@@ -251,16 +203,10 @@ class Locker:
 
     def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None:
         """Call back True once a committed write holds the change; False if none ever will."""
-        if change_id > self._changes or change_id < 1:
-            raise UsageError(f"no change {change_id!r} was marked on {self.key!r}")
-        if any(low < change_id <= high for low, high in self._dead):
-            callback(False)
-        elif change_id <= self._saved_upto:
-            callback(True)
-        elif self.status in _ENDED:
-            callback(False)
-        else:
-            self._waiters.append((change_id, callback))
+        try:
+            self._changes.when_saved(change_id, callback, ended=self.status in _ENDED)
+        except UsageError as exc:
+            raise UsageError(f"{exc} on {self.key!r}") from None
 
     def on(self, event: str, callback: Callback) -> Callable[[], None]:
         """Call ``callback(locker)`` on a lifecycle event; returns a function that stops it."""
@@ -278,7 +224,7 @@ class Locker:
     @property
     def changes_pending(self) -> bool:
         """True while some marked change is not yet in a committed write."""
-        return self._changes > max(self._saved_upto, self._base)
+        return self._changes.pending
 
     # ------------------------------------------------------------------ progress
 
@@ -316,6 +262,8 @@ class Locker:
             self._on_request(result.outcome, now)
         elif kind == "save" and isinstance(result, Updated):
             self._on_save(result, now)
+        elif kind == "deliver" and isinstance(result, Updated):
+            self._on_deliver(result.outcome, now)
         elif kind == "withdraw":
             self._requested = None
             self._unsure = False
@@ -332,7 +280,10 @@ class Locker:
         if self.status is Status.LOADING:
             self._attempt(now)
         elif self.status is Status.LOADED:
-            self._save(now, release=False)
+            if self._ops.ledger.deliverable() is not None:
+                self._deliver()
+            else:
+                self._save(now, release=False)
         elif self.status is Status.RELEASING:
             self._release_step(now)
         else:
@@ -370,6 +321,7 @@ class Locker:
             encoding=save.encoding,
             max_bytes=self.spec.max_record_bytes,
             checked=self._lease.gaps if self._stale_check() else None,
+            meta=save.meta,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
@@ -379,7 +331,7 @@ class Locker:
     def _new_save(self, now: float, *, release: bool) -> _Save | None:
         self._emit("before_save")
         force, self._force = self._force, False
-        upto = self._changes
+        upto = self._changes.last
         try:
             data_json = encode_data(self.data)
             if self.spec.validate is not None:
@@ -391,26 +343,47 @@ class Locker:
                 self._autosave_at = now + self.spec.autosave_period
                 self._due = self._autosave_at
                 return None
-            data_json, upto = self._saved_json, self._saved_upto
+            return self._next_save(self._saved_json, self._changes.saved, self._saved_meta, release)
         quiet = (
-            not (release or force) and data_json == self._saved_json and upto <= self._saved_upto
+            not (release or force) and data_json == self._saved_json and upto <= self._changes.saved
         )
-        return self._next_save(data_json, upto, release=release, only_if_asked=quiet)
+        meta = self._ops.ledger.snapshot()
+        return self._next_save(data_json, upto, meta, release, only_if_asked=quiet)
 
-    def _next_save(self, data_json: str, upto: int, *, release: bool, only_if_asked: bool) -> _Save:
+    def _next_save(
+        self, data_json: str, upto: int, meta: Meta, release: bool, *, only_if_asked: bool = False
+    ) -> _Save:
         self._seq += 1
         threshold = self.spec.compress_above
         encoding = ZLIB if threshold is not None and len(data_json) >= threshold else None
-        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding)
+        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding, meta)
 
     def _release_step(self, now: float) -> None:
-        if self.token is not None:
+        ledger = self._ops.ledger
+        if self.token is not None and self._pending is None and ledger.uncommitted():
+            self._save(now, release=False)  # commit the outbox, so it can be delivered first
+        elif self.token is not None and self._pending is None and ledger.deliverable():
+            self._deliver()
+        elif self.token is not None:
             self._save(now, release=True)
         elif self._requested is not None or self._unsure:
             transform = tx.withdraw(session=self._lease.session_id)
             self._send("withdraw", Update(key=self.store_key, transform=transform))
         else:
             self._end(Event.RELEASED, "idle")
+
+    def _deliver(self) -> None:
+        message = self._ops.ledger.deliverable()
+        if message is None or message.to is None:
+            raise UsageError("no committed message to deliver")
+        self._delivering = message
+        transform = tx.deliver(
+            message=message,
+            fresh=self._fresh,
+            fresh_json=self._fresh_json,
+            max_bytes=self.spec.max_record_bytes,
+        )
+        self._send("deliver", Update(key=self.spec.store_key(message.to), transform=transform))
 
     def _send(self, kind: str, request: Request) -> None:
         """Queue the one request ``update`` hands out next (from a step or a result)."""
@@ -458,6 +431,11 @@ class Locker:
         self._seq = stamp.seq if mine and stamp is not None else 0
         self.data = record.data
         self._saved_json = outcome.data_json
+        self._ops.ledger.load(record)
+        self._saved_meta = self._ops.ledger.snapshot()
+        if self.status is Status.LOADING:
+            self._move(Event.GRANTED)
+            self._queued.append("loaded")
         for change in self._edits:
             try:
                 change(self.data)
@@ -467,13 +445,13 @@ class Locker:
                 )
                 self._queued.append("error")
         self._edits.clear()
+        self._ops.replay()
+        self._ops.take(record.inbox)
         if self.changes_pending:
             self._force = True
         self._autosave_at = now + self.spec.autosave_period
-        self._due = now if self._force or self.status is Status.RELEASING else self._autosave_at
-        if self.status is Status.LOADING:
-            self._move(Event.GRANTED)
-            self._queued.append("loaded")
+        urgent = self._force or self._ops.ledger.deliverable() is not None
+        self._due = now if urgent or self.status is Status.RELEASING else self._autosave_at
 
     def _held(self, outcome: tx.Held, now: float) -> None:
         lock = outcome.lock
@@ -565,14 +543,16 @@ class Locker:
         if result.current is not None:
             self._known = result.current
         self._saved_json = save.data_json
-        self._confirm(save.upto)
+        self._saved_meta = save.meta
+        self._ops.ledger.saved(save.meta)
+        self._changes.confirm(save.upto)
         if not save.only_if_asked or result.wrote:
             self._queued.append("saved")
         if outcome.held:
             self._checked = self._sent_gaps
             self._autosave_at = now + self.spec.autosave_period
-            urgent = self._force or self.status is Status.RELEASING or self._stale_check()
-            self._due = now if urgent else self._autosave_at
+            self._ops.take(outcome.inbox)
+            self._due = now if self._urgent() else self._autosave_at
         elif outcome.replaced and self.status is Status.LOADED:
             self._end(Event.REPLACED, "replaced")
         elif outcome.released or save.release:
@@ -580,13 +560,36 @@ class Locker:
         else:
             self._lose(None)
 
+    def _on_deliver(self, outcome: object, now: float) -> None:
+        message, self._delivering = self._delivering, None
+        self._failures = 0
+        if message is None:
+            raise UsageError("a delivery result came with no delivery in flight")
+        if isinstance(outcome, tx.Delivered):
+            self._ops.ledger.delivered(message.id)
+            self.mark_changed()  # the smaller outbox goes with the next save
+        else:  # the receiver's record is refused or full: keep the message, stop trying
+            self._ops.ledger.failed.add(message.id)
+            size = outcome.size if isinstance(outcome, tx.TooLarge) else 0
+            reason = outcome.error if isinstance(outcome, tx.Refused) else None
+            self.report(
+                reason or RecordTooLarge(size, self.spec.max_record_bytes),
+            )
+        self._due = now if self._urgent() else self._autosave_at
+
+    def _urgent(self) -> bool:
+        return (
+            self._force
+            or self.status is Status.RELEASING
+            or self._stale_check()
+            or self._ops.ledger.deliverable() is not None
+        )
+
     def _too_large(self, save: _Save, size: int, now: float) -> None:
         self.error = RecordTooLarge(size, self.spec.max_record_bytes)
         self._queued.append("error")
         if save.release:  # release anyway, keeping the last good value
-            retry = self._next_save(
-                self._saved_json, self._saved_upto, release=True, only_if_asked=False
-            )
+            retry = self._next_save(self._saved_json, self._changes.saved, self._saved_meta, True)
             self._pending = retry
             self._save(now, release=True)
             return
@@ -627,26 +630,11 @@ class Locker:
         self._finish("idle")
 
     def _finish(self, name: str) -> None:
-        self._bury()
+        self._ops.drop_queued(self.error)
         self.token = None
         self._due = NEVER
         self._queued.append(name)
-        waiting, self._waiters = self._waiters, []
-        for _, callback in waiting:
-            callback(False)
-
-    def _bury(self) -> None:
-        """Changes marked but never saved by the session that is ending can never be."""
-        low = max([self._saved_upto, self._base, *(high for _, high in self._dead)])
-        if self._changes > low:
-            self._dead.append((low, self._changes))
-
-    def _confirm(self, upto: int) -> None:
-        self._saved_upto = max(self._saved_upto, upto)
-        done = [cb for change, cb in self._waiters if change <= self._saved_upto]
-        self._waiters = [(c, cb) for c, cb in self._waiters if c > self._saved_upto]
-        for callback in done:
-            callback(True)
+        self._changes.end()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -665,6 +653,39 @@ class Locker:
         self._watch = None
         self._unsure = False
         self._checked = self._sent_gaps = -1
+        self._saved_meta = Meta()
+        self._delivering = None
+
+    # ------------------------------------------------------------ for ``operations``
+
+    @property
+    def loading(self) -> bool:
+        """Loading or waiting: operations asked for now run on the loaded data."""
+        return self.status in (Status.LOADING, Status.WAITING)
+
+    @property
+    def writable(self) -> bool:
+        """Data and ledger changes made now will be in a save of this session."""
+        releasing = self.status is Status.RELEASING and self._pending is None
+        return self.token is not None and (self.status is Status.LOADED or releasing)
+
+    @property
+    def session_id(self) -> str:
+        """The session this locker holds (or seeks) the lock for."""
+        return self._lease.session_id
+
+    def wall(self) -> float:
+        """Wall-clock time for timestamps in the record (from the driver)."""
+        return self._lease.wall()
+
+    def report(self, error: SessionLockerError) -> None:
+        """Record ``error`` and fire ``error`` at the next callback point."""
+        self.error = error
+        self._queued.append("error")
+
+    def emit_later(self, name: str) -> None:
+        """Fire the lifecycle event ``name`` at the next callback point."""
+        self._queued.append(name)
 
     def _stale_check(self) -> bool:
         """Our lock was last confirmed before the lease's latest lapse."""

@@ -6,11 +6,17 @@ A record holds the user's data and the library's metadata::
      "lock": {"session": "...", "epoch": 42, "acquired": t} | null,
      "stamp": {"session": "...", "epoch": 42, "seq": 7} | null,
      "release_requests": [{"by": "...", "at": t}],
-     "inbox": [...], "purchases": [...], "credit": {...}, "user_ids": [...], "tags": {...}}
+     "inbox": [{"id": "...", "kind": "...", "body": ..., "at": t}],
+     "outbox": [{"id": "...", "kind": "...", "body": ..., "at": t, "to": "key"}],
+     "applied": ["op id", ...], "purchases": [[product_id, purchase_id, t], ...],
+     "credit": {"product": n}, "user_ids": [...], "tags": {...}}
 
 ``schema``, ``patch`` and ``compatible`` are the data's version, patch level and the
 oldest version of the code that may load it (see ``migrations``). ``epoch`` is the
-fencing counter: +1 at every acquire, never reused. ``stamp`` names the
+fencing counter: +1 at every acquire, never reused. ``inbox`` holds remote changes
+anyone may append without the lock; ``outbox`` holds messages the holder committed
+and still has to deliver to other records' inboxes; ``applied`` and ``purchases`` are
+the bounded histories that make operations exactly-once. ``stamp`` names the
 holder write that last changed ``data`` (session, epoch and that holder's save number),
 so a writer whose reply was lost can tell, by reading, whether its write committed.
 Decoding is strict: anything unexpected raises ``CorruptRecord`` and the stored bytes are
@@ -32,6 +38,8 @@ __all__ = [
     "FORMAT",
     "ZLIB",
     "Lock",
+    "Message",
+    "Purchase",
     "Record",
     "ReleaseRequest",
     "Stamp",
@@ -58,6 +66,8 @@ _KNOWN = frozenset(
         "stamp",
         "release_requests",
         "inbox",
+        "outbox",
+        "applied",
         "purchases",
         "credit",
         "user_ids",
@@ -99,6 +109,29 @@ class ReleaseRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Message:
+    """A remote change: applied once by the record's holder through its ``kind`` handler.
+
+    ``to`` is set only while the message waits in a sender's outbox (the key it goes to).
+    """
+
+    id: str
+    kind: str
+    body: Any
+    at: float
+    to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """One entry of the purchase history."""
+
+    product_id: str
+    purchase_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """A decoded record. ``data`` is the user's JSON value; the rest is metadata."""
 
@@ -111,8 +144,10 @@ class Record:
     lock: Lock | None = None
     stamp: Stamp | None = None
     release_requests: tuple[ReleaseRequest, ...] = ()
-    inbox: tuple[Any, ...] = ()
-    purchases: tuple[Any, ...] = ()
+    inbox: tuple[Message, ...] = ()
+    outbox: tuple[Message, ...] = ()
+    applied: tuple[str, ...] = ()
+    purchases: tuple[Purchase, ...] = ()
     credit: dict[str, int] = field(default_factory=dict)
     user_ids: tuple[Any, ...] = ()
     tags: dict[str, Any] = field(default_factory=dict)
@@ -146,8 +181,10 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
         lock=None if record.lock is None else _lock_json(record.lock),
         stamp=None if record.stamp is None else _stamp_json(record.stamp),
         release_requests=[{"by": r.by, "at": r.at} for r in record.release_requests],
-        inbox=list(record.inbox),
-        purchases=list(record.purchases),
+        inbox=[_message_json(m) for m in record.inbox],
+        outbox=[_message_json(m) for m in record.outbox],
+        applied=list(record.applied),
+        purchases=[[p.product_id, p.purchase_id, p.at] for p in record.purchases],
         credit=record.credit,
         user_ids=list(record.user_ids),
         tags=record.tags,
@@ -190,8 +227,10 @@ def decode(value: bytes) -> Record:
         lock=_lock(raw.get("lock")),
         stamp=_stamp(raw.get("stamp")),
         release_requests=tuple(_request(r) for r in _list(raw, "release_requests")),
-        inbox=tuple(_list(raw, "inbox")),
-        purchases=tuple(_list(raw, "purchases")),
+        inbox=tuple(_message(m, "inbox[]", to=False) for m in _list(raw, "inbox")),
+        outbox=tuple(_message(m, "outbox[]", to=True) for m in _list(raw, "outbox")),
+        applied=tuple(_op_id(op) for op in _list(raw, "applied")),
+        purchases=tuple(_purchase(p) for p in _list(raw, "purchases")),
         credit=_credit(raw.get("credit", {})),
         user_ids=tuple(_list(raw, "user_ids")),
         tags=_dict(raw, "tags"),
@@ -227,6 +266,13 @@ def _lock_json(lock: Lock) -> dict[str, Any]:
         "acquired": lock.acquired,
         "checked": lock.checked,
     }
+
+
+def _message_json(message: Message) -> dict[str, Any]:
+    out = {"id": message.id, "kind": message.kind, "body": message.body, "at": message.at}
+    if message.to is not None:
+        out["to"] = message.to
+    return out
 
 
 def _stamp_json(stamp: Stamp) -> dict[str, Any]:
@@ -295,6 +341,36 @@ def _request(value: Any) -> ReleaseRequest:
     return ReleaseRequest(
         _str(raw, "by", "release_requests[]"), _number(raw, "at", "release_requests[]")
     )
+
+
+def _message(value: Any, where: str, *, to: bool) -> Message:
+    raw = _obj(value, where)
+    if "body" not in raw:
+        raise CorruptRecord(f"'{where}' has no 'body'")
+    return Message(
+        _str(raw, "id", where),
+        _str(raw, "kind", where),
+        raw["body"],
+        _number(raw, "at", where),
+        _str(raw, "to", where) if to else None,
+    )
+
+
+def _op_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise CorruptRecord(f"'applied[]' must be a non-empty string, found {value!r}")
+    return value
+
+
+def _purchase(value: Any) -> Purchase:
+    ok = isinstance(value, list) and len(value) == 3
+    if ok:
+        product, purchase, at = value
+        ok = isinstance(product, str) and isinstance(purchase, str)
+        ok = ok and isinstance(at, int | float) and not isinstance(at, bool)
+    if not ok:
+        raise CorruptRecord(f"'purchases[]' must be [product_id, purchase_id, time], not {value!r}")
+    return Purchase(product, purchase, float(at))
 
 
 def _credit(value: Any) -> dict[str, int]:

@@ -42,6 +42,10 @@ class Spec:
     (a callable, or a dataclass, pydantic model or msgspec Struct type) is run before
     every save. ``max_record_bytes`` bounds the stored record; ``compress_above`` stores
     data of at least that many bytes of JSON zlib-compressed (``None``: never).
+
+    ``history_limit`` bounds each exactly-once history kept in the record (operation
+    ids, and purchases): an id that fell out of it, 100 newer ones later by default, is
+    no longer recognised, so an operation redelivered that late would apply again.
     """
 
     namespace: str
@@ -56,6 +60,7 @@ class Spec:
     validator: object = None
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     compress_above: int | None = None
+    history_limit: int = 100
     validate: Validator | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -74,6 +79,7 @@ class Spec:
         self.migrations.check(version)
         object.__setattr__(self, "validate", make_validator(self.validator))
         _positive_int("max_record_bytes", self.max_record_bytes)
+        _positive_int("history_limit", self.history_limit)
         if self.compress_above is not None:
             _positive_int("compress_above", self.compress_above)
 

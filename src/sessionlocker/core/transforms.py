@@ -1,4 +1,5 @@
-"""Pure transforms of a stored record: acquire, save (and release), release requests.
+"""Pure transforms of a stored record: acquire, save (and release), release requests,
+and delivery of a message to a record's inbox.
 
 Each is a function from what is stored to a decision (``Put`` or ``Keep``) with an
 outcome. They never raise on a stranger's lock or bad bytes: they say so in the
@@ -6,7 +7,8 @@ outcome, and keep the stored bytes as they are. They are idempotent, so a call w
 reply was lost is resolved by running the same transform again on a fresh read:
 
 - acquire finds our own session on the lock and reports ``Granted`` without writing;
-- save finds its own ``stamp`` (session, epoch, save number) and reports ``Saved``.
+- save finds its own ``stamp`` (session, epoch, save number) and reports ``Saved``;
+- deliver finds the message id in the inbox or the applied history.
 """
 
 from __future__ import annotations
@@ -15,8 +17,17 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from sessionlocker.core.ledger import Meta
 from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
-from sessionlocker.core.record import Lock, Record, ReleaseRequest, Stamp, decode, encode
+from sessionlocker.core.record import (
+    Lock,
+    Message,
+    Record,
+    ReleaseRequest,
+    Stamp,
+    decode,
+    encode,
+)
 from sessionlocker.core.storable import encode_data
 from sessionlocker.errors import (
     CorruptRecord,
@@ -28,6 +39,7 @@ from sessionlocker.errors import (
 
 __all__ = [
     "Current",
+    "Delivered",
     "Free",
     "Granted",
     "Held",
@@ -40,6 +52,7 @@ __all__ = [
     "Upgraded",
     "Withdrawn",
     "acquire",
+    "deliver",
     "request_release",
     "save",
     "upgrade_unlocked",
@@ -92,11 +105,13 @@ class Saved:
     ``released``: that write cleared the lock; ``replaced``: because another session
     asked. ``held``: we still hold the lock. Not released and not held: the write
     committed, then another session took the lock (a lost reply, learned on retry).
+    ``inbox`` is the stored inbox after the write: messages the holder may not know yet.
     """
 
     released: bool
     replaced: bool
     held: bool
+    inbox: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +134,13 @@ class Free:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivered:
+    """The message is in the record's inbox; ``already``: it was there or was applied."""
+
+    already: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Withdrawn:
     """No release request and no lock of ours is left on the record."""
 
@@ -126,6 +148,7 @@ class Withdrawn:
 AcquireOutcome = Granted | Held | Refused
 SaveOutcome = Saved | Lost | TooLarge
 RequestOutcome = Requested | Free | Refused
+DeliverOutcome = Delivered | Refused | TooLarge
 
 
 def _unchanged(record: Record) -> Record:
@@ -204,6 +227,7 @@ def save(
     encoding: str | None = None,
     max_bytes: int | None = None,
     checked: int | None = None,
+    meta: Meta | None = None,
 ) -> Transform[SaveOutcome]:
     """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
 
@@ -213,6 +237,8 @@ def save(
     ``encoding`` stores the data compressed; a record over ``max_bytes`` is not written.
     ``checked`` rewrites the lock's lapse count (a re-check after a lease lapse): it is
     always a write, so a takeover conditional on the old lock value cannot land after.
+    ``meta`` (the holder's histories, credit, outbox and applied inbox messages) is
+    written with the data, so an operation's effect and its id commit together.
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -226,7 +252,8 @@ def save(
         held = record.held_by(session, epoch)
         if _ours_at_least(record.stamp, stamp):  # this save, or a later one, committed
             released = record.lock is None and record.epoch == epoch
-            return Keep(Saved(released=released, replaced=released and not release, held=held))
+            replaced = released and not release
+            return Keep(Saved(released, replaced, held, record.inbox))
         if not held:
             return Keep(Lost(record.lock))
         replaced = bool(record.release_requests) and not release
@@ -234,16 +261,16 @@ def save(
         if checked is not None and lock is not None and lock.checked != checked:
             record = record.with_(lock=replace(lock, checked=checked))
         elif only_if_asked and not replaced:
-            return Keep(Saved(released=False, replaced=False, held=True))
+            return Keep(Saved(released=False, replaced=False, held=True, inbox=record.inbox))
         if release or replaced:
             record = record.with_(lock=None, release_requests=())
+        if meta is not None:
+            record = meta.write(record)
         value = encode(record.with_(stamp=stamp, encoding=encoding), data_json)
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
-        outcome = Saved(
-            released=record.lock is None, replaced=replaced, held=record.lock is not None
-        )
-        return Put(value, outcome)
+        held_now = record.lock is not None
+        return Put(value, Saved(not held_now, replaced, held_now, record.inbox))
 
     return transform
 
@@ -267,6 +294,36 @@ def request_release(*, session: str, at: float) -> Transform[RequestOutcome]:
             release_requests=(*record.release_requests, ReleaseRequest(session, at))
         )
         return Put(encode(asked), Requested(lock))
+
+    return transform
+
+
+def deliver(
+    *, message: Message, fresh: Record, fresh_json: str, max_bytes: int | None = None
+) -> Transform[DeliverOutcome]:
+    """Append ``message`` to the record's inbox, once, whoever holds the record.
+
+    Neither the lock nor the data is touched. A message whose id is already in the
+    inbox or in the applied history is not appended again, so a delivery retried after
+    a lost reply, or repeated by a sender that crashed before noting it, is harmless.
+    A missing record is created as ``fresh`` (holding ``fresh_json``), unlocked.
+    """
+    entry = replace(message, to=None)
+
+    def transform(current: Versioned | None) -> Put[DeliverOutcome] | Keep[DeliverOutcome]:
+        if current is None:
+            created = fresh.with_(data=None, inbox=(entry,))
+            return Put(encode(created, fresh_json), Delivered(already=False))
+        try:
+            record = decode(current.value)
+        except CorruptRecord as exc:
+            return Keep(Refused("corrupt", exc))
+        if message.id in record.applied or any(m.id == message.id for m in record.inbox):
+            return Keep(Delivered(already=True))
+        value = encode(record.with_(inbox=(*record.inbox, entry)))
+        if max_bytes is not None and len(value) > max_bytes:
+            return Keep(TooLarge(len(value)))
+        return Put(value, Delivered(already=False))
 
     return transform
 

@@ -8,6 +8,10 @@ thread pool and never block the frame.
 
 ``session(key)`` is the blocking convenience for scripts: it drives the service itself
 until the locker is loaded, yields it, then saves and releases on exit.
+
+Remote changes: ``on_message(kind, handler)`` says how this service's lockers apply
+messages of a kind; ``send(key, kind, body)`` appends one to any record's inbox
+without its lock.
 """
 
 from __future__ import annotations
@@ -23,18 +27,26 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from sessionlocker.core import transforms as tx
+from sessionlocker.core.backoff import retry_delay
 from sessionlocker.core.lease import Lease
-from sessionlocker.core.locker import Locker, Status
+from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
-from sessionlocker.core.protocol import Request
+from sessionlocker.core.operations import Handler
+from sessionlocker.core.protocol import Request, Transform, Update, Updated
+from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.states import Status
+from sessionlocker.core.storable import check_storable, encode_data
 from sessionlocker.drivers.executor import Executor, ThreadExecutor, execute
 from sessionlocker.errors import (
     AlreadyOpen,
     DataError,
     LockLost,
     LockUnavailable,
+    RecordTooLarge,
     StoreError,
     UsageError,
 )
@@ -78,15 +90,17 @@ class LockerService:
         self.session_id = session_id or _new_session_id()
         self.clock = clock or time.monotonic
         info = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
-        self.lease = Lease(
-            self.session_id, spec.lease, info, clock=self.clock, wall=wall or time.time
-        )
+        self.wall = wall or time.time
+        self.lease = Lease(self.session_id, spec.lease, info, clock=self.clock, wall=self.wall)
         self._executor = executor or ThreadExecutor(workers)
         self._lockers: dict[str, Locker] = {}
         self._heap: list[tuple[float, int, Locker]] = []
         self._scheduled: dict[Locker, float] = {}
         self._order = itertools.count()
-        self._done: queue.SimpleQueue[tuple[Locker | Lease, object]] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[Locker | Lease | str, object, Request | None]] = (
+            queue.SimpleQueue()
+        )
+        self._handlers: dict[str, Handler] = {}
         self._signal = threading.Event()
         self._inflight = 0
         self._closed = False
@@ -99,7 +113,7 @@ class LockerService:
         check_key(key)
         if key in self._lockers:
             raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
-        return Locker(key, self.spec, self.lease, host=self)
+        return Locker(key, self.spec, self.lease, host=self, handlers=self._handlers)
 
     def get(self, key: str) -> Locker | None:
         """The live locker for ``key`` (loading, loaded or releasing), if any."""
@@ -108,6 +122,72 @@ class LockerService:
     def lockers(self) -> list[Locker]:
         """Every live locker."""
         return list(self._lockers.values())
+
+    def on_message(self, kind: str, handler: Handler) -> None:
+        """Apply inbox messages of ``kind`` with ``handler(locker, message)``.
+
+        The handler changes ``locker.data`` (it may also use the locker's credit and
+        ``send``); its effect and the message's removal are saved in one write, so each
+        message is applied exactly once. A message of a kind with no handler stays in
+        the inbox (code that knows the kind may handle it later) and is reported through
+        the locker's ``error`` event. One handler per kind; registering again replaces it.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise UsageError(f"a message kind must be a non-empty string, not {kind!r}")
+        if not callable(handler):
+            raise UsageError(f"a message handler must be callable, not {handler!r}")
+        self._handlers[kind] = handler
+
+    def send(
+        self, key: str, kind: str, body: Any, *, id: str | None = None, timeout: float = 10.0
+    ) -> str:
+        """Append a message to ``key``'s inbox now, whoever holds it; returns its id.
+
+        Neither the lock nor the data is touched; the holder (or the next loader)
+        applies it once through its ``on_message`` handler. A missing record is created
+        with fresh data. Blocks for one store round trip, retrying retryable store
+        errors with backoff for up to ``timeout`` seconds; sending the same ``id`` again
+        (after an error whose outcome is unknown) never delivers it twice. Safe to call
+        from any thread. Raises ``StoreError``, or a ``DataError`` when the record is
+        unreadable or would grow over ``Spec.max_record_bytes``.
+        """
+        self._check_open()
+        check_key(key)
+        if not isinstance(kind, str) or not kind:
+            raise UsageError(f"a message kind must be a non-empty string, not {kind!r}")
+        if id is not None and (not isinstance(id, str) or not id):
+            raise UsageError(f"a message id must be a non-empty string, not {id!r}")
+        check_storable(body)
+        message = Message(id or uuid.uuid4().hex, kind, body, self.wall())
+        transform = tx.deliver(
+            message=message,
+            fresh=self.spec.fresh(None),
+            fresh_json=encode_data(self.spec.create()),
+            max_bytes=self.spec.max_record_bytes,
+        )
+        outcome = self._update_now(key, transform, timeout).outcome
+        if isinstance(outcome, tx.Refused):
+            raise outcome.error
+        if isinstance(outcome, tx.TooLarge):
+            raise RecordTooLarge(outcome.size, self.spec.max_record_bytes)
+        self._done.put((key, None, None))  # the frame thread pokes a local holder
+        self._signal.set()
+        return message.id
+
+    def _update_now(
+        self, key: str, transform: Transform[tx.DeliverOutcome], timeout: float
+    ) -> Updated[tx.DeliverOutcome]:
+        deadline = self.clock() + timeout
+        failures = 0
+        while True:
+            try:
+                return self.store.update(self.spec.store_key(key), transform)
+            except StoreError as exc:
+                failures += 1
+                delay = retry_delay(key, failures, cap=2.0, error=exc)
+                if not exc.retryable or self.clock() + delay > deadline:
+                    raise
+                time.sleep(delay)
 
     def opening(self, locker: Locker) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
@@ -152,9 +232,12 @@ class LockerService:
     def _take_results(self, now: float) -> None:
         while True:
             try:
-                owner, result = self._done.get_nowait()
+                owner, result, request = self._done.get_nowait()
             except queue.Empty:
                 return
+            if isinstance(owner, str):  # a message was sent to this key
+                self._poke(owner)
+                continue
             self._inflight -= 1
             if isinstance(owner, Lease):
                 gaps = owner.gaps
@@ -165,12 +248,21 @@ class LockerService:
                 continue
             owner.handle(result, now)
             self._settle(owner)
+            if isinstance(request, Update) and request.key != owner.store_key:
+                self._poke(request.key.removeprefix(f"{self.spec.namespace}/"))
+
+    def _poke(self, key: str) -> None:
+        """The record at ``key`` changed under its holder here, if any: look again."""
+        locker = self._lockers.get(key)
+        if locker is not None:
+            locker.poke()
+            self._schedule(locker)
 
     def _submit(self, owner: Locker | Lease, request: Request) -> None:
         self._inflight += 1
 
         def done(result: object) -> None:
-            self._done.put((owner, result))
+            self._done.put((owner, result, request))
             self._signal.set()
 
         self._executor.submit(lambda: execute(self.store, request), done)

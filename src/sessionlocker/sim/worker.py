@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from sessionlocker.core.locker import Locker, Status
+from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode
+from sessionlocker.core.states import Status
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.sim.history import HistoryWriter
 from sessionlocker.sim.world import Timings, player_keys
