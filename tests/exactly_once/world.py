@@ -110,9 +110,7 @@ class Server:
 
     names = itertools.count(1)
 
-    def __init__(
-        self, store: Store, clock: Clock, crash_at: tuple[int, str] | None = None
-    ) -> None:
+    def __init__(self, store: Store, clock: Clock, crash_at: tuple[int, str] | None = None) -> None:
         self.store, self.clock = store, clock
         self.session = f"server-{next(self.names)}"
         self.lease = Lease(self.session, SPEC.lease, b"{}", clock=clock, wall=clock)
