@@ -69,7 +69,7 @@ def test_sqlite_options_and_faults(tmp_path: Path) -> None:
     [
         ("", "empty"),
         ("store.db", "no scheme"),
-        ("redis://localhost:6379/0", "unknown scheme 'redis'"),
+        ("mongodb://localhost:27017/0", "unknown scheme 'mongodb'"),
         ("memory://somewhere", "no host"),
         ("memory:///path", "no host"),
         ("sqlite://", "path is missing"),
@@ -122,7 +122,7 @@ def test_missing_sqlite_directory_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "redis://admin:s3cr3t-pw@db.example:6379/0",
+        "redis://admin:s3cr3t-pw@db.example:6379/0?history=-1",
         "postgresql://app:s3cr3t-pw@db.example/app?sslmode=require",
         "sqlite://user:s3cr3t-pw@/app.db",
         "memory://user:s3cr3t-pw@",

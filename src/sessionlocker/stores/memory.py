@@ -2,11 +2,13 @@
 
 Everything lives in dictionaries in this process, guarded by one lock, so it is safe to
 share between threads but not between processes. Use it in tests, in simulations (with
-an injected clock) and as the yardstick other backends are compared with.
+an injected clock) and as the yardstick other backends are compared with. It is also
+``Notifying``: a watch is woken synchronously, in the writer's thread, after each write.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
-from sessionlocker.errors import Conflict
+from sessionlocker.errors import Conflict, UsageError
 from sessionlocker.stores._checks import (
     check_expected,
     check_key,
@@ -28,6 +30,8 @@ from sessionlocker.stores._checks import (
 __all__ = ["MemoryStore"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("sessionlocker.stores.memory")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class MemoryStore:
         self._sessions: dict[str, _Session] = {}
         self._revision = 0
         self._session_version = 0
+        self._watches: set[_MemoryWatch] = set()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -67,6 +72,18 @@ class MemoryStore:
     def _check_open(self) -> None:
         if self._closed:
             raise closed_error()
+
+    def _wakes_locked(self, key: str) -> list[Callable[[str], None]]:
+        return [watch.wake for watch in self._watches if key in watch.keys]
+
+    @staticmethod
+    def _call(wakes: list[Callable[[str], None]], key: str) -> None:
+        """Wake the watchers of ``key``, after the lock is let go (they may call us)."""
+        for wake in wakes:
+            try:
+                wake(key)
+            except Exception:  # the write is committed; a broken callback must not undo that
+                log.exception("wake(%r) raised", key)
 
     def _write_locked(self, key: str, value: bytes, expected: int | None) -> int:
         current = self._records.get(key)
@@ -96,7 +113,10 @@ class MemoryStore:
         expected = check_expected(expected)
         with self._lock:
             self._check_open()
-            return self._write_locked(key, value, expected)
+            revision = self._write_locked(key, value, expected)
+            wakes = self._wakes_locked(key)
+        self._call(wakes, key)
+        return revision
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
@@ -124,7 +144,10 @@ class MemoryStore:
                 except Conflict as conflict:
                     current = conflict.current
                     continue
-                return Updated(decision.outcome, Versioned(value, revision), wrote=True)
+                wakes = self._wakes_locked(key)
+                break
+        self._call(wakes, key)
+        return Updated(decision.outcome, Versioned(value, revision), wrote=True)
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key``; True if it existed.
@@ -142,7 +165,9 @@ class MemoryStore:
             if expected is not None and current.revision != expected:
                 raise Conflict(key, current)
             del self._records[key]
-            return True
+            wakes = self._wakes_locked(key)
+        self._call(wakes, key)
+        return True
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``, as a snapshot taken now."""
@@ -185,7 +210,53 @@ class MemoryStore:
             self._check_open()
             self._sessions.pop(session_id, None)
 
+    # Notifications.
+
+    def watch(self, wake: Callable[[str], None]) -> _MemoryWatch:
+        """A new watch: ``wake(key)`` runs in the writer's thread right after each write."""
+        if not callable(wake):
+            raise UsageError(f"wake must be callable, not {type(wake).__name__}")
+        with self._lock:
+            self._check_open()
+            made = _MemoryWatch(self, wake)
+            self._watches.add(made)
+        return made
+
     def close(self) -> None:
         """Mark the store closed; every later call raises ``StoreError``. Idempotent."""
         with self._lock:
             self._closed = True
+            self._watches.clear()
+
+
+class _MemoryWatch:
+    """The ``Watch`` of a ``MemoryStore``: a set of keys, read under the store's lock."""
+
+    def __init__(self, store: MemoryStore, wake: Callable[[str], None]) -> None:
+        self._store = store
+        self.wake = wake
+        self.keys: set[str] = set()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore watch keys={len(self.keys)} closed={self._closed}>"
+
+    def add(self, key: str) -> None:
+        """Wake for writes to ``key`` from now on."""
+        key = check_key(key)
+        with self._store._lock:
+            if self._closed:
+                raise UsageError("this watch is closed")
+            self.keys.add(key)
+
+    def discard(self, key: str) -> None:
+        """Stop waking for ``key``; absent is fine."""
+        with self._store._lock:
+            self.keys.discard(key)
+
+    def close(self) -> None:
+        """Stop all wake-ups. Idempotent."""
+        with self._store._lock:
+            self._closed = True
+            self.keys.clear()
+            self._store._watches.discard(self)

@@ -63,6 +63,33 @@ register_backend(
 )
 
 
+def _open_redis(url: StoreURL) -> Store:
+    # Imported here, so the package works without the ``redis`` extra installed.
+    try:
+        from sessionlocker.stores.redis import open_redis_url  # noqa: PLC0415 (optional extra)
+    except ImportError as exc:
+        if exc.name != "redis" and not str(exc.name).startswith("redis."):
+            raise
+        missing = "the redis package is missing: pip install 'sessionlocker[redis]'"
+        raise url.error(missing) from None
+    return open_redis_url(url)
+
+
+for _scheme in ("redis", "rediss"):
+    register_backend(
+        Backend(
+            scheme=_scheme,
+            forms=(
+                f"{_scheme}://host:6379/0",
+                f"{_scheme}://:password@host/0?prefix=game:&history=10&timeout=5&pool=8"
+                + ("&ca=/path/ca.pem" if _scheme == "rediss" else ""),
+            ),
+            options=frozenset({"prefix", "history", "timeout", "pool", "ca"}),
+            open=_open_redis,
+        )
+    )
+
+
 def open_store(url: str) -> Store:
     """Open the store ``url`` names.
 
@@ -70,6 +97,8 @@ def open_store(url: str) -> Store:
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's
       convention): a ``SQLiteStore``; option ``busy_timeout`` in seconds. The directory
       must exist.
+    - ``redis://[user:password@]host[:port][/db]`` (``rediss://`` for TLS): a
+      ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``).
     - Fault options, for any scheme: ``fail``, ``throttle`` and ``unknown`` (rates
       between 0 and 1), ``latency`` and ``retry_after`` (seconds), ``seed`` (a whole
       number). Giving any of them wraps the store in a ``FaultyStore``.

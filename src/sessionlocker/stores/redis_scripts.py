@@ -1,0 +1,78 @@
+"""The Lua scripts of the Redis store: every check-then-act step is one of them.
+
+Redis runs a script atomically, so compare, write, bump and publish happen with no other
+command in between: no WATCH, no retry storm. Each returns a small array whose first
+element is a code; ``RedisStore`` maps the code to an outcome.
+
+Numbers are formatted with ``string.format`` before they are stored or published: Lua
+holds them as doubles, and its default conversion would turn a large one into
+``1e+15``. Every key a script touches is passed in ``KEYS``, as Redis asks.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DELETE", "GET_SESSION", "PUT_SESSION", "WRITE"]
+
+#: KEYS: record hash, revision counter, history list.
+#: ARGV: expected revision ("" = the key must be absent), value, history length, channel.
+#: Returns {1, new revision} when written, {0} when absent, {0, value, revision} on conflict.
+WRITE = """
+local stored = redis.call('HMGET', KEYS[1], 'v', 'rev')
+local revision = stored[2]
+if (revision or '') ~= ARGV[1] then
+  if revision then return {0, stored[1], revision} end
+  return {0}
+end
+local new = redis.call('INCR', KEYS[2])
+if revision and tonumber(revision) >= new then
+  -- the counter was lost (flushed, evicted): never hand out a revision again
+  new = tonumber(revision) + 1
+  redis.call('SET', KEYS[2], string.format('%d', new))
+end
+local text = string.format('%d', new)
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rev', text)
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('LPUSH', KEYS[3], text .. ':' .. ARGV[2])
+  redis.call('LTRIM', KEYS[3], 0, keep - 1)
+end
+redis.call('PUBLISH', ARGV[4], text)
+return {1, new}
+"""
+
+#: KEYS: record hash. ARGV: expected revision ("" = any), channel.
+#: Returns {1} when deleted, {0} when absent, {2, value, revision} on conflict.
+DELETE = """
+local stored = redis.call('HMGET', KEYS[1], 'v', 'rev')
+if not stored[2] then return {0} end
+if ARGV[1] ~= '' and stored[2] ~= ARGV[1] then return {2, stored[1], stored[2]} end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[2], 'deleted')
+return {1}
+"""
+
+#: KEYS: session hash, session version counter.
+#: ARGV: ttl in microseconds, ttl as written, info, how long Redis keeps the hash (ms).
+#: The expiry is an instant of the server's clock (``TIME``); key expiry only cleans up.
+#: Returns the new session version.
+PUT_SESSION = """
+local now = redis.call('TIME')
+local expires = tonumber(now[1]) * 1000000 + tonumber(now[2]) + tonumber(ARGV[1])
+local version = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'expires', string.format('%.0f', expires),
+  'version', string.format('%d', version), 'ttl', ARGV[2], 'info', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return version
+"""
+
+#: KEYS: session hash. Judged by the server's clock (``TIME``) inside the script.
+#: Returns {} when absent, else {expired (0 or 1), version, ttl as written}.
+GET_SESSION = """
+local stored = redis.call('HMGET', KEYS[1], 'expires', 'version', 'ttl')
+if not stored[1] then return {} end
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local expired = 0
+if now_us >= tonumber(stored[1]) then expired = 1 end
+return {expired, stored[2], stored[3]}
+"""

@@ -1,0 +1,151 @@
+"""Run-wide fixtures: real Redis and PostgreSQL servers, each started once when needed.
+
+``redis_url`` and ``postgres_url`` give the URL of a server for this test run. When
+``SESSIONLOCKER_REDIS_URL`` / ``SESSIONLOCKER_POSTGRES_URL`` is set, that server is
+used; otherwise one is started on loopback in a temporary directory (see
+``tests/servers.py``), the variable is set for the run, and the server is stopped at the
+end. A test module whose file name mentions the backend gets its server before it is
+imported, so it may read the variable at import time.
+
+A server that cannot be started skips its backend's tests with a reason in capitals,
+``REDIS BACKEND NOT TESTED: ...``, repeated in the terminal summary: never silently.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from servers import PostgresServer, RedisServer, ServerError
+
+_ENV = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
+_TITLE = {"redis": "REDIS", "postgresql": "POSTGRESQL"}
+
+
+class _Servers:
+    """The servers of this run: started at most once each, stopped at the end."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, RedisServer | PostgresServer] = {}
+        self.failures: dict[str, str] = {}
+        self.notes: dict[str, str] = {}
+
+    def url(self, kind: str) -> str | None:
+        """The URL for ``kind``, starting its server on first use; None if impossible."""
+        variable = _ENV[kind]
+        given = os.environ.get(variable)
+        if kind in self.started:
+            return self.started[kind].url
+        if given and kind not in self.failures:
+            self.notes.setdefault(kind, f"{kind}: using the server in {variable}")
+            return given
+        if kind in self.failures:
+            return None
+        try:
+            server = start(kind)
+        except ServerError as exc:
+            self.failures[kind] = str(exc)
+            return None
+        self.started[kind] = server
+        os.environ[variable] = server.url
+        self.notes[kind] = f"{kind}: started a server on 127.0.0.1:{server.port} for this run"
+        return server.url
+
+    def stop_all(self) -> None:
+        for kind, server in list(self.started.items()):
+            server.cleanup()
+            os.environ.pop(_ENV[kind], None)
+            del self.started[kind]
+
+
+def start(kind: str) -> RedisServer | PostgresServer:
+    """A running server of ``kind``; ``ServerError`` (and nothing left behind) if not."""
+    server: RedisServer | PostgresServer = RedisServer() if kind == "redis" else PostgresServer()
+    try:
+        server.start()
+    except BaseException:
+        server.cleanup()
+        raise
+    return server
+
+
+def skip_loudly(kind: str, why: str) -> BaseException:
+    """The skip of a backend's tests: its reason starts in capitals."""
+    SERVERS.failures.setdefault(kind, why)
+    return pytest.skip.Exception(f"{_TITLE[kind]} BACKEND NOT TESTED: {why}")
+
+
+SERVERS = _Servers()
+atexit.register(SERVERS.stop_all)  # also when the run is interrupted
+
+
+def _server_url(kind: str) -> str:
+    url = SERVERS.url(kind)
+    if url is None:
+        raise skip_loudly(kind, SERVERS.failures[kind])
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL (without options) of the Redis server of this run."""
+    return _server_url("redis")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The URL (without options) of the PostgreSQL server of this run."""
+    return _server_url("postgresql")
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis server of this test's own, to stop, pause or restart at will."""
+    server = _private("redis")
+    assert isinstance(server, RedisServer)
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, to stop or restart at will."""
+    server = _private("postgresql")
+    assert isinstance(server, PostgresServer)
+    yield server
+    server.cleanup()
+
+
+def _private(kind: str) -> RedisServer | PostgresServer:
+    try:
+        return start(kind)
+    except ServerError as exc:
+        raise skip_loudly(kind, str(exc)) from None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
+    """Start a backend's server before a module named after it is imported."""
+    if file_path.suffix != ".py" or not file_path.name.startswith("test_"):
+        return
+    for kind, word in (("redis", "redis"), ("postgresql", "postgres")):
+        if word in file_path.name:
+            SERVERS.url(kind)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    SERVERS.stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for kind in ("redis", "postgresql"):
+        if kind in SERVERS.failures:
+            why = SERVERS.failures[kind].splitlines()[0]
+            terminalreporter.write_sep(
+                "!", f"{_TITLE[kind]} BACKEND NOT TESTED: {why}", red=True, bold=True
+            )
+        elif kind in SERVERS.notes:
+            terminalreporter.write_line(SERVERS.notes[kind])
