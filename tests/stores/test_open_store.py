@@ -123,7 +123,7 @@ def test_missing_sqlite_directory_is_named(tmp_path: Path) -> None:
     "url",
     [
         "redis://admin:s3cr3t-pw@db.example:6379/0?history=-1",
-        "postgresql://app:s3cr3t-pw@db.example/app?sslmode=require",
+        "postgresql://app:s3cr3t-pw@db.example/app?sslmode=require&history=-1",
         "sqlite://user:s3cr3t-pw@/app.db",
         "memory://user:s3cr3t-pw@",
         "sqlite://user:s3cr3t/pw?#@host/app.db",  # characters a URL parser trips over

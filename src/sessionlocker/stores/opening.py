@@ -90,6 +90,38 @@ for _scheme in ("redis", "rediss"):
     )
 
 
+def _open_postgresql(url: StoreURL) -> Store:
+    # Imported here, so the package works without the ``postgresql`` extra installed.
+    try:
+        from sessionlocker.stores.postgresql_url import (  # noqa: PLC0415 (optional extra)
+            open_postgresql_url,
+        )
+    except ImportError as exc:
+        if not str(exc.name).startswith(("psycopg", "psycopg_pool")):
+            raise
+        missing = "psycopg is missing: pip install 'sessionlocker[postgresql]'"
+        raise url.error(missing) from None
+    return open_postgresql_url(url)
+
+
+for _scheme in ("postgresql", "postgres"):
+    register_backend(
+        Backend(
+            scheme=_scheme,
+            forms=(
+                f"{_scheme}://user:password@host:5432/database",
+                f"{_scheme}://host/db?table=records&schema=public&history=10&pool=8&timeout=10"
+                "&connect_timeout=5&sslmode=require",
+            ),
+            options=frozenset(
+                {"table", "schema", "history", "pool", "timeout", "connect_timeout"}
+                | {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"}
+            ),
+            open=_open_postgresql,
+        )
+    )
+
+
 def open_store(url: str) -> Store:
     """Open the store ``url`` names.
 
@@ -99,6 +131,10 @@ def open_store(url: str) -> Store:
       must exist.
     - ``redis://[user:password@]host[:port][/db]`` (``rediss://`` for TLS): a
       ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``).
+    - ``postgresql://[user:password@]host[:port]/database`` (or ``postgres://``): a
+      ``PostgreSQLStore``; options ``table``, ``schema``, ``history``, ``pool``,
+      ``timeout``, ``connect_timeout`` and the libpq ``sslmode``, ``sslrootcert``,
+      ``sslcert``, ``sslkey``, ``application_name``.
     - Fault options, for any scheme: ``fail``, ``throttle`` and ``unknown`` (rates
       between 0 and 1), ``latency`` and ``retry_after`` (seconds), ``seed`` (a whole
       number). Giving any of them wraps the store in a ``FaultyStore``.

@@ -1,0 +1,118 @@
+"""How the PostgreSQL store turns psycopg's exceptions into ``StoreError``.
+
+- Retryable: a lost or refused connection, a server shutting down or restarting, a
+  statement timeout or cancel, a serialization failure or deadlock, a lock timeout,
+  exhausted server resources (too many connections), no pool connection in time.
+- Not retryable: missing permissions (the message says which), a missing database or
+  role, failed authentication, anything else the server refuses.
+- ``unknown_outcome``: a write whose connection broke after it was sent. The server may
+  have committed it; the caller must re-read. A statement the server answered with an
+  error was rolled back (every statement runs alone in autocommit), so its outcome is
+  known.
+
+Messages name the operation, the host, the database and the table, and PostgreSQL's own
+words; the password is removed from them in case a server or library ever echoes it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg_pool import PoolTimeout
+
+from sessionlocker.errors import StoreError
+from sessionlocker.stores._pg_sql import Names
+
+__all__ = ["ErrorTranslator"]
+
+#: SQLSTATE classes worth retrying: connection exception, transaction rollback
+#: (serialization, deadlock), insufficient resources, operator intervention (shutdown,
+#: cancel, statement timeout), system error.
+_RETRYABLE_CLASSES = ("08", "40", "53", "57", "58")
+#: Single SQLSTATEs worth retrying: lock_not_available (a lock timeout).
+_RETRYABLE_STATES = frozenset({"55P03"})
+_PERMISSION = "42501"
+_UNDEFINED_TABLE = "42P01"
+#: Words of libpq connection failures that trying again will not fix.
+_PERMANENT_CONNECT = (
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "no password supplied",
+    "password is required",
+    "invalid sslmode",
+    "certificate",
+)
+
+
+class ErrorTranslator:
+    """Builds the ``StoreError`` for one store (``where`` names host, database, table)."""
+
+    def __init__(self, names: Names, where: str, password: str | None) -> None:
+        self._names = names
+        self._where = where
+        self._password = password or None
+
+    def clean(self, text: str) -> str:
+        """``text`` on one line, with the password (if any) replaced by ``***``."""
+        text = " ".join(text.split())  # PostgreSQL messages span lines (DETAIL, HINT)
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
+
+    def _message(self, operation: str, detail: str) -> str:
+        return f"PostgreSQL {operation} on {self._where} failed: {self.clean(detail)}"
+
+    def statement(
+        self, exc: psycopg.Error, operation: str, *, writing: bool, broken: bool
+    ) -> StoreError:
+        """The error for a statement that raised ``exc`` (``broken``: the connection died)."""
+        state = exc.sqlstate
+        if state == _PERMISSION:
+            return StoreError(
+                self._message(operation, f"{exc}. {self._permission_hint(operation)}"),
+                retryable=False,
+            )
+        if state == _UNDEFINED_TABLE:
+            hint = f"a table of the store {self._names.shown} is missing (was it dropped?)"
+            return StoreError(self._message(operation, f"{exc}. {hint}"), retryable=False)
+        lost = broken or (state is None and isinstance(exc, psycopg.OperationalError))
+        retryable = lost or (
+            state is not None
+            and (state.startswith(_RETRYABLE_CLASSES) or state in _RETRYABLE_STATES)
+        )
+        return StoreError(
+            self._message(operation, str(exc) or type(exc).__name__),
+            retryable=retryable,
+            unknown_outcome=writing and (lost or (state or "").startswith(("08", "57P"))),
+        )
+
+    def connect(self, exc: psycopg.Error, operation: str) -> StoreError:
+        """The error for a failed connection attempt (nothing was sent, so nothing written)."""
+        text = str(exc)
+        permanent = any(words in text for words in _PERMANENT_CONNECT)
+        return StoreError(self._message(operation, text), retryable=not permanent)
+
+    def pool_timeout(
+        self, exc: PoolTimeout, operation: str, *, wait: float, size: int
+    ) -> StoreError:
+        """No pooled connection came within ``wait`` seconds: server down or pool busy."""
+        detail = (
+            f"no connection within {wait:g} s (the server is unreachable, or all {size} "
+            f"pooled connections are busy): {exc}"
+        )
+        return StoreError(self._message(operation, detail), retryable=True)
+
+    def _permission_hint(self, operation: str) -> str:
+        name = self._names.shown
+        if operation == "table creation":
+            return (
+                f"The role may not create the store's tables: grant it CREATE on schema "
+                f"{self._names.schema} (and CREATE on the database if the schema is missing), "
+                "or have an administrator create them once (see docs/backends.md)"
+            )
+        return (
+            f"The role needs SELECT, INSERT, UPDATE and DELETE on {name}, {name}_sessions "
+            f"and {name}_history, and USAGE on the sequences {name}_revisions and "
+            f"{name}_session_versions"
+        )

@@ -1,0 +1,305 @@
+"""The SQL of the PostgreSQL store: table names, schema creation and every statement.
+
+Kept apart from ``postgresql.py`` so the store reads as Python and this file as SQL.
+Statements are composed once per store (identifiers quoted by ``psycopg.sql``) and kept
+as bytes, the form psycopg sends fastest.
+
+Objects, for a table named ``t`` in schema ``s``:
+
+- ``s.t``: the records (key, revision, value, updated). Keys use the "C" collation, so
+  they sort by code point and a key prefix is one index range.
+- ``s.t_revisions``: the sequence every record revision comes from (``CACHE 1``, so
+  revisions grow in the order they are drawn, across keys, deletes and connections).
+- ``s.t_sessions`` and ``s.t_session_versions``: session leases and their versions.
+- ``s.t_history``: the last versions of each key (only when history is on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from psycopg import Connection, sql
+from psycopg.rows import TupleRow
+
+from sessionlocker.errors import UsageError
+
+__all__ = ["MAX_PAYLOAD", "Names", "Statements", "create_missing", "notify_payload"]
+
+#: Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes).
+_MAX_IDENTIFIER = 63
+#: The longest suffix added to the table name (``_session_versions``).
+_LONGEST_SUFFIX = len("_session_versions")
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+#: NOTIFY payloads must be under 8000 bytes; longer keys are sent as a digest.
+MAX_PAYLOAD = 7000
+
+#: Sessions expired this long ago are removed by other services' renewals, a few at a time.
+_SESSION_GRACE = "interval '1 day'"
+
+
+def _check_name(value: object, what: str, longest: int) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise UsageError(
+            f"{what} must be a lower-case SQL name (letters, digits, '_'), not {value!r}"
+        )
+    if len(value) > longest:
+        raise UsageError(f"{what} {value!r} is longer than {longest} characters")
+    return value
+
+
+def notify_payload(key: str) -> str:
+    """The NOTIFY payload naming ``key``: the key itself, or a digest when it is too long."""
+    if len(key.encode("utf-8")) <= MAX_PAYLOAD:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """The schema and table a store uses, checked, and every name derived from them."""
+
+    schema: str
+    table: str
+
+    @classmethod
+    def checked(cls, schema: object, table: object) -> Names:
+        """``UsageError`` unless both are plain lower-case names that fit with suffixes."""
+        return cls(
+            schema=_check_name(schema, "schema", _MAX_IDENTIFIER),
+            table=_check_name(table, "table", _MAX_IDENTIFIER - _LONGEST_SUFFIX),
+        )
+
+    @property
+    def shown(self) -> str:
+        """``schema.table`` for messages."""
+        return f"{self.schema}.{self.table}"
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel of this table (at most 63 bytes, as channel names must be)."""
+        channel = f"sessionlocker:{self.shown}"
+        if len(channel) <= _MAX_IDENTIFIER:
+            return channel
+        return "sessionlocker:" + hashlib.sha256(channel.encode()).hexdigest()[:40]
+
+    def ident(self, suffix: str = "") -> sql.Identifier:
+        """The quoted, schema-qualified name of the table plus ``suffix``."""
+        return sql.Identifier(self.schema, self.table + suffix)
+
+    def regclass(self, suffix: str) -> sql.Literal:
+        """The qualified name as a literal, for ``nextval(...::regclass)`` and ``to_regclass``."""
+        return sql.Literal(f'"{self.schema}"."{self.table}{suffix}"')
+
+
+def _ddl(names: Names, history: bool) -> list[sql.Composed]:
+    table = names.ident
+    statements = [
+        sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint CACHE 1 NO CYCLE").format(
+            table("_revisions")
+        ),
+        sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint CACHE 1 NO CYCLE").format(
+            table("_session_versions")
+        ),
+        sql.SQL(
+            'CREATE TABLE IF NOT EXISTS {} (key text COLLATE "C" PRIMARY KEY,'
+            " revision bigint NOT NULL, value bytea NOT NULL, updated timestamptz NOT NULL)"
+        ).format(table()),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (session_id text PRIMARY KEY,"
+            " version bigint NOT NULL, ttl double precision NOT NULL,"
+            " expires timestamptz NOT NULL, info bytea NOT NULL)"
+        ).format(table("_sessions")),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires)").format(
+            sql.Identifier(names.table + "_sessions_expires"), table("_sessions")
+        ),
+    ]
+    if history:
+        statements.append(
+            sql.SQL(
+                'CREATE TABLE IF NOT EXISTS {} (key text COLLATE "C", revision bigint,'
+                " value bytea NOT NULL, updated timestamptz NOT NULL,"
+                " PRIMARY KEY (key, revision))"
+            ).format(table("_history"))
+        )
+    return statements
+
+
+def create_missing(connection: Connection[TupleRow], names: Names, history: bool) -> None:
+    """Create the schema, sequences and tables that do not exist yet.
+
+    What exists is looked up first, so a role with only row privileges on tables an
+    administrator created never needs (or trips over) CREATE. Creation runs in one
+    transaction under an advisory lock, so processes starting together do not race.
+    """
+    suffixes = ["", "_revisions", "_session_versions", "_sessions", "_sessions_expires"]
+    if history:
+        suffixes.append("_history")
+    probe = sql.SQL("SELECT to_regnamespace({}) IS NOT NULL, {}").format(
+        sql.Literal(f'"{names.schema}"'),
+        sql.SQL(", ").join(
+            sql.SQL("to_regclass({}) IS NOT NULL").format(names.regclass(suffix))
+            for suffix in suffixes
+        ),
+    )
+    row = connection.execute(probe).fetchone()
+    if row is not None and all(row):
+        return
+    with connection.transaction():
+        lock_key = sql.Literal(f"sessionlocker:{names.shown}")
+        connection.execute(sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(lock_key))
+        if row is None or not row[0]:
+            connection.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.schema))
+            )
+        for statement in _ddl(names, history):
+            connection.execute(statement)
+
+
+def _history_ctes(names: Names) -> sql.Composed:
+    """Copy the written row to the history and trim the key's history to ``keep`` + 1."""
+    return sql.SQL(
+        ", h AS (INSERT INTO {history} (key, revision, value, updated)"
+        " SELECT %(key)s, revision, value, updated FROM w)"
+        ", trimmed AS (DELETE FROM {history} WHERE key = %(key)s AND EXISTS (SELECT FROM w)"
+        " AND revision <= (SELECT revision FROM {history} WHERE key = %(key)s"
+        " ORDER BY revision DESC OFFSET %(keep)s LIMIT 1))"
+    ).format(history=names.ident("_history"))
+
+
+def _written_or_current(names: Names, done: str) -> sql.Composed:
+    """The tail of a write: one row (revision, NULL) if ``done`` has a row, and NOTIFY;
+    otherwise what is stored now (revision, value), or no row when the key is absent."""
+    return sql.SQL(
+        " SELECT {done}.revision, NULL::bytea FROM {done}"
+        " CROSS JOIN pg_notify(%(channel)s, %(payload)s)"
+        " UNION ALL SELECT r.revision, r.value FROM {records} AS r"
+        " WHERE r.key = %(key)s AND NOT EXISTS (SELECT FROM {done})"
+    ).format(done=sql.Identifier(done), records=names.ident())
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """Every statement of one store, as bytes. Parameters are named (``%(key)s``)."""
+
+    read: bytes
+    insert: bytes
+    update: bytes
+    delete: bytes
+    delete_expected: bytes
+    history: bytes
+    put_session: bytes
+    get_session: bytes
+    drop_session: bytes
+
+    @classmethod
+    def build(cls, names: Names, history: bool) -> Statements:
+        """Compose the statements for ``names``; writes keep history when ``history``."""
+        records = names.ident()
+        revision = sql.SQL("nextval({}::regclass)").format(names.regclass("_revisions"))
+        keep = _history_ctes(names) if history else sql.SQL("")
+        returning = sql.SQL(" RETURNING revision, value, updated)")
+        insert = sql.Composed(
+            [
+                sql.SQL(
+                    "WITH w AS (INSERT INTO {} (key, revision, value, updated)"
+                    " VALUES (%(key)s, {}, %(value)s, now()) ON CONFLICT (key) DO NOTHING"
+                ).format(records, revision),
+                returning,
+                keep,
+                _written_or_current(names, "w"),
+            ]
+        )
+        update = sql.Composed(
+            [
+                sql.SQL(
+                    "WITH w AS (UPDATE {} SET revision = {}, value = %(value)s, updated = now()"
+                    " WHERE key = %(key)s AND revision = %(expected)s"
+                ).format(records, revision),
+                returning,
+                keep,
+                _written_or_current(names, "w"),
+            ]
+        )
+        drop_history = (
+            sql.SQL(
+                ", hd AS (DELETE FROM {} WHERE key = %(key)s AND EXISTS (SELECT FROM d))"
+            ).format(names.ident("_history"))
+            if history
+            else sql.SQL("")
+        )
+        delete = sql.SQL("WITH d AS (DELETE FROM {} WHERE key = %(key)s{} RETURNING revision){}")
+        sessions = names.ident("_sessions")
+        session_version = sql.SQL("nextval({}::regclass)").format(
+            names.regclass("_session_versions")
+        )
+        return cls(
+            read=_bytes(
+                sql.SQL("SELECT value, revision FROM {} WHERE key = %(key)s").format(records)
+            ),
+            insert=_bytes(insert),
+            update=_bytes(update),
+            delete=_bytes(
+                sql.Composed(
+                    [
+                        delete.format(records, sql.SQL(""), drop_history),
+                        _written_or_current(names, "d"),
+                    ]
+                )
+            ),
+            delete_expected=_bytes(
+                sql.Composed(
+                    [
+                        delete.format(
+                            records, sql.SQL(" AND revision = %(expected)s"), drop_history
+                        ),
+                        _written_or_current(names, "d"),
+                    ]
+                )
+            ),
+            history=_bytes(
+                sql.SQL(
+                    "SELECT value, revision FROM {} WHERE key = %(key)s"
+                    " ORDER BY revision DESC LIMIT %(limit)s"
+                ).format(names.ident("_history"))
+            ),
+            put_session=_bytes(
+                sql.SQL(
+                    "WITH gone AS (DELETE FROM {sessions} WHERE session_id IN"
+                    " (SELECT session_id FROM {sessions} WHERE expires < now() - {grace}"
+                    " AND session_id <> %(session)s LIMIT 10))"
+                    " INSERT INTO {sessions} (session_id, version, ttl, expires, info)"
+                    " VALUES (%(session)s, {version}, %(ttl)s,"
+                    " now() + %(ttl)s * interval '1 second', %(info)s)"
+                    " ON CONFLICT (session_id) DO UPDATE SET version = excluded.version,"
+                    " ttl = excluded.ttl, expires = excluded.expires, info = excluded.info"
+                ).format(sessions=sessions, grace=sql.SQL(_SESSION_GRACE), version=session_version)
+            ),
+            get_session=_bytes(
+                sql.SQL(
+                    "SELECT version, ttl, expires <= now() FROM {} WHERE session_id = %(session)s"
+                ).format(sessions)
+            ),
+            drop_session=_bytes(
+                sql.SQL("DELETE FROM {} WHERE session_id = %(session)s").format(sessions)
+            ),
+        )
+
+
+def keys_page(names: Names, *, first: bool, bounded: bool) -> bytes:
+    """One page of keys in order: from ``%(start)s`` (inclusive on the first page, else
+    exclusive) below ``%(end)s`` when ``bounded``, keeping only those with the prefix."""
+    start = sql.SQL(">=" if first else ">")
+    end = sql.SQL(" AND key < %(end)s") if bounded else sql.SQL("")
+    return _bytes(
+        sql.SQL(
+            "SELECT key FROM {} WHERE key {} %(start)s{} AND starts_with(key, %(prefix)s)"
+            " ORDER BY key LIMIT %(limit)s"
+        ).format(names.ident(), start, end)
+    )
+
+
+def _bytes(statement: sql.Composable) -> bytes:
+    return statement.as_bytes(None)

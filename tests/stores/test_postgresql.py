@@ -1,0 +1,593 @@
+"""What only the PostgreSQL store promises, on a real server.
+
+The server is the one in ``SESSIONLOCKER_POSTGRES_URL`` (``tests/conftest.py`` starts
+one for the run when it can). Each test works in a schema of its own, dropped after.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import TupleRow
+
+from sessionlocker.core.protocol import Put, Versioned
+from sessionlocker.errors import Conflict, StoreError, UsageError
+from sessionlocker.stores import open_store
+from sessionlocker.stores.base import Notifying
+from sessionlocker.stores.postgresql import PostgreSQLStore, _prefix_end
+from sessionlocker.stores.postgresql_url import OPTIONS
+from sessionlocker.stores.url import parse_store_url, supported_forms
+
+URL = os.environ.get("SESSIONLOCKER_POSTGRES_URL", "")
+if not URL:
+    pytest.skip(
+        "POSTGRESQL BACKEND NOT TESTED: SESSIONLOCKER_POSTGRES_URL is not set",
+        allow_module_level=True,
+    )
+
+
+def increment(current: Versioned | None) -> Put[int]:
+    number = int(current.value) if current is not None else 0
+    return Put(str(number + 1).encode(), number + 1)
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def admin() -> Iterator[psycopg.Connection[TupleRow]]:
+    """A superuser connection of the test's own, outside any store."""
+    with psycopg.connect(URL, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def schema(admin: psycopg.Connection[TupleRow]) -> Iterator[str]:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield name
+    admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def app() -> str:
+    """An application_name that finds this test's connections in pg_stat_activity."""
+    return f"sl-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make(schema: str, app: str) -> Iterator[Callable[..., PostgreSQLStore]]:
+    """Open stores in the test's schema; all closed at the end."""
+    stores: list[PostgreSQLStore] = []
+
+    def opener(**options: object) -> PostgreSQLStore:
+        options.setdefault("schema", schema)
+        options.setdefault("application_name", app)
+        store = PostgreSQLStore(URL, **options)  # type: ignore[arg-type]
+        stores.append(store)
+        return store
+
+    yield opener
+    for store in stores:
+        store.close()
+
+
+def backends(admin: psycopg.Connection[TupleRow], app: str, listening: bool) -> list[int]:
+    """Process ids of the test's connections: the LISTENers, or the others."""
+    rows = admin.execute(
+        "SELECT pid, query FROM pg_stat_activity WHERE application_name = %s", (app,)
+    ).fetchall()
+    return [int(pid) for pid, query in rows if str(query).startswith("LISTEN") == listening]
+
+
+def terminate(admin: psycopg.Connection[TupleRow], pids: list[int]) -> None:
+    for pid in pids:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+# Writes, revisions and history.
+
+
+def test_concurrent_writers_in_threads_lose_no_update(make: Callable[..., PostgreSQLStore]) -> None:
+    stores = [make(pool_size=4), make(pool_size=4)]  # two pools: two "processes"
+    threads, rounds = 8, 40
+    errors: list[BaseException] = []
+    seen: list[list[int]] = [[] for _ in range(threads)]
+
+    def work(index: int) -> None:
+        store = stores[index % 2]
+        known: Versioned | None = None
+        try:
+            for _ in range(rounds):
+                result = store.update("counter", increment, known)  # stale known: conflicts
+                known = result.current
+                assert known is not None
+                seen[index].append(known.revision)
+        except BaseException as exc:  # report it in the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    stored = stores[0].read("counter")
+    assert stored is not None
+    assert int(stored.value) == threads * rounds
+    revisions = [revision for each in seen for revision in each]
+    assert len(set(revisions)) == len(revisions)  # every write its own revision
+    assert all(each == sorted(each) for each in seen)
+
+
+def test_revision_never_reused_after_delete_across_stores(
+    make: Callable[..., PostgreSQLStore],
+) -> None:
+    first, second = make(), make()
+    old = first.write("k", b"1", None)
+    assert second.delete("k", expected=old) is True
+    again = second.write("k", b"2", None)
+    assert again > old
+    with pytest.raises(Conflict) as caught:
+        first.write("k", b"stale", old)  # an old writer cannot hit the re-created key
+    assert caught.value.current == Versioned(b"2", again)
+    first.close()
+    reopened = make()
+    assert reopened.write("k", b"3", again) > again
+
+
+def test_history_keeps_the_last_versions_newest_first(
+    make: Callable[..., PostgreSQLStore],
+) -> None:
+    store = make(history=3)
+    assert store.history_depth == 3
+    revisions = [store.write("k", b"v0", None)]
+    for number in range(1, 6):
+        revisions.append(store.write("k", f"v{number}".encode(), revisions[-1]))
+    store.update("other", increment)
+    assert store.history("k") == [
+        Versioned(b"v5", revisions[5]),
+        Versioned(b"v4", revisions[4]),
+        Versioned(b"v3", revisions[3]),
+    ]
+    assert [version.value for version in store.history("other")] == [b"1"]
+    with pytest.raises(Conflict):
+        store.write("k", b"refused", revisions[0])
+    assert store.history("k")[0] == Versioned(b"v5", revisions[5])  # a conflict adds none
+
+    assert store.delete("k") is True
+    assert store.history("k") == []  # a delete erases the key's history too
+    assert [version.value for version in store.history("other")] == [b"1"]
+
+
+def test_history_of_one_and_history_off(
+    make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], schema: str
+) -> None:
+    one = make(history=1, table="one")
+    revision = one.write("k", b"a", None)
+    revision = one.write("k", b"b", revision)
+    assert one.history("k") == [Versioned(b"b", revision)]
+
+    off = make(history=0, table="off")
+    off.write("k", b"a", None)
+    with pytest.raises(UsageError, match="history is off"):
+        off.history("k")
+    (exists,) = admin.execute("SELECT to_regclass(%s)", (f"{schema}.off_history",)).fetchone() or (
+        None,
+    )
+    assert exists is None
+
+
+def test_keys_come_in_pages_each_once(
+    make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], schema: str
+) -> None:
+    store = make(history=0)
+    store.write("seed", b"", None)  # creates the tables
+    table = sql.Identifier(schema, "sessionlocker_records")
+    sequence = f'"{schema}"."sessionlocker_records_revisions"'
+    with admin.cursor() as cursor:
+        cursor.executemany(
+            sql.SQL("INSERT INTO {} VALUES (%s, nextval(%s::regclass), '', now())").format(table),
+            [(f"p/{number:05}", sequence) for number in range(2500)],
+        )
+    for key in ("p", "p.", "p0", "q/1", "o/1"):
+        store.write(key, b"", None)
+
+    listing = store.keys("p/")
+    store.write("p/99999", b"", None)  # after the first page was read: listed, it sorts last
+    store.delete("p/00000")  # on the first page, read already: still listed
+    keys = list(listing)
+    assert keys == sorted(keys)
+    assert len(keys) == len(set(keys)) == 2501
+    assert keys[0] == "p/00000"
+    assert keys[-1] == "p/99999"
+    assert sorted(store.keys("p")) == sorted(["p", "p.", "p0", *keys[1:]])
+
+
+def test_prefix_end() -> None:
+    assert _prefix_end("") is None
+    assert _prefix_end("a/") == "a0"
+    assert _prefix_end("a\ud7ff") == "a\ue000"  # surrogates are skipped
+    assert _prefix_end("a\U0010ffff") == "b"
+    assert _prefix_end("\U0010ffff") is None
+
+
+def test_keys_with_a_prefix_ending_in_the_last_code_point(
+    make: Callable[..., PostgreSQLStore],
+) -> None:
+    store = make()
+    for key in ("a\U0010ffff", "a\U0010ffffz", "b", "a"):
+        store.write(key, b"", None)
+    assert sorted(store.keys("a\U0010ffff")) == ["a\U0010ffff", "a\U0010ffffz"]
+
+
+# Tables and permissions.
+
+
+def test_tables_created_once_by_concurrent_first_users(
+    make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], schema: str
+) -> None:
+    stores = [make(table="shared") for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def first_call(store: PostgreSQLStore) -> None:
+        try:
+            store.update("k", increment)
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=first_call, args=(store,)) for store in stores]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    stored = stores[0].read("k")
+    assert stored is not None
+    assert stored.value == b"4"
+    names = {
+        str(row[0])
+        for row in admin.execute(
+            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE nspname = %s",
+            (schema,),
+        )
+    }
+    expected = {"", "_revisions", "_session_versions", "_sessions", "_history"}
+    assert {f"shared{suffix}" for suffix in expected} <= names
+
+
+@pytest.fixture
+def role(admin: psycopg.Connection[TupleRow], schema: str) -> Iterator[str]:
+    """A login role that may use the test schema but not create anything in it."""
+    name = f"sl_role_{uuid.uuid4().hex[:8]}"
+    admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+    admin.execute(
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(name)
+        )
+    )
+    yield name
+    admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def test_permission_errors_say_what_is_missing(
+    make: Callable[..., PostgreSQLStore],
+    admin: psycopg.Connection[TupleRow],
+    schema: str,
+    role: str,
+) -> None:
+    limited = PostgreSQLStore(make_conninfo(URL, user=role), schema=schema)
+    try:
+        with pytest.raises(StoreError, match=f"grant it CREATE on schema {schema}") as caught:
+            limited.read("k")
+        assert caught.value.retryable is False
+
+        make().write("k", b"1", None)  # the owner creates the tables
+        with pytest.raises(StoreError, match="needs SELECT, INSERT, UPDATE and DELETE") as caught:
+            limited.read("k")
+        assert caught.value.retryable is False
+
+        # The grants docs/backends.md lists are enough to use the store.
+        tables = [f"sessionlocker_records{suffix}" for suffix in ("", "_sessions", "_history")]
+        sequences = ["sessionlocker_records_revisions", "sessionlocker_records_session_versions"]
+        for table in tables:
+            admin.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+                    sql.Identifier(schema, table), sql.Identifier(role)
+                )
+            )
+        for sequence in sequences:
+            admin.execute(
+                sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                    sql.Identifier(schema, sequence), sql.Identifier(role)
+                )
+            )
+        assert limited.read("k") is not None
+        limited.update("k", increment)
+        revision = limited.write("k2", b"1", None)
+        assert limited.delete("k2", expected=revision) is True
+        limited.put_session("s", 5.0, b"")
+        assert limited.get_session("s").exists is True
+    finally:
+        limited.close()
+
+
+# Errors and timeouts.
+
+
+@pytest.fixture
+def row_lock(admin: psycopg.Connection[TupleRow]) -> Iterator[Callable[..., None]]:
+    """Hold the lock on a record's row from another connection, so writes to it wait."""
+    holders: list[psycopg.Connection[TupleRow]] = []
+
+    def hold(schema: str, key: str, table: str = "sessionlocker_records") -> None:
+        connection = psycopg.connect(URL)
+        holders.append(connection)
+        connection.execute(
+            sql.SQL("SELECT 1 FROM {} WHERE key = %s FOR UPDATE").format(
+                sql.Identifier(schema, table)
+            ),
+            (key,),
+        )
+
+    yield hold
+    for connection in holders:
+        connection.close()
+
+
+def test_connection_killed_mid_write_is_retryable_with_unknown_outcome(
+    make: Callable[..., PostgreSQLStore],
+    admin: psycopg.Connection[TupleRow],
+    schema: str,
+    app: str,
+    row_lock: Callable[..., None],
+) -> None:
+    store = make()
+    revision = store.write("k", b"old", None)
+    row_lock(schema, "k")
+    outcome: list[BaseException | int] = []
+
+    def write() -> None:
+        try:
+            outcome.append(store.write("k", b"new", revision))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    waiting: list[int] = []
+
+    def blocked() -> bool:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+            " AND wait_event_type = 'Lock'",
+            (app,),
+        ).fetchall()
+        waiting[:] = [int(row[0]) for row in rows]
+        return bool(waiting)
+
+    wait_until(blocked)
+    started = time.monotonic()
+    terminate(admin, waiting)
+    writer.join(timeout=10)
+    assert not writer.is_alive()
+    assert time.monotonic() - started < 5
+    (error,) = outcome
+    assert isinstance(error, StoreError)
+    assert error.retryable is True
+    assert error.unknown_outcome is True
+    assert "terminating connection" in str(error)
+
+
+def test_statement_timeout_is_retryable_and_changes_nothing(
+    make: Callable[..., PostgreSQLStore], schema: str, row_lock: Callable[..., None]
+) -> None:
+    store = make(timeout=0.5)
+    revision = store.write("k", b"old", None)
+    row_lock(schema, "k")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="statement timeout") as caught:
+        store.write("k", b"new", revision)
+    assert time.monotonic() - started < 5
+    assert caught.value.retryable is True
+    assert caught.value.unknown_outcome is False  # the server answered: rolled back
+
+
+def test_pool_drops_connections_the_server_closed(
+    make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], app: str
+) -> None:
+    store = make(pool_size=2)
+    revision = store.write("k", b"1", None)
+    pids = backends(admin, app, listening=False)
+    assert pids
+    terminate(admin, pids)
+    wait_until(lambda: not backends(admin, app, listening=False))
+    time.sleep(0.1)  # let the closed sockets show as readable
+    # Idle connections the server closed are checked out of the pool without an error.
+    assert store.read("k") == Versioned(b"1", revision)
+    assert store.write("k", b"2", revision) > revision
+
+
+def test_unreachable_server_is_retryable_and_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = open_store("postgresql://app:s3cr3t-pw@127.0.0.1:1/db?connect_timeout=2")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError) as caught:
+            store.read("k")
+        assert time.monotonic() - started < 10
+        assert caught.value.retryable is True
+        assert caught.value.unknown_outcome is False
+        with caplog.at_level(logging.DEBUG):
+            assert isinstance(store, Notifying)
+            watch = store.watch(lambda key: None)
+            time.sleep(0.3)  # a few failed connection attempts, logged
+            watch.close()
+        shown = [repr(store), str(caught.value), caplog.text]
+        error: BaseException | None = caught.value
+        while error is not None:
+            shown.append(str(error))
+            error = error.__cause__ or error.__context__
+        assert "cannot connect" in caplog.text
+        for text in shown:
+            assert "s3cr3t" not in text
+    finally:
+        store.close()
+
+
+def test_bad_connection_string_is_refused_without_echoing_it() -> None:
+    with pytest.raises(UsageError, match="cannot be parsed") as caught:
+        PostgreSQLStore("host=db.example password=s3cr3t-pw oops")
+    assert "s3cr3t" not in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__ is True
+
+
+# Notifications.
+
+
+def test_write_from_another_store_wakes_a_watched_key(
+    make: Callable[..., PostgreSQLStore],
+) -> None:
+    watcher, writer = make(), make()
+    woken: list[str] = []
+    watch = watcher.watch(woken.append)
+    long_key = "long/" + "x" * 9000  # over the NOTIFY payload limit: sent as a digest
+    for key in ("a", long_key):
+        watch.add(key)
+    wait_until(lambda: watch.connections == 1)
+    woken.clear()
+
+    writer.write("unwatched", b"", None)
+    revision = writer.write("a", b"1", None)
+    wait_until(lambda: woken == ["a"])  # "unwatched" came first on the channel: not woken
+    writer.write(long_key, b"", None)
+    wait_until(lambda: woken == ["a", long_key])
+    writer.delete("a", expected=revision)
+    wait_until(lambda: woken == ["a", long_key, "a"])
+
+    watch.discard("a")
+    writer.write("a", b"again", None)
+    writer.write(long_key + "!", b"", None)
+    assert writer.delete(long_key) is True
+    wait_until(lambda: len(woken) == 4)
+    assert woken[-1] == long_key
+
+
+def test_watch_reconnects_and_wakes_every_key_after_its_connection_dies(
+    make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], app: str
+) -> None:
+    store = make()
+    woken: list[str] = []
+    watch = store.watch(woken.append)
+    wait_until(lambda: watch.connections == 1)
+    for key in ("a", "b", "c"):
+        watch.add(key)
+    listener = backends(admin, app, listening=True)
+    assert len(listener) == 1
+    woken.clear()
+
+    terminate(admin, listener)
+    wait_until(lambda: watch.connections == 2)
+    assert sorted(woken) == ["a", "b", "c"]  # notifications may have been missed: wake all
+    assert backends(admin, app, listening=True) != listener
+
+    woken.clear()
+    store.write("b", b"", None)
+    wait_until(lambda: woken == ["b"])
+
+
+def test_a_failing_wake_callback_does_not_stop_the_watch(
+    make: Callable[..., PostgreSQLStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    store = make()
+    woken: list[str] = []
+
+    def wake(key: str) -> None:
+        woken.append(key)
+        if key == "bad":
+            raise RuntimeError("callback bug")
+
+    watch = store.watch(wake)
+    watch.add("bad")
+    watch.add("good")
+    wait_until(lambda: watch.connections == 1)
+    store.write("bad", b"", None)
+    store.write("good", b"", None)
+    wait_until(lambda: woken[-2:] == ["bad", "good"])
+    assert "wake callback failed" in caplog.text
+
+
+def test_close_stops_every_watch(make: Callable[..., PostgreSQLStore]) -> None:
+    store = make()
+    watch = store.watch(lambda key: None)
+    wait_until(lambda: watch.connections == 1)
+    before = {thread.name for thread in threading.enumerate()}
+    assert "sessionlocker-postgresql-watch" in before
+    store.close()
+    wait_until(
+        lambda: all(t.name != "sessionlocker-postgresql-watch" for t in threading.enumerate())
+    )
+    with pytest.raises(StoreError, match="closed"):
+        store.watch(lambda key: None)
+
+
+# URLs.
+
+
+def test_url_options_reach_the_store(schema: str, app: str) -> None:
+    store = open_store(
+        f"{URL}?schema={schema}&table=records&history=2&pool=2&timeout=3"
+        f"&connect_timeout=2&application_name={app}&sslmode=disable"
+    )
+    try:
+        assert isinstance(store, PostgreSQLStore)
+        assert store.history_depth == 2
+        assert f"{schema}.records" in repr(store)
+        revision = store.write("k", b"1", None)
+        store.write("k", b"2", revision)
+        assert len(store.history("k")) == 2
+    finally:
+        store.close()
+    alias = open_store(URL.replace("postgresql://", "postgres://", 1) + f"?schema={schema}")
+    alias.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ("history=-1", "history=-1 must be >= 0"),
+        ("pool=0", "pool=0 must be >= 1"),
+        ("pool=two", "not a whole number"),
+        ("timeout=0", ">= 0.001"),
+        ("table=Records", "lower-case SQL name"),
+        ("schema=a;drop", "lower-case SQL name"),
+        (f"table={'t' * 47}", "longer than 46"),
+        ("sslmode=require&color=red", "unknown option"),
+    ],
+)
+def test_bad_url_options(options: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        open_store(f"postgresql://app:s3cr3t-pw@db.example/app?{options}")
+
+
+def test_registered_options_match_the_opener() -> None:
+    backend, _ = parse_store_url("postgresql://db.example/app")
+    assert backend.options == OPTIONS
+    assert any(form.startswith("postgres://") for form in supported_forms())
