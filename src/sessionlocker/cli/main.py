@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from sessionlocker.cli import migrate, simulate
+from sessionlocker.cli import bench, migrate, simulate
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (simulate, migrate)
+COMMANDS: tuple[ModuleType, ...] = (simulate, migrate, bench)
 
 DESCRIPTION = """\
 Session-locked documents: a process takes exclusive, crash-safe ownership of a stored

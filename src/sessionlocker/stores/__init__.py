@@ -5,12 +5,14 @@
 - ``SQLiteStore``: one SQLite file, shared by the processes of one machine.
 - ``FaultyStore``: wraps any store and injects latency and failures, for tests.
 - ``ReadOnlyStore``: wraps any store; reads it, keeps every write in this process.
+- ``CountingStore``: wraps any store and counts its round trips by kind.
 - ``open_store(url)``: any of them from a URL such as ``sqlite:///data/app.db``.
 """
 
 from __future__ import annotations
 
 from sessionlocker.stores.base import Store, cas_update
+from sessionlocker.stores.counting import CountingStore
 from sessionlocker.stores.faults import FaultyStore
 from sessionlocker.stores.memory import MemoryStore
 from sessionlocker.stores.opening import open_store
@@ -18,6 +20,7 @@ from sessionlocker.stores.readonly import ReadOnlyStore
 from sessionlocker.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "CountingStore",
     "FaultyStore",
     "MemoryStore",
     "ReadOnlyStore",

@@ -1,0 +1,21 @@
+"""The benchmarks (issue 8): what session locking costs over the raw store, and how fast
+records change hands, beside the Roblox libraries this design comes from.
+
+- ``throughput``: save throughput of a loaded locker against the raw conditional write;
+- ``round_trips``: store requests per lifecycle step (``CountingStore``);
+- ``handoff``: handoff latency and takeover time between two processes;
+- ``frame``: the cost of ``LockerService.update()`` with many idle lockers;
+- ``footprint``: memory per loaded locker beyond its data;
+- ``baselines``: ProfileService and ProfileStore (``roblox``) beside us, in virtual time;
+- ``runner.run``: all of them for some store URLs; ``report.markdown``: the tables.
+
+``sessionlocker bench`` and ``bench/run.py`` in the repository run them.
+"""
+
+from __future__ import annotations
+
+from sessionlocker.benchmarks.common import FULL, QUICK, TINY, Sizes
+from sessionlocker.benchmarks.report import markdown
+from sessionlocker.benchmarks.runner import PARTS, errors, run
+
+__all__ = ["FULL", "PARTS", "QUICK", "TINY", "Sizes", "errors", "markdown", "run"]

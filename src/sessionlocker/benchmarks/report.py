@@ -1,0 +1,177 @@
+"""The benchmark results as Markdown tables (``bench/README.md`` and the CLI's output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["markdown"]
+
+_BACKENDS = ("memory", "sqlite", "redis", "postgresql")
+_DASH = "—"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """Every table, with a line saying where and when the figures were measured."""
+    sections = [_header(results), _backends(results)]
+    if isinstance(results.get("frame"), dict):
+        sections.append(_frame(results["frame"]))
+    if isinstance(results.get("memory"), dict):
+        sections.append(_memory(results["memory"]))
+    if isinstance(results.get("baselines"), dict):
+        sections.append(_baselines(results["baselines"]))
+    return "\n\n".join(section for section in sections if section) + "\n"
+
+
+def _header(results: dict[str, Any]) -> str:
+    machine = results.get("machine", {})
+    versions = results.get("versions", {})
+    servers = ", ".join(
+        f"{name} {figures['server_version']}"
+        for name, figures in results.get("backends", {}).items()
+        if figures.get("server_version")
+    )
+    lines = [
+        f"Measured {results.get('date', '?')} ({results.get('sizes', {}).get('name', '?')} run) "
+        f"on {machine.get('processor', '?')}, {machine.get('cpus', '?')} CPUs, "
+        f"{machine.get('system', '?')}, Python {machine.get('python', '?')}, "
+        f"load average {machine.get('load_average')} at the start.",
+        f"sessionlocker {versions.get('sessionlocker', '?')}, SQLite "
+        f"{versions.get('sqlite', '?')}, redis-py {versions.get('redis', '?')}, psycopg "
+        f"{versions.get('psycopg', '?')}" + (f"; servers: {servers}." if servers else "."),
+    ]
+    return "\n".join(lines)
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return _DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _pair(figures: Any, first: str = "p50", second: str = "p99") -> str:
+    if not isinstance(figures, dict) or figures.get(first) is None:
+        return _error(figures)
+    return f"{_num(figures.get(first))} / {_num(figures.get(second))}"
+
+
+def _error(figures: Any) -> str:
+    if isinstance(figures, dict) and "error" in figures:
+        return "error (see results.json)"
+    return _DASH
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def _backends(results: dict[str, Any]) -> str:
+    backends = results.get("backends", {})
+    names = [name for name in _BACKENDS if name in backends]
+    names += [name for name in backends if name not in names]
+    if not names:
+        return ""
+    columns = [backends[name] for name in names]
+    rows = [
+        *_save_rows(columns),
+        ["Round trips: load / save / release / handoff / remote change"]
+        + [_trips(c.get("round_trips")) for c in columns],
+        ["Handoff p50 / p99, polling only (ms)"]
+        + [_pair(c.get("handoff_polling_ms")) for c in columns],
+        ["Handoff p50 / p99, with notifications (ms)"]
+        + [_pair(c.get("handoff_notified_ms")) for c in columns],
+        ["Handoff p50 in raw round trips of the backend"]
+        + [_num(c.get("handoff_p50_in_raw_round_trips")) for c in columns],
+        ["Takeover after SIGKILL, p50 / max (s), against lease + poll"]
+        + [_takeover(c.get("takeover")) for c in columns],
+    ]
+    return "### Per backend\n\n" + _table(["", *names], rows)
+
+
+def _save_rows(columns: list[dict[str, Any]]) -> list[list[str]]:
+    labels: list[str] = []
+    for column in columns:
+        for label in column.get("save", {}).get("by_size", {}):
+            if label not in labels:
+                labels.append(label)
+    rows = []
+    for label in labels:
+        cells = []
+        for column in columns:
+            figures = column.get("save", {}).get("by_size", {}).get(label)
+            if not isinstance(figures, dict):
+                cells.append(_error(column.get("save")))
+                continue
+            cells.append(
+                f"{_num(figures['ours_per_s'])} / {_num(figures['raw_per_s'])} "
+                f"= **{_num(figures['ratio'])}**"
+            )
+        rows.append([f"Saves/s {label}, ours / raw = ratio", *cells])
+    return rows
+
+
+def _trips(trips: Any) -> str:
+    if not isinstance(trips, dict) or "load" not in trips:
+        return _error(trips)
+    keys = ("load", "save", "release", "handoff", "remote_change")
+    return " / ".join(_num(trips.get(key)) for key in keys)
+
+
+def _takeover(figures: Any) -> str:
+    if not isinstance(figures, dict) or figures.get("p50") is None:
+        return _error(figures)
+    return (
+        f"{_num(figures['p50'])} / {_num(figures['max'])} "
+        f"(≤ {_num(figures['target_s'])}: {_num(figures['met'])})"
+    )
+
+
+def _frame(frame: dict[str, Any]) -> str:
+    idle = frame.get("idle_frame_us", {})
+    due = frame.get("due_locker_us", {})
+    counts = list(idle)
+    rows = [
+        ["update() with nothing due, p50 / p99 (µs)"] + [_pair(idle[c]) for c in counts],
+        ["Frame cost per due locker (µs)"] + [_num(due.get(c)) for c in counts],
+    ]
+    head = ["Loaded idle lockers"] + [_num(int(c)) for c in counts]
+    return "### Frame cost (memory store)\n\n" + _table(head, rows)
+
+
+def _memory(memory: dict[str, Any]) -> str:
+    sizes = memory.get("by_data_size", {})
+    labels = list(sizes)
+    rows = [
+        ["Data as JSON (bytes)"] + [_num(sizes[s]["data_json_bytes"]) for s in labels],
+        ["Data as Python objects (bytes)"] + [_num(sizes[s]["data_object_bytes"]) for s in labels],
+        ["Per loaded locker beyond its data (bytes)"]
+        + [_num(sizes[s]["beyond_data_bytes"]) for s in labels],
+    ]
+    return "### Memory per loaded locker\n\n" + _table(["Record data", *labels], rows)
+
+
+def _baselines(baselines: dict[str, Any]) -> str:
+    systems = baselines.get("systems", {})
+    names = list(systems)
+    columns = [systems[name] for name in names]
+    rows = [
+        ["Handoff from a live holder, p50 / p99 (s)"]
+        + [_pair(c.get("handoff_s")) for c in columns],
+        ["Requests per handoff (both servers)"]
+        + [_num(c.get("handoff_requests")) for c in columns],
+        ["Takeover of a crashed holder, force, p50 / p99 (s)"]
+        + [_pair(c.get("takeover_force_s")) for c in columns],
+        ["Takeover of a crashed holder, waiting only, p50 / p99 (s)"]
+        + [_pair(c.get("takeover_wait_s")) for c in columns],
+    ]
+    title = "### Against ProfileService and ProfileStore (virtual time, default settings)"
+    return f"{title}\n\n" + _table(["", *names], rows)
