@@ -4,8 +4,9 @@
 ``SESSIONLOCKER_REDIS_URL`` / ``SESSIONLOCKER_POSTGRES_URL`` is set, that server is
 used; otherwise one is started on loopback in a temporary directory (see
 ``tests/servers.py``), the variable is set for the run, and the server is stopped at the
-end. A test module whose file name mentions the backend gets its server before it is
-imported, so it may read the variable at import time.
+end. A test whose id names the backend (``test_redis.py``, ``test_x[postgresql]``) gets
+its server before the run starts, so it may read the variable instead; a module whose
+file name names it gets it even before it is imported.
 
 A server that cannot be started skips its backend's tests with a reason in capitals,
 ``REDIS BACKEND NOT TESTED: ...``, repeated in the terminal summary: never silently.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -127,12 +127,25 @@ def _private(kind: str) -> RedisServer | PostgresServer:
         raise skip_loudly(kind, str(exc)) from None
 
 
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> None:
-    """Start a backend's server before a module named after it is imported."""
-    if file_path.suffix != ".py" or not file_path.name.startswith("test_"):
-        return
-    for kind, word in (("redis", "redis"), ("postgresql", "postgres")):
-        if word in file_path.name:
+_WORDS = (("redis", "redis"), ("postgresql", "postgres"))
+
+
+def pytest_collectstart(collector: pytest.Collector) -> None:
+    """Start a backend's server before a test module named after it is imported."""
+    if isinstance(collector, pytest.Module):
+        for kind, word in _WORDS:
+            if word in collector.path.name:
+                SERVERS.url(kind)
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the server of every backend a selected test names (``test_x[redis]``).
+
+    Such tests may read ``SESSIONLOCKER_*_URL`` themselves instead of using a fixture.
+    """
+    for kind, word in _WORDS:
+        if any(word in item.nodeid.lower() for item in items):
             SERVERS.url(kind)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -447,3 +448,59 @@ def test_url_options_reach_the_store() -> None:
     store = open_store("rediss://user:pw@example.invalid:7000/3?prefix=g:&history=4&pool=2")
     assert repr(store) == "RedisStore('example.invalid:7000/3', prefix='g:', history=4)"
     store.close()  # nothing was connected: opening is lazy
+
+
+ACL_RULES = (
+    "-@all +eval +evalsha +hmget +hset +incr +set +del +lpush +ltrim +lrange +publish"
+    " +pexpire +time +scan +subscribe +unsubscribe +ping +client|setname +select"
+)
+
+
+def test_the_least_privileged_acl_user_of_the_docs_is_enough(private_redis: RedisServer) -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "backends.md").read_text()
+    assert " ".join(ACL_RULES.split()) in " ".join(docs.split())  # the docs say the same
+    with redis.Redis.from_url(private_redis.url) as admin:
+        admin.execute_command("ACL", "SETUSER", "game", "on", ">pw", "~game:*", "&game:*",
+                              *ACL_RULES.split())  # fmt: skip
+    url = f"redis://game:pw@127.0.0.1:{private_redis.port}/0?prefix=game:&history=2"
+    store = open_store(url)
+    assert isinstance(store, RedisStore)
+    wakes = Wakes()
+    watch = store.watch(wakes)
+    watch.add("k")
+    revision = store.write("k", b"1", None)
+    store.update("k", increment, Versioned(b"1", revision))
+    assert len(store.history("k")) == 2
+    assert list(store.keys()) == ["k"]
+    store.put_session("s", 5.0, b"")
+    assert store.get_session("s").expired is False
+    store.drop_session("s")
+    deadline = time.monotonic() + 5
+    while not wakes.keys and time.monotonic() < deadline:  # the subscription may be late
+        store.update("k", increment)
+        wakes.wait_for("k", timeout=0.1)
+    assert wakes.keys
+    assert store.delete("k")
+
+    denied = open_store(url.replace("prefix=game:", "prefix=other:"))
+    with pytest.raises(StoreError, match="permission") as caught:
+        denied.write("k", b"1", None)
+    assert caught.value.retryable is False
+    denied.close()
+    store.close()
+
+
+def test_a_full_server_refuses_writes_retryably(private_redis: RedisServer) -> None:
+    store = open_store(private_redis.url)
+    store.write("k", b"before", None)
+    with redis.Redis.from_url(private_redis.url) as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)  # below what is used: every write is refused
+        with pytest.raises(StoreError, match="maxmemory") as caught:
+            store.write("k2", b"x", None)
+        assert caught.value.retryable is True
+        assert caught.value.unknown_outcome is False
+        assert store.read("k") is not None  # reads still work
+        admin.config_set("maxmemory", 0)
+    assert store.write("k2", b"x", None) > 0
+    store.close()

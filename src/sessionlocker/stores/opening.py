@@ -66,7 +66,7 @@ register_backend(
 def _open_redis(url: StoreURL) -> Store:
     # Imported here, so the package works without the ``redis`` extra installed.
     try:
-        from sessionlocker.stores.redis import open_redis_url  # noqa: PLC0415 (optional extra)
+        from sessionlocker.stores.redis_url import open_redis_url  # noqa: PLC0415 (optional extra)
     except ImportError as exc:
         if exc.name != "redis" and not str(exc.name).startswith("redis."):
             raise

@@ -27,7 +27,6 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -59,9 +58,8 @@ from sessionlocker.stores._checks import (
 )
 from sessionlocker.stores.base import Watch, cas_update
 from sessionlocker.stores.redis_watch import RedisWatch
-from sessionlocker.stores.url import StoreURL
 
-__all__ = ["RedisStore", "open_redis_url"]
+__all__ = ["RedisStore"]
 
 T = TypeVar("T")
 
@@ -397,42 +395,3 @@ def _whole(value: object, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
     return value
-
-
-def open_redis_url(url: StoreURL) -> RedisStore:
-    """A ``RedisStore`` from ``redis://[user:password@]host[:port][/db]?options``.
-
-    Options: ``prefix`` (key prefix), ``history`` (versions kept per key), ``timeout``
-    (seconds), ``pool`` (connections), ``ca`` (a CA file, with ``rediss://``).
-    """
-    if not url.has_authority:
-        raise url.error(f"write {url.scheme}:// and then the host")
-    try:
-        parts = urlsplit(f"//{url.host}")
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 6379
-    except ValueError:
-        raise url.error("the port must be a number from 1 to 65535") from None
-    path = url.path.strip("/")
-    if not path.isdigit() and path:
-        raise url.error(f"the path names the database by number (like /0), not {path!r}")
-    if url.options.get("ca") is not None and url.scheme != "rediss":
-        raise url.error("option ca is for TLS: use rediss://")
-    history = url.integer("history")
-    pool = url.integer("pool")
-    try:
-        return RedisStore(
-            host,
-            port,
-            db=int(path or 0),
-            username=url.username or None,
-            password=url.password,
-            tls=url.scheme == "rediss",
-            ca_certs=url.options.get("ca"),
-            prefix=url.options.get("prefix", "sessionlocker:"),
-            history=0 if history is None else history,
-            timeout=url.number("timeout", 5.0, minimum=0.001),
-            pool=8 if pool is None else pool,
-        )
-    except UsageError as exc:
-        raise url.error(str(exc)) from None

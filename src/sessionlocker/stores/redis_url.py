@@ -1,0 +1,55 @@
+"""``open_redis_url``: a ``RedisStore`` from a ``redis://`` or ``rediss://`` store URL.
+
+``redis://[user:password@]host[:port][/db]?prefix=...&history=N&timeout=S&pool=N``;
+``rediss://`` speaks TLS and may name a CA file with ``ca``. The password goes to the
+store apart from anything it shows, so it never appears in a message.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from sessionlocker.errors import UsageError
+from sessionlocker.stores.redis import RedisStore
+from sessionlocker.stores.url import StoreURL
+
+__all__ = ["open_redis_url"]
+
+
+def open_redis_url(url: StoreURL) -> RedisStore:
+    """A ``RedisStore`` from ``redis://[user:password@]host[:port][/db]?options``.
+
+    Options: ``prefix`` (key prefix), ``history`` (versions kept per key), ``timeout``
+    (seconds), ``pool`` (connections), ``ca`` (a CA file, with ``rediss://``).
+    """
+    if not url.has_authority:
+        raise url.error(f"write {url.scheme}:// and then the host")
+    try:
+        parts = urlsplit(f"//{url.host}")
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 6379
+    except ValueError:
+        raise url.error("the port must be a number from 1 to 65535") from None
+    path = url.path.strip("/")
+    if not path.isdigit() and path:
+        raise url.error(f"the path names the database by number (like /0), not {path!r}")
+    if url.options.get("ca") is not None and url.scheme != "rediss":
+        raise url.error("option ca is for TLS: use rediss://")
+    history = url.integer("history")
+    pool = url.integer("pool")
+    try:
+        return RedisStore(
+            host,
+            port,
+            db=int(path or 0),
+            username=url.username or None,
+            password=url.password,
+            tls=url.scheme == "rediss",
+            ca_certs=url.options.get("ca"),
+            prefix=url.options.get("prefix", "sessionlocker:"),
+            history=0 if history is None else history,
+            timeout=url.number("timeout", 5.0, minimum=0.001),
+            pool=8 if pool is None else pool,
+        )
+    except UsageError as exc:
+        raise url.error(str(exc)) from None
