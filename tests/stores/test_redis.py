@@ -309,6 +309,22 @@ def test_a_failing_wake_callback_does_not_end_the_watch(
     assert "callback bug" in caplog.text
 
 
+def test_a_silent_connection_is_found_by_ping_and_replaced(private_redis: RedisServer) -> None:
+    store = open_store(f"{private_redis.url}?timeout=0.3")  # also the watch's heartbeat
+    assert isinstance(store, RedisStore)
+    wakes = Wakes()
+    watch = store.watch(wakes)
+    watch.add("k")
+    with redis.Redis.from_url(private_redis.url) as admin:
+        wait_subscribed(admin, f"{store.prefix}n:k")
+    private_redis.pause()  # the connection stays open, but nothing answers
+    time.sleep(1.0)
+    private_redis.resume()
+    assert wakes.wait_for("k")  # no write happened: woken because it reconnected
+    assert watch.reconnects >= 1  # type: ignore[attr-defined]
+    store.close()
+
+
 # Errors and timeouts, on a private server.
 
 

@@ -61,8 +61,9 @@ class RedisWatch:
         self._lock = threading.Lock()
         self._wanted: set[str] = set()
         self._closed = threading.Event()
-        #: Times the thread (re)connected after a failure; tests read it.
+        #: Times the thread connected again after a failure and heard back; tests read it.
         self.reconnects = 0
+        self._worked = False
         self._thread = threading.Thread(target=self._run, name="sessionlocker-redis-watch")
         self._thread.daemon = True
         self._thread.start()
@@ -99,12 +100,13 @@ class RedisWatch:
     # The thread.
 
     def _run(self) -> None:
-        failures = 0
+        failures = 0  # in a row: a connection that worked starts the backoff again
         while not self._closed.is_set():
+            self._worked = False
             try:
                 self._serve(resubscribed=failures > 0)
             except (RedisError, OSError) as exc:
-                failures += 1
+                failures = 1 if self._worked else failures + 1
                 log.debug("redis watch connection lost (%s); reconnecting", type(exc).__name__)
                 self._closed.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))
                 continue
@@ -134,6 +136,7 @@ class RedisWatch:
                 now = time.monotonic()
                 if message is not None:
                     heard, pinged = now, None
+                    self._worked = True
                     if resubscribed:  # the new connection works: count it once
                         self.reconnects += 1
                         resubscribed = False
