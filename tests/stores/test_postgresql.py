@@ -19,11 +19,13 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
+from servers import PostgresServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import open_store
+from sessionlocker.stores._pg_sql import prefix_end
 from sessionlocker.stores.base import Notifying
-from sessionlocker.stores.postgresql import PostgreSQLStore, _prefix_end
+from sessionlocker.stores.postgresql import PostgreSQLStore
 from sessionlocker.stores.postgresql_url import OPTIONS
 from sessionlocker.stores.url import parse_store_url, supported_forms
 
@@ -217,12 +219,12 @@ def test_keys_come_in_pages_each_once(
     assert sorted(store.keys("p")) == sorted(["p", "p.", "p0", *keys[1:]])
 
 
-def test_prefix_end() -> None:
-    assert _prefix_end("") is None
-    assert _prefix_end("a/") == "a0"
-    assert _prefix_end("a\ud7ff") == "a\ue000"  # surrogates are skipped
-    assert _prefix_end("a\U0010ffff") == "b"
-    assert _prefix_end("\U0010ffff") is None
+def testprefix_end() -> None:
+    assert prefix_end("") is None
+    assert prefix_end("a/") == "a0"
+    assert prefix_end("a\ud7ff") == "a\ue000"  # surrogates are skipped
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\U0010ffff") is None
 
 
 def test_keys_with_a_prefix_ending_in_the_last_code_point(
@@ -421,6 +423,45 @@ def test_pool_drops_connections_the_server_closed(
     # Idle connections the server closed are checked out of the pool without an error.
     assert store.read("k") == Versioned(b"1", revision)
     assert store.write("k", b"2", revision) > revision
+
+
+def test_server_crash_and_restart(private_postgres: PostgresServer) -> None:
+    store = PostgreSQLStore(private_postgres.url, connect_timeout=1)
+    try:
+        woken: list[str] = []
+        watch = store.watch(woken.append)
+        watch.add("k")
+        wait_until(lambda: watch.connections == 1)
+        revision = store.write("k", b"before", None)
+
+        private_postgres.stop(hard=True)  # a crash: every connection drops at once
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(StoreError) as caught:
+                store.write("k", b"during", revision)
+            assert time.monotonic() - started < 5  # bounded, never a hang
+            assert caught.value.retryable is True
+        time.sleep(3)  # long enough for the pool to back off between reconnects
+
+        private_postgres.start()
+        woken.clear()
+        back = time.monotonic()
+        failures: list[StoreError] = []
+        while True:  # as a driver would: retry until the store answers
+            try:
+                stored = store.read("k")
+                break
+            except StoreError as exc:
+                failures.append(exc)
+                time.sleep(0.05)
+        assert all(failure.retryable for failure in failures)
+        assert time.monotonic() - back < 3
+        assert stored == Versioned(b"before", revision)  # committed before the crash: kept
+        assert store.write("k", b"after", revision) > revision
+        wait_until(lambda: watch.connections == 2)
+        assert "k" in woken  # the watch came back and woke its key
+    finally:
+        store.close()
 
 
 def test_unreachable_server_is_retryable_and_bounded(

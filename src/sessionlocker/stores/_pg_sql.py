@@ -25,7 +25,15 @@ from psycopg.rows import TupleRow
 
 from sessionlocker.errors import UsageError
 
-__all__ = ["MAX_PAYLOAD", "Names", "Statements", "create_missing", "notify_payload"]
+__all__ = [
+    "MAX_PAYLOAD",
+    "Names",
+    "Statements",
+    "create_missing",
+    "keys_page",
+    "notify_payload",
+    "prefix_end",
+]
 
 #: Longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes).
 _MAX_IDENTIFIER = 63
@@ -299,6 +307,22 @@ def keys_page(names: Names, *, first: bool, bounded: bool) -> bytes:
             " ORDER BY key LIMIT %(limit)s"
         ).format(names.ident(), start, end)
     )
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (code point order,
+    the order of the "C" collation), or ``None`` when there is none (empty prefix, or
+    only U+10FFFF characters)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored: skip them
+            code = 0xE000
+        if code <= 0x10FFFF:
+            chars[-1] = chr(code)
+            return "".join(chars)
+        chars.pop()
+    return None
 
 
 def _bytes(statement: sql.Composable) -> bytes:

@@ -1,7 +1,8 @@
 """``PostgreSQLStore``: records, session leases, history and wake-ups in PostgreSQL.
 
 Needs the ``postgresql`` extra (psycopg 3 and psycopg_pool). The SQL is in ``_pg_sql``,
-the error translation in ``_pg_errors``, the LISTEN thread in ``_pg_watch``.
+the error translation in ``_pg_errors``, connections and the pool in ``_pg_connect``, the
+LISTEN thread in ``_pg_watch``.
 
 Every call is one statement in autocommit, so one round trip: a conditional write is an
 ``UPDATE … WHERE key = … AND revision = …`` (an ``INSERT … ON CONFLICT DO NOTHING`` for
@@ -13,14 +14,11 @@ Session expiry is judged by the server's ``now()``, so no client clock is involv
 
 from __future__ import annotations
 
-import math
-import select
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -35,6 +33,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
+from sessionlocker.stores._pg_connect import Connector
 from sessionlocker.stores._pg_errors import ErrorTranslator
 from sessionlocker.stores._pg_sql import (
     Names,
@@ -42,6 +41,7 @@ from sessionlocker.stores._pg_sql import (
     create_missing,
     keys_page,
     notify_payload,
+    prefix_end,
 )
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
 
@@ -62,45 +62,8 @@ def _check_count(value: object, what: str, minimum: int) -> int:
     return value
 
 
-def _check_positive(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UsageError(f"{what} must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise UsageError(f"{what} must be a finite number of seconds above zero, not {value!r}")
-    return seconds
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """The least string above every string starting with ``prefix`` (code point order),
-    or ``None`` when there is none (empty prefix, or only U+10FFFF characters)."""
-    chars = list(prefix)
-    while chars:
-        code = ord(chars[-1]) + 1
-        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be stored: skip them
-            code = 0xE000
-        if code <= 0x10FFFF:
-            chars[-1] = chr(code)
-            return "".join(chars)
-        chars.pop()
-    return None
-
-
 def _versioned(rows: list[TupleRow]) -> Versioned | None:
     return Versioned(bytes(rows[0][1]), int(rows[0][0])) if rows else None
-
-
-def _check_idle(connection: psycopg.Connection[TupleRow]) -> None:
-    """Refuse a pooled connection the server has closed, without a round trip.
-
-    An idle connection has nothing to read unless the server went away (a restart,
-    ``idle_session_timeout``, ``pg_terminate_backend``): then its socket is readable.
-    Closing it makes the pool discard it and hand out, or open, another.
-    """
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    if readable:
-        connection.close()
-        raise psycopg.OperationalError("the server closed this idle connection")
 
 
 class PostgreSQLStore:
@@ -136,39 +99,17 @@ class PostgreSQLStore:
         self._names = Names.checked(schema, table)
         self._history = _check_count(history, "history", 0)
         self._pool_size = _check_count(pool_size, "pool_size", 1)
-        self._timeout = _check_positive(timeout, "timeout")
-        self._connect_timeout = _check_positive(connect_timeout, "connect_timeout")
-        if not isinstance(conninfo, str):
-            raise UsageError(f"conninfo must be a str, not {type(conninfo).__name__}")
-        extra = dict(connect or {})
-        try:
-            params = conninfo_to_dict(conninfo, **extra)
-        except psycopg.Error:
-            # psycopg's message may quote the string, password included: do not chain it.
-            raise UsageError("the PostgreSQL connection string cannot be parsed") from None
-        self._conninfo = conninfo
-        milliseconds = max(1, round(self._timeout * 1000))
-        self._kwargs: dict[str, Any] = {
-            "autocommit": True,
-            "connect_timeout": max(2, math.ceil(self._connect_timeout)),
-            "application_name": application_name,
-            "options": f"-c statement_timeout={milliseconds}"
-            " -c default_transaction_isolation=read\\ committed",
-            "keepalives": 1,
-            "keepalives_idle": max(1, round(self._timeout)),
-            "keepalives_interval": 1,
-            "keepalives_count": 3,
-            "tcp_user_timeout": milliseconds,
-            **extra,
-        }
-        host = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
-        self._shown = (
-            f"host={host!r}, dbname={params.get('dbname') or params.get('user') or ''!r}, "
-            f"table={self._names.shown!r}"
+        self._connector = Connector.build(
+            conninfo,
+            connect,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            application_name=application_name,
         )
-        where = f"{host}/{params.get('dbname') or ''} (table {self._names.shown})"
-        password = params.get("password")
-        self._errors = ErrorTranslator(self._names, where, str(password) if password else None)
+        host, database = self._connector.host, self._connector.database
+        self._shown = f"host={host!r}, dbname={database!r}, table={self._names.shown!r}"
+        where = f"{host}/{database} (table {self._names.shown})"
+        self._errors = ErrorTranslator(self._names, where, self._connector.password)
         self._sql = Statements.build(self._names, self._history > 0)
         self._pages = {
             (first, bounded): keys_page(self._names, first=first, bounded=bounded)
@@ -192,7 +133,7 @@ class PostgreSQLStore:
 
     def _connect(self) -> psycopg.Connection[TupleRow]:
         """A new connection outside the pool (for table creation and for watches)."""
-        return psycopg.Connection.connect(self._conninfo, **self._kwargs)
+        return self._connector.connect()
 
     def _ready(self) -> ConnectionPool[psycopg.Connection[TupleRow]]:
         """The pool, opened on first use after the tables were made sure to exist."""
@@ -206,19 +147,8 @@ class PostgreSQLStore:
                 raise closed_error()
             if self._pool is None:
                 self._create_tables()
-                pool = ConnectionPool(
-                    self._conninfo,
-                    kwargs=self._kwargs,
-                    min_size=1,
-                    max_size=self._pool_size,
-                    check=_check_idle,
-                    name=f"sessionlocker {self._names.shown}",
-                    timeout=self._connect_timeout,
-                    num_workers=2,
-                    open=False,
-                )
-                pool.open(wait=False)
-                self._pool = pool
+                name = f"sessionlocker {self._names.shown}"
+                self._pool = self._connector.pool(size=self._pool_size, name=name)
             return self._pool
 
     def _create_tables(self) -> None:
@@ -253,7 +183,7 @@ class PostgreSQLStore:
             raise closed_error() from None
         except PoolTimeout as exc:
             raise self._errors.pool_timeout(
-                exc, operation, wait=self._connect_timeout, size=self._pool_size
+                exc, operation, wait=self._connector.connect_timeout, size=self._pool_size
             ) from exc
 
     # Records.
@@ -355,7 +285,7 @@ class PostgreSQLStore:
         listed exactly once, and one written or deleted meanwhile may or may not be.
         """
         prefix = check_prefix(prefix)
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         first = self._keys_page(prefix, end, prefix, first=True)
         return self._more_keys(prefix, end, first)
 
@@ -442,4 +372,4 @@ class PostgreSQLStore:
         for watch in watches:
             watch.close()
         if pool is not None:
-            pool.close(timeout=self._connect_timeout)
+            pool.close(timeout=self._connector.connect_timeout)

@@ -1,0 +1,135 @@
+"""How the PostgreSQL store connects: libpq parameters, timeouts and the pool.
+
+Every connection is in autocommit at READ COMMITTED (the store's statements rely on
+PostgreSQL re-checking a row that changed while they waited for its lock), with a
+statement timeout and TCP keepalives and user timeout, so no call waits forever on a
+stuck server or a silent network. They are set as startup options, at no extra round
+trip.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
+
+from sessionlocker.errors import UsageError
+
+__all__ = ["Connector", "check_idle", "check_seconds_above_zero"]
+
+
+def check_seconds_above_zero(value: object, what: str) -> float:
+    """A timeout: a finite number of seconds above zero."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UsageError(f"{what} must be a finite number of seconds above zero, not {value!r}")
+    return seconds
+
+
+def check_idle(connection: psycopg.Connection[TupleRow]) -> None:
+    """Refuse a pooled connection the server has closed, without a round trip.
+
+    An idle connection has nothing to read unless the server went away (a restart,
+    ``idle_session_timeout``, ``pg_terminate_backend``): then its socket is readable.
+    Closing it makes the pool discard it and hand out, or open, another.
+    """
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    if readable:
+        connection.close()
+        raise psycopg.OperationalError("the server closed this idle connection")
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    """The connection string, the libpq parameters and what may be shown of them.
+
+    ``host`` and ``database`` are for messages; ``password`` only to scrub messages.
+    """
+
+    conninfo: str = field(repr=False)
+    kwargs: Mapping[str, Any] = field(repr=False)
+    connect_timeout: float
+    host: str
+    database: str
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        conninfo: str,
+        connect: Mapping[str, str] | None,
+        *,
+        timeout: float,
+        connect_timeout: float,
+        application_name: str,
+    ) -> Connector:
+        """Check ``conninfo`` and merge the store's settings with the given parameters."""
+        timeout = check_seconds_above_zero(timeout, "timeout")
+        connect_timeout = check_seconds_above_zero(connect_timeout, "connect_timeout")
+        if not isinstance(conninfo, str):
+            raise UsageError(f"conninfo must be a str, not {type(conninfo).__name__}")
+        extra = dict(connect or {})
+        try:
+            params = conninfo_to_dict(conninfo, **extra)
+        except psycopg.Error:
+            # psycopg's message may quote the string, password included: do not chain it.
+            raise UsageError("the PostgreSQL connection string cannot be parsed") from None
+        milliseconds = max(1, round(timeout * 1000))
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(2, math.ceil(connect_timeout)),  # libpq: whole seconds
+            "application_name": application_name,
+            "options": f"-c statement_timeout={milliseconds}"
+            " -c default_transaction_isolation=read\\ committed",
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(timeout)),
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+            "tcp_user_timeout": milliseconds,
+            **extra,
+        }
+        password = params.get("password")
+        return cls(
+            conninfo=conninfo,
+            kwargs=kwargs,
+            connect_timeout=connect_timeout,
+            host=f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}",
+            database=str(params.get("dbname") or params.get("user") or ""),
+            password=str(password) if password else None,
+        )
+
+    def connect(self) -> psycopg.Connection[TupleRow]:
+        """A new connection outside any pool."""
+        return psycopg.Connection.connect(self.conninfo, **self.kwargs)
+
+    def pool(self, *, size: int, name: str) -> ConnectionPool[psycopg.Connection[TupleRow]]:
+        """An opened pool of up to ``size`` connections (one made at once, in the background).
+
+        A caller waits up to ``connect_timeout`` for a connection. A series of
+        backed-off reconnects is given up after as long, so the next call starts a fresh
+        one: calls work again within moments of a server coming back, however long it
+        was away.
+        """
+        pool = ConnectionPool(
+            self.conninfo,
+            kwargs=dict(self.kwargs),
+            min_size=1,
+            max_size=size,
+            check=check_idle,
+            name=name,
+            timeout=self.connect_timeout,
+            reconnect_timeout=self.connect_timeout,
+            num_workers=2,
+            open=False,
+        )
+        pool.open(wait=False)
+        return pool
