@@ -71,7 +71,7 @@ def test_every_part_runs_on_memory_and_sqlite_and_the_results_have_their_shape(
     for size in results["memory"]["by_data_size"].values():
         assert size["locker_total_bytes"] > 0
     systems = results["baselines"]["systems"]
-    assert set(systems) == {"sessionlocker", "profileservice", "profilestore"}
+    assert {"sessionlocker", "profileservice", "profilestore"} <= set(systems)
     for system in systems.values():
         assert_percentiles(system["handoff_s"])
         assert_percentiles(system["takeover_force_s"])

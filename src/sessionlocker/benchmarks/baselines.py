@@ -44,21 +44,30 @@ _WAIT = ("takeover_wait", True, "repeat")
 Outcome = tuple[float, int]
 
 
-def baselines(sizes: Sizes) -> dict[str, Any]:
-    """Every library through every scenario, ``sizes.baseline_samples`` times each."""
+def baselines(sizes: Sizes, *, notifications: bool = False) -> dict[str, Any]:
+    """Every library through every scenario, ``sizes.baseline_samples`` times each.
+
+    sessionlocker runs polling only, and also with notifications when ``notifications``
+    (when its driver uses them: see ``probe.py``).
+    """
     spec = Spec("players", lambda: {"coins": 0})
-    systems: dict[str, Any] = {
-        "sessionlocker": {
-            "settings": {
-                "lease_s": spec.lease,
-                "autosave_s": spec.autosave_period,
-                "poll_s": spec.poll_period,
-                "force_timeout_s": spec.force_timeout,
-                "notifications": "not modelled (polling only)",
-            },
-            **_run_all(lambda dead, mode, rng: _ours(spec, dead, mode, rng), sizes, wait=True),
-        }
+    settings = {
+        "lease_s": spec.lease,
+        "autosave_s": spec.autosave_period,
+        "poll_s": spec.poll_period,
+        "force_timeout_s": spec.force_timeout,
     }
+    systems: dict[str, Any] = {}
+    for notified in (False, True) if notifications else (False,):
+        name = "sessionlocker_notified" if notified else "sessionlocker"
+
+        def ours(dead: bool, mode: str, rng: random.Random, notified: bool = notified) -> Outcome:
+            return _ours(spec, dead, mode, rng, notifications=notified)
+
+        systems[name] = {
+            "settings": {**settings, "notifications": notified},
+            **_run_all(ours, sizes, wait=True),
+        }
     for rules, wait in ((PROFILE_SERVICE, True), (PROFILE_STORE, False)):
         run = _roblox_runner(rules)
         systems[rules.name.lower()] = {"rules": rules.as_dict(), **_run_all(run, sizes, wait)}
@@ -90,9 +99,9 @@ def _requests(counting: CountingStore) -> int:
     return sum(n for kind, n in counts.items() if kind not in ("put_session", "drop_session"))
 
 
-def _ours(spec: Spec, dead: bool, mode: str, rng: random.Random) -> Outcome:
+def _ours(spec: Spec, dead: bool, mode: str, rng: random.Random, *, notifications: bool) -> Outcome:
     world = World()
-    counting = CountingStore(MemoryStore(clock=world.clock))
+    counting = CountingStore.wrap(MemoryStore(clock=world.clock), notifications=notifications)
     holder, waiter = (
         LockerService(
             counting,

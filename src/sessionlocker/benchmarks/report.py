@@ -8,6 +8,12 @@ __all__ = ["markdown"]
 
 _BACKENDS = ("memory", "sqlite", "redis", "postgresql")
 _DASH = "—"
+_SYSTEMS = {
+    "sessionlocker": "sessionlocker, polling",
+    "sessionlocker_notified": "sessionlocker, notified",
+    "profileservice": "ProfileService",
+    "profilestore": "ProfileStore",
+}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -174,4 +180,5 @@ def _baselines(baselines: dict[str, Any]) -> str:
         + [_pair(c.get("takeover_wait_s")) for c in columns],
     ]
     title = "### Against ProfileService and ProfileStore (virtual time, default settings)"
+    names = [_SYSTEMS.get(name, name) for name in names]
     return f"{title}\n\n" + _table(["", *names], rows)

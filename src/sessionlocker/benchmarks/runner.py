@@ -61,7 +61,7 @@ def run(
     shared: dict[str, Callable[[], Any]] = {
         "frame": lambda: frame_cost(sizes),
         "memory": lambda: memory_per_locker(sizes),
-        "baselines": lambda: baselines(sizes),
+        "baselines": lambda: baselines(sizes, notifications=notified),
     }
     for part, measure in shared.items():
         if part in chosen:

@@ -1,0 +1,93 @@
+"""Run the full benchmark and publish it: ``bench/results.json`` and the tables in
+``bench/README.md``.
+
+    .venv/bin/python bench/run.py                 # memory, SQLite, Redis, PostgreSQL
+    .venv/bin/python bench/run.py --size quick    # smaller, for a look
+    .venv/bin/python bench/run.py --no-servers    # memory and SQLite only
+
+SQLite gets a fresh file in a temporary folder. Redis and PostgreSQL get throwaway
+servers of their own (``servers.py``: 127.0.0.1, ports 56379 and 55433, temporary
+folders), started for the run and stopped after it; a backend whose server cannot be
+started is left out and the reason is written into the results. ``--store URL`` runs
+against stores you already have instead (then no server is started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from servers import PostgresServer, RedisServer, ServerUnavailable
+from sessionlocker.benchmarks import FULL, QUICK, TINY, errors, markdown, run
+
+HERE = Path(__file__).resolve().parent
+START = "<!-- results:start (written by bench/run.py) -->"
+END = "<!-- results:end -->"
+SIZES = {"full": FULL, "quick": QUICK, "tiny": TINY}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=tuple(SIZES), default="full")
+    parser.add_argument("--no-servers", action="store_true", help="skip Redis and PostgreSQL")
+    parser.add_argument("--store", action="append", metavar="URL", help="measure this store")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--readme", type=Path, default=HERE / "README.md")
+    args = parser.parse_args()
+    command = "bench/run.py " + " ".join(sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="sessionlocker-bench-") as folder:
+        servers: list[Any] = []
+        skipped: dict[str, str] = {}
+        urls = args.store or [
+            "memory://",
+            f"sqlite:///{Path(folder) / 'bench.db'}",
+            *([] if args.no_servers else _start_servers(servers, skipped)),
+        ]
+        try:
+            results = run(urls, SIZES[args.size], progress=_say, reproduce=command.strip())
+        finally:
+            for server in servers:
+                server.stop()
+    results["left_out"] = skipped
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    _update_readme(args.readme, markdown(results))
+    _say(f"wrote {args.output} and the tables in {args.readme}")
+    failed = errors(results)
+    for problem in failed:
+        _say(f"failed: {problem}")
+    return 1 if failed else 0
+
+
+def _start_servers(servers: list[Any], skipped: dict[str, str]) -> list[str]:
+    urls = []
+    for name, make in (("redis", RedisServer), ("postgresql", PostgresServer)):
+        try:
+            server = make()
+        except ServerUnavailable as exc:
+            skipped[name] = str(exc)
+            _say(f"{name} left out: {exc}")
+            continue
+        servers.append(server)
+        urls.append(server.url)
+    return urls
+
+
+def _update_readme(readme: Path, tables: str) -> None:
+    text = readme.read_text()
+    before, start, rest = text.partition(START)
+    _, end, after = rest.partition(END)
+    if not start or not end:
+        raise SystemExit(f"{readme} has no {START} ... {END} markers to write between")
+    readme.write_text(f"{before}{START}\n{tables}{END}{after}")
+
+
+def _say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
