@@ -231,14 +231,7 @@ class Statements:
                 _written_or_current(names, "w"),
             ]
         )
-        drop_history = (
-            sql.SQL(
-                ", hd AS (DELETE FROM {} WHERE key = %(key)s AND EXISTS (SELECT FROM d))"
-            ).format(names.ident("_history"))
-            if history
-            else sql.SQL("")
-        )
-        delete = sql.SQL("WITH d AS (DELETE FROM {} WHERE key = %(key)s{} RETURNING revision){}")
+        delete = sql.SQL("WITH d AS (DELETE FROM {} WHERE key = %(key)s{} RETURNING revision)")
         sessions = names.ident("_sessions")
         session_version = sql.SQL("nextval({}::regclass)").format(
             names.regclass("_session_versions")
@@ -252,7 +245,7 @@ class Statements:
             delete=_bytes(
                 sql.Composed(
                     [
-                        delete.format(records, sql.SQL(""), drop_history),
+                        delete.format(records, sql.SQL("")),
                         _written_or_current(names, "d"),
                     ]
                 )
@@ -260,9 +253,7 @@ class Statements:
             delete_expected=_bytes(
                 sql.Composed(
                     [
-                        delete.format(
-                            records, sql.SQL(" AND revision = %(expected)s"), drop_history
-                        ),
+                        delete.format(records, sql.SQL(" AND revision = %(expected)s")),
                         _written_or_current(names, "d"),
                     ]
                 )

@@ -121,6 +121,8 @@ class PostgreSQLWatch:
                 connection.close()
 
     def _listen_on(self, connection: psycopg.Connection[TupleRow]) -> None:
+        if self._closed.is_set():  # closed while connecting: no wake-ups after close()
+            return
         connection.execute(self._listen)
         self._wake_all()
         self._connections += 1

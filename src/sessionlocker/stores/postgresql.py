@@ -252,7 +252,7 @@ class PostgreSQLStore:
             return Updated(decision.outcome, Versioned(value, revision), wrote=True)
 
     def delete(self, key: str, expected: int | None = None) -> bool:
-        """Remove ``key`` and its history; True if it existed.
+        """Remove ``key``; True if it existed. Its history stays (see ``history``).
 
         With ``expected`` the key is removed only at that revision: another revision
         raises ``Conflict`` carrying what is stored. An absent key returns False.
@@ -302,13 +302,15 @@ class PostgreSQLStore:
             page = self._keys_page(prefix, end, page[-1], first=False)
 
     def history(self, key: str) -> list[Versioned]:
-        """The last ``history_depth`` versions of ``key``, newest first (the current one too).
+        """The last ``history_depth`` versions written to ``key``, newest first.
 
-        Raises ``UsageError`` when history is off (``history=0``).
+        The first is the current value, unless the key was deleted since: the history
+        of a deleted key stays, to recover a mistaken delete, and is trimmed again when
+        the key is written. Empty when history is off (``history=0``).
         """
         key = check_key(key)
         if self._history == 0:
-            raise UsageError(f"history is off for {self._shown} (history=0)")
+            return []
         params = {"key": key, "limit": self._history}
         rows = self._execute("history", self._sql.history, params, writing=False)
         return [Versioned(bytes(row[0]), int(row[1])) for row in rows]
