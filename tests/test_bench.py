@@ -129,7 +129,7 @@ def test_counting_store_keeps_or_hides_notifications() -> None:
     woken: list[str] = []
     kept = CountingStore.wrap(inner)
     assert isinstance(kept, Notifying)
-    watch = kept.watch(woken.append)
+    watch = kept.watch(lambda key, revision=None: woken.append(key))
     watch.add("k")
     inner.write("k", b"1", None)
     assert woken == ["k"]
