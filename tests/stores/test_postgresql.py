@@ -220,7 +220,31 @@ def test_keys_come_in_pages_each_once(
     assert sorted(store.keys("p")) == sorted(["p", "p.", "p0", *keys[1:]])
 
 
-def testprefix_end() -> None:
+def test_prefixes_share_a_table_apart(make: Callable[..., PostgreSQLStore]) -> None:
+    game, other, bare = make(prefix="game:"), make(prefix="other:"), make()
+    first = game.write("k", b"game", None)
+    other_revision = other.write("k", b"other", None)
+    assert game.read("k") == Versioned(b"game", first)
+    assert sorted(game.keys()) == ["k"]
+    assert sorted(bare.keys()) == ["game:k", "other:k"]
+    assert bare.read("game:k") == Versioned(b"game", first)
+    with pytest.raises(Conflict) as caught:
+        game.write("k", b"x", None)
+    assert caught.value.key == "k"
+    assert game.delete("k") is True
+    assert other.read("k") is not None
+    assert [version.value for version in game.history("k")] == [b"game"]
+
+    woken: list[str] = []
+    watch = game.watch(woken.append)
+    wait_until(lambda: watch.connections == 1)
+    watch.add("k")
+    other.write("k", b"again", other_revision)
+    game.write("k", b"back", None)
+    wait_until(lambda: woken == ["k"])  # the game's key, named without its prefix
+
+
+def test_prefix_end() -> None:
     assert prefix_end("") is None
     assert prefix_end("a/") == "a0"
     assert prefix_end("a\ud7ff") == "a\ue000"  # surrogates are skipped
@@ -595,7 +619,7 @@ def test_close_stops_every_watch(make: Callable[..., PostgreSQLStore]) -> None:
 
 def test_url_options_reach_the_store(schema: str, app: str) -> None:
     store = open_store(
-        f"{URL}?schema={schema}&table=records&history=2&pool=2&timeout=3"
+        f"{URL}?schema={schema}&table=records&prefix=p:&history=2&pool=2&timeout=3"
         f"&connect_timeout=2&application_name={app}&sslmode=disable"
     )
     try:
@@ -605,6 +629,8 @@ def test_url_options_reach_the_store(schema: str, app: str) -> None:
         revision = store.write("k", b"1", None)
         store.write("k", b"2", revision)
         assert len(store.history("k")) == 2
+        assert list(store.keys()) == ["k"]
+        assert "prefix='p:'" in repr(store)
     finally:
         store.close()
     alias = open_store(URL.replace("postgresql://", "postgres://", 1) + f"?schema={schema}")

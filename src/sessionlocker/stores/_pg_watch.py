@@ -37,10 +37,11 @@ _LONGEST_DELAY = 2.0
 class PostgreSQLWatch:
     """A set of watched keys and the thread that wakes for them (see the module doc).
 
-    ``connect`` opens a new autocommit connection; ``on_close`` tells the store this
-    watch is gone; ``clean`` makes an error text safe to log. ``connections`` counts
-    the successful LISTENs so far (1 after the first connect, one more per reconnect):
-    a figure for monitoring and tests.
+    ``connect`` opens a new autocommit connection; ``prefix`` is the store's key prefix
+    (notifications name stored keys, ``wake`` gets them without it); ``on_close``
+    tells the store this watch is gone; ``clean`` makes an error text safe to log.
+    ``connections`` counts the successful LISTENs so far (1 after the first connect, one
+    more per reconnect): a figure for monitoring and tests.
     """
 
     def __init__(
@@ -49,12 +50,14 @@ class PostgreSQLWatch:
         *,
         connect: Callable[[], psycopg.Connection[TupleRow]],
         channel: str,
+        prefix: str,
         on_close: Callable[[PostgreSQLWatch], None],
         clean: Callable[[str], str],
     ) -> None:
         self._wake = wake
         self._connect = connect
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel)).as_bytes(None)
+        self._prefix = prefix
         self._on_close = on_close
         self._clean = clean
         self._lock = threading.Lock()
@@ -77,12 +80,12 @@ class PostgreSQLWatch:
     def add(self, key: str) -> None:
         """Start waking for writes to ``key``."""
         with self._lock:
-            self._keys[notify_payload(key)] = key
+            self._keys[notify_payload(self._prefix + key)] = key
 
     def discard(self, key: str) -> None:
         """Stop waking for ``key``; absent is fine."""
         with self._lock:
-            self._keys.pop(notify_payload(key), None)
+            self._keys.pop(notify_payload(self._prefix + key), None)
 
     def close(self) -> None:
         """Stop the thread (within a fraction of a second) and drop its connection."""

@@ -114,7 +114,7 @@ for _scheme in ("postgresql", "postgres"):
                 "&connect_timeout=5&sslmode=require",
             ),
             options=frozenset(
-                {"table", "schema", "history", "pool", "timeout", "connect_timeout"}
+                {"table", "schema", "prefix", "history", "pool", "timeout", "connect_timeout"}
                 | {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"}
             ),
             open=_open_postgresql,
@@ -132,7 +132,7 @@ def open_store(url: str) -> Store:
     - ``redis://[user:password@]host[:port][/db]`` (``rediss://`` for TLS): a
       ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``).
     - ``postgresql://[user:password@]host[:port]/database`` (or ``postgres://``): a
-      ``PostgreSQLStore``; options ``table``, ``schema``, ``history``, ``pool``,
+      ``PostgreSQLStore``; options ``table``, ``schema``, ``prefix``, ``history``, ``pool``,
       ``timeout``, ``connect_timeout`` and the libpq ``sslmode``, ``sslrootcert``,
       ``sslcert``, ``sslkey``, ``application_name``.
     - Fault options, for any scheme: ``fail``, ``throttle`` and ``unknown`` (rates

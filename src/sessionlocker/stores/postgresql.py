@@ -73,6 +73,8 @@ class PostgreSQLStore:
       adds libpq parameters (``password``, ``sslmode``, ...) kept out of the string.
     - ``table`` and ``schema``: where the records live; sessions, history and sequences
       take the table name plus a suffix (``_sessions``, ``_history``, ``_revisions``).
+    - ``prefix``: put before every key, so several games or environments can share a
+      table; ``keys()`` lists only this prefix and returns keys without it.
     - ``history``: how many versions of each key to keep (0: none).
     - ``pool_size``: the most pooled connections; give at least the driver's workers.
     - ``timeout``: the server's statement timeout and the TCP timeouts, in seconds, so a
@@ -89,6 +91,7 @@ class PostgreSQLStore:
         *,
         table: str = "sessionlocker_records",
         schema: str = "public",
+        prefix: str = "",
         history: int = 10,
         pool_size: int = 8,
         timeout: float = 10.0,
@@ -97,6 +100,7 @@ class PostgreSQLStore:
         connect: Mapping[str, str] | None = None,
     ) -> None:
         self._names = Names.checked(schema, table)
+        self._prefix = check_prefix(prefix)
         self._history = _check_count(history, "history", 0)
         self._pool_size = _check_count(pool_size, "pool_size", 1)
         self._connector = Connector.build(
@@ -108,6 +112,8 @@ class PostgreSQLStore:
         )
         host, database = self._connector.host, self._connector.database
         self._shown = f"host={host!r}, dbname={database!r}, table={self._names.shown!r}"
+        if self._prefix:
+            self._shown += f", prefix={self._prefix!r}"
         where = f"{host}/{database} (table {self._names.shown})"
         self._errors = ErrorTranslator(self._names, where, self._connector.password)
         self._sql = Statements.build(self._names, self._history > 0)
@@ -191,16 +197,18 @@ class PostgreSQLStore:
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         key = check_key(key)
-        rows = self._execute("read", self._sql.read, {"key": key}, writing=False)
+        params = {"key": self._prefix + key}
+        rows = self._execute("read", self._sql.read, params, writing=False)
         return Versioned(bytes(rows[0][0]), int(rows[0][1])) if rows else None
 
     def _write(self, key: str, value: bytes, expected: int | None) -> int:
+        stored = self._prefix + key
         params = {
-            "key": key,
+            "key": stored,
             "value": value,
             "expected": expected,
             "channel": self._names.channel,
-            "payload": notify_payload(key),
+            "payload": notify_payload(stored),
             "keep": max(self._history - 1, 0),
         }
         query = self._sql.insert if expected is None else self._sql.update
@@ -259,11 +267,12 @@ class PostgreSQLStore:
         """
         key = check_key(key)
         expected = check_expected(expected)
+        stored = self._prefix + key
         params = {
-            "key": key,
+            "key": stored,
             "expected": expected,
             "channel": self._names.channel,
-            "payload": notify_payload(key),
+            "payload": notify_payload(stored),
         }
         query = self._sql.delete if expected is None else self._sql.delete_expected
         for _ in range(_STALE_ROUNDS):
@@ -284,7 +293,7 @@ class PostgreSQLStore:
         them, each a fresh query after the last key seen. So a key present all along is
         listed exactly once, and one written or deleted meanwhile may or may not be.
         """
-        prefix = check_prefix(prefix)
+        prefix = self._prefix + check_prefix(prefix)
         end = prefix_end(prefix)
         first = self._keys_page(prefix, end, prefix, first=True)
         return self._more_keys(prefix, end, first)
@@ -295,8 +304,11 @@ class PostgreSQLStore:
         return [str(row[0]) for row in self._execute("keys", query, params, writing=False)]
 
     def _more_keys(self, prefix: str, end: str | None, page: list[str]) -> Iterator[str]:
+        """The keys of ``page`` and of the pages after it, without the store's prefix."""
+        strip = len(self._prefix)
         while True:
-            yield from page
+            for stored in page:
+                yield stored[strip:]
             if len(page) < _PAGE:
                 return
             page = self._keys_page(prefix, end, page[-1], first=False)
@@ -311,7 +323,7 @@ class PostgreSQLStore:
         key = check_key(key)
         if self._history == 0:
             return []
-        params = {"key": key, "limit": self._history}
+        params = {"key": self._prefix + key, "limit": self._history}
         rows = self._execute("history", self._sql.history, params, writing=False)
         return [Versioned(bytes(row[0]), int(row[1])) for row in rows]
 
@@ -355,6 +367,7 @@ class PostgreSQLStore:
                 wake,
                 connect=self._connect,
                 channel=self._names.channel,
+                prefix=self._prefix,
                 on_close=self._forget,
                 clean=self._errors.clean,
             )

@@ -19,7 +19,9 @@ __all__ = ["OPTIONS", "open_postgresql_url"]
 #: libpq parameters a URL may set, passed through unchanged.
 _LIBPQ = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name")
 #: Every query option of a ``postgresql://`` URL (beside the fault options).
-OPTIONS = frozenset({"table", "schema", "history", "pool", "timeout", "connect_timeout", *_LIBPQ})
+OPTIONS = frozenset(
+    {"table", "schema", "prefix", "history", "pool", "timeout", "connect_timeout", *_LIBPQ}
+)
 
 
 def _whole(url: StoreURL, name: str, default: int, minimum: int) -> int:
@@ -35,6 +37,7 @@ def open_postgresql_url(url: StoreURL) -> PostgreSQLStore:
     """A ``PostgreSQLStore`` for ``url`` (see the module doc); ``UsageError`` when malformed.
 
     Options: ``table`` (default ``sessionlocker_records``), ``schema`` (``public``),
+    ``prefix`` (put before every key, default none),
     ``history`` (versions kept per key, default 10, 0 for none), ``pool`` (most
     connections, default 8), ``timeout`` (statement and TCP timeout in seconds, default
     10), ``connect_timeout`` (seconds, default 5), and the libpq parameters ``sslmode``,
@@ -55,6 +58,7 @@ def open_postgresql_url(url: StoreURL) -> PostgreSQLStore:
             conninfo,
             table=url.options.get("table", "sessionlocker_records"),
             schema=url.options.get("schema", "public"),
+            prefix=url.options.get("prefix", ""),
             history=_whole(url, "history", 10, 0),
             pool_size=_whole(url, "pool", 8, 1),
             timeout=url.number("timeout", 10.0, minimum=0.001),
