@@ -42,10 +42,19 @@ def check_idle(connection: psycopg.Connection[TupleRow]) -> None:
     ``idle_session_timeout``, ``pg_terminate_backend``): then its socket is readable.
     Closing it makes the pool discard it and hand out, or open, another.
     """
-    readable, _, _ = select.select([connection.fileno()], [], [], 0)
-    if readable:
+    if _readable(connection.fileno()):
         connection.close()
         raise psycopg.OperationalError("the server closed this idle connection")
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read (or hung up), without waiting."""
+    if hasattr(select, "poll"):  # poll, unlike select, takes descriptors above 1023
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)  # Windows: no poll, and no such limit
+    return bool(readable)
 
 
 @dataclass(frozen=True, slots=True)
