@@ -41,12 +41,14 @@ class Wakes:
 
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.revisions: list[int | None] = []
         self.threads: set[str] = set()
         self._changed = threading.Condition()
 
-    def __call__(self, key: str) -> None:
+    def __call__(self, key: str, revision: int | None = None) -> None:
         with self._changed:
             self.keys.append(key)
+            self.revisions.append(revision)
             self.threads.add(threading.current_thread().name)
             self._changed.notify_all()
 
@@ -81,6 +83,28 @@ def test_writes_deletes_and_updates_wake_watched_keys_only(notifying: Backend) -
     store.write("k", b"again", None)
     assert wakes.wait_for("k", count=seen + 2)
     assert "other" not in wakes.keys
+    watch.close()
+
+
+def test_a_wake_carries_the_revision_and_a_write_before_subscribing_is_not_missed(
+    notifying: Backend,
+) -> None:
+    store = notifying.store
+    assert isinstance(store, Notifying)
+    wakes = Wakes()
+    watch = store.watch(wakes)
+    watch.add("k")
+    early = store.write("k", b"1", None)  # maybe before the subscription is heard
+    assert wakes.wait_for("k")
+    assert wakes.revisions[-1] is None or wakes.revisions[-1] >= early
+    # a watcher that has seen revision ``early`` can tell it needs no second look
+    for _ in range(20):
+        current = store.read("k")
+        assert current is not None
+        written = store.write("k", b"2", current.revision)
+        if wakes.wait_for("k", count=wakes.keys.count("k") + 1, timeout=2):
+            break
+    assert written in wakes.revisions
     watch.close()
 
 
@@ -122,7 +146,7 @@ def test_memory_wake_may_call_the_store_and_may_fail() -> None:
     store = MemoryStore()
     seen: list[object] = []
 
-    def wake(key: str) -> None:
+    def wake(key: str, revision: int | None = None) -> None:
         seen.append(store.read(key))  # the store's lock is not held during a wake
         raise RuntimeError("callback bug")
 

@@ -210,11 +210,13 @@ class Wakes:
 
     def __init__(self) -> None:
         self.keys: list[str] = []
+        self.revisions: list[int | None] = []
         self._changed = threading.Condition()
 
-    def __call__(self, key: str) -> None:
+    def __call__(self, key: str, revision: int | None = None) -> None:
         with self._changed:
             self.keys.append(key)
+            self.revisions.append(revision)
             self._changed.notify_all()
 
     def wait_for(self, key: str, count: int = 1, timeout: float = 5.0) -> bool:
@@ -294,7 +296,7 @@ def test_a_failing_wake_callback_does_not_end_the_watch(
 ) -> None:
     wakes = Wakes()
 
-    def wake(key: str) -> None:
+    def wake(key: str, revision: int | None = None) -> None:
         wakes(key)
         raise RuntimeError("callback bug")
 
@@ -317,10 +319,11 @@ def test_a_silent_connection_is_found_by_ping_and_replaced(private_redis: RedisS
     watch.add("k")
     with redis.Redis.from_url(private_redis.url) as admin:
         wait_subscribed(admin, f"{store.prefix}n:k")
+    assert wakes.wait_for("k")  # the new subscription is confirmed with a wake-up
     private_redis.pause()  # the connection stays open, but nothing answers
     time.sleep(1.0)
     private_redis.resume()
-    assert wakes.wait_for("k")  # no write happened: woken because it reconnected
+    assert wakes.wait_for("k", count=2)  # no write happened: woken because it reconnected
     assert watch.reconnects >= 1  # type: ignore[attr-defined]
     store.close()
 

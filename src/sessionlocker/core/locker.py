@@ -106,6 +106,8 @@ class Locker(OperationCalls):
     _unsure: bool
     _checked: int
     _sent_gaps: int
+    _seen: int
+    _look: float
     _saved_meta: Meta
     _delivering: Message | None
 
@@ -140,6 +142,7 @@ class Locker(OperationCalls):
         self._changes = Changes()
         self._edits: list[Callable[[Any], object]] = []
         self._ops = Operations(self, {} if handlers is None else handlers)
+        self._seen = self._look = -1
         self._reset_session()
 
     # ----------------------------------------------------------------- intent
@@ -186,9 +189,20 @@ class Locker(OperationCalls):
 
     def poke(self) -> None:
         """Look at the stored record again at the next update (it may have changed)."""
-        if self.status not in _ENDED and self._inflight is None and self._outbox is None:
-            self._due = float("-inf")
-            self._wake()
+        self.notice(None)
+
+    def notice(self, revision: int | None) -> None:
+        """The store says the record was written (at ``revision``, if known): look again,
+        unless a result already showed that revision (our own write, say). A look asked
+        for while a request is in flight happens right after it.
+        """
+        if self.status in _ENDED or (revision is not None and revision <= self._seen):
+            return
+        if self._inflight is not None or self._outbox is not None:
+            self._look = max(self._look, NEVER if revision is None else revision)
+            return
+        self._due = float("-inf")
+        self._wake()
 
     def mark_changed(self) -> int:
         """Note that ``data`` changed; returns the change id for ``when_saved``."""
@@ -252,6 +266,8 @@ class Locker(OperationCalls):
         kind, self._inflight = self._inflight, None
         if kind is None:
             raise UsageError("handle() called with no request in flight")
+        if isinstance(result, Updated) and kind != "deliver" and result.current is not None:
+            self._seen = max(self._seen, result.current.revision)
         if isinstance(result, StoreError):
             self._store_failed(kind, result, now)
         elif kind == "acquire" and isinstance(result, Updated):
@@ -270,6 +286,9 @@ class Locker(OperationCalls):
             self._due = now
         else:
             raise UsageError(f"unexpected result {result!r} for a {kind} request")
+        look, self._look = self._look, -1
+        if look > self._seen and self.status not in _ENDED and self._due > now:
+            self._due = now
         self._fire()
 
     # ------------------------------------------------------------------ steps

@@ -9,6 +9,11 @@ thread pool and never block the frame.
 ``session(key)`` is the blocking convenience for scripts: it drives the service itself
 until the locker is loaded, yields it, then saves and releases on exit.
 
+With a store that notifies (``Notifying``: Redis, PostgreSQL, memory), the service
+watches the keys of its live lockers, so a holder sees a release request or a remote
+change, and a waiter sees a release, as soon as it is written; polling at the usual
+periods stays as the fallback, so a lost notification costs only time.
+
 Remote changes: ``on_message(kind, handler)`` says how this service's lockers apply
 messages of a kind; ``send(key, kind, body)`` appends one to any record's inbox
 without its lock.
@@ -51,6 +56,7 @@ from sessionlocker.errors import (
     UsageError,
 )
 from sessionlocker.stores import ReadOnlyStore, Store, open_store
+from sessionlocker.stores.base import Notifying, Watch
 
 __all__ = ["LockerService"]
 
@@ -100,6 +106,9 @@ class LockerService:
         self._done: queue.SimpleQueue[tuple[Locker | Lease | str, object, Request | None]] = (
             queue.SimpleQueue()
         )
+        self._watch: Watch | None = None
+        if isinstance(self.store, Notifying):
+            self._watch = self.store.watch(self._woken)
         self._handlers: dict[str, Handler] = {}
         self._signal = threading.Event()
         self._inflight = 0
@@ -170,8 +179,7 @@ class LockerService:
             raise outcome.error
         if isinstance(outcome, tx.TooLarge):
             raise RecordTooLarge(outcome.size, self.spec.max_record_bytes)
-        self._done.put((key, None, None))  # the frame thread pokes a local holder
-        self._signal.set()
+        self._woken(self.spec.store_key(key))  # the frame thread pokes a local holder
         return message.id
 
     def _update_now(
@@ -196,6 +204,8 @@ class LockerService:
         if current is not None and current is not locker:
             raise AlreadyOpen(f"{locker.key!r} is already open in session {self.session_id}")
         self._lockers[locker.key] = locker
+        if self._watch is not None:
+            self._watch.add(locker.store_key)
 
     def wake(self, locker: Locker) -> None:
         """Host hook: look at ``locker`` at the next frame."""
@@ -235,8 +245,8 @@ class LockerService:
                 owner, result, request = self._done.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(owner, str):  # a message was sent to this key
-                self._poke(owner)
+            if isinstance(owner, str):  # a record was written (a notification, or a send)
+                self._notice(owner, result if isinstance(result, int) else None)
                 continue
             self._inflight -= 1
             if isinstance(owner, Lease):
@@ -249,13 +259,19 @@ class LockerService:
             owner.handle(result, now)
             self._settle(owner)
             if isinstance(request, Update) and request.key != owner.store_key:
-                self._poke(request.key.removeprefix(f"{self.spec.namespace}/"))
+                self._notice(request.key, None)  # a delivery to another record
 
-    def _poke(self, key: str) -> None:
-        """The record at ``key`` changed under its holder here, if any: look again."""
-        locker = self._lockers.get(key)
-        if locker is not None:
-            locker.poke()
+    def _woken(self, store_key: str, revision: int | None = None) -> None:
+        """From any thread: the record at ``store_key`` was written."""
+        self._done.put((store_key, revision, None))
+        self._signal.set()
+
+    def _notice(self, store_key: str, revision: int | None) -> None:
+        """The record changed; if a live locker here has it, it looks again."""
+        prefix = f"{self.spec.namespace}/"
+        locker = self._lockers.get(store_key.removeprefix(prefix))
+        if store_key.startswith(prefix) and locker is not None:
+            locker.notice(revision)
             self._schedule(locker)
 
     def _submit(self, owner: Locker | Lease, request: Request) -> None:
@@ -274,6 +290,8 @@ class LockerService:
         self._scheduled.pop(locker, None)
         if self._lockers.get(locker.key) is locker:
             del self._lockers[locker.key]
+            if self._watch is not None:
+                self._watch.discard(locker.store_key)
 
     def _schedule(self, locker: Locker) -> None:
         due = locker.next_deadline()
@@ -353,6 +371,8 @@ class LockerService:
             locker.release()
         released = self.run_until(lambda: not self._lockers and self._inflight == 0, timeout)
         self._closed = True
+        if self._watch is not None:
+            self._watch.close()
         self._drop_lease()
         self._executor.shutdown()
         if self._owns_store:

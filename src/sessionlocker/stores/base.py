@@ -12,13 +12,13 @@ their client library into ``StoreError`` (retryable or not, outcome known or not
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol, TypeVar, runtime_checkable
 
 from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
 
-__all__ = ["Notifying", "Store", "Watch", "cas_update"]
+__all__ = ["Notifying", "Store", "Wake", "Watch", "cas_update"]
 
 T = TypeVar("T")
 
@@ -69,6 +69,14 @@ class Store(Protocol):
         ...
 
 
+class Wake(Protocol):
+    """``wake(key, revision)``: ``key`` was written; ``revision`` is the one the write
+    made, or ``None`` when not known (a delete, a reconnect, a store that does not say).
+    """
+
+    def __call__(self, key: str, revision: int | None = None, /) -> None: ...
+
+
 class Watch(Protocol):
     """A set of keys whose writes wake someone (see ``Notifying``)."""
 
@@ -89,14 +97,15 @@ class Watch(Protocol):
 class Notifying(Protocol):
     """A store that tells at once when a record changed (optional; others are polled).
 
-    ``wake(key)`` is called, from any thread and without blocking it for long, soon
-    after each committed write or delete of a watched key by anyone, this process
-    included. A wake-up is only a hint: it may come twice, late or for a write already
-    seen, and one may be lost; after a lost connection is made again the watch calls
-    ``wake`` for every watched key, since notifications sent meanwhile were missed.
+    ``wake(key, revision)`` is called, from any thread and without blocking it for
+    long, soon after each committed write or delete of a watched key by anyone, this
+    process included (the revision lets a writer ignore the wake-up of its own write).
+    A wake-up is only a hint: it may come twice, late or for a write already seen, and
+    one may be lost; after a lost connection is made again the watch calls ``wake`` for
+    every watched key, since notifications sent meanwhile were missed.
     """
 
-    def watch(self, wake: Callable[[str], None]) -> Watch:
+    def watch(self, wake: Wake) -> Watch:
         """A new, empty watch calling ``wake``."""
         ...
 

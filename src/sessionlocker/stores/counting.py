@@ -15,12 +15,12 @@ polling. That is how a benchmark measures a notifying backend both ways.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TypeVar
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.base import Notifying, Store, Watch
+from sessionlocker.stores.base import Notifying, Store, Wake, Watch
 
 __all__ = ["KINDS", "CountingNotifyingStore", "CountingStore"]
 
@@ -148,7 +148,7 @@ class CountingNotifyingStore(CountingStore):
         super().__init__(inner)
         self._notifying: Notifying = inner
 
-    def watch(self, wake: Callable[[str], None]) -> Watch:
+    def watch(self, wake: Wake) -> Watch:
         """The inner store's watch, with its ``add`` and ``discard`` counted."""
         return _CountingWatch(self, self._notifying.watch(wake))
 

@@ -26,6 +26,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
+from sessionlocker.stores.base import Wake
 
 __all__ = ["MemoryStore"]
 
@@ -73,15 +74,15 @@ class MemoryStore:
         if self._closed:
             raise closed_error()
 
-    def _wakes_locked(self, key: str) -> list[Callable[[str], None]]:
+    def _wakes_locked(self, key: str) -> list[Wake]:
         return [watch.wake for watch in self._watches if key in watch.keys]
 
     @staticmethod
-    def _call(wakes: list[Callable[[str], None]], key: str) -> None:
+    def _call(wakes: list[Wake], key: str, revision: int | None) -> None:
         """Wake the watchers of ``key``, after the lock is let go (they may call us)."""
         for wake in wakes:
             try:
-                wake(key)
+                wake(key, revision)
             except Exception:  # the write is committed; a broken callback must not undo that
                 log.exception("wake(%r) raised", key)
 
@@ -115,7 +116,7 @@ class MemoryStore:
             self._check_open()
             revision = self._write_locked(key, value, expected)
             wakes = self._wakes_locked(key)
-        self._call(wakes, key)
+        self._call(wakes, key, revision)
         return revision
 
     def update(
@@ -146,7 +147,7 @@ class MemoryStore:
                     continue
                 wakes = self._wakes_locked(key)
                 break
-        self._call(wakes, key)
+        self._call(wakes, key, revision)
         return Updated(decision.outcome, Versioned(value, revision), wrote=True)
 
     def delete(self, key: str, expected: int | None = None) -> bool:
@@ -166,7 +167,7 @@ class MemoryStore:
                 raise Conflict(key, current)
             del self._records[key]
             wakes = self._wakes_locked(key)
-        self._call(wakes, key)
+        self._call(wakes, key, None)
         return True
 
     def keys(self, prefix: str = "") -> Iterator[str]:
@@ -212,8 +213,8 @@ class MemoryStore:
 
     # Notifications.
 
-    def watch(self, wake: Callable[[str], None]) -> _MemoryWatch:
-        """A new watch: ``wake(key)`` runs in the writer's thread right after each write."""
+    def watch(self, wake: Wake) -> _MemoryWatch:
+        """A new watch: ``wake(key, revision)`` runs in the writer's thread after each write."""
         if not callable(wake):
             raise UsageError(f"wake must be callable, not {type(wake).__name__}")
         with self._lock:
@@ -232,7 +233,7 @@ class MemoryStore:
 class _MemoryWatch:
     """The ``Watch`` of a ``MemoryStore``: a set of keys, read under the store's lock."""
 
-    def __init__(self, store: MemoryStore, wake: Callable[[str], None]) -> None:
+    def __init__(self, store: MemoryStore, wake: Wake) -> None:
         self._store = store
         self.wake = wake
         self.keys: set[str] = set()

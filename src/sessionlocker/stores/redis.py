@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -56,7 +56,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
-from sessionlocker.stores.base import Watch, cas_update
+from sessionlocker.stores.base import Wake, Watch, cas_update
 from sessionlocker.stores.redis_watch import RedisWatch
 
 __all__ = ["RedisStore"]
@@ -229,6 +229,11 @@ class RedisStore:
 
     # Records.
 
+    def _revision(self, key: str) -> int | None:
+        """The revision stored at ``key`` (one small read, for a new subscription)."""
+        revision = self._execute("read", "HGET", self._name(b"r:", key), "rev")
+        return None if revision is None else int(revision)
+
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         key = check_key(key)
@@ -339,7 +344,7 @@ class RedisStore:
 
     # Notifications.
 
-    def watch(self, wake: Callable[[str], None]) -> Watch:
+    def watch(self, wake: Wake) -> Watch:
         """A new watch: ``wake(key)`` soon after each write or delete of a watched key.
 
         It holds its own connection and thread until ``close()`` (or the store's).
@@ -358,6 +363,7 @@ class RedisStore:
             self._channel,
             self._key_of_channel,
             wake,
+            revision_of=self._revision,
             heartbeat=self._timeout,
             on_close=self._watches.discard,
         )

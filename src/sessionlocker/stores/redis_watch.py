@@ -23,8 +23,9 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError
 
-from sessionlocker.errors import UsageError
+from sessionlocker.errors import SessionLockerError, UsageError
 from sessionlocker.stores._checks import check_key
+from sessionlocker.stores.base import Wake
 
 __all__ = ["RedisWatch"]
 
@@ -38,7 +39,10 @@ class RedisWatch:
     """A ``Watch`` for ``RedisStore`` (see ``sessionlocker.stores.base.Notifying``).
 
     ``connect`` makes a new client for the pub/sub connection; ``channel`` names the
-    channel of a key and ``key_of`` reads the key back from a channel. ``heartbeat`` is
+    channel of a key and ``key_of`` reads the key back from a channel. Subscribing takes
+    a moment, so once a key's subscription is confirmed the watch reads its revision
+    with ``revision_of`` and wakes with it: a write made before the subscription was
+    heard is noticed that way (a watcher that has seen that revision ignores it). ``heartbeat`` is
     how long the connection may stay silent before a PING must prove it alive.
     """
 
@@ -47,8 +51,9 @@ class RedisWatch:
         connect: Callable[[], redis.Redis],
         channel: Callable[[str], bytes],
         key_of: Callable[[bytes], str | None],
-        wake: Callable[[str], None],
+        wake: Wake,
         *,
+        revision_of: Callable[[str], int | None],
         heartbeat: float,
         on_close: Callable[[RedisWatch], None] | None = None,
     ) -> None:
@@ -56,6 +61,7 @@ class RedisWatch:
         self._channel = channel
         self._key_of = key_of
         self._wake = wake
+        self._revision_of = revision_of
         self._heartbeat = heartbeat
         self._on_close = on_close
         self._lock = threading.Lock()
@@ -116,7 +122,7 @@ class RedisWatch:
         """Keep one connection until it fails (raises) or the watch closes (returns)."""
         pubsub = self._connect().pubsub()  # type: ignore[no-untyped-call]  # redis-py
         subscribed: set[str] = set()
-        unconfirmed: set[str] = set()  # to wake once confirmed, after a reconnect
+        unconfirmed: set[str] = set()  # to wake with their revision once confirmed
         heard = time.monotonic()
         pinged: float | None = None
         try:
@@ -126,8 +132,7 @@ class RedisWatch:
                 if wanted - subscribed:
                     added = wanted - subscribed
                     pubsub.subscribe(*(self._channel(key) for key in added))
-                    if resubscribed:
-                        unconfirmed |= added
+                    unconfirmed |= added
                     subscribed |= added
                 if subscribed - wanted:
                     pubsub.unsubscribe(*(self._channel(key) for key in subscribed - wanted))
@@ -160,15 +165,21 @@ class RedisWatch:
             return
         if kind == "subscribe" and key in unconfirmed:
             unconfirmed.discard(key)
-            self._call_wake(key)
+            try:
+                revision = self._revision_of(key)
+            except SessionLockerError:  # the watcher then looks at the record itself
+                revision = None
+            self._call_wake(key, revision)
         elif kind == "message":
-            self._call_wake(key)
+            data = message.get("data")
+            revision = int(data) if isinstance(data, bytes) and data.isdigit() else None
+            self._call_wake(key, revision)
 
-    def _call_wake(self, key: str) -> None:
+    def _call_wake(self, key: str, revision: int | None) -> None:
         with self._lock:
             if key not in self._wanted:
                 return
         try:
-            self._wake(key)
+            self._wake(key, revision)
         except Exception:  # a broken callback must not end the watch
             log.exception("wake(%r) raised", key)
