@@ -29,6 +29,13 @@ CORE_FORBIDDEN = {
 }
 STORES_FORBIDDEN = {
     "sessionlocker.core.locker",
+    "sessionlocker.core.states",
+    "sessionlocker.core.changes",
+    "sessionlocker.core.operations",
+    "sessionlocker.core.ledger",
+    "sessionlocker.core.handles",
+    "sessionlocker.purchases",
+    "sessionlocker.trades",
     "sessionlocker.core.transforms",
     "sessionlocker.core.lease",
     "sessionlocker.core.modes",

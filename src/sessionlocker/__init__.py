@@ -5,8 +5,10 @@ and hands it to the next owner fast; every write is a compare-and-set fenced by 
 ever-growing epoch, so a process that lost its lock can never overwrite the new owner.
 """
 
+from sessionlocker.core.handles import Handle, Outcome
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import Attempt, LoadMode
+from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.service import LockerService
@@ -24,26 +26,36 @@ from sessionlocker.errors import (
     UnstorableData,
     UsageError,
 )
+from sessionlocker.purchases import Credit, Decision, Purchaser, Receipt
 from sessionlocker.stores import Store, open_store
+from sessionlocker.trades import Trades
 
 __all__ = [
     "AlreadyOpen",
     "Attempt",
     "Conflict",
     "CorruptRecord",
+    "Credit",
     "DataError",
+    "Decision",
+    "Handle",
     "LoadMode",
     "LockError",
     "LockLost",
     "LockUnavailable",
     "Locker",
     "LockerService",
+    "Message",
+    "Outcome",
+    "Purchaser",
+    "Receipt",
     "SessionLockerError",
     "Spec",
     "Status",
     "Store",
     "StoreError",
     "Throttled",
+    "Trades",
     "UnstorableData",
     "UsageError",
     "open_store",
