@@ -22,7 +22,7 @@ from psycopg.rows import TupleRow
 from servers import PostgresServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
-from sessionlocker.stores import open_store
+from sessionlocker.stores import Store, open_store
 from sessionlocker.stores._pg_sql import prefix_end
 from sessionlocker.stores.base import Notifying
 from sessionlocker.stores.postgresql import PostgreSQLStore
@@ -47,6 +47,22 @@ def wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+class Woken(list[str]):
+    """A ``wake`` callable: the keys woken, in order, and the revision of each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revisions: list[int | None] = []
+
+    def __call__(self, key: str, revision: int | None = None) -> None:
+        self.revisions.append(revision)
+        self.append(key)
+
+    def clear(self) -> None:
+        self.revisions.clear()
+        super().clear()
 
 
 @pytest.fixture
@@ -98,6 +114,13 @@ def backends(admin: psycopg.Connection[TupleRow], app: str, listening: bool) -> 
 def terminate(admin: psycopg.Connection[TupleRow], pids: list[int]) -> None:
     for pid in pids:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def test_is_a_notifying_store() -> None:
+    store: Notifying = PostgreSQLStore(URL)  # checked by mypy too
+    assert isinstance(store, Notifying)
+    assert isinstance(store, Store)
+    store.close()
 
 
 # Writes, revisions and history.
@@ -235,8 +258,8 @@ def test_prefixes_share_a_table_apart(make: Callable[..., PostgreSQLStore]) -> N
     assert other.read("k") is not None
     assert [version.value for version in game.history("k")] == [b"game"]
 
-    woken: list[str] = []
-    watch = game.watch(woken.append)
+    woken = Woken()
+    watch = game.watch(woken)
     wait_until(lambda: watch.connections == 1)
     watch.add("k")
     other.write("k", b"again", other_revision)
@@ -453,8 +476,8 @@ def test_pool_drops_connections_the_server_closed(
 def test_server_crash_and_restart(private_postgres: PostgresServer) -> None:
     store = PostgreSQLStore(private_postgres.url, connect_timeout=1)
     try:
-        woken: list[str] = []
-        watch = store.watch(woken.append)
+        woken = Woken()
+        watch = store.watch(woken)
         watch.add("k")
         wait_until(lambda: watch.connections == 1)
         revision = store.write("k", b"before", None)
@@ -502,7 +525,7 @@ def test_unreachable_server_is_retryable_and_bounded(
         assert caught.value.unknown_outcome is False
         with caplog.at_level(logging.DEBUG):
             assert isinstance(store, Notifying)
-            watch = store.watch(lambda key: None)
+            watch = store.watch(Woken())
             time.sleep(0.3)  # a few failed connection attempts, logged
             watch.close()
         shown = [repr(store), str(caught.value), caplog.text]
@@ -532,8 +555,8 @@ def test_write_from_another_store_wakes_a_watched_key(
     make: Callable[..., PostgreSQLStore],
 ) -> None:
     watcher, writer = make(), make()
-    woken: list[str] = []
-    watch = watcher.watch(woken.append)
+    woken = Woken()
+    watch = watcher.watch(woken)
     long_key = "long/" + "x" * 9000  # over the NOTIFY payload limit: sent as a digest
     for key in ("a", long_key):
         watch.add(key)
@@ -543,10 +566,11 @@ def test_write_from_another_store_wakes_a_watched_key(
     writer.write("unwatched", b"", None)
     revision = writer.write("a", b"1", None)
     wait_until(lambda: woken == ["a"])  # "unwatched" came first on the channel: not woken
-    writer.write(long_key, b"", None)
+    long_revision = writer.write(long_key, b"", None)
     wait_until(lambda: woken == ["a", long_key])
     writer.delete("a", expected=revision)
     wait_until(lambda: woken == ["a", long_key, "a"])
+    assert woken.revisions == [revision, long_revision, None]  # a delete names no revision
 
     watch.discard("a")
     writer.write("a", b"again", None)
@@ -560,8 +584,8 @@ def test_watch_reconnects_and_wakes_every_key_after_its_connection_dies(
     make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], app: str
 ) -> None:
     store = make()
-    woken: list[str] = []
-    watch = store.watch(woken.append)
+    woken = Woken()
+    watch = store.watch(woken)
     wait_until(lambda: watch.connections == 1)
     for key in ("a", "b", "c"):
         watch.add(key)
@@ -572,6 +596,7 @@ def test_watch_reconnects_and_wakes_every_key_after_its_connection_dies(
     terminate(admin, listener)
     wait_until(lambda: watch.connections == 2)
     assert sorted(woken) == ["a", "b", "c"]  # notifications may have been missed: wake all
+    assert woken.revisions == [None, None, None]
     assert backends(admin, app, listening=True) != listener
 
     woken.clear()
@@ -583,10 +608,10 @@ def test_a_failing_wake_callback_does_not_stop_the_watch(
     make: Callable[..., PostgreSQLStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     store = make()
-    woken: list[str] = []
+    woken = Woken()
 
-    def wake(key: str) -> None:
-        woken.append(key)
+    def wake(key: str, revision: int | None = None) -> None:
+        woken(key, revision)
         if key == "bad":
             raise RuntimeError("callback bug")
 
@@ -602,7 +627,7 @@ def test_a_failing_wake_callback_does_not_stop_the_watch(
 
 def test_close_stops_every_watch(make: Callable[..., PostgreSQLStore]) -> None:
     store = make()
-    watch = store.watch(lambda key: None)
+    watch = store.watch(Woken())
     wait_until(lambda: watch.connections == 1)
     before = {thread.name for thread in threading.enumerate()}
     assert "sessionlocker-postgresql-watch" in before
@@ -611,7 +636,7 @@ def test_close_stops_every_watch(make: Callable[..., PostgreSQLStore]) -> None:
         lambda: all(t.name != "sessionlocker-postgresql-watch" for t in threading.enumerate())
     )
     with pytest.raises(StoreError, match="closed"):
-        store.watch(lambda key: None)
+        store.watch(Woken())
 
 
 # URLs.

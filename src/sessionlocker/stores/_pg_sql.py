@@ -179,13 +179,21 @@ def _history_ctes(names: Names) -> sql.Composed:
 
 def _written_or_current(names: Names, done: str) -> sql.Composed:
     """The tail of a write: one row (revision, NULL) if ``done`` has a row, and NOTIFY;
-    otherwise what is stored now (revision, value), or no row when the key is absent."""
+    otherwise what is stored now (revision, value), or no row when the key is absent.
+
+    The NOTIFY payload is ``revision:key`` after a write and ``:key`` after a delete
+    (``key`` being ``notify_payload(key)``)."""
+    revision = (
+        sql.SQL("{}.revision::text").format(sql.Identifier(done))
+        if done == "w"
+        else (sql.SQL("''"))
+    )
     return sql.SQL(
         " SELECT {done}.revision, NULL::bytea FROM {done}"
-        " CROSS JOIN pg_notify(%(channel)s, %(payload)s)"
+        " CROSS JOIN pg_notify(%(channel)s, {revision} || ':' || %(payload)s)"
         " UNION ALL SELECT r.revision, r.value FROM {records} AS r"
         " WHERE r.key = %(key)s AND NOT EXISTS (SELECT FROM {done})"
-    ).format(done=sql.Identifier(done), records=names.ident())
+    ).format(done=sql.Identifier(done), revision=revision, records=names.ident())
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,18 @@
 """``PostgreSQLWatch``: LISTEN on a dedicated connection, wake for the watched keys.
 
-Every write of the store runs ``pg_notify(channel, key)`` in the same statement, so a
-notification is sent exactly when the write commits. A watch owns one connection (not a
-pooled one: LISTEN belongs to a session) and one daemon thread that waits for
-notifications and calls ``wake(key)`` for the keys it watches. Adding or removing a key
-costs no round trip: the channel is per table and the filtering is done here.
+Every write of the store runs ``pg_notify(channel, "revision:key")`` in the same
+statement (``":key"`` for a delete), so a notification is sent exactly when the write
+commits. A watch owns one connection (not a pooled one: LISTEN belongs to a session)
+and one daemon thread that waits for notifications and calls ``wake(key, revision)``
+for the keys it watches; the revision lets a writer ignore the wake-up of its own
+write. Adding or removing a key costs no round trip: the channel is per table and the
+filtering is done here.
 
 When the connection is lost (server restart, ``pg_terminate_backend``, network) the
-thread connects again with backoff, LISTENs again and then wakes every watched key,
-since notifications sent meanwhile were missed. It does the same after the first
-connect, so a write between ``watch()`` and the first LISTEN is not missed either.
+thread connects again with backoff, LISTENs again and then wakes every watched key
+(revision ``None``), since notifications sent meanwhile were missed. It does the same
+after the first connect, so a write between ``watch()`` and the first LISTEN is not
+missed either.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from sessionlocker.stores._pg_sql import notify_payload
+from sessionlocker.stores.base import Wake
 
 __all__ = ["PostgreSQLWatch"]
 
@@ -46,7 +50,7 @@ class PostgreSQLWatch:
 
     def __init__(
         self,
-        wake: Callable[[str], None],
+        wake: Wake,
         *,
         connect: Callable[[], psycopg.Connection[TupleRow]],
         channel: str,
@@ -137,16 +141,18 @@ class PostgreSQLWatch:
         with self._lock:
             keys = list(self._keys.values())
         for key in keys:
-            self._call(key)
+            self._call(key, None)
 
     def _wake_payload(self, payload: str) -> None:
+        """Wake for ``revision:key`` (a write) or ``:key`` (a delete), if ``key`` is watched."""
+        revision, _, named = payload.partition(":")
         with self._lock:
-            key = self._keys.get(payload)
+            key = self._keys.get(named)
         if key is not None:
-            self._call(key)
+            self._call(key, int(revision) if revision.isdigit() else None)
 
-    def _call(self, key: str) -> None:
+    def _call(self, key: str, revision: int | None) -> None:
         try:
-            self._wake(key)
+            self._wake(key, revision)
         except Exception:  # a broken callback must not stop the wake-ups of other keys
             log.exception("wake callback failed for a watched key")

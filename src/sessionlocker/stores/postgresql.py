@@ -15,7 +15,7 @@ Session expiry is judged by the server's ``now()``, so no client clock is involv
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TypeVar
 
 import psycopg
@@ -44,6 +44,7 @@ from sessionlocker.stores._pg_sql import (
     prefix_end,
 )
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
+from sessionlocker.stores.base import Wake
 
 __all__ = ["PostgreSQLStore", "PostgreSQLWatch"]
 
@@ -355,8 +356,11 @@ class PostgreSQLStore:
 
     # Notifications.
 
-    def watch(self, wake: Callable[[str], None]) -> PostgreSQLWatch:
-        """A new, empty watch calling ``wake(key)`` after writes to its keys.
+    def watch(self, wake: Wake) -> PostgreSQLWatch:
+        """A new, empty watch calling ``wake(key, revision)`` after writes to its keys.
+
+        ``revision`` is the one the write made; ``None`` after a delete, and when the
+        watch wakes every key after (re)connecting.
 
         Each watch holds one connection of its own (outside the pool) and one thread.
         """
