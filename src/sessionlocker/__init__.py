@@ -11,6 +11,7 @@ from sessionlocker.core.modes import Attempt, LoadMode
 from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
+from sessionlocker.drivers.aio import AsyncLockerService, Profile
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import (
     AlreadyOpen,
@@ -32,6 +33,7 @@ from sessionlocker.trades import Trades
 
 __all__ = [
     "AlreadyOpen",
+    "AsyncLockerService",
     "Attempt",
     "Conflict",
     "CorruptRecord",
@@ -47,6 +49,7 @@ __all__ = [
     "LockerService",
     "Message",
     "Outcome",
+    "Profile",
     "Purchaser",
     "Receipt",
     "SessionLockerError",

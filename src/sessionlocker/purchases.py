@@ -13,11 +13,13 @@ loader, grants it once (see ``Locker.send``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sessionlocker.core.handles import Handle, Outcome
 from sessionlocker.core.locker import Locker
@@ -94,11 +96,16 @@ Grant = Callable[[Any, Receipt], object]
 
 
 class Service(Protocol):
-    """What a purchaser needs of a service (``LockerService`` or its asyncio twin)."""
+    """What a purchaser needs of a service (``LockerService`` or ``AsyncLockerService``)."""
 
     def get(self, key: str) -> Locker | None: ...
 
     def on_message(self, kind: str, handler: Handler) -> None: ...
+
+
+@runtime_checkable
+class FrameService(Service, Protocol):
+    """A service that ``process`` can drive itself (``LockerService``)."""
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool: ...
 
@@ -167,8 +174,27 @@ class Purchaser:
         ``not_processed_yet`` after ``timeout`` seconds; the grant may still commit
         later, and a retried receipt then finds it in the history.
         """
+        if not isinstance(self.service, FrameService):
+            raise UsageError("this service runs its own frames: use await process_async()")
         handle = self.submit(receipt)
         self.service.run_until(lambda: handle.done, timeout)
+        return handle.result or Decision.NOT_PROCESSED_YET
+
+    async def process_async(
+        self, receipt: Receipt | Mapping[str, Any], timeout: float = 10.0
+    ) -> Decision:
+        """``process`` for ``AsyncLockerService``: its frame task resolves the answer."""
+        handle = self.submit(receipt)
+        if not handle.done:
+            answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def answer(_: Decision) -> None:
+                if not answered.done():
+                    answered.set_result(None)
+
+            handle.on_done(answer)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered, timeout)
         return handle.result or Decision.NOT_PROCESSED_YET
 
     def has_incomplete(self) -> bool:

@@ -72,6 +72,9 @@ class LockerService:
     migrations and saves run as usual and the store is never changed.
     ``clock`` (monotonic seconds) and ``wall`` (epoch seconds, only for timestamps in
     records) default to the ``time`` module's; tests pass their own.
+    ``on_work`` is called, from any thread, whenever a frame has new work (a result, a
+    notification, a woken locker): a driver that sleeps between frames (the asyncio
+    one) uses it to wake up.
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class LockerService:
         executor: Executor | None = None,
         workers: int = 4,
         read_only: bool = False,
+        on_work: Callable[[], None] | None = None,
     ) -> None:
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
@@ -111,6 +115,7 @@ class LockerService:
             self._watch = self.store.watch(self._woken)
         self._handlers: dict[str, Handler] = {}
         self._signal = threading.Event()
+        self._on_work = on_work
         self._inflight = 0
         self._closed = False
 
@@ -210,6 +215,8 @@ class LockerService:
     def wake(self, locker: Locker) -> None:
         """Host hook: look at ``locker`` at the next frame."""
         self._schedule(locker)
+        if self._on_work is not None:
+            self._on_work()
 
     # ------------------------------------------------------------------ frames
 
@@ -264,7 +271,12 @@ class LockerService:
     def _woken(self, store_key: str, revision: int | None = None) -> None:
         """From any thread: the record at ``store_key`` was written."""
         self._done.put((store_key, revision, None))
+        self._work_arrived()
+
+    def _work_arrived(self) -> None:
         self._signal.set()
+        if self._on_work is not None:
+            self._on_work()
 
     def _notice(self, store_key: str, revision: int | None) -> None:
         """The record changed; if a live locker here has it, it looks again."""
@@ -279,7 +291,7 @@ class LockerService:
 
         def done(result: object) -> None:
             self._done.put((owner, result, request))
-            self._signal.set()
+            self._work_arrived()
 
         self._executor.submit(lambda: execute(self.store, request), done)
 

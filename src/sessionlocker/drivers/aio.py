@@ -1,0 +1,336 @@
+"""``AsyncLockerService``: the asyncio driver of the core.
+
+It does not re-implement the frame loop: it owns a ``LockerService`` (the deadline
+heap, lease renewal, notifications, ``send`` and ``on_message`` are all there) and
+runs its frames from one background task on the event loop instead of from a blocking
+``run_until``. Store calls still run on the service's thread pool (the honest first
+version for every backend: each sync store becomes async through threads); a finished
+call, a notification or a woken locker wakes the frame task at once through the
+service's ``on_work`` hook, and the task otherwise sleeps until the next deadline.
+
+Waiting is frame-driven: after each frame the task wakes every waiter, which checks
+its own condition. So ``session()``, ``Profile.saved()`` and ``wait_until`` never touch
+a store themselves, and a cancelled waiter leaves nothing behind but the intent it
+declared (a release), which the frames carry out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from sessionlocker.core.locker import Locker
+from sessionlocker.core.modes import LoadMode, Mode
+from sessionlocker.core.operations import Handler
+from sessionlocker.core.spec import Spec
+from sessionlocker.core.states import Status
+from sessionlocker.drivers.service import LockerService
+from sessionlocker.errors import DataError, LockLost, LockUnavailable, UsageError
+from sessionlocker.stores import Store
+
+__all__ = ["AsyncLockerService", "Profile"]
+
+log = logging.getLogger("sessionlocker.driver")
+
+_LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
+_LOADING = frozenset({Status.LOADING, Status.WAITING})
+#: The longest the frame task sleeps with nothing due (a fallback: work wakes it at once).
+_IDLE = 0.25
+
+
+class Profile:
+    """The loaded locker of one ``AsyncLockerService.session()``.
+
+    ``data``, ``mark_changed``, ``edit``, ``token`` and ``is_available`` are the
+    locker's; everything else is on ``locker``. ``await saved()`` is the one
+    addition: it waits until the current data is in a committed write.
+    """
+
+    def __init__(self, locker: Locker, service: AsyncLockerService) -> None:
+        self.locker = locker
+        self._service = service
+
+    @property
+    def key(self) -> str:
+        """The locker's key."""
+        return self.locker.key
+
+    @property
+    def data(self) -> Any:
+        """The loaded data; change it in place, then ``mark_changed()``."""
+        return self.locker.data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self.locker.data = value
+
+    @property
+    def token(self) -> int | None:
+        """The fencing epoch of this session (grows with every acquire)."""
+        return self.locker.token
+
+    @property
+    def status(self) -> Status:
+        """The locker's status (``loaded`` while the session holds it)."""
+        return self.locker.status
+
+    def mark_changed(self) -> int:
+        """Note that ``data`` changed; returns the change id."""
+        return self.locker.mark_changed()
+
+    def edit(self, change: Callable[[Any], object]) -> int:
+        """Apply ``change(data)`` and mark it; returns the change id."""
+        return self.locker.edit(change)
+
+    def is_available(self) -> bool:
+        """Loaded, and the lease still within its renew deadline."""
+        return self.locker.is_available()
+
+    async def saved(self, timeout: float | None = None) -> None:
+        """Wait until the data as it is now is in a committed write (YieldUntilChangesSaved).
+
+        Raises ``LockLost`` when the lock was lost (the change will never be saved here),
+        the data error that keeps the save from being written (``UnstorableData``,
+        ``InvalidData``), or ``TimeoutError`` after ``timeout`` seconds.
+        """
+        locker = self.locker
+        error_before = locker.error
+        change = locker.mark_changed()
+        answer: list[bool] = []
+        locker.when_saved(change, answer.append)
+        locker.force_save()
+
+        def settled() -> bool:
+            refused = isinstance(locker.error, DataError) and locker.error is not error_before
+            return bool(answer) or refused
+
+        if not await self._service.wait_until(settled, timeout):
+            raise TimeoutError(f"{self.key!r} was not saved within {timeout} s")
+        if answer == [True]:
+            return
+        if isinstance(locker.error, LockLost | DataError):
+            raise locker.error
+        raise LockLost(f"{self.key!r} ended before its changes were saved")
+
+    def __repr__(self) -> str:
+        return f"<Profile {self.key!r} {self.status.value}>"
+
+
+class AsyncLockerService:
+    """Owns the lockers of one ``Spec`` on one store, driven from the event loop.
+
+    ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it);
+    the other arguments are ``LockerService``'s. The frame task starts at the first
+    ``session()``, ``start()`` or ``async with``, on the running loop; use the service
+    from that loop only (``send`` may be awaited from it concurrently).
+    """
+
+    def __init__(
+        self,
+        store: Store | str,
+        spec: Spec,
+        session_id: str | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] | None = None,
+        workers: int = 4,
+        read_only: bool = False,
+    ) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._work = asyncio.Event()
+        self._frame = asyncio.Event()
+        self._stopping = False
+        self._closed = False
+        self.frames = LockerService(
+            store,
+            spec,
+            session_id,
+            clock,
+            wall=wall,
+            workers=workers,
+            read_only=read_only,
+            on_work=self._on_work,
+        )
+        self.store = self.frames.store
+        self.spec = spec
+        self.session_id = self.frames.session_id
+
+    # ------------------------------------------------------------------ lockers
+
+    def locker(self, key: str) -> Locker:
+        """A new locker for ``key`` (call ``acquire()`` on it); see ``LockerService.locker``."""
+        self.start()
+        return self.frames.locker(key)
+
+    def get(self, key: str) -> Locker | None:
+        """The live locker for ``key``, if any."""
+        return self.frames.get(key)
+
+    def lockers(self) -> list[Locker]:
+        """Every live locker."""
+        return self.frames.lockers()
+
+    def on_message(self, kind: str, handler: Handler) -> None:
+        """Apply inbox messages of ``kind`` with ``handler``; see ``LockerService.on_message``."""
+        self.frames.on_message(kind, handler)
+
+    async def send(
+        self, key: str, kind: str, body: Any, *, id: str | None = None, timeout: float = 10.0
+    ) -> str:
+        """Append a message to ``key``'s inbox, whoever holds it; returns its id.
+
+        The awaitable twin of ``LockerService.send`` (run on a worker thread).
+        """
+        send = self.frames.send
+        return await asyncio.to_thread(send, key, kind, body, id=id, timeout=timeout)
+
+    # ------------------------------------------------------------------ frames
+
+    def start(self) -> None:
+        """Start the frame task on the running loop (done for you by the other calls)."""
+        if self._closed or self._stopping:
+            raise UsageError(f"service {self.session_id} is closed")
+        if self._task is not None:
+            if self._task.done():
+                raise UsageError("the frame task ended") from self._task.exception()
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._task = self._loop.create_task(self._run(), name=f"sessionlocker {self.session_id}")
+
+    def _on_work(self) -> None:
+        """From any thread: a frame has work; wake the frame task."""
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._work.set()
+            return
+        with suppress(RuntimeError):  # the loop is closed: nobody is left to wake
+            loop.call_soon_threadsafe(self._work.set)
+
+    async def _run(self) -> None:
+        frames = self.frames
+        while True:
+            self._work.clear()
+            frames.update()
+            frame, self._frame = self._frame, asyncio.Event()
+            frame.set()
+            if self._stopping:
+                return
+            upcoming = frames.next_deadline()
+            wait = _IDLE if upcoming is None else min(_IDLE, upcoming - frames.clock())
+            if wait <= 0:
+                await asyncio.sleep(0)
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), wait)
+
+    async def wait_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait, frame by frame, until ``done()`` is true (True) or ``timeout`` passes (False).
+
+        The awaitable twin of ``LockerService.run_until``.
+        """
+        self.start()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not done():
+            task = self._task
+            if task is None or task.done():
+                raise UsageError(f"service {self.session_id} is not running")
+            frame = self._frame
+            if deadline is None:
+                await frame.wait()
+                continue
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(frame.wait(), left)
+            except TimeoutError:
+                return done()
+        return True
+
+    async def _settle(self, locker: Locker) -> None:
+        """Wait until ``locker`` has ended, even if the waiter is cancelled meanwhile."""
+        await asyncio.shield(self.wait_until(lambda: locker.status not in _LIVE))
+
+    # ------------------------------------------------------------------ sessions
+
+    @asynccontextmanager
+    async def session(
+        self, key: str, mode: Mode = LoadMode.REPEAT, timeout: float | None = None
+    ) -> AsyncIterator[Profile]:
+        """Load ``key``, yield its ``Profile``, then save and release it.
+
+        As ``LockerService.session``: raises ``LockUnavailable`` on timeout or cancel,
+        the data error when the record is refused; on exit ``LockLost`` if the lock was
+        lost, or the data error that kept the final save from being written. The final
+        save happens also when the body raised. A cancelled or timed-out load leaves the
+        record as it was: the release withdraws any lock or release request first.
+        """
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"timeout must be positive seconds or None, not {timeout!r}")
+        locker = self.locker(key)
+        locker.acquire(mode)
+        loaded = False
+        try:
+            loaded = await self.wait_until(lambda: locker.status not in _LOADING, timeout)
+        finally:
+            if not loaded or locker.status is not Status.LOADED:
+                locker.release()
+                await self._settle(locker)
+        if not loaded:
+            raise LockUnavailable(f"{key!r} could not be loaded within {timeout} s")
+        if locker.status is not Status.LOADED:
+            raise locker.error or LockUnavailable(f"{key!r} could not be loaded")
+        error_before = locker.error
+        try:
+            yield Profile(locker, self)
+        finally:
+            locker.release()
+            await self._settle(locker)
+        if isinstance(locker.error, LockLost):
+            raise locker.error
+        if isinstance(locker.error, DataError) and locker.error is not error_before:
+            raise locker.error
+
+    async def aclose(self, timeout: float = 10.0) -> bool:
+        """Save and release every locker within ``timeout`` seconds, then end the lease.
+
+        Returns True when every locker was released in time. Idempotent.
+        """
+        if self._closed:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        released = True
+        if self._task is not None and not self._task.done():
+            for locker in self.frames.lockers():
+                locker.release()
+            released = await self.wait_until(lambda: not self.frames.lockers(), timeout)
+            self._stopping = True
+            self._work.set()
+            await self._task
+        self._closed = True
+        # The rest (in-flight calls, the lease, the pool, the store) blocks: on a thread.
+        left = max(0.1, deadline - loop.time())
+        finished = await asyncio.to_thread(self.frames.close, left)
+        return released and finished
+
+    async def __aenter__(self) -> AsyncLockerService:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        live = len(self.frames.lockers())
+        return f"<AsyncLockerService {self.spec.namespace!r} session={self.session_id} live={live}>"

@@ -1,0 +1,330 @@
+"""AsyncLockerService: the asyncio driver on real stores (memory, SQLite, Redis, PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sessionlocker import (
+    AsyncLockerService,
+    CorruptRecord,
+    LockerService,
+    LockLost,
+    LockUnavailable,
+    Spec,
+    Status,
+    UnstorableData,
+    UsageError,
+)
+from sessionlocker.core.record import decode
+from sessionlocker.purchases import Decision, Purchaser
+from sessionlocker.stores import MemoryStore, SQLiteStore, Store
+from stores.conftest import postgres_backend, redis_backend
+
+FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
+
+
+def spec(namespace: str = "players", **overrides: float) -> Spec:
+    return Spec(namespace, lambda: {"log": []}, **{**FAST, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "redis":
+        backend = redis_backend(request.getfixturevalue("redis_url"))
+        yield backend.store
+        backend.store.close()
+        backend.cleanup()
+        return
+    if request.param == "postgresql":
+        backend = postgres_backend(request.getfixturevalue("postgres_url"))
+        yield backend.store
+        backend.store.close()
+        backend.cleanup()
+        return
+    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def local_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield made
+    made.close()
+
+
+def stored(store: Store, key: str, namespace: str = "players") -> Any:
+    value = store.read(f"{namespace}/{key}")
+    assert value is not None
+    return decode(value.value)
+
+
+def held_elsewhere(store: Store, key: str) -> LockerService:
+    """A frame-loop holder of ``key`` that is then never driven: it answers no request."""
+    holder = LockerService(store, spec(lease=10, force_timeout=10))
+    locker = holder.locker(key)
+    locker.acquire()
+    assert holder.run_until(lambda: locker.status is Status.LOADED, 5)
+    return holder
+
+
+def test_session_loads_saves_and_releases(store: Store) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(store, spec()) as service:
+            async with service.session("p1", timeout=5) as player:
+                assert player.status is Status.LOADED
+                assert player.is_available()
+                player.data["log"].append("hello")
+                await player.saved()
+                assert stored(store, "p1").data == {"log": ["hello"]}  # committed, still held
+                assert stored(store, "p1").lock is not None
+                player.data["log"].append("bye")
+                player.mark_changed()
+            assert player.status is Status.IDLE
+        record = stored(store, "p1")
+        assert record.data == {"log": ["hello", "bye"]}
+        assert record.lock is None
+        assert not store.get_session(service.session_id).exists  # the lease ended cleanly
+
+    asyncio.run(main())
+
+
+def test_timeouts_leave_the_record_as_it_was(store: Store) -> None:
+    holder = held_elsewhere(store, "p1")
+    before = stored(store, "p1")
+
+    async def main() -> None:
+        async with AsyncLockerService(store, spec(lease=10, force_timeout=10)) as waiter:
+            for mode in ("repeat", "force"):
+                with pytest.raises(LockUnavailable, match="within"):
+                    async with waiter.session("p1", mode, timeout=0.3):
+                        pytest.fail("must not yield")
+                assert waiter.lockers() == []
+            with pytest.raises(LockUnavailable, match="held by"):
+                async with waiter.session("p1", "cancel"):
+                    pytest.fail("must not yield")
+
+    asyncio.run(main())
+    after = stored(store, "p1")
+    assert after.release_requests == ()
+    assert after.lock == before.lock
+    assert after.epoch == before.epoch
+    holder.close()
+
+
+def test_a_cancelled_wait_leaves_no_lock_and_no_release_request(store: Store) -> None:
+    holder = held_elsewhere(store, "p1")
+    before = stored(store, "p1")
+
+    async def main() -> None:
+        async with AsyncLockerService(store, spec(lease=10, force_timeout=10)) as waiter:
+
+            async def open_it() -> None:
+                async with waiter.session("p1", "force"):
+                    pytest.fail("must not yield")
+
+            task = asyncio.create_task(open_it())
+            await waiter.wait_until(lambda: bool(stored(store, "p1").release_requests), 5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert waiter.lockers() == []
+            assert stored(store, "p1").release_requests == ()  # withdrawn before it returned
+
+    asyncio.run(main())
+    after = stored(store, "p1")
+    assert after.lock == before.lock
+    assert after.epoch == before.epoch
+    holder.close()
+
+
+def test_a_cancelled_load_of_a_free_record_leaves_no_lock(local_store: Store) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(local_store, spec()) as service:
+            for _ in range(20):  # cancel at varied points of the load
+                task = asyncio.create_task(_open_and_hold(service))
+                await asyncio.sleep(0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert service.lockers() == []
+                value = local_store.read("players/p1")
+                if value is not None:
+                    record = decode(value.value)
+                    assert record.lock is None
+                    assert record.release_requests == ()
+
+    asyncio.run(main())
+
+
+async def _open_and_hold(service: AsyncLockerService) -> None:
+    async with service.session("p1", timeout=5):
+        await asyncio.sleep(10)
+
+
+def test_saved_and_exit_raise_lock_lost_when_stolen(store: Store) -> None:
+    async def main() -> None:
+        async with (
+            AsyncLockerService(store, spec()) as first,
+            AsyncLockerService(store, spec()) as thief,
+        ):
+            with pytest.raises(LockLost):
+                async with first.session("p1", timeout=5) as player:
+                    async with thief.session("p1", "steal", timeout=5) as stolen:
+                        stolen.data["log"].append("thief")
+                        await stolen.saved()
+                    player.data["log"].append("stale")
+                    with pytest.raises(LockLost):
+                        await player.saved()
+        assert stored(store, "p1").data == {"log": ["thief"]}
+
+    asyncio.run(main())
+
+
+def test_force_hands_over_between_async_services(store: Store) -> None:
+    async def main() -> None:
+        async with (
+            AsyncLockerService(store, spec()) as first,
+            AsyncLockerService(store, spec()) as second,
+        ):
+            async with first.session("p1", timeout=5) as player:
+                player.data["log"].append("first")
+                player.mark_changed()
+                async with second.session("p1", "force", timeout=5) as other:
+                    assert player.status is Status.IDLE  # it saved and let go on request
+                    assert other.data == {"log": ["first"]}
+
+    asyncio.run(main())
+
+
+def test_data_errors_at_load_and_at_save(local_store: Store) -> None:
+    local_store.write("players/bad", b"\x00 not a record", None)
+
+    async def main() -> None:
+        async with AsyncLockerService(local_store, spec()) as service:
+            with pytest.raises(CorruptRecord):
+                async with service.session("bad", timeout=5):
+                    pytest.fail("must not yield")
+            with pytest.raises(UnstorableData):
+                async with service.session("p1", timeout=5) as player:
+                    player.data["log"].append(math.inf)
+                    with pytest.raises(UnstorableData):
+                        await player.saved()
+
+    asyncio.run(main())
+    assert local_store.read("players/bad").value == b"\x00 not a record"  # type: ignore[union-attr]
+    assert stored(local_store, "p1").lock is None
+
+
+def test_a_thousand_concurrent_sessions_save_everything(local_store: Store) -> None:
+    count = 1000
+
+    async def play(service: AsyncLockerService, index: int) -> None:
+        async with service.session(f"p{index}", timeout=60) as player:
+            player.data["log"].append(index)
+            await player.saved()
+            player.data["log"].append("left")
+            player.mark_changed()
+
+    async def main() -> None:
+        async with AsyncLockerService(local_store, spec(), workers=8) as service:
+            await asyncio.gather(*(play(service, index) for index in range(count)))
+            assert service.lockers() == []
+
+    asyncio.run(main())
+    for index in range(count):
+        record = stored(local_store, f"p{index}")
+        assert record.data == {"log": [index, "left"]}
+        assert record.lock is None
+        assert record.release_requests == ()
+
+
+def test_send_and_on_message_between_async_services(local_store: Store) -> None:
+    async def main() -> None:
+        async with (
+            AsyncLockerService(local_store, spec()) as holder,
+            AsyncLockerService(local_store, spec()) as sender,
+        ):
+            holder.on_message(
+                "note", lambda locker, message: locker.data["log"].append(message.body)
+            )
+            async with holder.session("p1", timeout=5) as player:
+                await sender.send("p1", "note", "hi")
+                assert await holder.wait_until(lambda: player.data["log"] == ["hi"], 5)
+                await player.saved()
+        assert stored(local_store, "p1").data == {"log": ["hi"]}
+
+    asyncio.run(main())
+
+
+def test_purchases_are_granted_once_through_the_async_service(local_store: Store) -> None:
+    def grant(data: Any, receipt: Any) -> None:
+        data["log"].append(receipt.product_id)
+
+    async def main() -> None:
+        async with AsyncLockerService(local_store, spec()) as service:
+            purchaser = Purchaser(service, grant)
+            receipt = {"purchase_id": "r1", "product_id": "gems", "buyer": "p1"}
+            assert await purchaser.process_async(receipt) is Decision.NOT_PROCESSED_YET
+            async with service.session("p1", timeout=5) as player:
+                assert await purchaser.process_async(receipt) is Decision.GRANTED
+                assert await purchaser.process_async(receipt) is Decision.GRANTED
+                assert player.data == {"log": ["gems"]}
+            with pytest.raises(UsageError, match="process_async"):
+                purchaser.process(receipt)
+        assert stored(local_store, "p1").data == {"log": ["gems"]}
+
+    asyncio.run(main())
+
+
+def test_aclose_saves_and_releases_every_locker_and_is_idempotent(local_store: Store) -> None:
+    async def main() -> None:
+        service = AsyncLockerService(local_store, spec())
+        for key in ("a", "b"):
+            locker = service.locker(key)
+            locker.acquire()
+            locker.edit(lambda data, key=key: data["log"].append(key))  # replayed after load
+        assert await service.wait_until(
+            lambda: all(x.status is Status.LOADED for x in service.lockers()), 5
+        )
+        assert await service.aclose(5)
+        assert await service.aclose(5)
+        with pytest.raises(UsageError, match="closed"):
+            service.locker("c")
+
+    asyncio.run(main())
+    for key in ("a", "b"):
+        record = stored(local_store, key)
+        assert record.data == {"log": [key]}
+        assert record.lock is None
+
+
+def test_a_url_is_opened_and_closed_by_the_service(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+
+    async def main() -> None:
+        async with AsyncLockerService(url, spec()) as service:
+            async with service.session("p1", timeout=5) as player:
+                player.data["log"].append(1)
+                player.mark_changed()
+
+    asyncio.run(main())
+    reopened = SQLiteStore(tmp_path / "u.db")
+    assert stored(reopened, "p1").data == {"log": [1]}
+    reopened.close()
+
+
+def test_bad_timeouts_are_refused(local_store: Store) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(local_store, spec()) as service:
+            with pytest.raises(UsageError, match="timeout"):
+                async with service.session("p1", timeout=0):
+                    pytest.fail("must not yield")
+
+    asyncio.run(main())
