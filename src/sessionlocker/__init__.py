@@ -12,6 +12,7 @@ from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio import AsyncLockerService, Profile
+from sessionlocker.drivers.easy import EasyProfile, EasyStore
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import (
     AlreadyOpen,
@@ -40,6 +41,8 @@ __all__ = [
     "Credit",
     "DataError",
     "Decision",
+    "EasyProfile",
+    "EasyStore",
     "Handle",
     "LoadMode",
     "LockError",
