@@ -1,112 +1,158 @@
-"""``sessionlocker simulate``: two worker processes, one SIGKILL, and a check of the store."""
+"""``sessionlocker simulate``: a fleet of server processes, chaos, and an independent check."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from sessionlocker.sim.demo import Options, SimulationError, simulate
+from sessionlocker.sim.progress import live_progress
+from sessionlocker.sim.run import Options, SimulationError, simulate
 from sessionlocker.sim.world import Timings
 
 __all__ = ["register", "run"]
 
 DESCRIPTION = """\
-Run two worker processes on one SQLite database. They keep taking the same player
-records from each other (load mode "force"), increment a counter in each, and note every
-change that was confirmed saved. Halfway through, one worker is killed with SIGKILL
-while it holds locks; the other takes them over once the dead worker's lease expires
-(lease {lease:g} s, autosave {autosave:g} s) and carries on.
+Run a fleet of game servers, each its own process, on one store (by default a SQLite
+file in a temporary folder). Players join a server, play (their data changes every few
+frames), hop to another server (it opens them with "force" while the old one lets go),
+leave and come back. Purchases arrive at the buyer's current server and are delivered
+again and again (duplicates, and after a crash to another server); some are gifts.
+An admin process sends bonuses straight to the store, and players on different
+servers trade items. Meanwhile servers are killed with SIGKILL and restarted, frozen
+with SIGSTOP for one to three leases (lease {lease:g} s), their store calls fail, are
+throttled or lose their replies, and their clocks are skewed.
 
-At the end the records are read straight from the database and checked: every
-confirmed change is there, each record is consistent, no lock is left held, and every
-lock of the killed worker was taken over, none while the store still judged its lease
-alive.
+Every server writes what it observed and acknowledged to its own history file. At the
+end a checker that shares nothing with the servers reads the histories and the final
+store and counts lost acknowledged saves, double grants, lost grants, split-brain
+commits, data regressions, duplicated or lost items and stuck locks.
 
-Exit status: 0 when every check passed, 1 when one failed (or the run could not be
+Exit status: 0 when no violation was found, 1 when one was (or the run could not be
 done), 2 for a bad command line."""
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``simulate`` subcommand."""
-    timings = Timings()
+    defaults, timings = Options(), Timings()
     parser = subcommands.add_parser(
         "simulate",
-        help="hand records between two processes, kill one, check nothing was lost",
-        description=DESCRIPTION.format(lease=timings.lease, autosave=timings.autosave),
+        help="a fleet of server processes with crashes and faults; check nothing was lost",
+        description=DESCRIPTION.format(lease=timings.lease),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--dir",
-        type=_directory,
-        metavar="DIR",
-        help="keep the database and the workers' logs in a new folder inside DIR "
-        "(default: a temporary folder, removed at the end)",
-    )
-    parser.add_argument(
-        "--players",
-        type=_players,
-        default=4,
+    add = parser.add_argument
+    add("--store", metavar="URL", help="the store (default: a SQLite file in the run folder)")
+    add(
+        "--servers",
+        type=_number(int, 1, 32),
+        default=defaults.servers,
         metavar="N",
-        help="how many player records the workers share (default: 4)",
+        help=f"how many server processes (default: {defaults.servers})",
     )
-    parser.add_argument(
+    add(
+        "--players",
+        type=_number(int, 1, 1000),
+        default=defaults.players,
+        metavar="N",
+        help=f"how many players (default: {defaults.players})",
+    )
+    add(
         "--duration",
-        type=_duration,
-        default=6.0,
+        type=_number(float, 1.0, 3600.0),
+        default=defaults.duration,
         metavar="SECONDS",
-        help="how long the workers run; the kill comes halfway (default: 6)",
+        help=f"how long the workload runs (default: {defaults.duration:g})",
     )
-    parser.add_argument(
+    add(
         "--seed",
         type=int,
         metavar="N",
         help="seed of the random choices (default: a new one, shown in the report)",
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add(
+        "--crash-rate",
+        type=_number(float, 0.0, 10.0),
+        default=defaults.crash_rate,
+        metavar="R",
+        help=f"SIGKILLs (then a restart) per server per second (default: {defaults.crash_rate:g})",
+    )
+    add(
+        "--pause-rate",
+        type=_number(float, 0.0, 10.0),
+        default=defaults.pause_rate,
+        metavar="R",
+        help="SIGSTOPs (1-3 leases, then SIGCONT) per server per second "
+        f"(default: {defaults.pause_rate:g})",
+    )
+    add(
+        "--fault-rate",
+        type=_number(float, 0.0, 0.5),
+        default=defaults.fault_rate,
+        metavar="R",
+        help="share of store calls that fail or lose their reply "
+        f"(default: {defaults.fault_rate:g})",
+    )
+    add(
+        "--skew",
+        type=_number(float, 0.0, 10.0),
+        default=defaults.skew,
+        metavar="SECONDS",
+        help="largest clock offset between servers; rates differ up to skew/10, at most 5%% "
+        f"(default: {defaults.skew:g})",
+    )
+    add("--json", action="store_true", help="print the report as JSON on stdout")
+    add(
+        "--out",
+        "--dir",
+        dest="out",
+        type=Path,
+        metavar="DIR",
+        help="keep the store, histories and report in a new folder inside DIR "
+        "(default: a temporary folder, removed at the end)",
+    )
     parser.set_defaults(run=run, parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the simulation and print its report; 0 when no check failed."""
+    """Run the simulation and print its report; 0 when no violation was found."""
     options = Options(
-        players=args.players, duration=args.duration, seed=args.seed, directory=args.dir
+        store=args.store,
+        servers=args.servers,
+        players=args.players,
+        duration=args.duration,
+        seed=args.seed,
+        crash_rate=args.crash_rate,
+        pause_rate=args.pause_rate,
+        fault_rate=args.fault_rate,
+        skew=args.skew,
+        out=args.out,
     )
     try:
-        report = simulate(options)
+        with live_progress(options.duration) as progress:
+            report = simulate(options, progress)
     except SimulationError as exc:
         print(f"sessionlocker simulate: error: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        print(report.text())
+    document = json.dumps(report.as_dict(), indent=2)
+    if report.directory is not None:
+        (Path(report.directory) / "report.json").write_text(document + "\n", encoding="utf-8")
+    print(document if args.json else report.text())
     return 0 if report.ok else 1
 
 
-def _directory(text: str) -> Path:
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} is not an existing directory")
-    return path
+def _number(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` between ``low`` and ``high``."""
 
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, not {text}")
+        return value
 
-def _players(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= number <= 1000:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 1000, not {number}")
-    return number
-
-
-def _duration(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 1.0 <= seconds <= 3600.0:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 3600 seconds, not {text}")
-    return seconds
+    return parse

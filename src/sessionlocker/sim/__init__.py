@@ -1,11 +1,12 @@
-"""The multi-process simulation behind ``sessionlocker simulate``.
+"""The multi-process fleet simulation behind ``sessionlocker simulate``.
 
 - ``world``: what is stored (player records), their keys and the timings used.
-- ``history``: each worker's JSON-lines log of what it loaded and what was confirmed.
-- ``worker``: one simulated server, run as its own OS process
-  (``python -m sessionlocker.sim.worker``).
-- ``fleet``: starting, killing and stopping worker processes.
-- ``check``: the invariants checked on the final store contents.
+- ``server``: what one game server does with its players (play, grants, trades).
+- ``worker``: one server as its own OS process (``python -m sessionlocker.sim.worker``).
+- ``fleet``: starting, commanding, freezing, killing and restarting server processes.
+- ``workload``: players joining, hopping, leaving; purchases, bonuses and trades.
+- ``history``: each process's JSON-lines log of what it observed and acknowledged.
+- ``check``: the independent checker of the histories against the final store.
+- ``run``: one run, from the first server to the report; ``progress`` shows it live.
 - ``report``: the outcome, as text or JSON.
-- ``demo``: the two-worker run with one SIGKILL that ties them together.
 """

@@ -1,108 +1,160 @@
-"""The invariants checked on the final store contents after a simulation.
+"""The independent checker: the servers' histories against the final store contents.
 
-- Every confirmed increment ``(worker, n)`` of a key is in its final record, at
-  ``log[n - 1]``, so no acknowledged save was lost or overwritten.
-- Every record's data is consistent: ``count == len(log)`` and ``log[i]`` counts ``i + 1``.
-- No lock is left at the end: the killed worker's locks were taken over, and the
-  surviving worker released everything when it stopped.
-- Every key the killed worker held was taken over, and none while the store still
-  judged the dead worker's lease alive (a lease must not be cut short).
+It shares nothing with the servers: it reads their history files (``sim.history``) and
+the records as finally stored, and counts each kind of violation:
+
+- ``lost_acknowledged_saves``: a change confirmed saved (``confirmed``: server, key, n)
+  is not at ``log[n - 1]`` of the final record.
+- ``double_grants``: a purchase id (or an admin message) applied more than once.
+- ``lost_grants``: a purchase answered ``granted`` (or an admin message acknowledged as
+  sent) whose effect is not in the final record of its recipient.
+- ``split_brain_commits``: two servers confirmed changes of one key in one epoch; or a
+  change confirmed in epoch e is missing from what a later epoch loaded (the write was
+  accepted after the later epoch was granted); or the final log goes back in epoch.
+- ``data_regressions``: a load read a count older than a change already confirmed, or a
+  final record whose count and log disagree.
+- ``items_duplicated`` / ``items_lost``: an item found in two places (records, or trade
+  messages in flight), or a granted item found nowhere.
+- ``stuck_locks``: a record still locked at the end, after every server stopped and the
+  final pass opened every key (a lock nobody could take over).
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from sessionlocker.core.record import Record
-from sessionlocker.sim.history import Confirmed
+from sessionlocker.sim.history import Event
 
-__all__ = ["Findings", "check_confirmed", "check_locks", "check_records", "check_takeovers"]
+__all__ = ["VIOLATIONS", "check"]
 
-
-@dataclass
-class Findings:
-    """How many checks ran and what they found wrong."""
-
-    checks: int = 0
-    violations: list[str] = field(default_factory=list)
-
-    def expect(self, ok: bool, problem: str) -> None:
-        """Count one check; note ``problem`` when it failed."""
-        self.checks += 1
-        if not ok:
-            self.violations.append(problem)
+#: Every violation counted, in report order.
+VIOLATIONS = (
+    "lost_acknowledged_saves",
+    "double_grants",
+    "lost_grants",
+    "split_brain_commits",
+    "data_regressions",
+    "items_duplicated",
+    "items_lost",
+    "stuck_locks",
+)
 
 
-def check_confirmed(
-    findings: Findings, records: Mapping[str, Record | None], confirmed: Iterable[Confirmed]
-) -> None:
-    """Every confirmed increment must be in the final record of its key."""
-    for change in confirmed:
-        record = records.get(change.key)
-        log = _log(record)
-        found = log[change.n - 1] if 0 < change.n <= len(log) else None
-        findings.expect(
-            found == [change.worker, change.n],
-            f"{change.key}: confirmed change {change.n} by {change.worker} is missing "
-            f"(final log has {found!r} there, count {_count(record)})",
-        )
+def check(events: Iterable[Event], records: Mapping[str, Record | None]) -> dict[str, int]:
+    """Count every violation in ``events`` (all histories) against ``records``."""
+    by_kind: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_kind[str(event["event"])].append(event)
+    data = {key: _data(record) for key, record in records.items()}
+    counts = dict.fromkeys(VIOLATIONS, 0)
+    counts["lost_acknowledged_saves"] = _lost_saves(by_kind["confirmed"], data)
+    counts["double_grants"], counts["lost_grants"] = _grants(by_kind, data)
+    counts["split_brain_commits"] = _split_brain(by_kind, data)
+    counts["data_regressions"] = _regressions(by_kind, data)
+    counts["items_duplicated"], counts["items_lost"] = _items(by_kind["granted"], records)
+    counts["stuck_locks"] = sum(
+        1 for record in records.values() if record is not None and record.lock is not None
+    )
+    return counts
 
 
-def check_records(findings: Findings, records: Mapping[str, Record | None]) -> None:
-    """Each record's count must match its log, entry by entry."""
-    for key, record in records.items():
+def _lost_saves(confirmed: list[Event], data: Mapping[str, dict[str, Any]]) -> int:
+    lost = 0
+    for event in confirmed:
+        log = data.get(event["key"], {}).get("log", [])
+        n = int(event["n"])
+        entry = log[n - 1] if 0 < n <= len(log) else None
+        if not isinstance(entry, list) or entry[:2] != [event["worker"], n]:
+            lost += 1
+    return lost
+
+
+def _grants(
+    by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]]
+) -> tuple[int, int]:
+    applied: Counter[str] = Counter()
+    for player in data.values():
+        applied.update(f"purchase:{pid}" for pid in player.get("grants", []))
+        applied.update(f"bonus:{mid}" for mid in player.get("bonuses", []))
+    double = sum(count - 1 for count in applied.values() if count > 1)
+    expected = {
+        (str(event["recipient"]), f"purchase:{event['purchase']}") for event in by_kind["granted"]
+    }
+    expected |= {(str(event["key"]), f"bonus:{event['id']}") for event in by_kind["sent"]}
+    lost = 0
+    for key, what in expected:
+        player = data.get(key, {})
+        kind, name = what.split(":", 1)
+        if name not in player.get("grants" if kind == "purchase" else "bonuses", []):
+            lost += 1
+    return double, lost
+
+
+def _split_brain(by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]]) -> int:
+    found = 0
+    owners: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for event in by_kind["confirmed"]:
+        owners[(event["key"], int(event["epoch"]))].add(str(event["worker"]))
+    found += sum(len(names) - 1 for names in owners.values())
+    loads: dict[str, list[Event]] = defaultdict(list)
+    for event in by_kind["loaded"]:
+        loads[event["key"]].append(event)
+    for event in by_kind["confirmed"]:
+        epoch, n = int(event["epoch"]), int(event["n"])
+        if any(
+            int(load["epoch"]) > epoch and int(load["count"]) < n for load in loads[event["key"]]
+        ):
+            found += 1
+    for player in data.values():
+        epochs = [entry[2] for entry in player.get("log", []) if _entry(entry)]
+        found += sum(1 for before, after in pairwise(epochs) if after < before)
+    return found
+
+
+def _regressions(by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]]) -> int:
+    found = 0
+    confirmed: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for event in by_kind["confirmed"]:
+        confirmed[event["key"]].append((float(event["t"]), int(event["n"])))
+    for load in by_kind["loaded"]:
+        t, count = float(load["t"]), int(load["count"])
+        if any(at < t and n > count for at, n in confirmed[load["key"]]):
+            found += 1
+    for player in data.values():
+        log = player.get("log", [])
+        numbers = [entry[1] if _entry(entry) else None for entry in log]
+        if player and (player.get("count") != len(log) or numbers != list(range(1, len(log) + 1))):
+            found += 1
+    return found
+
+
+def _items(granted: list[Event], records: Mapping[str, Record | None]) -> tuple[int, int]:
+    places: Counter[str] = Counter()
+    in_flight: dict[str, dict[str, Any]] = {}
+    for record in records.values():
         if record is None:
             continue
-        log = _log(record)
-        numbers = [
-            entry[1] if isinstance(entry, list) and len(entry) == 2 else None for entry in log
-        ]
-        findings.expect(
-            _count(record) == len(log) and numbers == list(range(1, len(log) + 1)),
-            f"{key}: count {_count(record)} does not match its log of {len(log)} entries",
-        )
+        places.update(_data(record).get("items", []))
+        for message in (*record.inbox, *record.outbox):
+            in_flight[message.id] = message.body if isinstance(message.body, dict) else {}
+    # a message delivered to its inbox may still be in its sender's outbox: count it once
+    for body in in_flight.values():
+        for name in ("give", "items"):
+            if isinstance(body.get(name), list) and (name == "give") == ("want" in body):
+                places.update(body[name])
+    duplicated = sum(count - 1 for count in places.values() if count > 1)
+    lost = sum(1 for pid in {event["purchase"] for event in granted} if not places[f"item-{pid}"])
+    return duplicated, lost
 
 
-def check_locks(
-    findings: Findings, records: Mapping[str, Record | None], names: Mapping[str, str]
-) -> None:
-    """No record may be left locked; ``names`` maps session ids to worker names."""
-    for key, record in records.items():
-        lock = None if record is None else record.lock
-        holder = None if lock is None else names.get(lock.session, lock.session)
-        findings.expect(lock is None, f"{key}: still locked at the end by {holder}")
-
-
-def check_takeovers(
-    findings: Findings, held: Iterable[str], takeovers: Mapping[str, float], alive_for: float
-) -> None:
-    """Every key the killed worker held was taken over, and not while its lease lived.
-
-    ``takeovers`` and ``alive_for`` are seconds after the kill: when each key was taken,
-    and the last time the store still judged the dead worker's lease alive.
-    """
-    for key in held:
-        seconds = takeovers.get(key)
-        findings.expect(seconds is not None, f"{key}: the killed worker's lock was never taken")
-        if seconds is not None:
-            findings.expect(
-                seconds >= alive_for,
-                f"{key}: taken over {seconds:.2f} s after the kill, while the store still "
-                f"judged the killed worker's lease alive ({alive_for:.2f} s after the kill)",
-            )
+def _entry(entry: object) -> bool:
+    return isinstance(entry, list) and len(entry) == 3
 
 
 def _data(record: Record | None) -> dict[str, Any]:
     data = None if record is None else record.data
     return data if isinstance(data, dict) else {}
-
-
-def _log(record: Record | None) -> list[Any]:
-    log = _data(record).get("log")
-    return log if isinstance(log, list) else []
-
-
-def _count(record: Record | None) -> object:
-    return _data(record).get("count")

@@ -1,24 +1,30 @@
-"""A worker's history: one JSON object per line, flushed as soon as it is written.
+"""A server's history: one JSON object per line, flushed as soon as it is written.
 
-A worker writes a line when it starts, when it loads a key (with the lock's epoch),
-when a change is confirmed saved (``when_saved`` answered True), when a locker ends,
-and when it is done. The parent reads the files after the run; a line cut short by a
-SIGKILL is skipped.
+A server writes a line when it starts; what it observed (``loaded``: a key's lock epoch
+and the count and items it read; ``ended``: how a locker ended); what it acknowledged
+(``confirmed``: a play change whose save committed, with its epoch; ``granted``: a
+purchase answered ``granted``; ``offered``: a trade offer committed with the items put in
+escrow); the faults injected so far (``faults``); and ``done`` when it stopped. The
+parent writes its own history (``parent.jsonl``: hops, crashes, pauses, admin sends).
+The checker reads only these files and the final store; a line cut short by a SIGKILL
+is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-__all__ = ["Confirmed", "History", "HistoryWriter", "Loaded", "read_history"]
+__all__ = ["Event", "HistoryWriter", "Tail", "read_events"]
+
+#: One history line.
+Event = dict[str, Any]
 
 
 class HistoryWriter:
-    """Appends events of one worker to ``path``."""
+    """Appends events of one process to ``path``."""
 
     def __init__(self, path: Path, worker: str) -> None:
         self.worker = worker
@@ -35,66 +41,45 @@ class HistoryWriter:
         self._file.close()
 
 
-@dataclass(frozen=True)
-class Confirmed:
-    """Increment ``n`` of ``key`` by ``worker`` is in a committed write."""
-
-    worker: str
-    key: str
-    n: int
-    t: float
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """``worker`` took the lock of ``key`` in ``epoch`` at wall time ``t``."""
-
-    worker: str
-    key: str
-    epoch: int
-    t: float
-
-
-@dataclass
-class History:
-    """What one worker's history file says."""
-
-    started: float | None = None
-    confirmed: list[Confirmed] = field(default_factory=list)
-    loaded: list[Loaded] = field(default_factory=list)
-    ended: dict[str, int] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    done: dict[str, Any] | None = None
-
-
-def read_history(path: Path) -> History:
+def read_events(path: Path) -> list[Event]:
     """Parse a history file; a missing file is an empty history."""
-    history = History()
+    events: list[Event] = []
     if not path.exists():
-        return history
+        return events
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             event = json.loads(line)
         except ValueError:
-            continue  # the last line of a killed worker may be cut short
-        if isinstance(event, dict):
-            _add(history, event)
-    return history
+            continue  # the last line of a killed server may be cut short
+        if isinstance(event, dict) and "event" in event:
+            events.append(event)
+    return events
 
 
-def _add(history: History, event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    worker, t = str(event.get("worker")), float(event.get("t", 0.0))
-    if kind == "start":
-        history.started = t
-    elif kind == "confirmed":
-        history.confirmed.append(Confirmed(worker, str(event["key"]), int(event["n"]), t))
-    elif kind == "loaded":
-        history.loaded.append(Loaded(worker, str(event["key"]), int(event["epoch"]), t))
-    elif kind == "ended":
-        how = str(event.get("how"))
-        history.ended[how] = history.ended.get(how, 0) + 1
-        if how == "failed":
-            history.failures.append(f"{event.get('key')}: {event.get('error')}")
-    elif kind == "done":
-        history.done = event
+class Tail:
+    """Reads the lines added to a history file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def new_events(self) -> list[Event]:
+        """The complete lines written since the last call, parsed."""
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as file:
+            file.seek(self._offset)
+            chunk = file.read()
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        events: list[Event] = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and "event" in event:
+                events.append(event)
+        return events

@@ -2,109 +2,187 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["Kill", "Report"]
+from sessionlocker.sim.check import VIOLATIONS
+from sessionlocker.sim.history import Event
 
+if TYPE_CHECKING:
+    from sessionlocker.sim.run import Options
 
-@dataclass
-class Kill:
-    """The SIGKILL of one worker while it held locks."""
-
-    #: the killed worker
-    worker: str
-    #: seconds after both workers had started
-    at: float
-    #: the keys it held when it died
-    held: list[str]
-    #: seconds from the kill to each held key's takeover by the other worker
-    takeovers: dict[str, float] = field(default_factory=dict)
-    #: seconds after the kill the store last judged the dead worker's lease alive
-    lease_alive_for: float = 0.0
-
-    @property
-    def takeover_seconds(self) -> float | None:
-        """Seconds until the last of its keys was taken over (None: not all were)."""
-        if not self.held or any(key not in self.takeovers for key in self.held):
-            return None
-        return max(self.takeovers[key] for key in self.held)
+__all__ = ["Report", "handoff_latencies", "percentile", "summarize"]
 
 
 @dataclass
 class Report:
-    """What happened and what the checks found."""
+    """What happened and what the checker found."""
 
-    database: str
-    #: False when the database was in a temporary folder, removed after the run
-    kept: bool
-    players: int
-    duration: float
+    store: str
     seed: int
-    lease: float
-    workers: list[str]
-    kill: Kill | None
-    handoffs: int
-    confirmed: dict[str, int]
-    lost_locks: int
-    checks: int
-    violations: list[str]
-    elapsed: float
+    servers: int
+    players: int
+    planned_s: float
+    violations: dict[str, int]
+    operations: int = 0
+    saves: int = 0
+    handoffs: int = 0
+    handoff_ms: dict[str, float | None] = field(default_factory=dict)
+    crashes: int = 0
+    pauses: int = 0
+    takeovers: int = 0
+    purchases: int = 0
+    purchases_granted: int = 0
+    deliveries: int = 0
+    bonuses: int = 0
+    trades: int = 0
+    faults_injected: int = 0
+    directory: str | None = None
+    duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        """True when no check failed."""
-        return not self.violations
-
-    @property
-    def confirmed_changes(self) -> int:
-        """Confirmed increments of every worker together."""
-        return sum(self.confirmed.values())
+        """True when no violation was counted."""
+        return not any(self.violations.values())
 
     def as_dict(self) -> dict[str, Any]:
-        """The report as plain JSON values."""
-        report = asdict(self)
-        report["kill"] = None
-        if self.kill is not None:
-            report["kill"] = {**asdict(self.kill), "takeover_seconds": self.kill.takeover_seconds}
-        report.update(
-            ok=self.ok,
-            confirmed_changes=self.confirmed_changes,
-            takeover_seconds=None if self.kill is None else self.kill.takeover_seconds,
-            violation_count=len(self.violations),
-        )
-        return report
+        """The report as plain JSON-ready data."""
+        return {
+            "ok": self.ok,
+            "violations": dict(self.violations),
+            "operations": self.operations,
+            "saves": self.saves,
+            "handoffs": self.handoffs,
+            "handoff_ms": dict(self.handoff_ms),
+            "crashes": self.crashes,
+            "pauses": self.pauses,
+            "takeovers": self.takeovers,
+            "purchases": self.purchases,
+            "purchases_granted": self.purchases_granted,
+            "deliveries": self.deliveries,
+            "bonuses": self.bonuses,
+            "trades": self.trades,
+            "faults_injected": self.faults_injected,
+            "store": self.store,
+            "seed": self.seed,
+            "servers": self.servers,
+            "players": self.players,
+            "duration_s": self.duration_s,
+            "directory": self.directory,
+        }
 
     def text(self) -> str:
-        """A short report for a terminal."""
-        per_worker = ", ".join(f"{name} {count}" for name, count in self.confirmed.items())
+        """The human report."""
+        rate = self.operations / self.duration_s if self.duration_s else 0.0
+        p50, p99 = self.handoff_ms.get("p50"), self.handoff_ms.get("p99")
         lines = [
-            f"simulate: {len(self.workers)} worker processes, {self.players} players, "
-            f"{self.duration:g} s, seed {self.seed}",
-            f"  database:          {self.database}{'' if self.kept else ' (removed)'}",
-            f"  handoffs:          {self.handoffs} (between the workers, by force)",
-            f"  confirmed changes: {self.confirmed_changes} ({per_worker})",
-            *self._kill_lines(),
-            f"  violations:        {len(self.violations)}/{self.checks} checks",
+            f"simulate: {self.servers} server processes, {self.players} players, "
+            f"{self.planned_s:g} s, seed {self.seed}",
+            f"  store:        {self.store}",
+            f"  operations:   {self.operations} ({rate:.0f}/s); saves confirmed {self.saves}",
+            f"  handoffs:     {self.handoffs}, p50 {_ms(p50)}, p99 {_ms(p99)}",
+            f"  purchases:    {self.purchases_granted} granted of {self.purchases} "
+            f"({self.deliveries} deliveries, duplicates included)",
+            f"  bonuses:      {self.bonuses} admin sends; trades offered {self.trades}",
+            f"  chaos:        {self.crashes} crashes, {self.pauses} pauses, "
+            f"{self.takeovers} takeovers, {self.faults_injected} faults injected",
+            "  invariants:",
         ]
-        lines.extend(f"    - {problem}" for problem in self.violations)
-        verdict = "OK" if self.ok else "FAILED"
-        lines.append(f"{verdict} in {self.elapsed:.1f} s")
+        for name in VIOLATIONS:
+            count = self.violations.get(name, 0)
+            lines.append(f"    {name:<24} {count}{'' if count == 0 else '  <-- VIOLATED'}")
+        if self.directory is not None:
+            lines.append(f"  histories:    {self.directory}")
+        lines.append(f"{'OK' if self.ok else 'FAILED'} in {self.duration_s:.1f} s")
         return "\n".join(lines)
 
-    def _kill_lines(self) -> list[str]:
-        kill = self.kill
-        if kill is None:
-            return ["  kill:              none happened"]
-        held = ", ".join(kill.held) or "nothing"
-        who = f"worker {kill.worker}"
-        lines = [f"  kill:              {who} (SIGKILL) at {kill.at:.2f} s, holding {held}"]
-        seconds = kill.takeover_seconds
-        if seconds is None:
-            lines.append("  takeover:          not observed for every key")
-        else:
-            lease = f"lease {self.lease:g} s, seen alive until {kill.lease_alive_for:.2f} s"
-            lines.append(f"  takeover:          {seconds:.2f} s after the kill ({lease})")
-        if self.lost_locks:
-            lines.append(f"  locks lost:        {self.lost_locks} (a live worker's lease ran out)")
-        return lines
+
+def summarize(
+    events: Sequence[Event],
+    violations: dict[str, int],
+    *,
+    counters: Mapping[str, int],
+    store: str,
+    seed: int,
+    options: Options,
+    directory: Path | None,
+) -> Report:
+    """Build the report from every history line and the parent's counters."""
+    kinds: dict[str, int] = defaultdict(int)
+    for event in events:
+        kinds[str(event["event"])] += 1
+    latencies = handoff_latencies(events)
+    granted = {str(event["purchase"]) for event in events if event["event"] == "granted"}
+    report = Report(
+        store=store,
+        seed=seed,
+        servers=options.servers,
+        players=options.players,
+        planned_s=options.duration,
+        violations=violations,
+        saves=kinds["confirmed"],
+        handoffs=len(latencies),
+        handoff_ms={"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
+        crashes=counters.get("crashes", 0),
+        pauses=counters.get("pauses", 0),
+        takeovers=kinds["takeover"],
+        purchases=counters.get("purchases", 0),
+        purchases_granted=len(granted),
+        deliveries=counters.get("deliveries", 0),
+        bonuses=kinds["sent"],
+        trades=kinds["offered"],
+        faults_injected=_faults(events),
+        directory=None if directory is None else str(directory),
+    )
+    report.operations = report.saves + len(granted) + report.bonuses + report.trades
+    report.operations += report.handoffs + report.takeovers
+    return report
+
+
+def handoff_latencies(events: Sequence[Event]) -> list[float]:
+    """Milliseconds from each hop's command to the new server's load of the player."""
+    loads: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for event in events:
+        if event["event"] == "loaded":
+            loads[(str(event["key"]), str(event["worker"]))].append(float(event["t"]))
+    latencies = []
+    for event in events:
+        if event["event"] == "hop":
+            t = float(event["t"])
+            later = [at for at in loads[(str(event["key"]), str(event["server"]))] if at >= t]
+            if later:
+                latencies.append((min(later) - t) * 1000.0)
+    return latencies
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """The ``pct`` percentile (nearest rank) of ``values``, rounded; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct / 100 * len(ordered)) - 1))
+    return round(ordered[rank], 1)
+
+
+def _faults(events: Sequence[Event]) -> int:
+    """Faults injected, over every process (a restarted server counts from 0 again)."""
+    banked: dict[str, int] = defaultdict(int)
+    last: dict[str, int] = defaultdict(int)
+    for event in events:
+        if event["event"] != "faults":
+            continue
+        counts = event.get("counts", {})
+        total = sum(int(counts.get(kind, 0)) for kind in ("fail", "throttle", "unknown"))
+        worker = str(event["worker"])
+        if total < last[worker]:
+            banked[worker] += last[worker]
+        last[worker] = total
+    return sum(banked.values()) + sum(last.values())
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"

@@ -1,9 +1,12 @@
 """What the simulation stores, under which keys, and with which timings.
 
-Each player record's data is ``{"count": n, "log": [[worker, 1], ..., [worker, n]]}``:
-every increment bumps ``count`` and appends who made it and the new count. So a
-confirmed increment ``(worker, n)`` must sit at ``log[n - 1]`` of the final record, and
-a lost write shows up as a missing or different entry there.
+Each player record's data is ``{"count": n, "log": [[server, 1, epoch], ...], "items": [...],
+"grants": [...], "bonuses": [...], "coins": c}``: every play change bumps ``count`` and
+appends who made it, the new count and the lock epoch it was made in. So a confirmed change
+``(server, n)`` must sit at ``log[n - 1]`` of the final record, and a lost write shows up as
+a missing or different entry there. ``grants`` lists every purchase id granted to the
+player (once each), ``bonuses`` every admin message applied, and ``items`` the unique item
+ids the player owns (one per granted purchase, moved by trades).
 """
 
 from __future__ import annotations
@@ -19,14 +22,14 @@ __all__ = ["NAMESPACE", "Timings", "fresh_player", "player_keys"]
 NAMESPACE = "players"
 
 
-def player_keys(count: int) -> list[str]:
-    """The keys of ``count`` players: ``player-1`` ... ``player-<count>``."""
-    return [f"player-{number}" for number in range(1, count + 1)]
+def player_keys(count: int, prefix: str = "") -> list[str]:
+    """The keys of ``count`` players: ``<prefix>player-1`` ... ``<prefix>player-<count>``."""
+    return [f"{prefix}player-{number}" for number in range(1, count + 1)]
 
 
 def fresh_player() -> dict[str, Any]:
     """The data of a player never stored before."""
-    return {"count": 0, "log": []}
+    return {"count": 0, "log": [], "items": [], "grants": [], "bonuses": [], "coins": 0}
 
 
 @dataclass(frozen=True)
