@@ -12,16 +12,19 @@ been applied exactly once, with every inbox and outbox empty.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
+from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from sessionlocker.purchases import Decision
-from sessionlocker.stores import MemoryStore
+from sessionlocker.stores import Store
 
-from .world import Clock, Server, settle, stored
+from .world import BACKENDS, Clock, Server, make_store, settle, stored
 
 PLAYERS = ["p0", "p1", "p2"]
 slots = st.integers(0, 2)
@@ -29,9 +32,12 @@ players = st.sampled_from(PLAYERS)
 
 
 class Interleavings(RuleBasedStateMachine):
+    backend = "memory"
+
     def __init__(self) -> None:
         super().__init__()
-        self.store = MemoryStore()
+        self.folder = tempfile.TemporaryDirectory()
+        self.store: Store = make_store(self.backend, Path(self.folder.name))
         self.clock = Clock()
         self.servers = [Server(self.store, self.clock) for _ in range(3)]
         self.receipts: dict[str, dict[str, str]] = {}
@@ -105,6 +111,13 @@ class Interleavings(RuleBasedStateMachine):
                 assert all(n == 1 for n in grants.values()), (player, grants)
 
     def teardown(self) -> None:
+        try:
+            self.recover_and_check()
+        finally:
+            self.store.close()
+            self.folder.cleanup()
+
+    def recover_and_check(self) -> None:
         recovery = Server(self.store, self.clock)
         for player in PLAYERS:
             recovery.load(player)
@@ -129,9 +142,16 @@ class Interleavings(RuleBasedStateMachine):
         assert set(self.granted_early) <= set(grants)
 
 
-Interleavings.TestCase.settings = settings(
-    max_examples=int(os.environ.get("EXACTLY_ONCE_EXAMPLES", "60")),
-    stateful_step_count=int(os.environ.get("EXACTLY_ONCE_STEPS", "40")),
-    deadline=None,
-)
-test_interleavings = Interleavings.TestCase
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_interleavings(backend: str) -> None:
+    """Many examples on memory; fewer on the backends with real I/O, same rules."""
+    examples = int(os.environ.get("EXACTLY_ONCE_EXAMPLES", "60"))
+    if backend != "memory":
+        examples = max(1, examples // 6)
+    machine = type(f"Interleavings_{backend}", (Interleavings,), {"backend": backend})
+    machine.TestCase.settings = settings(
+        max_examples=examples,
+        stateful_step_count=int(os.environ.get("EXACTLY_ONCE_STEPS", "40")),
+        deadline=None,
+    )
+    machine.TestCase().runTest()
