@@ -13,7 +13,8 @@ Each library runs the same three scenarios, in virtual time (``virtual.py``), on
 
 sessionlocker runs its real code (``LockerService``) with its default settings; the
 Roblox libraries run as the models in ``roblox.py``. Requests to renew one's own lease
-are not counted (one per process per third of a TTL, whatever the number of records).
+are not counted (one per process per third of a TTL, whatever the number of records),
+nor are subscriptions to notifications (adding or removing a watched key).
 """
 
 from __future__ import annotations
@@ -94,9 +95,13 @@ def _run_all(
     return figures
 
 
+#: Not counted: one's own lease upkeep (per process) and notification subscriptions.
+_NOT_REQUESTS = frozenset({"put_session", "drop_session", "watch_add", "watch_discard"})
+
+
 def _requests(counting: CountingStore) -> int:
     counts = counting.counts()
-    return sum(n for kind, n in counts.items() if kind not in ("put_session", "drop_session"))
+    return sum(n for kind, n in counts.items() if kind not in _NOT_REQUESTS)
 
 
 def _ours(spec: Spec, dead: bool, mode: str, rng: random.Random, *, notifications: bool) -> Outcome:

@@ -89,8 +89,10 @@ def _backends(results: dict[str, Any]) -> str:
     columns = [backends[name] for name in names]
     rows = [
         *_save_rows(columns),
-        ["Round trips: load / save / release / handoff / remote change"]
+        ["Store calls: load / save / release / handoff / remote change"]
         + [_trips(c.get("round_trips")) for c in columns],
+        ["Requests the server saw, same steps (incl. subscriptions)"]
+        + [_wire(c.get("round_trips")) for c in columns],
         ["Handoff p50 / p99, polling only (ms)"]
         + [_pair(c.get("handoff_polling_ms")) for c in columns],
         ["Handoff p50 / p99, with notifications (ms)"]
@@ -130,6 +132,11 @@ def _trips(trips: Any) -> str:
         return _error(trips)
     keys = ("load", "save", "release", "handoff", "remote_change")
     return " / ".join(_num(trips.get(key)) for key in keys)
+
+
+def _wire(trips: Any) -> str:
+    wire = trips.get("wire") if isinstance(trips, dict) else None
+    return _trips(wire) if isinstance(wire, dict) else _DASH
 
 
 def _takeover(figures: Any) -> str:

@@ -108,10 +108,12 @@ class _Meter:
     def take(self) -> dict[str, Any]:
         """Counts since the last ``take``, per side; ``wire``: the server's count."""
         self.quiesce()
+        wire = self.wire
         return {
             "holder": self.holder.take(),
             "waiter": self.waiter.take(),
-            "wire": self.wire.take() if self.wire is not None else None,
+            "wire": wire.take() if wire is not None else None,
+            "wire_commands": wire.last_commands() if wire is not None else None,
         }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import Counter
 from typing import Any, Protocol, cast
 
 from sessionlocker.benchmarks.common import backend_name
@@ -32,6 +33,10 @@ class WireCounter(Protocol):
 
     def take(self) -> int:
         """Requests since the last ``take`` (or since the counter was made)."""
+        ...
+
+    def last_commands(self) -> dict[str, int]:
+        """What the last ``take`` counted, by command name (empty when unknown)."""
         ...
 
     def close(self) -> None:
@@ -62,7 +67,8 @@ class RedisWire:
         self._monitor: Any = self._client.monitor()
         self._connection = self._monitor.__enter__()
         self._lock = threading.Condition()
-        self._seen = 0
+        self._seen: Counter[str] = Counter()
+        self._last: Counter[str] = Counter()
         self._markers: set[str] = set()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -83,7 +89,7 @@ class RedisWire:
                 self._markers.add(text.rsplit(maxsplit=1)[-1])
                 self._lock.notify_all()
             elif command.get("client_type") != "lua":
-                self._seen += 1
+                self._seen[text.split(" ", 1)[0].upper()] += 1
 
     def take(self) -> int:
         marker = f"sessionlocker-bench-marker-{uuid.uuid4().hex}"
@@ -91,8 +97,11 @@ class RedisWire:
         with self._lock:
             if not self._lock.wait_for(lambda: marker in self._markers, timeout=10):
                 raise TimeoutError("MONITOR did not show the marker within 10 s")
-            seen, self._seen = self._seen, 0
-        return seen
+            self._last, self._seen = self._seen, Counter()
+        return self._last.total()
+
+    def last_commands(self) -> dict[str, int]:
+        return dict(self._last)
 
     def close(self) -> None:
         self._monitor.__exit__(None, None, None)
@@ -121,6 +130,9 @@ class PostgresWire:
         total = self._total()
         taken, self._last = total - self._last, total
         return taken
+
+    def last_commands(self) -> dict[str, int]:
+        return {}
 
     def close(self) -> None:
         self._connection.close()
