@@ -281,8 +281,10 @@ class LockerService:
     def _notice(self, store_key: str, revision: int | None) -> None:
         """The record changed; if a live locker here has it, it looks again."""
         prefix = f"{self.spec.namespace}/"
-        locker = self._lockers.get(store_key.removeprefix(prefix))
-        if store_key.startswith(prefix) and locker is not None:
+        if not store_key.startswith(prefix):
+            return
+        locker = self._lockers.get(store_key[len(prefix) :])
+        if locker is not None:
             locker.notice(revision)
             self._schedule(locker)
 
