@@ -200,7 +200,8 @@ def test_close_saves_and_releases_everything(store: Store) -> None:
 
 
 def test_a_frame_touches_only_due_lockers(monkeypatch: pytest.MonkeyPatch) -> None:
-    service = LockerService(MemoryStore(), spec(autosave_period=3600.0))
+    # A long lease too: on a slow machine, loading 1,000 lockers must not make renewals due.
+    service = LockerService(MemoryStore(), spec(lease=7200.0, autosave_period=3600.0))
     lockers = [service.locker(f"p{i}") for i in range(1000)]
     for locker in lockers:
         locker.acquire()
