@@ -1,0 +1,159 @@
+"""What the admin commands share: their common options, the spec, the store, the output.
+
+Every admin command takes ``--store URL``, ``--namespace NAME``, ``--json`` and
+``--spec MODULE:NAME``. A command's ``run`` is wrapped by ``guarded`` so that every
+failure ends as one clear line on stderr and an exit code, never a traceback:
+
+- 2: a bad command line or bad input (a bad URL, bad JSON, an unknown revision);
+- 1: the command ran and could not do it (unknown key, unreachable store, a lock that
+  could not be had, data refused).
+
+The spec. With ``--spec`` the command uses that spec (namespace, migrations,
+validator), exactly as a server would, so a record is migrated when a command loads
+it. Without it, ``admin_spec`` makes a permissive spec at the record's own stored
+version: it never migrates and refuses nothing it can keep, so an operator can look
+at and fix any readable record, including one written by newer code than this tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from sessionlocker.core.migrations import Migrations
+from sessionlocker.core.spec import Spec
+from sessionlocker.errors import DataError, LockError, SessionLockerError, StoreError, UsageError
+from sessionlocker.stores import open_store
+from sessionlocker.stores.base import Store
+
+__all__ = [
+    "CommandError",
+    "add_common",
+    "admin_spec",
+    "emit",
+    "guarded",
+    "open_admin_store",
+    "store_key",
+]
+
+#: Exit codes of the admin commands.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(SessionLockerError):
+    """A command cannot go on: ``message`` for the operator, ``code`` to exit with."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_common(parser: argparse.ArgumentParser, *, spec: bool = True) -> None:
+    """Add ``--store``, ``--namespace``, ``--json`` (and ``--spec`` unless ``spec=False``)."""
+    parser.add_argument(
+        "--store", required=True, metavar="URL", help="e.g. sqlite:///game.db, redis://host/0"
+    )
+    parser.add_argument(
+        "--namespace",
+        required=True,
+        metavar="NAME",
+        help="the Spec.namespace the records live under (keys are NAME/KEY in the store)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    if spec:
+        parser.add_argument(
+            "--spec",
+            metavar="MODULE:NAME",
+            help="load records with this Spec (migrating them as a server would); "
+            "default: a permissive spec at each record's stored version",
+        )
+
+
+def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``run`` with every expected failure turned into a message on stderr and an exit code."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except CommandError as exc:
+            return _fail(args, str(exc), exc.code)
+        except UsageError as exc:
+            return _fail(args, str(exc), EXIT_USAGE)
+        except StoreError as exc:
+            return _fail(args, f"store error: {exc}", EXIT_FAILED)
+        except (LockError, DataError) as exc:
+            return _fail(args, f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+        except SessionLockerError as exc:
+            return _fail(args, str(exc), EXIT_FAILED)
+
+    wrapped.__doc__ = run.__doc__
+    return wrapped
+
+
+def usage(message: str) -> NoReturn:
+    """Stop with ``message`` and exit code 2 (bad input)."""
+    raise CommandError(message, EXIT_USAGE)
+
+
+def open_admin_store(args: argparse.Namespace) -> Store:
+    """The store ``--store`` names, checked to answer (an unreachable one fails here)."""
+    store = open_store(args.store)
+    try:
+        store.read(store_key(args, "-"))  # one round trip: a store that is down says so now
+    except StoreError as exc:
+        store.close()
+        raise CommandError(f"cannot reach the store {_redacted(args.store)}: {exc}") from exc
+    return store
+
+
+def store_key(args: argparse.Namespace, key: str) -> str:
+    """Where ``key`` of ``--namespace`` lives in the store."""
+    return f"{args.namespace}/{key}"
+
+
+def admin_spec(args: argparse.Namespace, stored_schema: int | None = None) -> Spec:
+    """The spec to load ``--namespace`` with: ``--spec``, or the permissive one.
+
+    The permissive spec runs at ``stored_schema`` (the version of the record about to
+    be loaded; 1 for a new one): its migrations are identity steps marked compatible,
+    and a record exactly at its version is never migrated or patched.
+    """
+    if getattr(args, "spec", None):
+        from sessionlocker.cli.migrate import load_spec  # noqa: PLC0415 (imports user code)
+
+        spec = load_spec(args.spec)
+        if spec.namespace != args.namespace:
+            usage(f"--spec {args.spec} is for namespace {spec.namespace!r}, not {args.namespace!r}")
+        return spec
+    version = max(stored_schema or 1, 1)
+    migrations = Migrations()
+    for step in range(1, version):
+        migrations.step(step, _same, compatible=True)
+    return Spec(args.namespace, dict, version=version, migrations=migrations)
+
+
+def _same(data: Any) -> Any:
+    return data
+
+
+def emit(args: argparse.Namespace, human: str, data: object) -> None:
+    """Print ``data`` as one line of JSON with ``--json``, else the ``human`` text."""
+    print(json.dumps(data, sort_keys=True) if args.json else human)
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    command = getattr(args, "command", None) or "sessionlocker"
+    print(f"sessionlocker {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _redacted(url: str) -> str:
+    """``url`` without a password (it may be shown in a terminal or a log)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
