@@ -34,7 +34,7 @@ def full_record() -> Record:
         applied=("op-1", "m0"),
         purchases=(Purchase("p", "r1", 1.0),),
         credit={"gem": 2},
-        user_ids=(12, 13),
+        user_ids=("12", "13"),
         tags={"region": "eu"},
     )
 

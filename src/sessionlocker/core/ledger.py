@@ -1,10 +1,11 @@
 """The exactly-once bookkeeping a holder keeps beside its data, and writes with it.
 
-A loaded locker owns five fields of its record besides ``data``: the history of
-applied operation ids, the purchase history, product credit, the outbox, and which
-inbox messages it has applied. They change in memory together with the data and are
-written in the same save, so an operation's effect and its id are committed together
-or not at all: that is what makes an operation exactly-once.
+A loaded locker owns six fields of its record besides ``data``: the history of
+applied operation ids, the purchase history, product credit, the outbox, which
+inbox messages it has applied, and the user ids the record belongs to. They change in
+memory together with the data and are written in the same save, so an operation's
+effect and its id are committed together or not at all: that is what makes an operation
+exactly-once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Meta:
     credit: tuple[tuple[str, int], ...] = ()
     outbox: tuple[Message, ...] = ()
     consumed: frozenset[str] = frozenset()
+    user_ids: tuple[str, ...] = ()
 
     def write(self, record: Record) -> Record:
         """``record`` with these fields, and without the inbox messages applied here.
@@ -38,6 +40,7 @@ class Meta:
             credit=dict(self.credit),
             outbox=self.outbox,
             inbox=inbox,
+            user_ids=self.user_ids,
         )
 
 
@@ -52,7 +55,9 @@ class Ledger:
 
     def load(self, record: Record) -> None:
         """Start from a freshly loaded record (everything in it is committed)."""
-        self.restore(Meta(record.applied, record.purchases, (), record.outbox))
+        self.restore(
+            Meta(record.applied, record.purchases, (), record.outbox, user_ids=record.user_ids)
+        )
         self.credit = dict(record.credit)
         self.committed = {m.id for m in record.outbox}
         self.failed = set()
@@ -65,6 +70,7 @@ class Ledger:
             tuple(self.credit.items()),
             tuple(self.outbox),
             frozenset(self.consumed),
+            tuple(sorted(self.user_ids)),
         )
 
     def restore(self, meta: Meta) -> None:
@@ -74,6 +80,7 @@ class Ledger:
         self.credit = dict(meta.credit)
         self.outbox = list(meta.outbox)
         self.consumed = set(meta.consumed)
+        self.user_ids = set(meta.user_ids)
 
     def saved(self, meta: Meta) -> None:
         """A write holding ``meta`` committed."""

@@ -35,6 +35,7 @@ from sessionlocker.core.record import ZLIB, Lock, Message
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
 from sessionlocker.core.storable import encode_data
+from sessionlocker.core.users import UserCalls
 from sessionlocker.errors import (
     InvalidData,
     LockLost,
@@ -79,7 +80,7 @@ class _Save:
     meta: Meta
 
 
-class Locker(OperationCalls):
+class Locker(OperationCalls, UserCalls):
     """Exclusive ownership of one record, as a state machine.
 
     ``data`` is usable at once: before the load completes it is a transient copy from
@@ -88,7 +89,8 @@ class Locker(OperationCalls):
     systems can refuse a write carrying an older token.
 
     Exactly-once operations (``apply_once``, ``purchase``, credit, ``send`` and the
-    inbox, applied through ``handlers`` by message kind) are in ``operations``.
+    inbox, applied through ``handlers`` by message kind) are in ``operations``. User ids
+    (``user_ids``, ``add_user_id``, ``remove_user_id``) are in ``users``.
     """
 
     _known: Versioned | None

@@ -16,9 +16,11 @@ oldest version of the code that may load it (see ``migrations``). ``epoch`` is t
 fencing counter: +1 at every acquire, never reused. ``inbox`` holds remote changes
 anyone may append without the lock; ``outbox`` holds messages the holder committed
 and still has to deliver to other records' inboxes; ``applied`` and ``purchases`` are
-the bounded histories that make operations exactly-once. ``stamp`` names the
-holder write that last changed ``data`` (session, epoch and that holder's save number),
-so a writer whose reply was lost can tell, by reading, whether its write committed.
+the bounded histories that make operations exactly-once. ``user_ids`` are the users the
+record belongs to (sorted strings; several for a guild or a shared house), which stores
+index for ``keys_for_user``. ``stamp`` names the holder write that last changed ``data``
+(session, epoch and that holder's save number), so a writer whose reply was lost can
+tell, by reading, whether its write committed.
 Decoding is strict: anything unexpected raises ``CorruptRecord`` and the stored bytes are
 left as they are. Fields this version does not know are kept and written back.
 """
@@ -149,7 +151,7 @@ class Record:
     applied: tuple[str, ...] = ()
     purchases: tuple[Purchase, ...] = ()
     credit: dict[str, int] = field(default_factory=dict)
-    user_ids: tuple[Any, ...] = ()
+    user_ids: tuple[str, ...] = ()
     tags: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -232,7 +234,7 @@ def decode(value: bytes) -> Record:
         applied=tuple(_op_id(op) for op in _list(raw, "applied")),
         purchases=tuple(_purchase(p) for p in _list(raw, "purchases")),
         credit=_credit(raw.get("credit", {})),
-        user_ids=tuple(_list(raw, "user_ids")),
+        user_ids=_user_ids(_list(raw, "user_ids")),
         tags=_dict(raw, "tags"),
         extra={k: v for k, v in raw.items() if k not in _KNOWN},
     )
@@ -371,6 +373,14 @@ def _purchase(value: Any) -> Purchase:
     if not ok:
         raise CorruptRecord(f"'purchases[]' must be [product_id, purchase_id, time], not {value!r}")
     return Purchase(product, purchase, float(at))
+
+
+def _user_ids(values: list[Any]) -> tuple[str, ...]:
+    """The user ids, sorted and without repeats (stores index them from the bytes)."""
+    for value in values:
+        if not isinstance(value, str) or not value:
+            raise CorruptRecord(f"'user_ids[]' must be a non-empty string, found {value!r}")
+    return tuple(sorted(set(values)))
 
 
 def _credit(value: Any) -> dict[str, int]:

@@ -1,0 +1,61 @@
+"""User ids of a record: the users it belongs to, as ProfileService's ``AddUserId``.
+
+A record may belong to any number of users (a player's save to one, a guild or a
+shared house to several). The ids are kept in the record's ``user_ids`` (sorted
+strings), beside the data and written in the same save, so stores can index them and
+answer ``keys_for_user`` (the basis of a data-erasure request). The locker's copy lives
+in its ``Ledger``; changing it marks a change, saved like any change to the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from sessionlocker.errors import UsageError
+
+if TYPE_CHECKING:
+    from sessionlocker.core.locker import Locker
+    from sessionlocker.core.operations import Operations
+
+__all__ = ["UserCalls", "check_user_id"]
+
+
+def check_user_id(user_id: object) -> str:
+    """``user_id`` if it is a non-empty string; ``UsageError`` otherwise."""
+    if not isinstance(user_id, str) or not user_id:
+        raise UsageError(f"a user id must be a non-empty string, not {user_id!r}")
+    return user_id
+
+
+class UserCalls:
+    """The user-id calls of ``Locker``."""
+
+    _ops: Operations
+
+    @property
+    def user_ids(self) -> tuple[str, ...]:
+        """The users this record belongs to, sorted (empty before the load completes)."""
+        return tuple(sorted(self._ops.ledger.user_ids))
+
+    def add_user_id(self, user_id: str) -> int:
+        """Associate ``user_id`` with the record; returns the change id for ``when_saved``.
+
+        Allowed while loading (applied again on the loaded record) or loaded; raises
+        ``UsageError`` otherwise. Adding an id already there still marks a change.
+        """
+        checked = check_user_id(user_id)
+        return self._change_user_ids(lambda ids: ids.add(checked), "add a user id")
+
+    def remove_user_id(self, user_id: str) -> int:
+        """Dissociate ``user_id`` (absent is fine); returns the change id, as ``add_user_id``."""
+        checked = check_user_id(user_id)
+        return self._change_user_ids(lambda ids: ids.discard(checked), "remove a user id")
+
+    def _change_user_ids(self, change: Callable[[set[str]], None], what: str) -> int:
+        locker = cast("Locker", self)
+        if not (locker.loading or locker.writable):
+            raise UsageError(f"cannot {what}: {locker.key!r} is {locker.status.value}, not loaded")
+        # Through ``edit``, so a change made while loading is made again on the loaded
+        # record (the load replaces the ledger) and is saved like a change to the data.
+        return locker.edit(lambda _data: change(locker._ops.ledger.user_ids))

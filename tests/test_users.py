@@ -1,0 +1,138 @@
+"""User ids: the record field, the locker calls, and ``keys_for_user`` on every backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sessionlocker import CorruptRecord, LockerService, Spec, UsageError
+from sessionlocker.core.record import Record, decode, encode
+from sessionlocker.stores import MemoryStore, SQLiteStore, Store, open_store
+
+FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
+_URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
+
+
+def spec(namespace: str = "players", **overrides: object) -> Spec:
+    return Spec(namespace, dict, **{**FAST, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Every backend; a server backend gets a fresh key prefix for each test."""
+    name = request.param
+    if name == "memory":
+        made: Store = MemoryStore()
+    elif name == "sqlite":
+        made = SQLiteStore(tmp_path / "s.db")
+    else:
+        url = os.environ.get(_URLS[name])
+        if not url:
+            pytest.skip(f"{name.upper()} BACKEND NOT TESTED: {_URLS[name]} is not set")
+        made = open_store(f"{url}{'&' if '?' in url else '?'}prefix=t{uuid.uuid4().hex[:10]}/")
+    yield made
+    made.close()
+
+
+# ---------------------------------------------------------------- the record field
+
+
+def test_user_ids_round_trip_sorted_without_repeats() -> None:
+    record = Record(data={"a": 1}, user_ids=("u2", "u1"))
+    raw = json.loads(encode(record))
+    assert raw["user_ids"] == ["u2", "u1"]
+    raw["user_ids"] = ["u2", "u1", "u2"]
+    assert decode(json.dumps(raw).encode()).user_ids == ("u1", "u2")
+
+
+def test_a_record_without_user_ids_loads_with_none() -> None:
+    old = {"format": 1, "data": {"coins": 3}, "schema": 1, "epoch": 0, "lock": None}
+    assert decode(json.dumps(old).encode()).user_ids == ()
+
+
+@pytest.mark.parametrize("bad", [[12], [""], [None], "u1", {"u1": True}])
+def test_user_ids_are_decoded_strictly(bad: object) -> None:
+    raw = {"format": 1, "data": {}, "user_ids": bad}
+    with pytest.raises(CorruptRecord, match="user_ids"):
+        decode(json.dumps(raw).encode())
+
+
+def test_compressed_data_leaves_user_ids_readable() -> None:
+    record = Record(data={"blob": "x" * 500}, encoding="zlib", user_ids=("u1",))
+    value = encode(record)
+    assert b'"user_ids":["u1"]' in value
+    assert b"xxxx" not in value
+    assert decode(value).user_ids == ("u1",)
+
+
+# ---------------------------------------------------------------- the locker calls
+
+
+def test_add_and_remove_user_ids_are_saved(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    with LockerService(store, spec(compress_above=10)) as service:
+        with service.session("house") as locker:
+            assert locker.user_ids == ()
+            locker.add_user_id("u2")
+            locker.add_user_id("u1")
+            locker.add_user_id("u3")
+            locker.remove_user_id("u3")
+            locker.remove_user_id("never-there")
+            locker.data["rooms"] = 4
+            assert locker.user_ids == ("u1", "u2")
+        stored = store.read("players/house")
+        assert stored is not None
+        assert decode(stored.value).user_ids == ("u1", "u2")
+        assert decode(stored.value).encoding == "zlib"
+        with service.session("house") as locker:
+            assert locker.user_ids == ("u1", "u2")
+            assert locker.data == {"rooms": 4}
+    store.close()
+
+
+def test_a_user_id_change_alone_is_saved_and_confirmed() -> None:
+    store = MemoryStore()
+    with LockerService(store, spec()) as service:
+        with service.session("p1") as locker:
+            answers: list[bool] = []
+            locker.when_saved(locker.add_user_id("u9"), answers.append)
+            locker.force_save()
+            assert service.run_until(lambda: bool(answers), timeout=5)
+            assert answers == [True]
+            stored = store.read("players/p1")
+            assert stored is not None
+            assert decode(stored.value).user_ids == ("u9",)
+
+
+def test_a_user_id_added_while_loading_is_kept_on_the_loaded_record() -> None:
+    store = MemoryStore()
+    with LockerService(store, spec()) as service:
+        with service.session("p1") as locker:
+            locker.add_user_id("old")
+        locker = service.locker("p1")
+        locker.acquire()
+        locker.add_user_id("new")
+        assert service.run_until(locker.is_available, timeout=5)
+        assert locker.user_ids == ("new", "old")
+        locker.release()
+        assert service.run_until(lambda: service.get("p1") is None, timeout=5)
+    stored = store.read("players/p1")
+    assert stored is not None
+    assert decode(stored.value).user_ids == ("new", "old")
+
+
+def test_user_id_calls_refuse_bad_ids_and_idle_lockers() -> None:
+    with LockerService(MemoryStore(), spec()) as service:
+        locker = service.locker("p1")
+        with pytest.raises(UsageError, match="not loaded"):
+            locker.add_user_id("u1")
+        with service.session("p2") as loaded:
+            for bad in ("", 7, None):
+                with pytest.raises(UsageError, match="user id"):
+                    loaded.add_user_id(bad)  # type: ignore[arg-type]
+            assert loaded.user_ids == ()
