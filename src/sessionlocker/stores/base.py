@@ -13,12 +13,14 @@ their client library into ``StoreError`` (retryable or not, outcome known or not
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
+from sessionlocker.stores._checks import check_value
 
-__all__ = ["Notifying", "Store", "Wake", "Watch", "cas_update"]
+__all__ = ["Attempt", "Notifying", "Store", "Wake", "Watch", "cas_decide", "cas_update"]
 
 T = TypeVar("T")
 
@@ -110,6 +112,33 @@ class Notifying(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt(Generic[T]):
+    """The write a transform decided on: ``value`` if the revision is still ``expected``."""
+
+    value: bytes
+    expected: int | None
+    outcome: T
+
+    def written(self, revision: int) -> Updated[T]:
+        """The result once the write committed at ``revision``."""
+        return Updated(self.outcome, Versioned(self.value, revision), wrote=True)
+
+
+def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T] | Attempt[T]:
+    """One round of a compare-and-set update, without I/O: the transform's decision on
+    ``current``, as a finished ``Updated`` (it keeps) or the ``Attempt`` to write.
+
+    Shared by ``cas_update`` and its async twin, so both decide exactly alike.
+    """
+    decision = transform(current)
+    if isinstance(decision, Keep):
+        return Updated(decision.outcome, current, wrote=False)
+    value = check_value(decision.value, "the value a transform puts")
+    expected = current.revision if current is not None else None
+    return Attempt(value, expected, decision.outcome)
+
+
 def cas_update(
     store: Store, key: str, transform: Transform[T], known: Versioned | None = None
 ) -> Updated[T]:
@@ -122,13 +151,10 @@ def cas_update(
     """
     current = known if known is not None else store.read(key)
     while True:
-        decision = transform(current)
-        if isinstance(decision, Keep):
-            return Updated(decision.outcome, current, wrote=False)
-        expected = current.revision if current is not None else None
+        step = cas_decide(transform, current)
+        if isinstance(step, Updated):
+            return step
         try:
-            revision = store.write(key, decision.value, expected)
+            return step.written(store.write(key, step.value, step.expected))
         except Conflict as conflict:
             current = conflict.current
-            continue
-        return Updated(decision.outcome, Versioned(decision.value, revision), wrote=True)

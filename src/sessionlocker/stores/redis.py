@@ -22,52 +22,25 @@ outcome. Messages name the server by host, port and database, never by credentia
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AuthenticationError,
-    AuthorizationError,
-    BusyLoadingError,
-    NoPermissionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
-from sessionlocker.errors import Conflict, StoreError, UsageError
-from sessionlocker.stores import redis_scripts
-from sessionlocker.stores._checks import (
-    check_expected,
-    check_key,
-    check_prefix,
-    check_seconds,
-    check_session_id,
-    check_ttl,
-    check_value,
-    closed_error,
-)
+from sessionlocker.errors import UsageError
+from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores.base import Wake, Watch, cas_update
+from sessionlocker.stores.redis_common import SCRIPTS, Call, RedisLayout, whole
 from sessionlocker.stores.redis_watch import RedisWatch
 
 __all__ = ["RedisStore"]
 
 T = TypeVar("T")
-
-#: Server replies that mean "not now": the command was refused, so it did not run.
-_RETRYABLE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
-
-#: How long an expired session record stays readable before Redis removes it.
-_SESSION_GRACE = 60.0
 
 
 class RedisStore:
@@ -80,7 +53,9 @@ class RedisStore:
     the server against the system's CAs or the file ``ca_certs``.
 
     Redis Cluster is not supported: a script touches the key and the counter, which
-    live in different slots. Nothing connects until the first call.
+    live in different slots. Nothing connects until the first call. What is not I/O
+    (names, script arguments, replies, errors) is ``redis_common.RedisLayout``, shared
+    with ``AsyncRedisStore``.
     """
 
     def __init__(
@@ -98,63 +73,37 @@ class RedisStore:
         timeout: float = 5.0,
         pool: int = 8,
     ) -> None:
-        self._prefix = check_prefix(prefix).encode()
-        self._history = _whole(history, "history", 0)
-        self._timeout = check_seconds(timeout, "timeout")
-        if self._timeout <= 0:
-            raise UsageError("timeout must be above zero")
-        self._where = f"{host}:{port}/{db}"
-        self._password = password
-        kwargs: dict[str, Any] = {
-            "host": host,
-            "port": _whole(port, "port", 1),
-            "db": _whole(db, "db", 0),
-            "username": username,
-            "password": password,
-            "socket_timeout": self._timeout,
-            "socket_connect_timeout": self._timeout,
-            "retry": Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
-            "client_name": "sessionlocker",
-        }
-        if tls:
-            kwargs.update(connection_class=redis.SSLConnection, ssl_ca_certs=ca_certs)
-        self._connection_kwargs = kwargs
+        where = f"{host}:{port}/{db}"
+        self._layout = layout = RedisLayout(
+            prefix=prefix, history=history, timeout=timeout, where=where, password=password
+        )
+        self._connection_kwargs = layout.connection_kwargs(
+            host=host,
+            port=port,
+            db=db,
+            username=username,
+            retry=Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
+            ssl_class=redis.SSLConnection if tls else None,
+            ca_certs=ca_certs,
+        )
         # redis-py leaves the pool's methods unannotated, hence the ignores below.
         self._pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-            max_connections=_whole(pool, "pool", 1), timeout=self._timeout, **kwargs
+            max_connections=whole(pool, "pool", 1),
+            timeout=layout.timeout,
+            **self._connection_kwargs,
         )
-        self._scripts = {
-            name: (text, _sha1(text))
-            for name, text in (
-                ("write", redis_scripts.WRITE),
-                ("delete", redis_scripts.DELETE),
-                ("put_session", redis_scripts.PUT_SESSION),
-                ("get_session", redis_scripts.GET_SESSION),
-            )
-        }
         self._watches: set[RedisWatch] = set()
         self._closed = False
 
     def __repr__(self) -> str:
-        prefix = self._prefix.decode()
-        return f"RedisStore({self._where!r}, prefix={prefix!r}, history={self._history})"
+        layout = self._layout
+        prefix = layout.prefix.decode()
+        return f"RedisStore({layout.where!r}, prefix={prefix!r}, history={layout.history})"
 
     @property
     def prefix(self) -> str:
         """The prefix of every Redis key and channel this store uses."""
-        return self._prefix.decode()
-
-    # Names.
-
-    def _name(self, kind: bytes, name: str) -> bytes:
-        return self._prefix + kind + name.encode()
-
-    def _channel(self, key: str) -> bytes:
-        return self._name(b"n:", key)
-
-    def _key_of_channel(self, channel: bytes) -> str | None:
-        head = self._prefix + b"n:"
-        return channel[len(head) :].decode() if channel.startswith(head) else None
+        return self._layout.prefix.decode()
 
     # Talking to the server.
 
@@ -166,81 +115,46 @@ class RedisStore:
         """
         if self._closed:
             raise closed_error()
+        layout = self._layout
         try:
             connection = self._pool.get_connection()  # type: ignore[no-untyped-call]
         except (RedisError, OSError) as exc:
-            raise self._error(exc, operation, sent=False, writes=writes) from exc
+            raise layout.error(exc, operation, sent=False, writes=writes) from exc
         try:
             try:
                 connection.send_command(*args)
             except (RedisError, OSError) as exc:
                 connection.disconnect()
-                raise self._error(exc, operation, sent=False, writes=writes) from exc
+                raise layout.error(exc, operation, sent=False, writes=writes) from exc
             try:
                 return connection.read_response()
             except NoScriptError:
                 raise
-            except ResponseError as exc:  # the server's answer: the connection is fine
-                raise self._error(exc, operation, sent=False, writes=writes) from exc
             except (RedisError, OSError) as exc:
-                connection.disconnect()
-                sent = not isinstance(exc, BusyLoadingError)
-                raise self._error(exc, operation, sent=sent, writes=writes) from exc
+                if not isinstance(exc, ResponseError):  # an answer leaves the connection fine
+                    connection.disconnect()
+                raise layout.reply_error(exc, operation, writes=writes) from exc
         finally:
             self._pool.release(connection)  # type: ignore[no-untyped-call]
 
-    def _script(self, name: str, keys: list[bytes], args: list[Any], *, writes: bool) -> Any:
-        text, sha = self._scripts[name]
+    def _script(self, call: Call, *, writes: bool) -> Any:
+        text, sha = SCRIPTS[call.script]
+        keys, args, name = call.keys, call.args, call.script
         try:
             return self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, writes=writes)
         except NoScriptError:  # a restarted server forgot it: EVAL sends it and caches it
             return self._execute(name, "EVAL", text, len(keys), *keys, *args, writes=writes)
 
-    def _error(self, exc: BaseException, operation: str, *, sent: bool, writes: bool) -> StoreError:
-        where = f"Redis {operation} on {self._where} failed"
-        text = self._scrub(str(exc))
-        if isinstance(exc, AuthenticationError | AuthorizationError):
-            return StoreError(
-                f"{where}: the server refused our credentials (check user name and password)",
-                retryable=False,
-            )
-        if isinstance(exc, NoPermissionError):
-            problem = f"the Redis user lacks a permission: {text}"
-            return StoreError(f"{where}: {problem}", retryable=False)
-        if isinstance(exc, BusyLoadingError | ReadOnlyError | OutOfMemoryError) or (
-            isinstance(exc, ResponseError) and text.startswith(_RETRYABLE_REPLIES)
-        ):
-            return StoreError(f"{where}: the server cannot serve us now: {text}", retryable=True)
-        if isinstance(exc, ResponseError):
-            return StoreError(f"{where}: {text}", retryable=False)
-        unknown = sent and writes
-        if isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
-            problem = f"no reply within {self._timeout:g} s"
-        else:
-            problem = f"connection failed ({text})"
-        if unknown:
-            problem += "; the write may or may not have happened"
-        return StoreError(f"{where}: {problem}", retryable=True, unknown_outcome=unknown)
-
-    def _scrub(self, text: str) -> str:
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
-
     # Records.
 
     def _revision(self, key: str) -> int | None:
         """The revision stored at ``key`` (one small read, for a new subscription)."""
-        revision = self._execute("read", "HGET", self._name(b"r:", key), "rev")
+        revision = self._execute("read", "HGET", self._layout.name(b"r:", key), "rev")
         return None if revision is None else int(revision)
 
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
-        key = check_key(key)
-        value, revision = self._execute("read", "HMGET", self._name(b"r:", key), "v", "rev")
-        if revision is None:
-            return None
-        return Versioned(bytes(value or b""), int(revision))
+        return self._layout.read_reply(self._execute("read", *self._layout.read_args(key)))
 
     def write(self, key: str, value: bytes, expected: int | None) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -248,20 +162,8 @@ class RedisStore:
         One script compares, writes, bumps the revision and publishes. Returns the new
         revision; raises ``Conflict`` carrying what is stored now.
         """
-        key = check_key(key)
-        value = check_value(value)
-        expected = check_expected(expected)
-        keys = [self._name(b"r:", key), self._prefix + b"revision", self._name(b"h:", key)]
-        args = [
-            "" if expected is None else str(expected),
-            value,
-            self._history,
-            self._channel(key),
-        ]
-        reply = self._script("write", keys, args, writes=True)
-        if reply[0] == 1:
-            return int(reply[1])
-        raise Conflict(key, _versioned(reply[1:]))
+        call = self._layout.write_call(key, value, expected)
+        return self._layout.write_reply(key, self._script(call, writes=True))
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
@@ -276,13 +178,8 @@ class RedisStore:
         raises ``Conflict`` carrying what is stored. An absent key returns False. The
         key's history stays (it is the way back from a mistaken delete).
         """
-        key = check_key(key)
-        expected = check_expected(expected)
-        args = ["" if expected is None else str(expected), self._channel(key)]
-        reply = self._script("delete", [self._name(b"r:", key)], args, writes=True)
-        if reply[0] == 2:
-            raise Conflict(key, _versioned(reply[1:]))
-        return bool(reply[0] == 1)
+        call = self._layout.delete_call(key, expected)
+        return self._layout.delete_reply(key, self._script(call, writes=True))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``, gathered now by SCAN (never KEYS).
@@ -290,39 +187,24 @@ class RedisStore:
         SCAN walks the keyspace in small steps without blocking the server; a key
         written or deleted during the walk may or may not be listed.
         """
-        prefix = check_prefix(prefix)
-        head = self._prefix + b"r:"
-        pattern = _glob_escape(head + prefix.encode()) + b"*"
         found: dict[str, None] = {}  # SCAN may return a key twice; keep the first
         cursor: bytes | int = 0
         while True:
-            cursor, names = self._execute("keys", "SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            for name in names:
-                found[bytes(name)[len(head) :].decode()] = None
+            cursor, names = self._execute("keys", *self._layout.scan_args(prefix, cursor))
+            found.update(dict.fromkeys(self._layout.scan_keys(names)))
             if int(cursor) == 0:
                 return iter(list(found))
 
     def history(self, key: str) -> list[Versioned]:
         """The last ``history`` versions written to ``key``, newest first."""
-        key = check_key(key)
-        entries = self._execute("history", "LRANGE", self._name(b"h:", key), 0, -1)
-        versions = []
-        for entry in entries:
-            revision, _, value = bytes(entry).partition(b":")
-            versions.append(Versioned(value, int(revision)))
-        return versions
+        entries = self._execute("history", *self._layout.history_args(key))
+        return self._layout.history_reply(entries)
 
     # Sessions.
 
     def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the server's clock."""
-        session_id = check_session_id(session_id)
-        ttl = check_ttl(ttl)
-        info = check_value(info, "session info")
-        keep_ms = max(1, math.ceil((ttl + max(ttl, _SESSION_GRACE)) * 1000))
-        keys = [self._name(b"s:", session_id), self._prefix + b"session-version"]
-        args = [max(1, math.ceil(ttl * 1_000_000)), repr(ttl), info, keep_ms]
-        self._script("put_session", keys, args, writes=True)
+        self._script(self._layout.put_session_call(session_id, ttl, info), writes=True)
 
     def get_session(self, session_id: str) -> SessionView:
         """What the server knows of a session; expired once its clock reached the expiry.
@@ -330,17 +212,12 @@ class RedisStore:
         An expired record stays readable (``exists``) for a while, then Redis removes
         it; an absent one reads as expired.
         """
-        session_id = check_session_id(session_id)
-        reply = self._script("get_session", [self._name(b"s:", session_id)], [], writes=False)
-        if not reply:
-            return SessionView(exists=False, expired=True, version=0, ttl=None)
-        expired, version, ttl = reply
-        return SessionView(exists=True, expired=expired == 1, version=int(version), ttl=float(ttl))
+        reply = self._script(self._layout.get_session_call(session_id), writes=False)
+        return self._layout.session_reply(reply)
 
     def drop_session(self, session_id: str) -> None:
         """Remove a session record; absent is fine."""
-        session_id = check_session_id(session_id)
-        self._execute("drop_session", "DEL", self._name(b"s:", session_id), writes=True)
+        self._execute("drop_session", *self._layout.drop_session_args(session_id), writes=True)
 
     # Notifications.
 
@@ -360,11 +237,11 @@ class RedisStore:
 
         made = RedisWatch(
             connect,
-            self._channel,
-            self._key_of_channel,
+            self._layout.channel,
+            self._layout.key_of_channel,
             wake,
             revision_of=self._revision,
-            heartbeat=self._timeout,
+            heartbeat=self._layout.timeout,
             on_close=self._watches.discard,
         )
         self._watches.add(made)
@@ -377,27 +254,3 @@ class RedisStore:
             made.close()
         with suppress(RedisError, OSError):  # best effort; the server forgets us anyway
             self._pool.disconnect()
-
-
-def _versioned(reply: list[Any]) -> Versioned | None:
-    """What a script reported as stored: ``[value, revision]``, or ``[]`` when absent."""
-    if len(reply) < 2:
-        return None
-    return Versioned(bytes(reply[0]), int(reply[1]))
-
-
-def _glob_escape(text: bytes) -> bytes:
-    """``text`` as a literal in a SCAN MATCH pattern."""
-    for special in (b"\\", b"*", b"?", b"[", b"]"):
-        text = text.replace(special, b"\\" + special)
-    return text
-
-
-def _sha1(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _whole(value: object, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
-    return value

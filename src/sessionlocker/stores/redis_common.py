@@ -1,0 +1,291 @@
+"""What the sync and the async Redis stores share: everything but the I/O.
+
+``RedisLayout`` knows one store's key names and settings; from them it builds the
+arguments of every command and script, reads every reply, and turns every redis-py
+error into a ``StoreError``. ``RedisStore`` (``redis``) and ``AsyncRedisStore``
+(``async_redis``) only send what it builds and hand it what came back, so the two can
+never disagree on the layout, the scripts or what an error means. redis-py raises the
+same exception classes from both of its clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+)
+
+from sessionlocker.core.protocol import SessionView, Versioned
+from sessionlocker.errors import Conflict, StoreError, UsageError
+from sessionlocker.stores import redis_scripts
+from sessionlocker.stores._checks import (
+    check_expected,
+    check_key,
+    check_prefix,
+    check_seconds,
+    check_session_id,
+    check_ttl,
+    check_value,
+)
+
+__all__ = ["SCRIPTS", "Call", "RedisLayout", "whole"]
+
+#: Server replies that mean "not now": the command was refused, so it did not run.
+_RETRYABLE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
+
+#: How long an expired session record stays readable before Redis removes it.
+_SESSION_GRACE = 60.0
+
+
+def _sha1(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+#: Every script by name: its text and the SHA1 ``EVALSHA`` names it by.
+SCRIPTS = {
+    name: (text, _sha1(text))
+    for name, text in (
+        ("write", redis_scripts.WRITE),
+        ("delete", redis_scripts.DELETE),
+        ("put_session", redis_scripts.PUT_SESSION),
+        ("get_session", redis_scripts.GET_SESSION),
+    )
+}
+
+
+def whole(value: object, what: str, minimum: int) -> int:
+    """A whole number of at least ``minimum``, else ``UsageError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script to run: its name, ``KEYS`` and ``ARGV``."""
+
+    script: str
+    keys: list[bytes]
+    args: list[Any]
+
+
+def _versioned(reply: list[Any]) -> Versioned | None:
+    """What a script reported as stored: ``[value, revision]``, or ``[]`` when absent."""
+    if len(reply) < 2:
+        return None
+    return Versioned(bytes(reply[0]), int(reply[1]))
+
+
+def _glob_escape(text: bytes) -> bytes:
+    """``text`` as a literal in a SCAN MATCH pattern."""
+    for special in (b"\\", b"*", b"?", b"[", b"]"):
+        text = text.replace(special, b"\\" + special)
+    return text
+
+
+class RedisLayout:
+    """One store's names and settings, and every command built and reply read from them.
+
+    Arguments are checked here, so both stores refuse the same bad input the same way.
+    """
+
+    def __init__(
+        self, *, prefix: str, history: int, timeout: float, where: str, password: str | None
+    ) -> None:
+        self.prefix = check_prefix(prefix).encode()
+        self.history = whole(history, "history", 0)
+        self.timeout = check_seconds(timeout, "timeout")
+        if self.timeout <= 0:
+            raise UsageError("timeout must be above zero")
+        self.where = where
+        self._password = password
+
+    def connection_kwargs(
+        self,
+        *,
+        host: str,
+        port: int,
+        db: int,
+        username: str | None,
+        retry: object,
+        ssl_class: type | None,
+        ca_certs: str | None,
+    ) -> dict[str, Any]:
+        """The connection settings of both clients (``retry`` and ``ssl_class`` are the
+        client's own kinds): bounded timeouts, no retries (the driver retries, with backoff).
+        """
+        kwargs: dict[str, Any] = {
+            "host": host,
+            "port": whole(port, "port", 1),
+            "db": whole(db, "db", 0),
+            "username": username,
+            "password": self._password,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry": retry,
+            "client_name": "sessionlocker",
+        }
+        if ssl_class is not None:
+            kwargs.update(connection_class=ssl_class, ssl_ca_certs=ca_certs)
+        return kwargs
+
+    # Names.
+
+    def name(self, kind: bytes, name: str) -> bytes:
+        """The Redis key of ``name`` in the space ``kind`` (``r:``, ``h:``, ``s:``, ``n:``)."""
+        return self.prefix + kind + name.encode()
+
+    def channel(self, key: str) -> bytes:
+        """The pub/sub channel every write of ``key`` publishes on."""
+        return self.name(b"n:", key)
+
+    def key_of_channel(self, channel: bytes) -> str | None:
+        """The key a channel belongs to, or ``None`` for a channel of someone else."""
+        head = self.prefix + b"n:"
+        return channel[len(head) :].decode() if channel.startswith(head) else None
+
+    # Records.
+
+    def read_args(self, key: str) -> tuple[Any, ...]:
+        """The command reading a record (reply: ``[value, revision]``)."""
+        return ("HMGET", self.name(b"r:", check_key(key)), "v", "rev")
+
+    @staticmethod
+    def read_reply(reply: list[Any]) -> Versioned | None:
+        """The record an ``HMGET`` of ``read_args`` found."""
+        value, revision = reply
+        return None if revision is None else Versioned(bytes(value or b""), int(revision))
+
+    def write_call(self, key: str, value: bytes, expected: int | None) -> Call:
+        """The write script: compare, write, bump, keep history, publish."""
+        key = check_key(key)
+        value = check_value(value)
+        expected = check_expected(expected)
+        keys = [self.name(b"r:", key), self.prefix + b"revision", self.name(b"h:", key)]
+        args = ["" if expected is None else str(expected), value, self.history, self.channel(key)]
+        return Call("write", keys, args)
+
+    @staticmethod
+    def write_reply(key: str, reply: list[Any]) -> int:
+        """The new revision; ``Conflict`` carrying what is stored when it did not match."""
+        if reply[0] == 1:
+            return int(reply[1])
+        raise Conflict(key, _versioned(reply[1:]))
+
+    def delete_call(self, key: str, expected: int | None) -> Call:
+        """The delete script (``expected``: only at that revision)."""
+        key = check_key(key)
+        expected = check_expected(expected)
+        args = ["" if expected is None else str(expected), self.channel(key)]
+        return Call("delete", [self.name(b"r:", key)], args)
+
+    @staticmethod
+    def delete_reply(key: str, reply: list[Any]) -> bool:
+        """True if it existed; ``Conflict`` when the revision did not match."""
+        if reply[0] == 2:
+            raise Conflict(key, _versioned(reply[1:]))
+        return bool(reply[0] == 1)
+
+    def scan_args(self, prefix: str, cursor: bytes | int) -> tuple[Any, ...]:
+        """One ``SCAN`` step over the records whose key starts with ``prefix``."""
+        head = self.prefix + b"r:"
+        pattern = _glob_escape(head + check_prefix(prefix).encode()) + b"*"
+        return ("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+
+    def scan_keys(self, names: list[Any]) -> list[str]:
+        """The store keys of the Redis names one ``SCAN`` step returned."""
+        strip = len(self.prefix) + 2
+        return [bytes(name)[strip:].decode() for name in names]
+
+    def history_args(self, key: str) -> tuple[Any, ...]:
+        """The command reading a key's history, newest first."""
+        return ("LRANGE", self.name(b"h:", check_key(key)), 0, -1)
+
+    @staticmethod
+    def history_reply(entries: list[Any]) -> list[Versioned]:
+        """The versions of a history list (each ``revision:value``)."""
+        versions = []
+        for entry in entries:
+            revision, _, value = bytes(entry).partition(b":")
+            versions.append(Versioned(value, int(revision)))
+        return versions
+
+    # Sessions.
+
+    def put_session_call(self, session_id: str, ttl: float, info: bytes) -> Call:
+        """The script writing a lease that expires by the server's clock."""
+        session_id = check_session_id(session_id)
+        ttl = check_ttl(ttl)
+        info = check_value(info, "session info")
+        keep_ms = max(1, math.ceil((ttl + max(ttl, _SESSION_GRACE)) * 1000))
+        keys = [self.name(b"s:", session_id), self.prefix + b"session-version"]
+        args = [max(1, math.ceil(ttl * 1_000_000)), repr(ttl), info, keep_ms]
+        return Call("put_session", keys, args)
+
+    def get_session_call(self, session_id: str) -> Call:
+        """The script judging a lease by the server's clock."""
+        return Call("get_session", [self.name(b"s:", check_session_id(session_id))], [])
+
+    @staticmethod
+    def session_reply(reply: list[Any]) -> SessionView:
+        """The lease a ``get_session`` script reported (``[]``: absent, so expired)."""
+        if not reply:
+            return SessionView(exists=False, expired=True, version=0, ttl=None)
+        expired, version, ttl = reply
+        return SessionView(exists=True, expired=expired == 1, version=int(version), ttl=float(ttl))
+
+    def drop_session_args(self, session_id: str) -> tuple[Any, ...]:
+        """The command removing a session record."""
+        return ("DEL", self.name(b"s:", check_session_id(session_id)))
+
+    # Errors.
+
+    def error(self, exc: BaseException, operation: str, *, sent: bool, writes: bool) -> StoreError:
+        """The ``StoreError`` for ``exc`` (``sent``: the command left in full)."""
+        where = f"Redis {operation} on {self.where} failed"
+        text = self.scrub(str(exc))
+        if isinstance(exc, AuthenticationError | AuthorizationError):
+            return StoreError(
+                f"{where}: the server refused our credentials (check user name and password)",
+                retryable=False,
+            )
+        if isinstance(exc, NoPermissionError):
+            problem = f"the Redis user lacks a permission: {text}"
+            return StoreError(f"{where}: {problem}", retryable=False)
+        if isinstance(exc, BusyLoadingError | ReadOnlyError | OutOfMemoryError) or (
+            isinstance(exc, ResponseError) and text.startswith(_RETRYABLE_REPLIES)
+        ):
+            return StoreError(f"{where}: the server cannot serve us now: {text}", retryable=True)
+        if isinstance(exc, ResponseError):
+            return StoreError(f"{where}: {text}", retryable=False)
+        unknown = sent and writes
+        if isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
+            problem = f"no reply within {self.timeout:g} s"
+        else:
+            problem = f"connection failed ({text})"
+        if unknown:
+            problem += "; the write may or may not have happened"
+        return StoreError(f"{where}: {problem}", retryable=True, unknown_outcome=unknown)
+
+    def reply_error(self, exc: BaseException, operation: str, *, writes: bool) -> StoreError:
+        """The error for a failure while reading a reply: a refusal (``ResponseError``,
+        a loading server) did not run; anything else may have."""
+        sent = not isinstance(exc, ResponseError | BusyLoadingError)
+        return self.error(exc, operation, sent=sent, writes=writes)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the password (if any) replaced by ``***``."""
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text
