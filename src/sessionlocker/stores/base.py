@@ -20,7 +20,7 @@ from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, V
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_value
 
-__all__ = ["Attempt", "Notifying", "Store", "Wake", "Watch", "cas_decide", "cas_update"]
+__all__ = ["Attempt", "Notifying", "Store", "Versions", "Wake", "Watch", "cas_decide", "cas_update"]
 
 T = TypeVar("T")
 
@@ -137,6 +137,20 @@ def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T]
     value = check_value(decision.value, "the value a transform puts")
     expected = current.revision if current is not None else None
     return Attempt(value, expected, decision.outcome)
+
+
+@runtime_checkable
+class Versions(Protocol):
+    """A store that keeps the last versions of each key (optional).
+
+    SQLite and PostgreSQL keep 10 by default, Redis and memory none unless asked
+    (``history=N``). Each committed write adds a version; a conflict adds none; a
+    delete removes none, so the history is also the way back from a mistaken delete.
+    """
+
+    def history(self, key: str) -> list[Versioned]:
+        """The kept versions of ``key``, newest first (empty when none or history is off)."""
+        ...
 
 
 def cas_update(

@@ -52,11 +52,17 @@ class MemoryStore:
     dropped and re-created session never shows a version a watcher saw before.
 
     ``clock`` is the store's own clock for session expiry (seconds, only differences
-    matter). Inject a fake one to test expiry without waiting.
+    matter). Inject a fake one to test expiry without waiting. ``history`` keeps that
+    many versions of each key (default 0: none; off so simulations and benchmarks
+    pay nothing for it), as SQLite and PostgreSQL do (they keep 10).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, history: int = 0) -> None:
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise UsageError(f"history must be a whole number >= 0, not {history!r}")
         self._clock = clock
+        self._history_depth = history
+        self._history: dict[str, list[Versioned]] = {}
         self._lock = threading.Lock()
         self._records: dict[str, Versioned] = {}
         self._sessions: dict[str, _Session] = {}
@@ -93,6 +99,10 @@ class MemoryStore:
             raise Conflict(key, current)
         self._revision += 1
         self._records[key] = Versioned(value, self._revision)
+        if self._history_depth:
+            kept = self._history.setdefault(key, [])
+            kept.insert(0, self._records[key])
+            del kept[self._history_depth :]
         return self._revision
 
     # Records.
@@ -118,6 +128,22 @@ class MemoryStore:
             wakes = self._wakes_locked(key)
         self._call(wakes, key, revision)
         return revision
+
+    @property
+    def history_depth(self) -> int:
+        """How many versions of each key ``history`` keeps (0: history is off)."""
+        return self._history_depth
+
+    def history(self, key: str) -> list[Versioned]:
+        """The last ``history_depth`` versions written to ``key``, newest first.
+
+        The first is the current value unless the key was deleted since (the history
+        outlives a delete).
+        """
+        key = check_key(key)
+        with self._lock:
+            self._check_open()
+            return list(self._history.get(key, ()))
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None

@@ -38,7 +38,10 @@ def _open_sqlite(url: StoreURL) -> Store:
     if not path or path.endswith("/"):
         raise url.error("the database file path is missing")
     busy_timeout = url.number("busy_timeout", 5.0)
-    return SQLiteStore(path, busy_timeout=busy_timeout)
+    history = url.integer("history")
+    if history is not None and history < 0:
+        raise url.error(f"history={history} must be >= 0")
+    return SQLiteStore(path, busy_timeout=busy_timeout, history=10 if history is None else history)
 
 
 register_backend(
@@ -55,9 +58,9 @@ register_backend(
         forms=(
             "sqlite:///relative/path.db",
             "sqlite:////absolute/path.db",
-            "sqlite:///path.db?busy_timeout=5",
+            "sqlite:///path.db?busy_timeout=5&history=10",
         ),
-        options=frozenset({"busy_timeout"}),
+        options=frozenset({"busy_timeout", "history"}),
         open=_open_sqlite,
     )
 )
@@ -127,8 +130,8 @@ def open_store(url: str) -> Store:
 
     - ``memory://``: a new, empty ``MemoryStore``.
     - ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` (SQLAlchemy's
-      convention): a ``SQLiteStore``; option ``busy_timeout`` in seconds. The directory
-      must exist.
+      convention): a ``SQLiteStore``; options ``busy_timeout`` in seconds and ``history``
+      (versions kept per key, default 10, 0 for none). The directory must exist.
     - ``redis://[user:password@]host[:port][/db]`` (``rediss://`` for TLS): a
       ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``).
     - ``postgresql://[user:password@]host[:port]/database`` (or ``postgres://``): a

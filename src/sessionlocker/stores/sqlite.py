@@ -2,6 +2,8 @@
 
 It is meant for one machine: several processes may open the same file, and SQLite's
 own file locking keeps their writes apart. It is not meant for a network file system.
+Each key's last versions are kept beside it (``history``, default 10), as the
+PostgreSQL store does, so a bad save can be undone (``sessionlocker restore``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ _SCHEMA = (
     " id INTEGER PRIMARY KEY CHECK (id = 1),"
     " revision INTEGER NOT NULL, session_version INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO counter (id, revision, session_version) VALUES (1, 0, 0)",
+    # The last versions of each key (see ``SQLiteStore.history``); kept across a delete.
+    "CREATE TABLE IF NOT EXISTS history ("
+    " key TEXT NOT NULL, revision INTEGER NOT NULL, value BLOB NOT NULL,"
+    " updated REAL NOT NULL, PRIMARY KEY (key, revision))",
 )
 
 #: SQLite result codes that mean "another connection is busy; try again later".
@@ -79,11 +85,15 @@ class SQLiteStore:
       each write, so they only grow across keys, deletes and processes.
     - Session expiry is judged by this host's wall clock (``time.time()``), which all
       processes on the machine share.
+    - ``history``: how many versions of each key to keep (0: none), copied in the
+      transaction of each write; see ``history()``.
 
     The parent directory must exist; it is never created silently.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, history: int = 10
+    ) -> None:
         text = os.fspath(path)
         if not isinstance(text, str) or not text:
             raise UsageError("the SQLite database path must be a non-empty str or path")
@@ -93,6 +103,9 @@ class SQLiteStore:
                 "use MemoryStore for a store in memory"
             )
         self._busy_timeout = check_seconds(busy_timeout, "busy_timeout")
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise UsageError(f"history must be a whole number >= 0, not {history!r}")
+        self._history = history
         self._path = Path(text).absolute()
         directory = self._path.parent
         if not directory.is_dir():
@@ -107,12 +120,17 @@ class SQLiteStore:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"SQLiteStore({str(self._path)!r})"
+        return f"SQLiteStore({str(self._path)!r}, history={self._history})"
 
     @property
     def path(self) -> Path:
         """The absolute path of the database file."""
         return self._path
+
+    @property
+    def history_depth(self) -> int:
+        """How many versions of each key ``history`` keeps (0: history is off)."""
+        return self._history
 
     # Connections and transactions.
 
@@ -217,16 +235,23 @@ class SQLiteStore:
         ).fetchone()
         return None if row is None else Versioned(bytes(row[0]), int(row[1]))
 
-    @staticmethod
-    def _store(connection: sqlite3.Connection, key: str, value: bytes) -> int:
+    def _store(self, connection: sqlite3.Connection, key: str, value: bytes) -> int:
         connection.execute("UPDATE counter SET revision = revision + 1 WHERE id = 1")
         (revision,) = connection.execute("SELECT revision FROM counter WHERE id = 1").fetchone()
+        row = (key, revision, value, time.time())
         connection.execute(
             "INSERT INTO records (key, revision, value, updated) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET revision = excluded.revision, "
             "value = excluded.value, updated = excluded.updated",
-            (key, revision, value, time.time()),
+            row,
         )
+        if self._history:
+            connection.execute("INSERT INTO history VALUES (?, ?, ?, ?)", row)
+            connection.execute(  # keep the newest ``history`` rows of the key
+                "DELETE FROM history WHERE key = ?1 AND revision <= (SELECT revision FROM"
+                " history WHERE key = ?1 ORDER BY revision DESC LIMIT 1 OFFSET ?2)",
+                (key, self._history),
+            )
         return int(revision)
 
     # Records.
@@ -298,6 +323,21 @@ class SQLiteStore:
                 (prefix, len(prefix)),
             ).fetchall()
         return iter([str(row[0]) for row in rows])
+
+    def history(self, key: str) -> list[Versioned]:
+        """The last ``history_depth`` versions written to ``key``, newest first.
+
+        The first is the current value, unless the key was deleted since: the history
+        outlives a delete (it is the way back from a mistaken one). Empty when history is
+        off (``history=0``) or the key was never written.
+        """
+        key = check_key(key)
+        with self._reading("history") as connection:
+            rows = connection.execute(
+                "SELECT value, revision FROM history WHERE key = ? ORDER BY revision DESC LIMIT ?",
+                (key, self._history),
+            ).fetchall()
+        return [Versioned(bytes(value), int(revision)) for value, revision in rows]
 
     # Sessions.
 
