@@ -223,9 +223,9 @@ def test_data_errors_at_load_and_at_save(local_store: Store) -> None:
 
 
 def test_a_thousand_concurrent_sessions_save_everything(local_store: Store) -> None:
-    # On SQLite, 1,000 concurrent sessions stalled past 60 s on this machine in the
-    # last run (CPU-bound, under investigation); 200 are run there meanwhile.
-    count = 1000 if isinstance(local_store, MemoryStore) else 200
+    # Every waiter used to be woken after every frame: on SQLite (hundreds of frames)
+    # this took minutes. The frame task now checks the waiters' conditions itself.
+    count = 1000
 
     async def play(service: AsyncLockerService, index: int) -> None:
         async with service.session(f"p{index}", timeout=60) as player:
@@ -328,5 +328,37 @@ def test_bad_timeouts_are_refused(local_store: Store) -> None:
             with pytest.raises(UsageError, match="timeout"):
                 async with service.session("p1", timeout=0):
                     pytest.fail("must not yield")
+
+    asyncio.run(main())
+
+
+def test_wait_until_hands_a_condition_error_to_its_waiter_only(local_store: Store) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(local_store, spec()) as service:
+            calls: list[int] = []
+
+            def broken() -> bool:
+                calls.append(1)
+                if len(calls) > 1:  # false at first (the waiter registers), then it raises
+                    raise ValueError("condition broke")
+                return False
+
+            async with service.session("p1", timeout=5) as player:
+                with pytest.raises(ValueError, match="condition broke"):
+                    await service.wait_until(broken, 5)
+                await player.saved()  # the frame task is still running for everyone else
+            assert await service.wait_until(lambda: False, 0.05) is False
+
+    asyncio.run(main())
+
+
+def test_a_waiter_is_told_when_the_frame_task_stops(local_store: Store) -> None:
+    async def main() -> None:
+        service = AsyncLockerService(local_store, spec())
+        waiter = asyncio.create_task(service.wait_until(lambda: False))
+        await asyncio.sleep(0.05)
+        assert await service.aclose(5)
+        with pytest.raises(UsageError, match="not running"):
+            await waiter
 
     asyncio.run(main())
