@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sessionlocker.core.handles import Handle, Outcome
 from sessionlocker.core.ledger import Ledger
+from sessionlocker.core.patching import BUILTIN_HANDLERS
 from sessionlocker.core.record import Message, Purchase
 from sessionlocker.core.spec import check_key
 from sessionlocker.core.storable import check_storable
@@ -199,7 +200,7 @@ class Operations:
                 ledger.consumed.add(message.id)
                 changed = True
                 continue
-            handler = self.handlers.get(message.kind)
+            handler = self.handlers.get(message.kind) or BUILTIN_HANDLERS.get(message.kind)
             if handler is None:  # left in the inbox for code that knows the kind
                 ledger.failed.add(message.id)
                 locker.report(UsageError(f"no handler for messages of kind {message.kind!r}"))
