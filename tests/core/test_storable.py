@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionlocker.core.storable import check_storable, encode_data
 from sessionlocker.errors import DataError, UnstorableData
@@ -51,3 +54,54 @@ def test_plain_json_is_encoded_compactly() -> None:
 def test_the_same_object_twice_is_not_a_cycle() -> None:
     shared = [1]
     check_storable({"a": shared, "b": shared})
+
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+odd = st.tuples(st.integers()) | st.sets(st.integers(), max_size=2) | st.binary(max_size=3)
+keys = st.text(max_size=4) | st.integers() | st.none() | st.booleans() | st.floats()
+values = st.recursive(
+    scalars | odd,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def walk_verdict(data: Any) -> str | None:
+    """The walk's verdict alone: None when storable, else the refused path."""
+    try:
+        check_storable(data, fast=False)
+    except UnstorableData as exc:
+        return exc.path
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_the_fast_check_agrees_with_the_walk_on_any_value(data: Any) -> None:
+    expected = walk_verdict(data)
+    if expected is None:
+        text = encode_data(data)
+        assert text == json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        assert json.loads(text) == data
+        check_storable(data)
+    else:
+        for check in (encode_data, check_storable):
+            with pytest.raises(UnstorableData) as caught:
+                check(data)
+            assert caught.value.path == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"k": ["a", ("b",)]},
+        {"k": {"n": {2: 1}}},
+        {"k": [{"1": 1, 1: 2}]},
+        {"k": [True, {False: 0}]},
+        {"k": "\udc80"},
+    ],
+)
+def test_what_json_would_change_silently_is_refused_by_the_fast_check_too(data: Any) -> None:
+    with pytest.raises(UnstorableData) as caught:
+        encode_data(data)
+    assert caught.value.path == walk_verdict(data)
