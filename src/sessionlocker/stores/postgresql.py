@@ -2,7 +2,8 @@
 
 Needs the ``postgresql`` extra (psycopg 3 and psycopg_pool). The SQL is in ``_pg_sql``,
 the error translation in ``_pg_errors``, connections and the pool in ``_pg_connect``, the
-LISTEN thread in ``_pg_watch``.
+LISTEN thread in ``_pg_watch``; every statement and result is built and read by
+``postgresql_common.PostgreSQLLayout``, shared with ``AsyncPostgreSQLStore``.
 
 Every call is one statement in autocommit, so one round trip: a conditional write is an
 ``UPDATE … WHERE key = … AND revision = …`` (an ``INSERT … ON CONFLICT DO NOTHING`` for
@@ -22,49 +23,21 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
-from sessionlocker.errors import Conflict, StoreError, UsageError
-from sessionlocker.stores._checks import (
-    check_expected,
-    check_key,
-    check_prefix,
-    check_session_id,
-    check_ttl,
-    check_value,
-    closed_error,
-)
-from sessionlocker.stores._pg_connect import Connector
-from sessionlocker.stores._pg_errors import ErrorTranslator
-from sessionlocker.stores._pg_sql import (
-    Names,
-    Statements,
-    create_missing,
-    keys_page,
-    notify_payload,
-    prefix_end,
-)
+from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
-from sessionlocker.stores.base import Wake
+from sessionlocker.stores.base import Wake, cas_update
+from sessionlocker.stores.postgresql_common import (
+    PAGE,
+    STALE_ROUNDS,
+    PostgreSQLLayout,
+    Statement,
+    check_count,
+)
 
 __all__ = ["PostgreSQLStore", "PostgreSQLWatch"]
 
 T = TypeVar("T")
-
-#: Keys fetched per page by ``keys()``.
-_PAGE = 1000
-#: A conditional write that finds the revision it expected, but only in a snapshot older
-#: than a concurrent commit, is sent again; this bounds how often in a row.
-_STALE_ROUNDS = 100
-
-
-def _check_count(value: object, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
-    return value
-
-
-def _versioned(rows: list[TupleRow]) -> Versioned | None:
-    return Versioned(bytes(rows[0][1]), int(rows[0][0])) if rows else None
 
 
 class PostgreSQLStore:
@@ -100,47 +73,32 @@ class PostgreSQLStore:
         application_name: str = "sessionlocker",
         connect: Mapping[str, str] | None = None,
     ) -> None:
-        self._names = Names.checked(schema, table)
-        self._prefix = check_prefix(prefix)
-        self._history = _check_count(history, "history", 0)
-        self._pool_size = _check_count(pool_size, "pool_size", 1)
-        self._connector = Connector.build(
+        self._layout = PostgreSQLLayout(
             conninfo,
-            connect,
+            table=table,
+            schema=schema,
+            prefix=prefix,
+            history=history,
             timeout=timeout,
             connect_timeout=connect_timeout,
             application_name=application_name,
+            connect=connect,
         )
-        host, database = self._connector.host, self._connector.database
-        self._shown = f"host={host!r}, dbname={database!r}, table={self._names.shown!r}"
-        if self._prefix:
-            self._shown += f", prefix={self._prefix!r}"
-        where = f"{host}/{database} (table {self._names.shown})"
-        self._errors = ErrorTranslator(self._names, where, self._connector.password)
-        self._sql = Statements.build(self._names, self._history > 0)
-        self._pages = {
-            (first, bounded): keys_page(self._names, first=first, bounded=bounded)
-            for first in (True, False)
-            for bounded in (True, False)
-        }
+        self._pool_size = check_count(pool_size, "pool_size", 1)
         self._lock = threading.Lock()
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] | None = None
         self._watches: set[PostgreSQLWatch] = set()
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"PostgreSQLStore({self._shown}, history={self._history})"
+        return f"PostgreSQLStore({self._layout.shown}, history={self._layout.depth})"
 
     @property
     def history_depth(self) -> int:
         """How many versions of each key ``history`` keeps (0: history is off)."""
-        return self._history
+        return self._layout.depth
 
     # Connections.
-
-    def _connect(self) -> psycopg.Connection[TupleRow]:
-        """A new connection outside the pool (for table creation and for watches)."""
-        return self._connector.connect()
 
     def _ready(self) -> ConnectionPool[psycopg.Connection[TupleRow]]:
         """The pool, opened on first use after the tables were made sure to exist."""
@@ -153,75 +111,32 @@ class PostgreSQLStore:
             if self._closed:
                 raise closed_error()
             if self._pool is None:
-                self._create_tables()
-                name = f"sessionlocker {self._names.shown}"
-                self._pool = self._connector.pool(size=self._pool_size, name=name)
+                self._layout.create_tables()
+                name = f"sessionlocker {self._layout.names.shown}"
+                self._pool = self._layout.connector.pool(size=self._pool_size, name=name)
             return self._pool
 
-    def _create_tables(self) -> None:
-        try:
-            connection = self._connect()
-        except psycopg.Error as exc:
-            raise self._errors.connect(exc, "connect") from exc
-        with connection:
-            try:
-                create_missing(connection, self._names, self._history > 0)
-            except psycopg.Error as exc:
-                raise self._errors.statement(
-                    exc, "table creation", writing=False, broken=connection.broken
-                ) from exc
-
-    def _execute(
-        self, operation: str, query: bytes, params: Mapping[str, object], *, writing: bool
-    ) -> list[TupleRow]:
+    def _execute(self, statement: Statement) -> list[TupleRow]:
         """Run one statement on a pooled connection; its rows (none for a bare write)."""
         pool = self._ready()
         try:
             with pool.connection() as connection:
                 try:
-                    cursor = connection.execute(query, params)
+                    cursor = connection.execute(statement.query, statement.params)
                     return cursor.fetchall() if cursor.description is not None else []
                 except psycopg.Error as exc:
                     broken = connection.broken
-                    raise self._errors.statement(
-                        exc, operation, writing=writing, broken=broken
-                    ) from exc
+                    raise self._layout.failed(exc, statement, broken=broken) from exc
         except PoolClosed:
             raise closed_error() from None
         except PoolTimeout as exc:
-            raise self._errors.pool_timeout(
-                exc, operation, wait=self._connector.connect_timeout, size=self._pool_size
-            ) from exc
+            raise self._layout.pool_timeout(exc, statement, self._pool_size) from exc
 
     # Records.
 
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
-        key = check_key(key)
-        params = {"key": self._prefix + key}
-        rows = self._execute("read", self._sql.read, params, writing=False)
-        return Versioned(bytes(rows[0][0]), int(rows[0][1])) if rows else None
-
-    def _write(self, key: str, value: bytes, expected: int | None) -> int:
-        stored = self._prefix + key
-        params = {
-            "key": stored,
-            "value": value,
-            "expected": expected,
-            "channel": self._names.channel,
-            "payload": notify_payload(stored),
-            "keep": max(self._history - 1, 0),
-        }
-        query = self._sql.insert if expected is None else self._sql.update
-        for _ in range(_STALE_ROUNDS):
-            rows = self._execute("write", query, params, writing=True)
-            if rows and rows[0][1] is None:
-                return int(rows[0][0])
-            current = _versioned(rows)
-            if (current.revision if current is not None else None) != expected:
-                raise Conflict(key, current)
-            # The write lost a race that this statement's snapshot cannot show: again.
-        raise StoreError(f"write of a key kept racing with other writers on {self._shown}")
+        return self._layout.read_rows(self._execute(self._layout.read(key)))
 
     def write(self, key: str, value: bytes, expected: int | None) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -229,10 +144,12 @@ class PostgreSQLStore:
         One statement (one round trip). Returns the new revision; raises ``Conflict``
         carrying what is stored now.
         """
-        key = check_key(key)
-        value = check_value(value)
-        expected = check_expected(expected)
-        return self._write(key, value, expected)
+        statement = self._layout.write(key, value, expected)
+        for _ in range(STALE_ROUNDS):
+            revision = self._layout.write_rows(key, expected, self._execute(statement))
+            if revision is not None:
+                return revision
+        raise self._layout.racing("write")
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
@@ -243,22 +160,7 @@ class PostgreSQLStore:
         what is stored, so each retry is one round trip too. The transform runs outside
         any transaction and may run several times, so it must be pure.
         """
-        key = check_key(key)
-        if self._closed:
-            raise closed_error()
-        current = known if known is not None else self.read(key)
-        while True:
-            decision = transform(current)
-            if isinstance(decision, Keep):
-                return Updated(decision.outcome, current, wrote=False)
-            value = check_value(decision.value, "the value a transform puts")
-            expected = current.revision if current is not None else None
-            try:
-                revision = self._write(key, value, expected)
-            except Conflict as conflict:
-                current = conflict.current
-                continue
-            return Updated(decision.outcome, Versioned(value, revision), wrote=True)
+        return cas_update(self, key, transform, known)
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key``; True if it existed. Its history stays (see ``history``).
@@ -266,26 +168,12 @@ class PostgreSQLStore:
         With ``expected`` the key is removed only at that revision: another revision
         raises ``Conflict`` carrying what is stored. An absent key returns False.
         """
-        key = check_key(key)
-        expected = check_expected(expected)
-        stored = self._prefix + key
-        params = {
-            "key": stored,
-            "expected": expected,
-            "channel": self._names.channel,
-            "payload": notify_payload(stored),
-        }
-        query = self._sql.delete if expected is None else self._sql.delete_expected
-        for _ in range(_STALE_ROUNDS):
-            rows = self._execute("delete", query, params, writing=True)
-            if rows and rows[0][1] is None:
-                return True
-            current = _versioned(rows)
-            if current is None:
-                return False
-            if expected is not None and current.revision != expected:
-                raise Conflict(key, current)
-        raise StoreError(f"delete of a key kept racing with other writers on {self._shown}")
+        statement = self._layout.delete(key, expected)
+        for _ in range(STALE_ROUNDS):
+            deleted = self._layout.delete_rows(key, expected, self._execute(statement))
+            if deleted is not None:
+                return deleted
+        raise self._layout.racing("delete")
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``, in code point order, a page at a time.
@@ -294,23 +182,21 @@ class PostgreSQLStore:
         them, each a fresh query after the last key seen. So a key present all along is
         listed exactly once, and one written or deleted meanwhile may or may not be.
         """
-        prefix = self._prefix + check_prefix(prefix)
-        end = prefix_end(prefix)
-        first = self._keys_page(prefix, end, prefix, first=True)
-        return self._more_keys(prefix, end, first)
+        stored, end = self._layout.keys_start(prefix)
+        first = self._keys_page(stored, end, stored, first=True)
+        return self._more_keys(stored, end, first)
 
     def _keys_page(self, prefix: str, end: str | None, start: str, *, first: bool) -> list[str]:
-        query = self._pages[(first, end is not None)]
-        params = {"start": start, "end": end, "prefix": prefix, "limit": _PAGE}
-        return [str(row[0]) for row in self._execute("keys", query, params, writing=False)]
+        statement = self._layout.keys_page(prefix, end, start, first=first)
+        return self._layout.page_keys(self._execute(statement))
 
     def _more_keys(self, prefix: str, end: str | None, page: list[str]) -> Iterator[str]:
         """The keys of ``page`` and of the pages after it, without the store's prefix."""
-        strip = len(self._prefix)
+        strip = len(self._layout.prefix)
         while True:
             for stored in page:
                 yield stored[strip:]
-            if len(page) < _PAGE:
+            if len(page) < PAGE:
                 return
             page = self._keys_page(prefix, end, page[-1], first=False)
 
@@ -321,38 +207,22 @@ class PostgreSQLStore:
         of a deleted key stays, to recover a mistaken delete, and is trimmed again when
         the key is written. Empty when history is off (``history=0``).
         """
-        key = check_key(key)
-        if self._history == 0:
-            return []
-        params = {"key": self._prefix + key, "limit": self._history}
-        rows = self._execute("history", self._sql.history, params, writing=False)
-        return [Versioned(bytes(row[0]), int(row[1])) for row in rows]
+        statement = self._layout.history(key)
+        return [] if statement is None else self._layout.history_rows(self._execute(statement))
 
     # Sessions.
 
     def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the server's clock."""
-        session_id = check_session_id(session_id)
-        ttl = check_ttl(ttl)
-        info = check_value(info, "session info")
-        params = {"session": session_id, "ttl": ttl, "info": info}
-        self._execute("put_session", self._sql.put_session, params, writing=True)
+        self._execute(self._layout.put_session(session_id, ttl, info))
 
     def get_session(self, session_id: str) -> SessionView:
         """What the store knows of a session; expired once the server's ``now()`` reaches it."""
-        session_id = check_session_id(session_id)
-        params = {"session": session_id}
-        rows = self._execute("get_session", self._sql.get_session, params, writing=False)
-        if not rows:
-            return SessionView(exists=False, expired=True, version=0, ttl=None)
-        version, ttl, expired = rows[0]
-        return SessionView(exists=True, expired=bool(expired), version=int(version), ttl=float(ttl))
+        return self._layout.session_rows(self._execute(self._layout.get_session(session_id)))
 
     def drop_session(self, session_id: str) -> None:
         """Remove a session record; absent is fine."""
-        session_id = check_session_id(session_id)
-        params = {"session": session_id}
-        self._execute("drop_session", self._sql.drop_session, params, writing=True)
+        self._execute(self._layout.drop_session(session_id))
 
     # Notifications.
 
@@ -364,16 +234,17 @@ class PostgreSQLStore:
 
         Each watch holds one connection of its own (outside the pool) and one thread.
         """
+        layout = self._layout
         with self._lock:
             if self._closed:
                 raise closed_error()
             watch = PostgreSQLWatch(
                 wake,
-                connect=self._connect,
-                channel=self._names.channel,
-                prefix=self._prefix,
+                connect=layout.connector.connect,
+                channel=layout.names.channel,
+                prefix=layout.prefix,
                 on_close=self._forget,
-                clean=self._errors.clean,
+                clean=layout.errors.clean,
             )
             self._watches.add(watch)
         return watch
@@ -391,4 +262,4 @@ class PostgreSQLStore:
         for watch in watches:
             watch.close()
         if pool is not None:
-            pool.close(timeout=self._connector.connect_timeout)
+            pool.close(timeout=self._layout.connector.connect_timeout)

@@ -1,0 +1,253 @@
+"""What the sync and the async PostgreSQL stores share: everything but the I/O.
+
+``PostgreSQLLayout`` holds one store's settings (table names, key prefix, history depth,
+connector, error translator) and, from them, builds every statement with its parameters
+and reads every result. ``PostgreSQLStore`` and ``AsyncPostgreSQLStore`` only run what
+it builds and hand it the rows, so the two send the same SQL and judge every reply,
+conflict and error alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from sessionlocker.core.protocol import SessionView, Versioned
+from sessionlocker.errors import Conflict, StoreError, UsageError
+from sessionlocker.stores._checks import (
+    check_expected,
+    check_key,
+    check_prefix,
+    check_session_id,
+    check_ttl,
+    check_value,
+)
+from sessionlocker.stores._pg_connect import Connector
+from sessionlocker.stores._pg_errors import ErrorTranslator
+from sessionlocker.stores._pg_sql import (
+    Names,
+    Statements,
+    create_missing,
+    keys_page,
+    notify_payload,
+    prefix_end,
+)
+
+__all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement", "check_count"]
+
+#: Keys fetched per page by ``keys()``.
+PAGE = 1000
+#: A conditional write that finds the revision it expected, but only in a snapshot older
+#: than a concurrent commit, is sent again; this bounds how often in a row.
+STALE_ROUNDS = 100
+
+
+def check_count(value: object, what: str, minimum: int) -> int:
+    """A whole number of at least ``minimum``, else ``UsageError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
+    return value
+
+
+def _versioned(rows: list[TupleRow]) -> Versioned | None:
+    return Versioned(bytes(rows[0][1]), int(rows[0][0])) if rows else None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement to run: what it is called in messages, its SQL and parameters."""
+
+    operation: str
+    query: bytes
+    params: Mapping[str, object]
+    writing: bool = False
+
+
+class PostgreSQLLayout:
+    """The settings of one store and every statement and result built from them."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        table: str,
+        schema: str,
+        prefix: str,
+        history: int,
+        timeout: float,
+        connect_timeout: float,
+        application_name: str,
+        connect: Mapping[str, str] | None,
+    ) -> None:
+        self.names = Names.checked(schema, table)
+        self.prefix = check_prefix(prefix)
+        self.depth = check_count(history, "history", 0)
+        self.connector = Connector.build(
+            conninfo,
+            connect,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            application_name=application_name,
+        )
+        host, database = self.connector.host, self.connector.database
+        self.shown = f"host={host!r}, dbname={database!r}, table={self.names.shown!r}"
+        if self.prefix:
+            self.shown += f", prefix={self.prefix!r}"
+        where = f"{host}/{database} (table {self.names.shown})"
+        self.errors = ErrorTranslator(self.names, where, self.connector.password)
+        self.sql = Statements.build(self.names, self.depth > 0)
+        self._pages = {
+            (first, bounded): keys_page(self.names, first=first, bounded=bounded)
+            for first in (True, False)
+            for bounded in (True, False)
+        }
+
+    def create_tables(self) -> None:
+        """Create what is missing, on a connection of its own (blocking: once per store)."""
+        try:
+            connection = self.connector.connect()
+        except psycopg.Error as exc:
+            raise self.errors.connect(exc, "connect") from exc
+        with connection:
+            try:
+                create_missing(connection, self.names, self.depth > 0)
+            except psycopg.Error as exc:
+                raise self.errors.statement(
+                    exc, "table creation", writing=False, broken=connection.broken
+                ) from exc
+
+    # Records.
+
+    def read(self, key: str) -> Statement:
+        """Read one record (rows: ``value, revision``)."""
+        return Statement("read", self.sql.read, {"key": self.prefix + check_key(key)})
+
+    @staticmethod
+    def read_rows(rows: list[TupleRow]) -> Versioned | None:
+        """The record ``read`` found."""
+        return Versioned(bytes(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def write(self, key: str, value: bytes, expected: int | None) -> Statement:
+        """The conditional write: insert when ``expected`` is None, else update."""
+        stored = self.prefix + check_key(key)
+        params = {
+            "key": stored,
+            "value": check_value(value),
+            "expected": check_expected(expected),
+            "channel": self.names.channel,
+            "payload": notify_payload(stored),
+            "keep": max(self.depth - 1, 0),
+        }
+        query = self.sql.insert if expected is None else self.sql.update
+        return Statement("write", query, params, writing=True)
+
+    @staticmethod
+    def write_rows(key: str, expected: int | None, rows: list[TupleRow]) -> int | None:
+        """The new revision; ``Conflict`` when another revision is stored; ``None`` when
+        the write lost a race its snapshot could not show (send it again)."""
+        if rows and rows[0][1] is None:
+            return int(rows[0][0])
+        current = _versioned(rows)
+        if (current.revision if current is not None else None) != expected:
+            raise Conflict(key, current)
+        return None
+
+    def delete(self, key: str, expected: int | None) -> Statement:
+        """Delete a record (only at ``expected`` when given)."""
+        stored = self.prefix + check_key(key)
+        expected = check_expected(expected)
+        params = {
+            "key": stored,
+            "expected": expected,
+            "channel": self.names.channel,
+            "payload": notify_payload(stored),
+        }
+        query = self.sql.delete if expected is None else self.sql.delete_expected
+        return Statement("delete", query, params, writing=True)
+
+    @staticmethod
+    def delete_rows(key: str, expected: int | None, rows: list[TupleRow]) -> bool | None:
+        """True when deleted, False when absent, ``Conflict`` on another revision;
+        ``None`` when the delete lost a race its snapshot could not show (again)."""
+        if rows and rows[0][1] is None:
+            return True
+        current = _versioned(rows)
+        if current is None:
+            return False
+        if expected is not None and current.revision != expected:
+            raise Conflict(key, current)
+        return None
+
+    def racing(self, operation: str) -> StoreError:
+        """The error after ``STALE_ROUNDS`` lost races in a row."""
+        return StoreError(f"{operation} of a key kept racing with other writers on {self.shown}")
+
+    def keys_start(self, prefix: str) -> tuple[str, str | None]:
+        """The stored prefix to list and the end of its key range."""
+        stored = self.prefix + check_prefix(prefix)
+        return stored, prefix_end(stored)
+
+    def keys_page(self, prefix: str, end: str | None, start: str, *, first: bool) -> Statement:
+        """One page of stored keys from ``start`` (after it unless ``first``)."""
+        query = self._pages[(first, end is not None)]
+        params = {"start": start, "end": end, "prefix": prefix, "limit": PAGE}
+        return Statement("keys", query, params)
+
+    @staticmethod
+    def page_keys(rows: list[TupleRow]) -> list[str]:
+        """The stored keys of one page."""
+        return [str(row[0]) for row in rows]
+
+    def history(self, key: str) -> Statement | None:
+        """The versions of a key, newest first; ``None`` when history is off."""
+        params = {"key": self.prefix + check_key(key), "limit": self.depth}
+        return Statement("history", self.sql.history, params) if self.depth else None
+
+    @staticmethod
+    def history_rows(rows: list[TupleRow]) -> list[Versioned]:
+        """The versions ``history`` found."""
+        return [Versioned(bytes(row[0]), int(row[1])) for row in rows]
+
+    # Sessions.
+
+    def put_session(self, session_id: str, ttl: float, info: bytes) -> Statement:
+        """Write a lease that expires by the server's ``now()``."""
+        params = {
+            "session": check_session_id(session_id),
+            "ttl": check_ttl(ttl),
+            "info": check_value(info, "session info"),
+        }
+        return Statement("put_session", self.sql.put_session, params, writing=True)
+
+    def get_session(self, session_id: str) -> Statement:
+        """Read a lease, judged by the server's ``now()``."""
+        params = {"session": check_session_id(session_id)}
+        return Statement("get_session", self.sql.get_session, params)
+
+    @staticmethod
+    def session_rows(rows: list[TupleRow]) -> SessionView:
+        """The lease ``get_session`` found (none: absent, so expired)."""
+        if not rows:
+            return SessionView(exists=False, expired=True, version=0, ttl=None)
+        version, ttl, expired = rows[0]
+        return SessionView(exists=True, expired=bool(expired), version=int(version), ttl=float(ttl))
+
+    def drop_session(self, session_id: str) -> Statement:
+        """Remove a session record."""
+        params = {"session": check_session_id(session_id)}
+        return Statement("drop_session", self.sql.drop_session, params, writing=True)
+
+    def failed(self, exc: psycopg.Error, statement: Statement, *, broken: bool) -> StoreError:
+        """The ``StoreError`` for a statement that raised ``exc``."""
+        return self.errors.statement(
+            exc, statement.operation, writing=statement.writing, broken=broken
+        )
+
+    def pool_timeout(self, exc: Any, statement: Statement, size: int) -> StoreError:
+        """No pooled connection came in time."""
+        wait = self.connector.connect_timeout
+        return self.errors.pool_timeout(exc, statement.operation, wait=wait, size=size)
