@@ -7,11 +7,35 @@ from pathlib import Path
 
 import pytest
 
+from sessionlocker import (
+    AsyncLockerService,
+    EasyProfile,
+    EasyStore,
+    Handle,
+    Locker,
+    LockerService,
+    Profile,
+    Purchaser,
+    Trades,
+)
 from sessionlocker.core.diagram import mermaid
 from sessionlocker.core.states import Status
 
 DOCS = Path(__file__).parent.parent / "docs"
 README = DOCS.parent / "README.md"
+
+#: The public classes whose every call the guarantees page covers, by the name it uses.
+DOCUMENTED = {
+    LockerService: "service",
+    AsyncLockerService: "aservice",
+    Locker: "locker",
+    Profile: "profile",
+    EasyStore: "easy",
+    EasyProfile: "eprofile",
+    Purchaser: "purchaser",
+    Trades: "trades",
+    Handle: "handle",
+}
 
 
 def test_state_diagram_page_matches_the_transition_table() -> None:
@@ -54,3 +78,12 @@ def test_getting_started_examples_run(
     assert "sword saved: True" in out
     assert "welcome back, player-9 0 coins" in out
     assert "saved with 105 coins" in out
+
+
+@pytest.mark.parametrize("cls", DOCUMENTED, ids=lambda cls: cls.__name__)
+def test_guarantees_page_covers_every_public_call(cls: type) -> None:
+    page = (DOCS / "guarantees.md").read_text()
+    name = DOCUMENTED[cls]
+    public = [member for member in dir(cls) if not member.startswith("_")]
+    missing = [m for m in public if not re.search(rf"\b{name}\.{m}\b", page)]
+    assert not missing, f"docs/guarantees.md: add what {name}.{missing} raise and leave"
