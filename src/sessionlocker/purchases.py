@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -27,11 +28,14 @@ from sessionlocker.core.operations import Handler
 from sessionlocker.core.record import Message
 from sessionlocker.core.states import Status
 from sessionlocker.errors import SessionLockerError, UsageError
+from sessionlocker.metrics import NO_METRICS, Metrics
 
 __all__ = ["GIFT", "Credit", "Decision", "Purchaser", "Receipt"]
 
 #: The message kind that carries gifts to their recipient.
 GIFT = "sessionlocker.gift"
+
+log = logging.getLogger("sessionlocker.purchases")
 
 
 class Decision(StrEnum):
@@ -115,7 +119,8 @@ class Purchaser:
 
     ``key_for(player_id)`` maps a buyer or recipient to its locker key (default: the
     id itself). Creating a purchaser registers the gift handler on the service, so every
-    server that may hold a recipient must create one.
+    server that may hold a recipient must create one. Answers are counted in
+    ``metrics`` (default: the service's) and logged to ``sessionlocker.purchases``.
     """
 
     def __init__(
@@ -124,6 +129,7 @@ class Purchaser:
         grant: Grant,
         *,
         key_for: Callable[[str], str] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if not callable(grant):
             raise UsageError(f"grant must be callable, not {grant!r}")
@@ -131,6 +137,7 @@ class Purchaser:
         self.grant = grant
         self.key_for = key_for or (lambda player: player)
         self._incomplete: set[Handle[Decision]] = set()
+        self.metrics: Metrics = metrics or getattr(service, "metrics", None) or NO_METRICS
         service.on_message(GIFT, self._gift_arrived)
 
     def submit(self, receipt: Receipt | Mapping[str, Any]) -> Handle[Decision]:
@@ -138,6 +145,7 @@ class Purchaser:
         parsed = Receipt.parse(receipt)
         handle: Handle[Decision] = Handle(parsed.purchase_id)
         buyer = self.key_for(parsed.buyer)
+        handle.on_done(lambda decision: self._answered(parsed, buyer, handle))
         locker = self.service.get(buyer)
         if locker is None or locker.status is not Status.LOADED:
             handle.resolve(Decision.NOT_PROCESSED_YET)
@@ -200,6 +208,27 @@ class Purchaser:
     def has_incomplete(self) -> bool:
         """A submitted purchase is still waiting for its save (wait before shutting down)."""
         return bool(self._incomplete)
+
+    def _answered(self, receipt: Receipt, buyer: str, handle: Handle[Decision]) -> None:
+        granted = handle.result is Decision.GRANTED
+        self.metrics.count("purchases", {"result": "granted" if granted else "deferred"})
+        level = logging.INFO if granted else logging.DEBUG
+        if log.isEnabledFor(level):
+            session = getattr(self.service, "session_id", None)
+            spec = getattr(self.service, "spec", None)
+            key = buyer if spec is None else spec.store_key(buyer)
+            why = "" if handle.error is None else f" ({type(handle.error).__name__})"
+            log.log(
+                level,
+                "key=%s session=%s purchase %s of product %s %s%s",
+                key,
+                session,
+                receipt.purchase_id,
+                receipt.product_id,
+                "granted" if granted else "deferred",
+                why,
+                extra={"key": key, "session": session},
+            )
 
     def _granting(self, locker: Locker, receipt: Receipt) -> Callable[[Any], None]:
         def apply(data: Any) -> None:

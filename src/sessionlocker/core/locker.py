@@ -457,6 +457,10 @@ class Locker(OperationCalls, UserCalls):
         if self.status is Status.LOADING:
             self._move(Event.GRANTED)
             self._queued.append("loaded")
+            if self._take_over is not None:
+                self._queued.append("takeover")
+            elif self._requested is not None:
+                self._queued.append("handoff")
         for change in self._edits:
             try:
                 change(self.data)

@@ -63,10 +63,15 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (S.RELEASING, E.LOSE): S.LOST,
 }
 
-#: Lifecycle events a callback can be registered for with ``Locker.on``.
+#: Lifecycle events a callback can be registered for with ``Locker.on``. ``handoff``
+#: and ``takeover`` follow ``loaded`` when the lock came from another session: handed
+#: over on our release request, or taken from a session that did not release it (its
+#: lease expired, a steal, or a force timeout).
 EVENTS = frozenset(
     {
         "loaded",
+        "handoff",
+        "takeover",
         "replaced",
         "before_save",
         "saved",

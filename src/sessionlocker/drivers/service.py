@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import logging
 import os
 import queue
 import socket
@@ -46,6 +47,7 @@ from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.core.storable import check_storable, encode_data
 from sessionlocker.drivers.executor import Executor, ThreadExecutor, execute
+from sessionlocker.drivers.telemetry import Telemetry
 from sessionlocker.errors import (
     AlreadyOpen,
     DataError,
@@ -55,6 +57,7 @@ from sessionlocker.errors import (
     StoreError,
     UsageError,
 )
+from sessionlocker.metrics import Metrics
 from sessionlocker.stores import ReadOnlyStore, Store, open_store
 from sessionlocker.stores.base import Notifying, Watch
 
@@ -75,6 +78,8 @@ class LockerService:
     ``on_work`` is called, from any thread, whenever a frame has new work (a result, a
     notification, a woken locker): a driver that sleeps between frames (the asyncio
     one) uses it to wake up.
+    ``metrics`` receives the service's metrics (``sessionlocker.metrics``); log lines go
+    to the ``sessionlocker.service`` and ``sessionlocker.locker`` loggers.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class LockerService:
         workers: int = 4,
         read_only: bool = False,
         on_work: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
@@ -118,6 +124,11 @@ class LockerService:
         self._on_work = on_work
         self._inflight = 0
         self._closed = False
+        self._telemetry = Telemetry(metrics, self.session_id)
+        self.metrics = self._telemetry.metrics
+        self._telemetry.service_event(
+            logging.INFO, "started on %r (%s)", self.store, spec.namespace
+        )
 
     # ------------------------------------------------------------------ lockers
 
@@ -127,7 +138,9 @@ class LockerService:
         check_key(key)
         if key in self._lockers:
             raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
-        return Locker(key, self.spec, self.lease, host=self, handlers=self._handlers)
+        locker = Locker(key, self.spec, self.lease, host=self, handlers=self._handlers)
+        self._telemetry.attach(locker)
+        return locker
 
     def get(self, key: str) -> Locker | None:
         """The live locker for ``key`` (loading, loaded or releasing), if any."""
@@ -214,6 +227,7 @@ class LockerService:
 
     def wake(self, locker: Locker) -> None:
         """Host hook: look at ``locker`` at the next frame."""
+        self._telemetry.track(locker)
         self._schedule(locker)
         if self._on_work is not None:
             self._on_work()
@@ -260,6 +274,7 @@ class LockerService:
                 gaps = owner.gaps
                 owner.handle(result if isinstance(result, StoreError) else None, now)
                 if owner.gaps != gaps:  # the lease lapsed: every lock must be checked again
+                    self._telemetry.service_event(logging.WARNING, "lease lapsed; rechecking locks")
                     for locker in list(self._lockers.values()):
                         locker.poke()
                 continue
@@ -290,14 +305,17 @@ class LockerService:
 
     def _submit(self, owner: Locker | Lease, request: Request) -> None:
         self._inflight += 1
+        started = self.clock()
 
         def done(result: object) -> None:
+            self._telemetry.finished(request, result, self.clock() - started)
             self._done.put((owner, result, request))
             self._work_arrived()
 
         self._executor.submit(lambda: execute(self.store, request), done)
 
     def _settle(self, locker: Locker) -> None:
+        self._telemetry.track(locker)
         if locker.status in _LIVE:
             self._schedule(locker)
             return
@@ -385,6 +403,7 @@ class LockerService:
             locker.release()
         released = self.run_until(lambda: not self._lockers and self._inflight == 0, timeout)
         self._closed = True
+        self._telemetry.service_event(logging.INFO, "closed (every locker released: %s)", released)
         if self._watch is not None:
             self._watch.close()
         self._drop_lease()
@@ -395,7 +414,9 @@ class LockerService:
 
     def _drop_lease(self) -> None:
         # A failure here is harmless: the lease then expires by itself after one TTL.
-        execute(self.store, self.lease.close())
+        request = self.lease.close()
+        started = self.clock()
+        self._telemetry.finished(request, execute(self.store, request), self.clock() - started)
 
     def _check_open(self) -> None:
         if self._closed:

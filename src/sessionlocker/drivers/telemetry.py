@@ -1,0 +1,165 @@
+"""What a ``LockerService`` tells operators: log lines and metrics about its lockers.
+
+The core does no I/O and reads no clock, so it neither logs nor measures; it fires
+lifecycle events (``loaded``, ``handoff``, ``takeover``, ``replaced``, ``lost``, ...).
+``Telemetry`` listens to them on each locker the service makes, sees every store
+request's result and how long it took, and turns both into log lines (logger
+``sessionlocker.locker`` for lockers, ``sessionlocker.service`` for the service) and
+``Metrics`` calls. Every line names the store key and the session id, in its text and
+as the ``key`` and ``session`` attributes of the log record (``extra``).
+
+Nothing here logs data: a data error is logged by its class name only (its message may
+quote the data); a store error by its message, which each store scrubs of passwords.
+Work is done only when something happens to a locker, never per idle locker per frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sessionlocker.core import transforms as tx
+from sessionlocker.core.locker import Locker
+from sessionlocker.core.protocol import Request, Update, Updated
+from sessionlocker.core.states import Status
+from sessionlocker.errors import StoreError
+from sessionlocker.metrics import NO_METRICS, Metrics, NoMetrics, store_error_kind
+
+__all__ = ["Telemetry", "locker_log", "service_log"]
+
+locker_log = logging.getLogger("sessionlocker.locker")
+service_log = logging.getLogger("sessionlocker.service")
+
+_COUNTED = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
+
+
+class Telemetry:
+    """Logs and metrics for the lockers of one service (session ``session_id``)."""
+
+    def __init__(self, metrics: Metrics | None, session_id: str) -> None:
+        self.metrics: Metrics = NO_METRICS if metrics is None else metrics
+        self.session_id = session_id
+        self._measuring = not isinstance(self.metrics, NoMetrics)
+        self._states: dict[Locker, Status] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lockers
+
+    def attach(self, locker: Locker) -> None:
+        """Listen to ``locker``'s lifecycle events (once, when the service makes it)."""
+        for event, react in (
+            ("loaded", self._loaded),
+            ("saved", self._saved),
+            ("handoff", self._handoff),
+            ("takeover", self._takeover),
+            ("replaced", self._replaced),
+            ("released", self._released),
+            ("lost", self._lost),
+            ("failed", self._failed),
+            ("error", self._error),
+        ):
+            locker.on(event, react)
+
+    def track(self, locker: Locker) -> None:
+        """Count ``locker`` under its current state (after the service touched it)."""
+        if not self._measuring:
+            return
+        state = locker.status if locker.status in _COUNTED else None
+        with self._lock:
+            before = self._states.get(locker)
+            if before is state:
+                return
+            if state is None:
+                del self._states[locker]
+            else:
+                self._states[locker] = state
+        if before is not None:
+            self.metrics.add("lockers", -1, {"state": before.value})
+        if state is not None:
+            self.metrics.add("lockers", 1, {"state": state.value})
+
+    def _loaded(self, locker: Locker) -> None:
+        self._say(locker, logging.DEBUG, "loaded with token %s", locker.token)
+
+    def _saved(self, locker: Locker) -> None:
+        self.metrics.count("saves")
+
+    def _handoff(self, locker: Locker) -> None:
+        self.metrics.count("handoffs", {"direction": "in"})
+        self._say(locker, logging.INFO, "loaded after its holder released it on request")
+
+    def _takeover(self, locker: Locker) -> None:
+        self.metrics.count("takeovers")
+        self._say(locker, logging.WARNING, "took the lock from a session that did not release it")
+
+    def _replaced(self, locker: Locker) -> None:
+        self.metrics.count("handoffs", {"direction": "out"})
+        self._say(locker, logging.INFO, "saved and released on another session's request")
+
+    def _released(self, locker: Locker) -> None:
+        self._say(locker, logging.DEBUG, "saved and released")
+
+    def _lost(self, locker: Locker) -> None:
+        self.metrics.count("locks_lost")
+        self._say(locker, logging.WARNING, "lost the lock: %s", locker.error)
+
+    def _failed(self, locker: Locker) -> None:
+        name = type(locker.error).__name__
+        self._say(locker, logging.ERROR, "refused the stored record (%s, %s)", locker.failure, name)
+
+    def _error(self, locker: Locker) -> None:
+        error = locker.error
+        if isinstance(error, StoreError):
+            return  # logged with its request by ``finished``
+        self._say(locker, logging.WARNING, "error: %s", type(error).__name__)
+
+    def _say(self, locker: Locker, level: int, text: str, *args: object) -> None:
+        if locker_log.isEnabledFor(level):
+            extra = {"key": locker.store_key, "session": self.session_id}
+            locker_log.log(
+                level,
+                f"key=%s session=%s {text}",
+                locker.store_key,
+                self.session_id,
+                *args,
+                extra=extra,
+            )
+
+    # ------------------------------------------------------------------ requests
+
+    def finished(self, request: Request, result: object, seconds: float) -> None:
+        """A store request ended after ``seconds`` (called from a store thread)."""
+        if isinstance(result, StoreError):
+            kind = store_error_kind(result)
+            self.metrics.count("store_errors", {"kind": kind})
+            key = _key_of(request)
+            level = logging.ERROR if not result.retryable else logging.WARNING
+            if service_log.isEnabledFor(level):
+                service_log.log(
+                    level,
+                    "key=%s session=%s %s failed (%s): %s",
+                    key,
+                    self.session_id,
+                    type(request).__name__,
+                    kind,
+                    result,
+                    extra={"key": key, "session": self.session_id},
+                )
+            return
+        if isinstance(result, Updated) and isinstance(result.outcome, tx.Saved) and result.wrote:
+            self.metrics.observe("save_seconds", seconds)
+
+    def service_event(self, level: int, text: str, *args: object) -> None:
+        """Log a line about the service itself (no key)."""
+        if service_log.isEnabledFor(level):
+            service_log.log(
+                level,
+                f"session=%s {text}",
+                self.session_id,
+                *args,
+                extra={"key": None, "session": self.session_id},
+            )
+
+
+def _key_of(request: Request) -> str | None:
+    return request.key if isinstance(request, Update) else None
