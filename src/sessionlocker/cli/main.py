@@ -14,12 +14,22 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from sessionlocker.cli import bench, migrate, simulate
+from sessionlocker.cli import bench, changes, locks, migrate, records, simulate, transfer
+from sessionlocker.cli import versions as versions_command
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The subcommand modules, in the order ``--help`` lists them.
-COMMANDS: tuple[ModuleType, ...] = (simulate, migrate, bench)
+COMMANDS: tuple[ModuleType, ...] = (
+    simulate,
+    migrate,
+    bench,
+    records,
+    locks,
+    changes,
+    transfer,
+    versions_command,
+)
 
 DESCRIPTION = """\
 Session-locked documents: a process takes exclusive, crash-safe ownership of a stored

@@ -1,0 +1,179 @@
+"""``sessionlocker edit`` and ``sessionlocker send``: change a record by remote change.
+
+Both append a message to the record's inbox (never touching its data or lock). The
+holder, if a live one exists, applies it exactly once in its next save; otherwise the
+tool loads the record in a session of its own, which applies it, saves and releases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sessionlocker.cli.options import CommandError, add_common, emit, guarded, open_admin_store
+from sessionlocker.cli.options import usage as bad_input
+from sessionlocker.cli.records_io import admin_session, holder_state, read_record
+from sessionlocker.core.modes import LoadMode
+from sessionlocker.core.patching import PATCH_KIND, diff
+from sessionlocker.core.record import decode
+from sessionlocker.drivers.service import LockerService
+from sessionlocker.errors import LockUnavailable
+from sessionlocker.stores.base import Store
+
+__all__ = ["deliver", "register"]
+
+EDIT_HELP = f"""\
+Change a record's data. With --patch, apply that JSON merge patch (RFC 7396: members
+replace members, null removes one; '-' reads it from stdin). Otherwise open the data
+in $VISUAL or $EDITOR and send what changed, as a merge patch (setting a value to null
+cannot be expressed that way and is refused).
+
+The change never overwrites a live holder: it is sent as a remote change of the
+built-in kind '{PATCH_KIND}', which every sessionlocker service applies exactly once
+through its own save (so its validator runs) without any handler to register. When no
+live session holds the record, this tool loads it itself, applies the change, saves and
+releases. It waits up to --timeout for the change to be applied; if the holder has not
+applied it by then, it stays queued in the inbox (exit status 0, and says so)."""
+
+SEND_HELP = """\
+Append a remote change of kind KIND with body BODY (JSON) to a record's inbox. A live
+holder applies it with its on_message handler for KIND (a built-in one for
+'sessionlocker.patch'); a message of a kind with no handler stays in the inbox. The
+record must exist. Without a live holder the message waits for the next load."""
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``edit`` and ``send`` subcommands."""
+    parser = subcommands.add_parser(
+        "edit",
+        help="change a record's data (editor or JSON merge patch), safely",
+        description=EDIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser)
+    parser.add_argument("key", metavar="KEY")
+    parser.add_argument("--patch", metavar="JSON", help="a JSON merge patch; '-' for stdin")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait (60)"
+    )
+    parser.set_defaults(run=guarded(run_edit), parser=parser)
+
+    parser = subcommands.add_parser(
+        "send",
+        help="append a remote change to a record's inbox",
+        description=SEND_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser)
+    parser.add_argument("key", metavar="KEY")
+    parser.add_argument("kind", metavar="KIND")
+    parser.add_argument("body", metavar="BODY", help="JSON; '-' reads it from stdin")
+    parser.set_defaults(run=guarded(run_send), parser=parser)
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    """Work out the patch, then deliver it."""
+    store = open_admin_store(args)
+    try:
+        stored = read_record(store, args, args.key)
+        if args.patch is not None:
+            patch = _json(args.patch, "--patch")
+        else:
+            patch = _edited_patch(stored.record.data)
+        if patch == {}:
+            emit(args, f"{args.key}: no change", {"key": args.key, "changed": False})
+            return 0
+        outcome = deliver(store, args, args.key, PATCH_KIND, patch, timeout=args.timeout)
+    finally:
+        store.close()
+    emit(args, f"{args.key}: {outcome['how']}", {"key": args.key, "changed": True, **outcome})
+    return 0
+
+
+def run_send(args: argparse.Namespace) -> int:
+    """Deliver the message (applied now only by a live holder)."""
+    body = _json(args.body, "BODY")
+    store = open_admin_store(args)
+    try:
+        read_record(store, args, args.key)
+        message_id = _service_send(store, args, args.key, args.kind, body)
+    finally:
+        store.close()
+    emit(args, f"{args.key}: sent {args.kind} {message_id}", {"key": args.key, "id": message_id})
+    return 0
+
+
+def deliver(
+    store: Store, args: argparse.Namespace, key: str, kind: str, body: Any, *, timeout: float
+) -> dict[str, Any]:
+    """Send the message; see it applied by the live holder or by a session of ours."""
+    message_id = _service_send(store, args, key, kind, body)
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = read_record(store, args, key)
+        if all(m.id != message_id for m in stored.record.inbox):
+            return {"id": message_id, "how": f"change {message_id} applied"}
+        if holder_state(store, stored.record.lock) != "live":
+            try:
+                with admin_session(store, args, key, LoadMode.REPEAT, _left(deadline)):
+                    pass  # loading applies the inbox; the release saves it
+            except LockUnavailable:
+                pass  # a holder came meanwhile: it applies the message
+            continue
+        if time.monotonic() >= deadline:
+            how = f"change {message_id} queued: the holder has not applied it yet"
+            return {"id": message_id, "how": how, "queued": True}
+        time.sleep(0.05)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise CommandError("timed out waiting for the record's lock")
+    return left
+
+
+def _service_send(store: Store, args: argparse.Namespace, key: str, kind: str, body: Any) -> str:
+    from sessionlocker.cli.options import admin_spec  # noqa: PLC0415 (keeps imports short)
+
+    current = store.read(f"{args.namespace}/{key}")
+    schema = None if current is None else decode(current.value).schema
+    service = LockerService(store, admin_spec(args, schema), workers=1)
+    try:
+        return service.send(key, kind, body)
+    finally:
+        service.close()
+
+
+def _json(text: str, what: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        bad_input(f"{what} is not JSON: {exc}")
+
+
+def _edited_patch(data: Any) -> Any:
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        bad_input("set $EDITOR (or $VISUAL), or give the change with --patch")
+    with tempfile.TemporaryDirectory(prefix="sessionlocker-edit-") as folder:
+        path = Path(folder) / "data.json"
+        path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        finished = subprocess.run([*shlex.split(editor), str(path)], check=False)
+        if finished.returncode != 0:
+            raise CommandError(f"the editor exited with status {finished.returncode}; no change")
+        edited = _json(path.read_text(), "the edited data")
+    try:
+        return diff(data, edited)
+    except ValueError as exc:
+        bad_input(str(exc))

@@ -1,0 +1,171 @@
+"""``sessionlocker history`` and ``sessionlocker restore``: the kept versions of a record.
+
+The store keeps them (SQLite and PostgreSQL: the last 10 by default, ``history=N`` in
+the URL; Redis only with ``history=N``). ``restore`` never overwrites the record
+directly: it loads it in a session, as a server does (the holder is asked to save and
+release first), sets the data to the old version's, and saves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sessionlocker.cli.options import (
+    CommandError,
+    add_common,
+    admin_spec,
+    emit,
+    guarded,
+    open_admin_store,
+    store_key,
+    usage,
+)
+from sessionlocker.cli.records_io import admin_session, read_record
+from sessionlocker.core.modes import LoadMode
+from sessionlocker.core.protocol import Versioned
+from sessionlocker.core.record import Record, decode
+from sessionlocker.errors import CorruptRecord, LockUnavailable
+from sessionlocker.stores.base import Store, Versions
+
+__all__ = ["register"]
+
+HISTORY_HELP = """\
+List the versions the store keeps of a record, newest first: revision, size, data
+version, who held the lock when it was written, and the start of the data."""
+
+RESTORE_HELP = """\
+Put back the data of an older version (REVISION, from 'history'). The record is loaded
+through a session, as a server loads it: a live holder gets a release request and the
+command waits (up to --timeout) for it to save and release, so nothing it saved is
+overwritten unseen (its last save stays in the history). The old data is then written
+as a normal save, and the record released. Everything else (inbox, purchases, credit)
+stays as it is now. An old version of another data version is migrated with --spec;
+without --spec such a restore is refused."""
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``history`` and ``restore`` subcommands."""
+    parser = subcommands.add_parser(
+        "history",
+        help="list the kept versions of a record",
+        description=HISTORY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser, spec=False)
+    parser.add_argument("key", metavar="KEY")
+    parser.set_defaults(run=guarded(run_history), parser=parser)
+
+    parser = subcommands.add_parser(
+        "restore",
+        help="put back an older version's data, through a session",
+        description=RESTORE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser)
+    parser.add_argument("key", metavar="KEY")
+    parser.add_argument("revision", metavar="REVISION")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait (60)"
+    )
+    parser.set_defaults(run=guarded(run_restore), parser=parser)
+
+
+def _versions(store: Store, args: argparse.Namespace) -> list[Versioned]:
+    if not isinstance(store, Versions):
+        raise CommandError(f"this store ({type(store).__name__}) keeps no versions")
+    return store.history(store_key(args, args.key))
+
+
+def run_history(args: argparse.Namespace) -> int:
+    """Print the versions."""
+    store = open_admin_store(args)
+    try:
+        versions = _versions(store, args)
+    finally:
+        store.close()
+    if not versions:
+        raise CommandError(f"no versions of {args.key!r} are kept (is history on?)")
+    rows = [_row(v) for v in versions]
+    lines = [f"{'REVISION':>10} {'BYTES':>9} {'SCHEMA':>6} {'HELD BY':<40} DATA"]
+    for row in rows:
+        data = json.dumps(row.get("data"), sort_keys=True)
+        data = data if len(data) <= 60 else data[:57] + "..."
+        lines.append(
+            f"{row['revision']:>10} {row['bytes']:>9,} {row.get('schema', '?'):>6} "
+            f"{row.get('held_by') or '-':<40} {row.get('error', data)}"
+        )
+    emit(args, "\n".join(lines), rows)
+    return 0
+
+
+def _row(version: Versioned) -> dict[str, Any]:
+    row: dict[str, Any] = {"revision": version.revision, "bytes": len(version.value)}
+    try:
+        record = decode(version.value)
+    except CorruptRecord as exc:
+        row["error"] = f"corrupt: {exc}"
+        return row
+    row.update(
+        schema=record.schema,
+        held_by=None if record.lock is None else record.lock.session,
+        data=record.data,
+    )
+    return row
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    """Load, replace the data, save."""
+    if args.timeout <= 0:
+        usage("--timeout must be a positive number of seconds")
+    try:
+        revision = int(args.revision)
+    except ValueError:
+        usage(f"REVISION is a whole number from 'history', not {args.revision!r}")
+    store = open_admin_store(args)
+    try:
+        current = read_record(store, args, args.key).record
+        old = _old_record(store, args, revision)
+        data = _data_for(args, old, current)
+        try:
+            with admin_session(store, args, args.key, LoadMode.FORCE, args.timeout) as locker:
+                locker.data = data
+                locker.mark_changed()
+        except LockUnavailable as exc:
+            raise CommandError(
+                f"{args.key!r} was not released within {args.timeout:g} s; nothing restored"
+            ) from exc
+        after = read_record(store, args, args.key).versioned.revision
+    finally:
+        store.close()
+    emit(
+        args,
+        f"{args.key}: data of revision {revision} restored (now revision {after})",
+        {"key": args.key, "restored": revision, "revision": after},
+    )
+    return 0
+
+
+def _old_record(store: Store, args: argparse.Namespace, revision: int) -> Record:
+    versions = _versions(store, args)
+    for version in versions:
+        if version.revision == revision:
+            try:
+                return decode(version.value)
+            except CorruptRecord as exc:
+                raise CommandError(f"revision {revision} is corrupt: {exc}") from exc
+    kept = ", ".join(str(v.revision) for v in versions) or "none"
+    return usage(f"{args.key!r} has no kept revision {revision} (kept: {kept})")
+
+
+def _data_for(args: argparse.Namespace, old: Record, current: Record) -> Any:
+    """The old data, at the current record's data version."""
+    if old.schema == current.schema:
+        return old.data
+    if not args.spec:
+        raise CommandError(
+            f"revision {args.revision} holds data version {old.schema}, the record is at "
+            f"{current.schema}: give --spec so the old data can be migrated"
+        )
+    return admin_spec(args).upgrade(old).data
