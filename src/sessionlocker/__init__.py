@@ -29,12 +29,13 @@ from sessionlocker.errors import (
     UsageError,
 )
 from sessionlocker.purchases import Credit, Decision, Purchaser, Receipt
-from sessionlocker.stores import Store, open_store
+from sessionlocker.stores import AsyncStore, Store, open_async_store, open_store
 from sessionlocker.trades import Trades
 
 __all__ = [
     "AlreadyOpen",
     "AsyncLockerService",
+    "AsyncStore",
     "Attempt",
     "Conflict",
     "CorruptRecord",
@@ -64,5 +65,6 @@ __all__ = [
     "Trades",
     "UnstorableData",
     "UsageError",
+    "open_async_store",
     "open_store",
 ]

@@ -53,10 +53,10 @@ def _with_option(url: str, option: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}{option}"
 
 
-def redis_backend(url: str) -> Backend:
-    """A store under a fresh key prefix on the run's Redis server."""
+def redis_backend(url: str, opener: Callable[[str], Store] = open_store) -> Backend:
+    """A store under a fresh key prefix on the run's Redis server (``opener`` opens it)."""
     prefix = f"test-{uuid.uuid4().hex[:12]}:"
-    store = open_store(_with_option(url, f"prefix={prefix}"))
+    store = opener(_with_option(url, f"prefix={prefix}"))
 
     def cleanup() -> None:
         import redis  # noqa: PLC0415 (only the Redis tests need it)
@@ -69,8 +69,8 @@ def redis_backend(url: str) -> Backend:
     return Backend("redis", store, 0.2, _sleep_a_bit_more, cleanup)
 
 
-def postgres_backend(url: str) -> Backend:
-    """A store in a fresh schema on the run's PostgreSQL server."""
+def postgres_backend(url: str, opener: Callable[[str], Store] = open_store) -> Backend:
+    """A store in a fresh schema on the run's PostgreSQL server (``opener`` opens it)."""
     if not any(form.startswith("postgresql://") for form in supported_forms()):
         pytest.skip("postgresql store not written yet")
     import psycopg  # noqa: PLC0415 (only the PostgreSQL tests need it)
@@ -78,7 +78,7 @@ def postgres_backend(url: str) -> Backend:
     schema = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(f"CREATE SCHEMA {schema}")
-    store = open_store(_with_option(url, f"schema={schema}"))
+    store = opener(_with_option(url, f"schema={schema}"))
 
     def cleanup() -> None:
         with psycopg.connect(url, autocommit=True) as connection:

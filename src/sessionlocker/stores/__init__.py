@@ -7,25 +7,34 @@
 - ``ReadOnlyStore``: wraps any store; reads it, keeps every write in this process.
 - ``CountingStore``: wraps any store and counts its round trips by kind.
 - ``open_store(url)``: any of them from a URL such as ``sqlite:///data/app.db``.
+- ``AsyncStore`` and ``open_async_store(url)``: the same stores for asyncio (native
+  clients for Redis and PostgreSQL, ``threaded(store)`` for the others).
 """
 
 from __future__ import annotations
 
+from sessionlocker.stores.async_base import AsyncStore, async_cas_update
+from sessionlocker.stores.async_threaded import ThreadedAsyncStore, threaded
 from sessionlocker.stores.base import Store, cas_update
 from sessionlocker.stores.counting import CountingStore
 from sessionlocker.stores.faults import FaultyStore
 from sessionlocker.stores.memory import MemoryStore
-from sessionlocker.stores.opening import open_store
+from sessionlocker.stores.opening import open_async_store, open_store
 from sessionlocker.stores.readonly import ReadOnlyStore
 from sessionlocker.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "AsyncStore",
     "CountingStore",
     "FaultyStore",
     "MemoryStore",
     "ReadOnlyStore",
     "SQLiteStore",
     "Store",
+    "ThreadedAsyncStore",
+    "async_cas_update",
     "cas_update",
+    "open_async_store",
     "open_store",
+    "threaded",
 ]

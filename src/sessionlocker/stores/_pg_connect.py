@@ -18,11 +18,11 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sessionlocker.errors import UsageError
 
-__all__ = ["Connector", "check_idle", "check_seconds_above_zero"]
+__all__ = ["Connector", "check_idle", "check_idle_async", "check_seconds_above_zero"]
 
 
 def check_seconds_above_zero(value: object, what: str) -> float:
@@ -44,6 +44,13 @@ def check_idle(connection: psycopg.Connection[TupleRow]) -> None:
     """
     if _readable(connection.fileno()):
         connection.close()
+        raise psycopg.OperationalError("the server closed this idle connection")
+
+
+async def check_idle_async(connection: psycopg.AsyncConnection[TupleRow]) -> None:
+    """``check_idle`` for the async pool."""
+    if _readable(connection.fileno()):
+        await connection.close()
         raise psycopg.OperationalError("the server closed this idle connection")
 
 
@@ -128,17 +135,27 @@ class Connector:
         one: calls work again within moments of a server coming back, however long it
         was away.
         """
-        pool = ConnectionPool(
-            self.conninfo,
-            kwargs=dict(self.kwargs),
-            min_size=1,
-            max_size=size,
-            check=check_idle,
-            name=name,
-            timeout=self.connect_timeout,
-            reconnect_timeout=self.connect_timeout,
-            num_workers=2,
-            open=False,
-        )
+        pool = ConnectionPool(self.conninfo, check=check_idle, **self._pool_options(size, name))
         pool.open(wait=False)
         return pool
+
+    def async_pool(
+        self, *, size: int, name: str
+    ) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+        """``pool`` for the event loop (not yet opened: ``await pool.open()``)."""
+        return AsyncConnectionPool(
+            self.conninfo, check=check_idle_async, **self._pool_options(size, name)
+        )
+
+    def _pool_options(self, size: int, name: str) -> dict[str, Any]:
+        """The settings both pools share (see ``pool``)."""
+        return {
+            "kwargs": dict(self.kwargs),
+            "min_size": 1,
+            "max_size": size,
+            "name": name,
+            "timeout": self.connect_timeout,
+            "reconnect_timeout": self.connect_timeout,
+            "num_workers": 2,
+            "open": False,
+        }

@@ -1,10 +1,15 @@
-"""``open_store``: a store from a URL, with the memory and SQLite backends registered.
+"""``open_store`` and ``open_async_store``: a store from a URL, every backend registered.
 
 Other backends plug in with ``register_backend`` (see ``sessionlocker.stores.url``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sessionlocker.stores.async_base import AsyncStore
+from sessionlocker.stores.async_threaded import threaded
 from sessionlocker.stores.base import Store
 from sessionlocker.stores.faults import FaultyStore
 from sessionlocker.stores.memory import MemoryStore
@@ -17,7 +22,7 @@ from sessionlocker.stores.url import (
     register_backend,
 )
 
-__all__ = ["open_store"]
+__all__ = ["open_async_store", "open_store"]
 
 
 def _open_memory(url: StoreURL) -> Store:
@@ -66,16 +71,37 @@ register_backend(
 )
 
 
-def _open_redis(url: StoreURL) -> Store:
-    # Imported here, so the package works without the ``redis`` extra installed.
+@contextmanager
+def _extra(url: StoreURL, modules: tuple[str, ...], missing: str) -> Iterator[None]:
+    """Turn the ImportError of a missing optional extra into a ``UsageError``."""
     try:
-        from sessionlocker.stores.redis_url import open_redis_url  # noqa: PLC0415 (optional extra)
+        yield
     except ImportError as exc:
-        if exc.name != "redis" and not str(exc.name).startswith("redis."):
+        if not str(exc.name).startswith(modules):
             raise
-        missing = "the redis package is missing: pip install 'sessionlocker[redis]'"
         raise url.error(missing) from None
+
+
+_NO_REDIS = "the redis package is missing: pip install 'sessionlocker[redis]'"
+_NO_PSYCOPG = "psycopg is missing: pip install 'sessionlocker[postgresql]'"
+
+
+# The backends of optional extras are imported when opened, so the package works
+# without them installed.
+
+
+def _open_redis(url: StoreURL) -> Store:
+    with _extra(url, ("redis",), _NO_REDIS):
+        from sessionlocker.stores.redis_url import open_redis_url  # noqa: PLC0415 (optional extra)
     return open_redis_url(url)
+
+
+def _open_async_redis(url: StoreURL) -> AsyncStore:
+    with _extra(url, ("redis",), _NO_REDIS):
+        from sessionlocker.stores.redis_url import (  # noqa: PLC0415 (optional extra)
+            open_async_redis_url,
+        )
+    return open_async_redis_url(url)
 
 
 for _scheme in ("redis", "rediss"):
@@ -89,22 +115,25 @@ for _scheme in ("redis", "rediss"):
             ),
             options=frozenset({"prefix", "history", "timeout", "pool", "ca"}),
             open=_open_redis,
+            open_async=_open_async_redis,
         )
     )
 
 
 def _open_postgresql(url: StoreURL) -> Store:
-    # Imported here, so the package works without the ``postgresql`` extra installed.
-    try:
+    with _extra(url, ("psycopg",), _NO_PSYCOPG):
         from sessionlocker.stores.postgresql_url import (  # noqa: PLC0415 (optional extra)
             open_postgresql_url,
         )
-    except ImportError as exc:
-        if not str(exc.name).startswith(("psycopg", "psycopg_pool")):
-            raise
-        missing = "psycopg is missing: pip install 'sessionlocker[postgresql]'"
-        raise url.error(missing) from None
     return open_postgresql_url(url)
+
+
+def _open_async_postgresql(url: StoreURL) -> AsyncStore:
+    with _extra(url, ("psycopg",), _NO_PSYCOPG):
+        from sessionlocker.stores.postgresql_url import (  # noqa: PLC0415 (optional extra)
+            open_async_postgresql_url,
+        )
+    return open_async_postgresql_url(url)
 
 
 for _scheme in ("postgresql", "postgres"):
@@ -121,6 +150,7 @@ for _scheme in ("postgresql", "postgres"):
                 | {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"}
             ),
             open=_open_postgresql,
+            open_async=_open_async_postgresql,
         )
     )
 
@@ -166,3 +196,18 @@ def open_store(url: str) -> Store:
         retry_after=faults["retry_after"],
         seed=seed,
     )
+
+
+def open_async_store(url: str) -> AsyncStore:
+    """Open the store ``url`` names as an ``AsyncStore``: the same schemes and options as
+    ``open_store``, and the same records (a sync and an async store can share them).
+
+    Redis and PostgreSQL get their native async clients (``AsyncRedisStore``,
+    ``AsyncPostgreSQLStore``). Memory, SQLite, and any URL with fault options (the
+    ``FaultyStore`` wrapper is sync) get ``open_store``'s store with every call on a
+    thread (``threaded``). Raises ``UsageError`` as ``open_store`` does.
+    """
+    backend, parsed = parse_store_url(url)
+    if backend.open_async is None or FAULT_OPTIONS.intersection(parsed.options):
+        return threaded(open_store(url))
+    return backend.open_async(parsed)

@@ -8,13 +8,14 @@ password is handed to libpq apart from the connection string and never shown.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
-from sessionlocker.errors import UsageError
+from sessionlocker.stores.async_postgresql import AsyncPostgreSQLStore
 from sessionlocker.stores.postgresql import PostgreSQLStore
-from sessionlocker.stores.url import StoreURL
+from sessionlocker.stores.url import StoreURL, made_from
 
-__all__ = ["OPTIONS", "open_postgresql_url"]
+__all__ = ["OPTIONS", "open_async_postgresql_url", "open_postgresql_url"]
 
 #: libpq parameters a URL may set, passed through unchanged.
 _LIBPQ = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name")
@@ -43,6 +44,16 @@ def open_postgresql_url(url: StoreURL) -> PostgreSQLStore:
     10), ``connect_timeout`` (seconds, default 5), and the libpq parameters ``sslmode``,
     ``sslrootcert``, ``sslcert``, ``sslkey``, ``application_name``.
     """
+    return made_from(url, PostgreSQLStore, _settings(url))
+
+
+def open_async_postgresql_url(url: StoreURL) -> AsyncPostgreSQLStore:
+    """An ``AsyncPostgreSQLStore`` from the same URL (see ``open_postgresql_url``)."""
+    return made_from(url, AsyncPostgreSQLStore, _settings(url))
+
+
+def _settings(url: StoreURL) -> dict[str, Any]:
+    """The store's arguments from ``url``; ``UsageError`` naming what is malformed."""
     if not url.has_authority or not url.host:
         raise url.error(f"write {url.scheme}://host[:port]/database")
     database = url.path[1:] if url.path.startswith("/") else url.path
@@ -53,18 +64,15 @@ def open_postgresql_url(url: StoreURL) -> PostgreSQLStore:
     connect = {name: url.options[name] for name in _LIBPQ if name in url.options}
     if url.password:
         connect["password"] = url.password
-    try:
-        return PostgreSQLStore(
-            conninfo,
-            table=url.options.get("table", "sessionlocker_records"),
-            schema=url.options.get("schema", "public"),
-            prefix=url.options.get("prefix", ""),
-            history=_whole(url, "history", 10, 0),
-            pool_size=_whole(url, "pool", 8, 1),
-            timeout=url.number("timeout", 10.0, minimum=0.001),
-            connect_timeout=url.number("connect_timeout", 5.0, minimum=0.001),
-            application_name=connect.pop("application_name", "sessionlocker"),
-            connect=connect,
-        )
-    except UsageError as exc:
-        raise url.error(str(exc)) from None
+    return {
+        "conninfo": conninfo,
+        "table": url.options.get("table", "sessionlocker_records"),
+        "schema": url.options.get("schema", "public"),
+        "prefix": url.options.get("prefix", ""),
+        "history": _whole(url, "history", 10, 0),
+        "pool_size": _whole(url, "pool", 8, 1),
+        "timeout": url.number("timeout", 10.0, minimum=0.001),
+        "connect_timeout": url.number("connect_timeout", 5.0, minimum=0.001),
+        "application_name": connect.pop("application_name", "sessionlocker"),
+        "connect": connect,
+    }

@@ -7,13 +7,14 @@ store apart from anything it shows, so it never appears in a message.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
-from sessionlocker.errors import UsageError
+from sessionlocker.stores.async_redis import AsyncRedisStore
 from sessionlocker.stores.redis import RedisStore
-from sessionlocker.stores.url import StoreURL
+from sessionlocker.stores.url import StoreURL, made_from
 
-__all__ = ["open_redis_url"]
+__all__ = ["open_async_redis_url", "open_redis_url"]
 
 
 def open_redis_url(url: StoreURL) -> RedisStore:
@@ -22,6 +23,16 @@ def open_redis_url(url: StoreURL) -> RedisStore:
     Options: ``prefix`` (key prefix), ``history`` (versions kept per key), ``timeout``
     (seconds), ``pool`` (connections), ``ca`` (a CA file, with ``rediss://``).
     """
+    return made_from(url, RedisStore, _settings(url))
+
+
+def open_async_redis_url(url: StoreURL) -> AsyncRedisStore:
+    """An ``AsyncRedisStore`` from the same URL (see ``open_redis_url``)."""
+    return made_from(url, AsyncRedisStore, _settings(url))
+
+
+def _settings(url: StoreURL) -> dict[str, Any]:
+    """The store's arguments from ``url``; ``UsageError`` naming what is malformed."""
     if not url.has_authority:
         raise url.error(f"write {url.scheme}:// and then the host")
     try:
@@ -37,19 +48,16 @@ def open_redis_url(url: StoreURL) -> RedisStore:
         raise url.error("option ca is for TLS: use rediss://")
     history = url.integer("history")
     pool = url.integer("pool")
-    try:
-        return RedisStore(
-            host,
-            port,
-            db=int(path or 0),
-            username=url.username or None,
-            password=url.password,
-            tls=url.scheme == "rediss",
-            ca_certs=url.options.get("ca"),
-            prefix=url.options.get("prefix", "sessionlocker:"),
-            history=0 if history is None else history,
-            timeout=url.number("timeout", 5.0, minimum=0.001),
-            pool=8 if pool is None else pool,
-        )
-    except UsageError as exc:
-        raise url.error(str(exc)) from None
+    return {
+        "host": host,
+        "port": port,
+        "db": int(path or 0),
+        "username": url.username or None,
+        "password": url.password,
+        "tls": url.scheme == "rediss",
+        "ca_certs": url.options.get("ca"),
+        "prefix": url.options.get("prefix", "sessionlocker:"),
+        "history": 0 if history is None else history,
+        "timeout": url.number("timeout", 5.0, minimum=0.001),
+        "pool": 8 if pool is None else pool,
+    }

@@ -12,15 +12,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sessionlocker.errors import UsageError
+from sessionlocker.stores.async_base import AsyncStore
 from sessionlocker.stores.base import Store
 
 __all__ = [
     "FAULT_OPTIONS",
     "Backend",
     "StoreURL",
+    "made_from",
     "parse_store_url",
     "redact",
     "register_backend",
@@ -94,9 +97,22 @@ class Backend:
     #: Query options of this backend, beside ``FAULT_OPTIONS``.
     options: frozenset[str]
     open: Callable[[StoreURL], Store]
+    #: A native async store for ``open_async_store``; without one, ``open``'s store
+    #: runs on threads.
+    open_async: Callable[[StoreURL], AsyncStore] | None = None
 
 
 _BACKENDS: dict[str, Backend] = {}
+
+S = TypeVar("S")
+
+
+def made_from(url: StoreURL, factory: Callable[..., S], settings: Mapping[str, Any]) -> S:
+    """``factory(**settings)``, its ``UsageError`` re-raised naming ``url`` and its forms."""
+    try:
+        return factory(**settings)
+    except UsageError as exc:
+        raise url.error(str(exc)) from None
 
 
 def register_backend(backend: Backend) -> None:

@@ -1,0 +1,203 @@
+"""``AsyncPostgreSQLStore``: the PostgreSQL store on psycopg's async connections.
+
+The same tables, statements, results and error translation as ``PostgreSQLStore``: both
+build every statement and read every result with ``postgresql_common.PostgreSQLLayout``,
+and differ only in how a statement travels (here through a
+``psycopg_pool.AsyncConnectionPool``). So sync and async stores on the same table share
+records, revisions, sessions and notifications.
+
+Two things stay blocking, each on a thread so the loop never waits on them: creating
+missing tables (once, at the first call) and notifications, which reuse the LISTEN
+thread of ``PostgreSQLWatch`` through a sync ``PostgreSQLStore`` twin that opens no
+pool (a wake may come from that thread, as ``Notifying`` allows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.stores._checks import closed_error
+from sessionlocker.stores._pg_watch import PostgreSQLWatch
+from sessionlocker.stores.async_base import async_cas_update
+from sessionlocker.stores.base import Wake
+from sessionlocker.stores.postgresql import PostgreSQLStore
+from sessionlocker.stores.postgresql_common import (
+    PAGE,
+    STALE_ROUNDS,
+    PostgreSQLLayout,
+    Statement,
+    check_count,
+)
+
+__all__ = ["AsyncPostgreSQLStore"]
+
+T = TypeVar("T")
+
+
+class AsyncPostgreSQLStore:
+    """An ``AsyncStore`` (and ``Notifying``) on PostgreSQL; the arguments are
+    ``PostgreSQLStore``'s. Use it from one event loop. No I/O before the first call.
+    """
+
+    def __init__(
+        self,
+        conninfo: str = "",
+        *,
+        table: str = "sessionlocker_records",
+        schema: str = "public",
+        prefix: str = "",
+        history: int = 10,
+        pool_size: int = 8,
+        timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        application_name: str = "sessionlocker",
+        connect: Mapping[str, str] | None = None,
+    ) -> None:
+        settings: dict[str, Any] = {
+            "table": table,
+            "schema": schema,
+            "prefix": prefix,
+            "history": history,
+            "timeout": timeout,
+            "connect_timeout": connect_timeout,
+            "application_name": application_name,
+            "connect": connect,
+        }
+        self._layout = PostgreSQLLayout(conninfo, **settings)
+        self._watcher = PostgreSQLStore(conninfo, pool_size=1, **settings)
+        self._pool_size = check_count(pool_size, "pool_size", 1)
+        self._opening = asyncio.Lock()
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncPostgreSQLStore({self._layout.shown}, history={self._layout.depth})"
+
+    @property
+    def history_depth(self) -> int:
+        """How many versions of each key ``history`` keeps (0: history is off)."""
+        return self._layout.depth
+
+    # Connections.
+
+    async def _ready(self) -> AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]]:
+        """The pool, opened on first use after the tables were made sure to exist."""
+        if self._closed:
+            raise closed_error()
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._closed:
+                raise closed_error()
+            if self._pool is None:
+                await asyncio.to_thread(self._layout.create_tables)
+                name = f"sessionlocker {self._layout.names.shown}"
+                pool = self._layout.connector.async_pool(size=self._pool_size, name=name)
+                await pool.open(wait=False)
+                self._pool = pool
+            return self._pool
+
+    async def _execute(self, statement: Statement) -> list[TupleRow]:
+        """Run one statement on a pooled connection; its rows (none for a bare write)."""
+        pool = await self._ready()
+        try:
+            async with pool.connection() as connection:
+                try:
+                    cursor = await connection.execute(statement.query, statement.params)
+                    return await cursor.fetchall() if cursor.description is not None else []
+                except psycopg.Error as exc:
+                    broken = connection.broken
+                    raise self._layout.failed(exc, statement, broken=broken) from exc
+        except PoolClosed:
+            raise closed_error() from None
+        except PoolTimeout as exc:
+            raise self._layout.pool_timeout(exc, statement, self._pool_size) from exc
+
+    # Records.
+
+    async def read(self, key: str) -> Versioned | None:
+        """The bytes and revision stored at ``key``, or ``None`` when absent."""
+        return self._layout.read_rows(await self._execute(self._layout.read(key)))
+
+    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
+        statement = self._layout.write(key, value, expected)
+        for _ in range(STALE_ROUNDS):
+            revision = self._layout.write_rows(key, expected, await self._execute(statement))
+            if revision is not None:
+                return revision
+        raise self._layout.racing("write")
+
+    async def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        """``async_cas_update``: with ``known``, one round trip uncontended."""
+        return await async_cas_update(self, key, transform, known)
+
+    async def delete(self, key: str, expected: int | None = None) -> bool:
+        """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
+        statement = self._layout.delete(key, expected)
+        for _ in range(STALE_ROUNDS):
+            deleted = self._layout.delete_rows(key, expected, await self._execute(statement))
+            if deleted is not None:
+                return deleted
+        raise self._layout.racing("delete")
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every key starting with ``prefix``, in code point order, a page at a time."""
+        stored, end = self._layout.keys_start(prefix)
+        strip = len(self._layout.prefix)
+        start, first = stored, True
+        while True:
+            statement = self._layout.keys_page(stored, end, start, first=first)
+            page = self._layout.page_keys(await self._execute(statement))
+            for key in page:
+                yield key[strip:]
+            if len(page) < PAGE:
+                return
+            start, first = page[-1], False
+
+    async def history(self, key: str) -> list[Versioned]:
+        """The last ``history_depth`` versions written to ``key``, newest first."""
+        statement = self._layout.history(key)
+        if statement is None:
+            return []
+        return self._layout.history_rows(await self._execute(statement))
+
+    # Sessions.
+
+    async def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+        """Write our session record, alive for ``ttl`` seconds of the server's clock."""
+        await self._execute(self._layout.put_session(session_id, ttl, info))
+
+    async def get_session(self, session_id: str) -> SessionView:
+        """What the store knows of a session; expired once the server's ``now()`` reaches it."""
+        rows = await self._execute(self._layout.get_session(session_id))
+        return self._layout.session_rows(rows)
+
+    async def drop_session(self, session_id: str) -> None:
+        """Remove a session record; absent is fine."""
+        await self._execute(self._layout.drop_session(session_id))
+
+    # Notifications.
+
+    def watch(self, wake: Wake) -> PostgreSQLWatch:
+        """A new watch (``PostgreSQLStore.watch``): its own connection and thread."""
+        if self._closed:
+            raise closed_error()
+        return self._watcher.watch(wake)
+
+    async def aclose(self) -> None:
+        """Close every watch and the pool; later calls raise ``StoreError``. Idempotent."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        await asyncio.to_thread(self._watcher.close)  # joins the LISTEN threads
+        if pool is not None:
+            await pool.close(timeout=self._layout.connector.connect_timeout)

@@ -1,0 +1,205 @@
+"""``AsyncRedisStore``: the Redis store on ``redis.asyncio``, for the event loop.
+
+The same layout, Lua scripts, replies and error translation as ``RedisStore``: both
+build every call with ``redis_common.RedisLayout`` and differ only in how the bytes
+travel (awaited here). So a sync and an async store on the same server and prefix see
+the same records, revisions and sessions, and wake each other.
+
+Notifications use the sync ``RedisWatch`` of a sync ``RedisStore`` twin on the same
+server (it connects only when a watch is made): a pub/sub connection serviced by one
+thread, whose ``wake`` may come from that thread, as ``Notifying`` allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Any, TypeVar
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.stores._checks import closed_error
+from sessionlocker.stores.async_base import async_cas_update
+from sessionlocker.stores.base import Wake, Watch
+from sessionlocker.stores.redis import RedisStore
+from sessionlocker.stores.redis_common import SCRIPTS, Call, RedisLayout, whole
+
+__all__ = ["AsyncRedisStore"]
+
+T = TypeVar("T")
+
+
+class AsyncRedisStore:
+    """An ``AsyncStore`` (and ``Notifying``) on one Redis server; the arguments are
+    ``RedisStore``'s. ``pool`` connections are shared by the tasks of one event loop;
+    use the store from that loop only. Nothing connects until the first call.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        *,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        ca_certs: str | None = None,
+        prefix: str = "sessionlocker:",
+        history: int = 0,
+        timeout: float = 5.0,
+        pool: int = 8,
+    ) -> None:
+        where = f"{host}:{port}/{db}"
+        self._layout = layout = RedisLayout(
+            prefix=prefix, history=history, timeout=timeout, where=where, password=password
+        )
+        kwargs = layout.connection_kwargs(
+            host=host,
+            port=port,
+            db=db,
+            username=username,
+            retry=Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
+            ssl_class=redis.asyncio.SSLConnection if tls else None,
+            ca_certs=ca_certs,
+        )
+        self._pool = redis.asyncio.BlockingConnectionPool(
+            max_connections=whole(pool, "pool", 1), timeout=layout.timeout, **kwargs
+        )
+        self._watcher = RedisStore(
+            host,
+            port,
+            db=db,
+            username=username,
+            password=password,
+            tls=tls,
+            ca_certs=ca_certs,
+            prefix=prefix,
+            history=history,
+            timeout=timeout,
+            pool=1,
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        layout = self._layout
+        prefix = layout.prefix.decode()
+        return f"AsyncRedisStore({layout.where!r}, prefix={prefix!r}, history={layout.history})"
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every Redis key and channel this store uses."""
+        return self._layout.prefix.decode()
+
+    # Talking to the server.
+
+    async def _execute(self, operation: str, *args: Any, writes: bool = False) -> Any:
+        """Send one command and read its reply, translating every failure as
+        ``RedisStore._execute`` does (a lost reply to a write: unknown outcome)."""
+        if self._closed:
+            raise closed_error()
+        layout = self._layout
+        try:
+            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        except (RedisError, OSError) as exc:
+            raise layout.error(exc, operation, sent=False, writes=writes) from exc
+        try:
+            try:
+                await connection.send_command(*args)
+            except (RedisError, OSError) as exc:
+                await connection.disconnect()
+                raise layout.error(exc, operation, sent=False, writes=writes) from exc
+            try:
+                return await connection.read_response()
+            except NoScriptError:
+                raise
+            except (RedisError, OSError) as exc:
+                if not isinstance(exc, ResponseError):  # an answer leaves the connection fine
+                    await connection.disconnect()
+                raise layout.reply_error(exc, operation, writes=writes) from exc
+        finally:
+            await self._pool.release(connection)
+
+    async def _script(self, call: Call, *, writes: bool) -> Any:
+        text, sha = SCRIPTS[call.script]
+        keys, args, name = call.keys, call.args, call.script
+        try:
+            return await self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, writes=writes)
+        except NoScriptError:  # a restarted server forgot it: EVAL sends it and caches it
+            return await self._execute(name, "EVAL", text, len(keys), *keys, *args, writes=writes)
+
+    # Records.
+
+    async def read(self, key: str) -> Versioned | None:
+        """The bytes and revision stored at ``key``, or ``None`` when absent."""
+        reply = await self._execute("read", *self._layout.read_args(key))
+        return self._layout.read_reply(reply)
+
+    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+        """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
+        call = self._layout.write_call(key, value, expected)
+        return self._layout.write_reply(key, await self._script(call, writes=True))
+
+    async def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        """``async_cas_update`` on the write script: with ``known``, one round trip."""
+        return await async_cas_update(self, key, transform, known)
+
+    async def delete(self, key: str, expected: int | None = None) -> bool:
+        """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
+        call = self._layout.delete_call(key, expected)
+        return self._layout.delete_reply(key, await self._script(call, writes=True))
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every key starting with ``prefix``, gathered by SCAN when iteration starts."""
+        found: dict[str, None] = {}  # SCAN may return a key twice; keep the first
+        cursor: bytes | int = 0
+        while True:
+            cursor, names = await self._execute("keys", *self._layout.scan_args(prefix, cursor))
+            found.update(dict.fromkeys(self._layout.scan_keys(names)))
+            if int(cursor) == 0:
+                break
+        for key in found:
+            yield key
+
+    async def history(self, key: str) -> list[Versioned]:
+        """The last ``history`` versions written to ``key``, newest first."""
+        entries = await self._execute("history", *self._layout.history_args(key))
+        return self._layout.history_reply(entries)
+
+    # Sessions.
+
+    async def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+        """Write our session record, alive for ``ttl`` seconds of the server's clock."""
+        await self._script(self._layout.put_session_call(session_id, ttl, info), writes=True)
+
+    async def get_session(self, session_id: str) -> SessionView:
+        """What the server knows of a session; expired once its clock reached the expiry."""
+        reply = await self._script(self._layout.get_session_call(session_id), writes=False)
+        return self._layout.session_reply(reply)
+
+    async def drop_session(self, session_id: str) -> None:
+        """Remove a session record; absent is fine."""
+        args = self._layout.drop_session_args(session_id)
+        await self._execute("drop_session", *args, writes=True)
+
+    # Notifications.
+
+    def watch(self, wake: Wake) -> Watch:
+        """A new watch (``RedisStore.watch``): its own connection and thread."""
+        if self._closed:
+            raise closed_error()
+        return self._watcher.watch(wake)
+
+    async def aclose(self) -> None:
+        """Close every watch and connection; later calls raise. Idempotent."""
+        self._closed = True
+        await asyncio.to_thread(self._watcher.close)  # joins watch threads
+        with suppress(RedisError, OSError):  # best effort; the server forgets us anyway
+            await self._pool.disconnect()
