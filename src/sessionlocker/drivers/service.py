@@ -60,6 +60,7 @@ from sessionlocker.errors import (
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import ReadOnlyStore, Store, open_store
 from sessionlocker.stores.base import Notifying, Watch
+from sessionlocker.stores.users import keys_for_user
 
 __all__ = ["LockerService"]
 
@@ -334,6 +335,17 @@ class LockerService:
             return
         self._scheduled[locker] = due
         heapq.heappush(self._heap, (due, next(self._order), locker))
+
+    def keys_for_user(self, user_id: str) -> list[str]:
+        """The keys of this namespace whose record lists ``user_id`` (``add_user_id``), sorted.
+
+        Uses the store's index where it has one (SQLite, PostgreSQL, Redis: one query);
+        otherwise (memory, a wrapped store) reads and decodes every record of the
+        namespace. Blocks for that store call; safe from any thread. Raises ``StoreError``.
+        """
+        self._check_open()
+        prefix = self.spec.store_key("")
+        return [key[len(prefix) :] for key in keys_for_user(self.store, user_id, prefix)]
 
     # ------------------------------------------------------------------ blocking helpers
 

@@ -20,7 +20,7 @@ from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, V
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_value
 
-__all__ = ["Attempt", "Notifying", "Store", "Versions", "Wake", "Watch", "cas_decide", "cas_update"]
+__all__ = ["Attempt", "Notifying", "Store", "UserIndex", "Versions", "Wake", "Watch", "cas_decide", "cas_update"]
 
 T = TypeVar("T")
 
@@ -150,6 +150,23 @@ class Versions(Protocol):
 
     def history(self, key: str) -> list[Versioned]:
         """The kept versions of ``key``, newest first (empty when none or history is off)."""
+        ...
+
+
+@runtime_checkable
+class UserIndex(Protocol):
+    """A store that indexes records by the user ids in them (optional; others are scanned).
+
+    The index is built from the stored bytes themselves: a record's top-level
+    ``"user_ids"`` list of strings, as ``core.record`` writes it (compact JSON). A value
+    that is not such a record is written as usual and simply not indexed. The index
+    changes in the same atomic step as the write or delete, so it is never behind what
+    is stored. SQLite (a trigger), PostgreSQL (a GIN expression index) and Redis (a set
+    per user kept by the write script) have one; memory does not.
+    """
+
+    def keys_for_user(self, user_id: str, prefix: str = "") -> list[str]:
+        """The keys starting with ``prefix`` whose record lists ``user_id``, sorted."""
         ...
 
 

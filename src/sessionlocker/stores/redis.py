@@ -8,7 +8,9 @@ Layout, under the store's key prefix ``P`` (default ``sessionlocker:``):
 - ``P h:<key>``: the last N versions of the key, newest first (``history=N``; off by
   default), kept also after a delete;
 - ``P s:<session>`` and ``P session-version``: session leases and their version counter;
-- ``P n:<key>``: the pub/sub channel every write and delete of the key publishes on.
+- ``P n:<key>``: the pub/sub channel every write and delete of the key publishes on;
+- ``P u:<user id>``: the keys whose record lists that user id (``keys_for_user``), kept
+  by the write and delete scripts, which also keep the record's user ids in field ``u``.
 
 Every conditional write is one script (``redis_scripts``): compare the revision, write,
 bump, record history, publish. Session expiry is judged by the server's clock (``TIME``
@@ -194,6 +196,15 @@ class RedisStore:
             found.update(dict.fromkeys(self._layout.scan_keys(names)))
             if int(cursor) == 0:
                 return iter(list(found))
+
+    def keys_for_user(self, user_id: str, prefix: str = "") -> list[str]:
+        """The keys starting with ``prefix`` whose record lists ``user_id``, sorted.
+
+        One SMEMBERS of the user's set, which the write and delete scripts keep in the
+        same atomic step as the record.
+        """
+        members = self._execute("keys_for_user", *self._layout.users_args(user_id))
+        return self._layout.users_reply(members, prefix)
 
     def history(self, key: str) -> list[Versioned]:
         """The last ``history`` versions written to ``key``, newest first."""

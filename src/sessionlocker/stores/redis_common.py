@@ -27,6 +27,7 @@ from redis.exceptions import (
 )
 
 from sessionlocker.core.protocol import SessionView, Versioned
+from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import redis_scripts
 from sessionlocker.stores._checks import (
@@ -173,7 +174,14 @@ class RedisLayout:
         value = check_value(value)
         expected = check_expected(expected)
         keys = [self.name(b"r:", key), self.prefix + b"revision", self.name(b"h:", key)]
-        args = ["" if expected is None else str(expected), value, self.history, self.channel(key)]
+        args = [
+            "" if expected is None else str(expected),
+            value,
+            self.history,
+            self.channel(key),
+            self.prefix + b"u:",
+            key,
+        ]
         return Call("write", keys, args)
 
     @staticmethod
@@ -187,7 +195,12 @@ class RedisLayout:
         """The delete script (``expected``: only at that revision)."""
         key = check_key(key)
         expected = check_expected(expected)
-        args = ["" if expected is None else str(expected), self.channel(key)]
+        args = [
+            "" if expected is None else str(expected),
+            self.channel(key),
+            self.prefix + b"u:",
+            key,
+        ]
         return Call("delete", [self.name(b"r:", key)], args)
 
     @staticmethod
@@ -207,6 +220,16 @@ class RedisLayout:
         """The store keys of the Redis names one ``SCAN`` step returned."""
         strip = len(self.prefix) + 2
         return [bytes(name)[strip:].decode() for name in names]
+
+    def users_args(self, user_id: str) -> tuple[Any, ...]:
+        """The command reading the keys of a user (the set the scripts keep)."""
+        return ("SMEMBERS", self.name(b"u:", check_user_id(user_id)))
+
+    @staticmethod
+    def users_reply(members: list[Any], prefix: str) -> list[str]:
+        """The keys of a ``users_args`` reply that start with ``prefix``, sorted."""
+        prefix = check_prefix(prefix)
+        return sorted(k for k in (bytes(m).decode() for m in members) if k.startswith(prefix))
 
     def history_args(self, key: str) -> tuple[Any, ...]:
         """The command reading a key's history, newest first."""

@@ -13,11 +13,48 @@ from __future__ import annotations
 
 __all__ = ["DELETE", "GET_SESSION", "PUT_SESSION", "WRITE"]
 
+#: Shared by the write and delete scripts: the user index (a set ``P u:<user id>`` of
+#: keys per user). ``users_of`` reads a record's ``user_ids`` with ``cjson.decode`` only
+#: when the compact ``"user_ids":["`` is in it (the record is never re-encoded);
+#: ``reindex`` moves the key from the sets of the old users (kept in the hash field
+#: ``u``) to those of the new ones. These set names are built in the script, so Redis
+#: Cluster cannot run it (it is not supported anyway).
+_USERS = """
+local function users_of(value)
+  if not value or not string.find(value, '"user_ids":["', 1, true) then return {} end
+  local ok, record = pcall(cjson.decode, value)
+  if not ok or type(record) ~= 'table' or type(record.user_ids) ~= 'table' then return {} end
+  local ids = {}
+  for _, id in ipairs(record.user_ids) do
+    if type(id) == 'string' and id ~= '' then ids[#ids + 1] = id end
+  end
+  return ids
+end
+local function reindex(hash, old, new, sets, key)
+  local listed = {}
+  for _, id in ipairs(new) do listed[id] = true end
+  if old then
+    for _, id in ipairs(cjson.decode(old)) do
+      if not listed[id] then redis.call('SREM', sets .. id, key) end
+    end
+  end
+  for _, id in ipairs(new) do redis.call('SADD', sets .. id, key) end
+  if #new > 0 then
+    redis.call('HSET', hash, 'u', cjson.encode(new))
+  elseif old then
+    redis.call('HDEL', hash, 'u')
+  end
+end
+"""
+
 #: KEYS: record hash, revision counter, history list.
-#: ARGV: expected revision ("" = the key must be absent), value, history length, channel.
+#: ARGV: expected revision ("" = the key must be absent), value, history length, channel,
+#: user set prefix (``P u:``), key.
 #: Returns {1, new revision} when written, {0} when absent, {0, value, revision} on conflict.
-WRITE = """
-local stored = redis.call('HMGET', KEYS[1], 'v', 'rev')
+WRITE = (
+    _USERS
+    + """
+local stored = redis.call('HMGET', KEYS[1], 'v', 'rev', 'u')
 local revision = stored[2]
 if (revision or '') ~= ARGV[1] then
   if revision then return {0, stored[1], revision} end
@@ -31,6 +68,7 @@ if revision and tonumber(revision) >= new then
 end
 local text = string.format('%d', new)
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rev', text)
+reindex(KEYS[1], stored[3], users_of(ARGV[2]), ARGV[5], ARGV[6])
 local keep = tonumber(ARGV[3])
 if keep > 0 then
   redis.call('LPUSH', KEYS[3], text .. ':' .. ARGV[2])
@@ -39,17 +77,22 @@ end
 redis.call('PUBLISH', ARGV[4], text)
 return {1, new}
 """
+)
 
-#: KEYS: record hash. ARGV: expected revision ("" = any), channel.
+#: KEYS: record hash. ARGV: expected revision ("" = any), channel, user set prefix, key.
 #: Returns {1} when deleted, {0} when absent, {2, value, revision} on conflict.
-DELETE = """
-local stored = redis.call('HMGET', KEYS[1], 'v', 'rev')
+DELETE = (
+    _USERS
+    + """
+local stored = redis.call('HMGET', KEYS[1], 'v', 'rev', 'u')
 if not stored[2] then return {0} end
 if ARGV[1] ~= '' and stored[2] ~= ARGV[1] then return {2, stored[1], stored[2]} end
+reindex(KEYS[1], stored[3], {}, ARGV[3], ARGV[4])
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[2], 'deleted')
 return {1}
 """
+)
 
 #: KEYS: session hash, session version counter.
 #: ARGV: ttl in microseconds, ttl as written, info, how long Redis keeps the hash (ms).

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
+from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores._checks import (
     check_expected,
@@ -34,6 +35,46 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
+#: A record's ``"user_ids"`` as compact JSON writes it, when there is at least one: the
+#: triggers parse only records holding it, so a record without users costs one byte scan.
+_USERS_MARK = "X'22757365725f696473223a5b22'"
+
+
+def _user_rows(row: str, *, scan: bool = False) -> str:
+    """(user id, key) rows of the record ``row`` (``NEW``, ``OLD`` or, with ``scan``, every
+    row of ``records``); none from a value that is not JSON."""
+    text = f"CAST({row}.value AS TEXT)"
+    source = "records, " if scan else ""
+    return (
+        f"SELECT j.value, {row}.key FROM {source}json_each(CASE WHEN json_valid({text})"
+        f" THEN {text} ELSE '{{}}' END, '$.user_ids') AS j WHERE j.type = 'text'"
+    )
+
+
+#: The user index (``keys_for_user``): kept by triggers in each write's transaction.
+_USER_INDEX = (
+    "CREATE TABLE IF NOT EXISTS record_users (user_id TEXT NOT NULL, key TEXT NOT NULL,"
+    " PRIMARY KEY (user_id, key)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS record_users_key ON record_users (key)",
+    "CREATE TRIGGER IF NOT EXISTS records_users_insert AFTER INSERT ON records"
+    f" WHEN instr(NEW.value, {_USERS_MARK}) > 0 BEGIN"
+    f" INSERT OR IGNORE INTO record_users (user_id, key) {_user_rows('NEW')}; END",
+    "CREATE TRIGGER IF NOT EXISTS records_users_update AFTER UPDATE OF value ON records"
+    f" WHEN instr(OLD.value, {_USERS_MARK}) > 0 OR instr(NEW.value, {_USERS_MARK}) > 0 BEGIN"
+    " DELETE FROM record_users WHERE key = OLD.key;"
+    f" INSERT OR IGNORE INTO record_users (user_id, key) {_user_rows('NEW')}; END",
+    "CREATE TRIGGER IF NOT EXISTS records_users_delete AFTER DELETE ON records"
+    f" WHEN instr(OLD.value, {_USERS_MARK}) > 0 BEGIN"
+    " DELETE FROM record_users WHERE key = OLD.key; END",
+)
+
+#: Fills the index from the records of a file made before it existed.
+_USER_BACKFILL = (
+    "INSERT OR IGNORE INTO record_users (user_id, key) "
+    + _user_rows("records", scan=True)
+    + f" AND instr(records.value, {_USERS_MARK}) > 0"
+)
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
     " key TEXT PRIMARY KEY, revision INTEGER NOT NULL,"
@@ -46,6 +87,7 @@ _SCHEMA = (
     " id INTEGER PRIMARY KEY CHECK (id = 1),"
     " revision INTEGER NOT NULL, session_version INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO counter (id, revision, session_version) VALUES (1, 0, 0)",
+    *_USER_INDEX,
     # The last versions of each key (see ``SQLiteStore.history``); kept across a delete.
     "CREATE TABLE IF NOT EXISTS history ("
     " key TEXT NOT NULL, revision INTEGER NOT NULL, value BLOB NOT NULL,"
@@ -85,6 +127,8 @@ class SQLiteStore:
       each write, so they only grow across keys, deletes and processes.
     - Session expiry is judged by this host's wall clock (``time.time()``), which all
       processes on the machine share.
+    - Records are indexed by their ``user_ids`` (``keys_for_user``) by triggers that
+      parse only records listing at least one user.
     - ``history``: how many versions of each key to keep (0: none), copied in the
       transaction of each write; see ``history()``.
 
@@ -177,8 +221,13 @@ class SQLiteStore:
     def _create_schema(connection: sqlite3.Connection) -> None:
         connection.execute("BEGIN IMMEDIATE")
         try:
+            indexed = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'record_users'"
+            ).fetchone()
             for statement in _SCHEMA:
                 connection.execute(statement)
+            if indexed is None:
+                connection.execute(_USER_BACKFILL)
             connection.execute("COMMIT")
         except BaseException:
             _rollback(connection)
@@ -338,6 +387,22 @@ class SQLiteStore:
                 (key, self._history),
             ).fetchall()
         return [Versioned(bytes(value), int(revision)) for value, revision in rows]
+
+    def keys_for_user(self, user_id: str, prefix: str = "") -> list[str]:
+        """The keys starting with ``prefix`` whose record lists ``user_id``, sorted.
+
+        Answered from the ``record_users`` table, which triggers keep in the transaction
+        of every write and delete, so it is never behind the records.
+        """
+        user_id = check_user_id(user_id)
+        prefix = check_prefix(prefix)
+        with self._reading("keys_for_user") as connection:
+            rows = connection.execute(
+                "SELECT key FROM record_users WHERE user_id = ?1 AND key >= ?2"
+                " AND substr(key, 1, ?3) = ?2 ORDER BY key",
+                (user_id, prefix, len(prefix)),
+            ).fetchall()
+        return [str(row[0]) for row in rows]
 
     # Sessions.
 
