@@ -61,7 +61,13 @@ def execute(store: Store, request: Request) -> object:
     except StoreError as exc:
         return exc
     except Exception as exc:  # a store that let its client's error escape: outcome unknown
-        log.exception("store %s raised an untranslated error", type(store).__name__)
+        key = request.key if isinstance(request, Update) else None
+        log.exception(
+            "key=%s store %s raised an untranslated error",
+            key,
+            type(store).__name__,
+            extra={"key": key},
+        )
         error = StoreError(f"store raised {type(exc).__name__}", unknown_outcome=True)
         error.__cause__ = exc
         return error

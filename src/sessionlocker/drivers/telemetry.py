@@ -20,7 +20,7 @@ import threading
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.locker import Locker
-from sessionlocker.core.protocol import Request, Update, Updated
+from sessionlocker.core.protocol import PutSession, ReadSession, Request, Update, Updated
 from sessionlocker.core.states import Status
 from sessionlocker.errors import StoreError
 from sessionlocker.metrics import NO_METRICS, Metrics, NoMetrics, store_error_kind
@@ -132,15 +132,15 @@ class Telemetry:
         if isinstance(result, StoreError):
             kind = store_error_kind(result)
             self.metrics.count("store_errors", {"kind": kind})
-            key = _key_of(request)
             level = logging.ERROR if not result.retryable else logging.WARNING
             if service_log.isEnabledFor(level):
+                key = _key_of(request)
                 service_log.log(
                     level,
-                    "key=%s session=%s %s failed (%s): %s",
-                    key,
+                    "%ssession=%s %s failed (%s): %s",
+                    "" if key is None else f"key={key} ",
                     self.session_id,
-                    type(request).__name__,
+                    _call_name(request),
                     kind,
                     result,
                     extra={"key": key, "session": self.session_id},
@@ -163,3 +163,14 @@ class Telemetry:
 
 def _key_of(request: Request) -> str | None:
     return request.key if isinstance(request, Update) else None
+
+
+def _call_name(request: Request) -> str:
+    """What failed, in an operator's words."""
+    if isinstance(request, Update):
+        return "a record update"
+    if isinstance(request, ReadSession):
+        return f"reading the lease of session {request.session_id}"
+    if isinstance(request, PutSession):
+        return "renewing our lease"
+    return "dropping our lease"

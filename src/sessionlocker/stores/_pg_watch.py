@@ -155,4 +155,4 @@ class PostgreSQLWatch:
         try:
             self._wake(key, revision)
         except Exception:  # a broken callback must not stop the wake-ups of other keys
-            log.exception("wake callback failed for a watched key")
+            log.exception("key=%s the wake callback failed", key, extra={"key": key})

@@ -90,7 +90,7 @@ class MemoryStore:
             try:
                 wake(key, revision)
             except Exception:  # the write is committed; a broken callback must not undo that
-                log.exception("wake(%r) raised", key)
+                log.exception("key=%s the wake callback failed", key, extra={"key": key})
 
     def _write_locked(self, key: str, value: bytes, expected: int | None) -> int:
         current = self._records.get(key)

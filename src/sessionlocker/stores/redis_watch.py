@@ -182,4 +182,4 @@ class RedisWatch:
         try:
             self._wake(key, revision)
         except Exception:  # a broken callback must not end the watch
-            log.exception("wake(%r) raised", key)
+            log.exception("key=%s the wake callback failed", key, extra={"key": key})
