@@ -20,7 +20,17 @@ from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, V
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_value
 
-__all__ = ["Attempt", "Notifying", "Store", "UserIndex", "Versions", "Wake", "Watch", "cas_decide", "cas_update"]
+__all__ = [
+    "Attempt",
+    "Notifying",
+    "Store",
+    "UserIndex",
+    "Versions",
+    "Wake",
+    "Watch",
+    "cas_decide",
+    "cas_update",
+]
 
 T = TypeVar("T")
 
