@@ -2,8 +2,9 @@
 
 Each test of ``test_conformance`` is collected here too, with a ``backend`` fixture
 whose store is an ``AsyncStore`` from ``open_async_store`` seen through
-``BlockingStore``: every call is the async store's coroutine, run on one event loop
-thread. Redis and PostgreSQL are the native async clients on the run's real servers.
+``BlockingStore`` (``async_blocking``): every call is the async store's coroutine,
+run on one event loop thread. Redis and PostgreSQL are the native async clients, on
+the run's real servers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import pytest
 
 from sessionlocker.stores import MemoryStore
 from sessionlocker.stores.async_base import AsyncStore
+from sessionlocker.stores.async_blocking import BlockingStore
 from sessionlocker.stores.async_threaded import NotifyingThreadedAsyncStore, threaded
 from sessionlocker.stores.base import Notifying, Store
 from sessionlocker.stores.opening import open_async_store
 
-from .async_support import BlockingStore, LoopThread
+from .async_support import LoopThread
 from .conftest import Backend, FakeClock, postgres_backend, redis_backend
 from .test_conformance import *  # noqa: F403 (the same tests, collected with this backend)
 
@@ -29,7 +31,7 @@ ASYNC_BACKENDS = ["async-memory", "async-sqlite", "async-redis", "async-postgres
 
 def _make(name: str, tmp_path: Path, request: pytest.FixtureRequest, loop: LoopThread) -> Backend:
     def opener(url: str) -> Store:
-        return BlockingStore(open_async_store(url), loop)
+        return loop.store(open_async_store(url))
 
     if name == "async-redis":
         return redis_backend(request.getfixturevalue("redis_url"), opener)
@@ -37,7 +39,7 @@ def _make(name: str, tmp_path: Path, request: pytest.FixtureRequest, loop: LoopT
         return postgres_backend(request.getfixturevalue("postgres_url"), opener)
     if name == "async-memory":  # a fake clock, to judge session expiry without waiting
         clock = FakeClock()
-        store = BlockingStore(threaded(MemoryStore(clock=clock)), loop)
+        store = loop.store(threaded(MemoryStore(clock=clock)))
         return Backend(name, store, 10.0, clock.advance)
     store = opener(f"sqlite:///{tmp_path / 'store.db'}")
     return Backend(name, store, 0.2, lambda seconds: time.sleep(seconds + 0.02))
