@@ -1,0 +1,180 @@
+"""Erase every record of a user (a data-erasure request), each under its lock.
+
+``erase_user(service, user_id)`` finds the user's keys (``service.keys_for_user``) and,
+for each, takes the lock the way a server does: a release request that a live holder
+answers by saving and releasing, then a bounded wait. It never steals from a live
+holder: a lock still held when ``timeout`` runs out (or a holder whose lease is alive
+and does not answer) leaves that record untouched and is reported as ``locked``. A
+dead holder's lock is taken over after its lease expires, as for any load.
+
+Once the lock is ours the record is deleted at the revision we hold, so a write that
+slipped in (a remote change appended to its inbox) is seen, re-read and checked again
+rather than overwritten. The locker then ends without saving (it reports the lock lost,
+since the record is gone). A record that no longer lists the user is left alone.
+
+The report says, per key, what happened; ``audit_line`` is the JSON line an operator
+keeps (who, when, which user, which keys, the result; never the data), and
+``erase_user`` also logs it on the ``sessionlocker.erase`` logger.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sessionlocker.core.modes import Attempt, LoadMode
+from sessionlocker.core.record import decode
+from sessionlocker.core.states import Status
+from sessionlocker.core.users import check_user_id
+from sessionlocker.errors import Conflict, CorruptRecord, LockUnavailable, SessionLockerError
+
+if TYPE_CHECKING:
+    from sessionlocker.core.locker import Locker
+    from sessionlocker.drivers.service import LockerService
+
+__all__ = ["ERASED", "GONE", "LOCKED", "NOT_LISTED", "EraseReport", "KeyResult", "erase_user"]
+
+log = logging.getLogger("sessionlocker.erase")
+
+#: The record was deleted.
+ERASED = "erased"
+#: The record was already gone when we came to it.
+GONE = "gone"
+#: The lock could not be had in time; the record is untouched.
+LOCKED = "locked"
+#: The record no longer lists the user; it is untouched.
+NOT_LISTED = "not_listed"
+#: Anything else (a store error, an unreadable record); the record is untouched.
+FAILED = "failed"
+
+_LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResult:
+    """What happened to one key: ``result`` is one of the constants above."""
+
+    key: str
+    result: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EraseReport:
+    """The outcome of ``erase_user``: per key, in key order."""
+
+    user_id: str
+    namespace: str
+    session: str
+    started: float
+    finished: float
+    keys: tuple[KeyResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no record of the user is left (each erased, gone or not listed)."""
+        return all(k.result in (ERASED, GONE, NOT_LISTED) for k in self.keys)
+
+    def as_dict(self) -> dict[str, object]:
+        """The report as JSON-ready values."""
+        return {
+            "user_id": self.user_id,
+            "namespace": self.namespace,
+            "session": self.session,
+            "started": self.started,
+            "finished": self.finished,
+            "ok": self.ok,
+            "keys": [{"key": k.key, "result": k.result, "detail": k.detail} for k in self.keys],
+        }
+
+    def audit_line(self) -> str:
+        """One JSON line for an audit log: who (OS user, host), when, what, the result."""
+        entry = {
+            "event": "erase_user",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.finished)),
+            "by": _operator(),
+            **self.as_dict(),
+        }
+        return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+
+
+def erase_user(service: LockerService, user_id: str, timeout: float = 10.0) -> EraseReport:
+    """Delete every record of ``service``'s namespace that lists ``user_id``.
+
+    Each key gets up to ``timeout`` seconds to have its lock released to us. Raises
+    ``StoreError`` only if the keys cannot be listed; per-key failures are in the
+    report. Blocks; drives ``service`` itself, so call it from the thread that owns it.
+    """
+    user_id = check_user_id(user_id)
+    started = time.time()
+    results = [_erase_key(service, key, user_id, timeout) for key in service.keys_for_user(user_id)]
+    report = EraseReport(
+        user_id=user_id,
+        namespace=service.spec.namespace,
+        session=service.session_id,
+        started=started,
+        finished=time.time(),
+        keys=tuple(results),
+    )
+    log.info("%s", report.audit_line())
+    return report
+
+
+def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -> KeyResult:
+    store_key = service.spec.store_key(key)
+    try:
+        stored = service.store.read(store_key)
+        if stored is None:
+            return KeyResult(key, GONE)
+        if user_id not in decode(stored.value).user_ids:
+            return KeyResult(key, NOT_LISTED)
+    except (CorruptRecord, SessionLockerError) as exc:
+        return KeyResult(key, FAILED, f"{type(exc).__name__}: {exc}")
+    locker = service.locker(key)
+    locker.acquire(_ask_never_steal)
+    service.run_until(lambda: locker.status not in (Status.LOADING, Status.WAITING), timeout)
+    try:
+        if locker.status is not Status.LOADED:
+            error = locker.error or LockUnavailable(f"not released within {timeout} s")
+            return KeyResult(key, LOCKED, f"{type(error).__name__}: {error}")
+        if user_id not in locker.user_ids:
+            return KeyResult(key, NOT_LISTED)
+        return _delete_held(service, locker, store_key)
+    finally:
+        locker.release()
+        service.run_until(lambda: locker.status not in _LIVE, timeout)
+
+
+def _ask_never_steal(attempt: Attempt) -> LoadMode:
+    """Write one release request, then wait: never take a live holder's lock."""
+    return LoadMode.FORCE if attempt.number <= 1 else LoadMode.REPEAT
+
+
+def _delete_held(service: LockerService, locker: Locker, store_key: str) -> KeyResult:
+    """Delete the record at a revision that still shows our lock."""
+    for _ in range(20):
+        stored = service.store.read(store_key)
+        if stored is None:
+            return KeyResult(locker.key, GONE)
+        if not decode(stored.value).held_by(service.session_id, locker.token or -1):
+            return KeyResult(locker.key, FAILED, "the lock was lost before the delete")
+        try:
+            service.store.delete(store_key, expected=stored.revision)
+        except Conflict:  # a remote change or our own save landed: look again
+            service.run_until(lambda: False, 0.05)
+            continue
+        return KeyResult(locker.key, ERASED)
+    return KeyResult(locker.key, FAILED, "the record kept changing")
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "?"
+    return f"{user}@{socket.gethostname()}"

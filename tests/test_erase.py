@@ -1,0 +1,159 @@
+"""Erasing a user: every record listing them goes, each under its lock; nothing else moves."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sessionlocker import LockerService, Spec
+from sessionlocker.erase import ERASED, LOCKED, erase_user
+from sessionlocker.stores import Store, open_store
+
+HOLDER = Path(__file__).parent / "procs" / "user_holder.py"
+_URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
+
+
+def spec() -> Spec:
+    return Spec("players", dict, lease=2.0, autosave_period=0.2, poll_period=0.05)
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL every process can open; server backends get a fresh key prefix."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'game.db'}"
+    base = os.environ.get(_URLS[request.param])
+    if not base:
+        pytest.skip(f"{request.param.upper()} BACKEND NOT TESTED: {_URLS[request.param]} unset")
+    return f"{base}{'&' if '?' in base else '?'}prefix=t{uuid.uuid4().hex[:10]}/"
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    made = open_store(url)
+    yield made
+    made.close()
+
+
+def make(service: LockerService, key: str, *user_ids: str) -> None:
+    with service.session(key) as locker:
+        locker.data["secret"] = f"data-of-{key}"
+        for user_id in user_ids:
+            locker.add_user_id(user_id)
+
+
+def snapshot(store: Store, keys: list[str]) -> dict[str, tuple[bytes, int] | None]:
+    """Each key's stored bytes and revision (None when absent)."""
+    found = {}
+    for key in keys:
+        stored = store.read(f"players/{key}")
+        found[key] = None if stored is None else (stored.value, stored.revision)
+    return found
+
+
+class Holder:
+    """``procs/user_holder.py`` holding one key in its own process."""
+
+    def __init__(self, url: str, key: str, user_id: str) -> None:
+        command = [sys.executable, str(HOLDER), "--store", url, "--key", key, "--user", user_id]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def next_event(self) -> dict[str, object]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, f"holder exited: {self.stderr()}"
+        event: dict[str, object] = json.loads(line)
+        return event
+
+    def stderr(self) -> str:
+        self.process.kill()
+        return self.close()
+
+    def finish(self) -> int:
+        """Wait for the holder to exit by itself; its exit code."""
+        code = self.process.wait(timeout=20)
+        self.close()
+        return code
+
+    def close(self) -> str:
+        """Kill the holder if it still runs, close its pipes; what it wrote on stderr."""
+        if self.process.poll() is None:
+            self.process.kill()
+        _, err = self.process.communicate(timeout=20)
+        return err
+
+
+def test_erase_three_records_one_held_by_a_live_process(url: str, store: Store) -> None:
+    holder = Holder(url, "p1", "u1")
+    try:
+        assert holder.next_event() == {"event": "ready", "saved": [True]}
+        with LockerService(store, spec()) as service:
+            make(service, "guild", "u1", "u2")
+            make(service, "house", "u3", "u1")
+            make(service, "p2", "u2")
+            make(service, "p3")
+            make(service, "guild2", "u2", "u3")
+            others = ["p2", "p3", "guild2"]
+            before = snapshot(store, others)
+            assert service.keys_for_user("u1") == ["guild", "house", "p1"]
+
+            report = erase_user(service, "u1", timeout=20)
+
+            assert [(k.key, k.result) for k in report.keys] == [
+                ("guild", ERASED),
+                ("house", ERASED),
+                ("p1", ERASED),
+            ]
+            assert report.ok
+            assert holder.next_event() == {"event": "ended", "status": "idle"}
+            assert snapshot(store, ["guild", "house", "p1"]) == dict.fromkeys(
+                ["guild", "house", "p1"]
+            )
+            assert snapshot(store, others) == before
+            assert service.keys_for_user("u1") == []
+            assert service.keys_for_user("u2") == ["guild2", "p2"]
+            line = json.loads(report.audit_line())
+            assert line["user_id"] == "u1"
+            assert line["event"] == "erase_user"
+            assert [k["key"] for k in line["keys"]] == ["guild", "house", "p1"]
+            assert "data-of" not in report.audit_line()  # never the data
+        assert holder.finish() == 0
+    finally:
+        holder.close()
+
+
+def test_erase_refuses_a_lock_whose_holder_never_releases(url: str, store: Store) -> None:
+    # The hung holder: its lease is long and alive, but nothing drives its frames, so
+    # the release request is never answered.
+    hung_spec = Spec("players", dict, lease=60.0, autosave_period=0.2, poll_period=0.05)
+    with LockerService(store, hung_spec) as hung, LockerService(store, spec()) as service:
+        make(service, "free", "u1")
+        locker = hung.locker("stuck")
+        locker.acquire()
+        assert hung.run_until(locker.is_available, timeout=10)
+        locker.add_user_id("u1")
+        locker.force_save()
+        assert hung.run_until(lambda: not locker.changes_pending, timeout=10)
+        before = snapshot(store, ["stuck"])
+
+        report = erase_user(service, "u1", timeout=1.0)
+
+        results = {k.key: k.result for k in report.keys}
+        assert results == {"free": ERASED, "stuck": LOCKED}
+        assert not report.ok
+        assert "stuck" in report.audit_line()
+        stored = snapshot(store, ["stuck"])["stuck"]
+        assert stored is not None
+        assert before["stuck"] is not None
+        assert stored[0] == before["stuck"][0] or b'"release_requests":[]' in stored[0]
+        assert service.keys_for_user("u1") == ["stuck"]
+        assert hung.run_until(locker.is_available, timeout=5)
