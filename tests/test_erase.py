@@ -157,3 +157,54 @@ def test_erase_refuses_a_lock_whose_holder_never_releases(url: str, store: Store
         assert stored[0] == before["stuck"][0] or b'"release_requests":[]' in stored[0]
         assert service.keys_for_user("u1") == ["stuck"]
         assert hung.run_until(locker.is_available, timeout=5)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "sessionlocker", "erase", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_erase_command_reports_audits_and_refuses(url: str, store: Store, tmp_path: Path) -> None:
+    hung_spec = Spec("players", dict, lease=60.0, autosave_period=0.2, poll_period=0.05)
+    audit = tmp_path / "audit.jsonl"
+    common = ["--store", url, "--namespace", "players", "--user", "u1", "--json"]
+    with LockerService(store, hung_spec) as hung, LockerService(store, spec()) as service:
+        make(service, "free", "u1")
+        make(service, "other", "u2")
+        before = snapshot(store, ["other"])
+        locker = hung.locker("stuck")
+        locker.acquire()
+        assert hung.run_until(locker.is_available, timeout=10)
+        locker.add_user_id("u1")
+        locker.force_save()
+        assert hung.run_until(lambda: not locker.changes_pending, timeout=10)
+
+        unconfirmed = cli(*common)
+        assert unconfirmed.returncode == 2, unconfirmed.stderr
+        assert "--yes" in unconfirmed.stderr
+        assert service.keys_for_user("u1") == ["free", "stuck"]
+
+        refused = cli(*common, "--yes", "--timeout", "1", "--audit", str(audit))
+        assert refused.returncode == 1, refused.stderr
+        report = json.loads(refused.stdout)
+        assert {k["key"]: k["result"] for k in report["keys"]} == {
+            "free": "erased",
+            "stuck": "locked",
+        }
+        assert service.keys_for_user("u1") == ["stuck"]
+
+        locker.release()
+        assert hung.run_until(lambda: hung.get("stuck") is None, timeout=10)
+        done = cli(*common, "--yes", "--audit", str(audit))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["keys"] == [
+            {"key": "stuck", "result": "erased", "detail": ""}
+        ]
+        assert service.keys_for_user("u1") == []
+        assert snapshot(store, ["other"]) == before
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(line["user_id"], line["ok"]) for line in lines] == [("u1", False), ("u1", True)]
+    assert all(line["by"] and line["at"] for line in lines)
+    nothing = cli(*common, "--yes")
+    assert nothing.returncode == 0
+    assert json.loads(nothing.stdout)["keys"] == []

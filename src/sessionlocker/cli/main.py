@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from sessionlocker.cli import bench, changes, locks, migrate, records, simulate, transfer
+from sessionlocker.cli import bench, changes, erase, locks, migrate, records, simulate, transfer
 from sessionlocker.cli import versions as versions_command
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -29,6 +29,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     changes,
     transfer,
     versions_command,
+    erase,
 )
 
 DESCRIPTION = """\
