@@ -32,10 +32,13 @@ from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.operations import Handler
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
+from sessionlocker.drivers.aio_executor import AsyncExecutor
+from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import DataError, LockLost, LockUnavailable, UsageError
 from sessionlocker.metrics import Metrics
-from sessionlocker.stores import Store
+from sessionlocker.stores import AsyncStore, Store
+from sessionlocker.stores.async_blocking import BlockingStore, blocking
 
 __all__ = ["AsyncLockerService", "Profile"]
 
@@ -128,7 +131,8 @@ class Profile:
 class AsyncLockerService:
     """Owns the lockers of one ``Spec`` on one store, driven from the event loop.
 
-    ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it);
+    ``store`` is a ``Store``, a URL for ``open_store`` (then the service closes it), or
+    an ``AsyncStore`` (``open_async_store``), whose requests are awaited on the loop;
     the other arguments are ``LockerService``'s. The frame task starts at the first
     ``session()``, ``start()`` or ``async with``, on the running loop; use the service
     from that loop only (``send`` may be awaited from it concurrently).
@@ -136,7 +140,7 @@ class AsyncLockerService:
 
     def __init__(
         self,
-        store: Store | str,
+        store: Store | AsyncStore | str,
         spec: Spec,
         session_id: str | None = None,
         *,
@@ -154,6 +158,18 @@ class AsyncLockerService:
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[bool]]] = []
         self._stopping = False
         self._closed = False
+        #: The async store given, if any: the frames see it as a ``BlockingStore`` and
+        #: their requests are awaited on it by an ``AsyncExecutor`` (no thread hop).
+        self.async_store: AsyncStore | None = None
+        self._bound: list[BlockingStore | AsyncExecutor] = []
+        executor: Executor | None = None
+        if isinstance(store, AsyncStore) and not isinstance(store, Store):
+            self.async_store = store
+            store = blocking(store)
+            self._bound.append(store)
+            if not read_only:  # read-only writes stay in a ReadOnlyStore: on threads
+                executor = AsyncExecutor(self.async_store)
+                self._bound.append(executor)
         self.frames = LockerService(
             store,
             spec,
@@ -164,6 +180,7 @@ class AsyncLockerService:
             read_only=read_only,
             on_work=self._on_work,
             metrics=metrics,
+            executor=executor,
         )
         self.metrics = self.frames.metrics
         self.store = self.frames.store
@@ -211,6 +228,8 @@ class AsyncLockerService:
             return
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        for bound in self._bound:
+            bound.bind(self._loop, self._loop_thread)
         self._task = self._loop.create_task(self._run(), name=f"sessionlocker {self.session_id}")
 
     def _on_work(self) -> None:

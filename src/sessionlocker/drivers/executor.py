@@ -1,7 +1,9 @@
 """Where store requests run: a small thread pool, or by hand in tests.
 
 A driver hands each request to an executor as ``submit(call, done)``; the executor
-runs ``call()`` somewhere and passes its result to ``done``, from any thread.
+runs ``call()`` somewhere and passes its result to ``done``, from any thread. A store
+request comes as a ``StoreCall``, so an executor for async stores
+(``aio_executor.AsyncExecutor``) can run the request natively instead of calling it.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 from sessionlocker.core.protocol import DropSession, PutSession, ReadSession, Request, Update
 from sessionlocker.errors import StoreError
 from sessionlocker.stores.base import Store
 
-__all__ = ["Executor", "ThreadExecutor", "execute"]
+__all__ = ["Executor", "StoreCall", "ThreadExecutor", "execute"]
 
 log = logging.getLogger("sessionlocker.driver")
 
@@ -44,6 +47,17 @@ class ThreadExecutor:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCall:
+    """A call of one ``request`` on ``store``: ``call()`` is ``execute(store, request)``."""
+
+    store: Store
+    request: Request
+
+    def __call__(self) -> object:
+        return execute(self.store, self.request)
 
 
 def execute(store: Store, request: Request) -> object:

@@ -46,7 +46,7 @@ from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.core.storable import check_storable, encode_data
-from sessionlocker.drivers.executor import Executor, ThreadExecutor, execute
+from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
 from sessionlocker.drivers.telemetry import Telemetry
 from sessionlocker.errors import (
     AlreadyOpen,
@@ -313,7 +313,7 @@ class LockerService:
             self._done.put((owner, result, request))
             self._work_arrived()
 
-        self._executor.submit(lambda: execute(self.store, request), done)
+        self._executor.submit(StoreCall(self.store, request), done)
 
     def _settle(self, locker: Locker) -> None:
         self._telemetry.track(locker)

@@ -9,6 +9,7 @@ own thread would wait on itself forever, so that raises ``UsageError`` instead.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Awaitable, Iterator
 from typing import TypeVar
@@ -45,10 +46,15 @@ class BlockingStore:
 
     def _run(self, awaitable: Awaitable[T]) -> T:
         loop = self._loop
+        problem = None
         if loop is None:
-            raise UsageError("this store is not bound to an event loop yet")
-        if threading.get_ident() == self._loop_thread:
-            raise UsageError("a blocking call on the event loop's own thread: await it instead")
+            problem = "this store is not bound to an event loop yet"
+        elif threading.get_ident() == self._loop_thread:
+            problem = "a blocking call on the event loop's own thread: await it instead"
+        if problem is not None or loop is None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never started: nothing to warn about
+            raise UsageError(problem)
         return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
 
     def read(self, key: str) -> Versioned | None:

@@ -1,0 +1,105 @@
+"""``AsyncExecutor``: store requests awaited on the event loop, no thread hop.
+
+The frame-loop driver hands every request to its executor as a ``StoreCall``. When the
+call's store is this executor's ``AsyncStore`` seen through ``BlockingStore``, the
+request is awaited on the async store (``aexecute``, the async twin of ``execute``) in a
+task on the loop; any other call (a wrapped store, such as ``ReadOnlyStore``) runs as it
+is on the loop's default thread pool. Then the result goes to ``done``. ``submit`` may be
+called from any thread (the asyncio driver's close runs a last frame off the loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+from sessionlocker.core.protocol import DropSession, PutSession, ReadSession, Request, Update
+from sessionlocker.drivers.executor import StoreCall
+from sessionlocker.errors import StoreError, UsageError
+from sessionlocker.stores.async_base import AsyncStore
+from sessionlocker.stores.async_blocking import BlockingStore
+
+__all__ = ["AsyncExecutor", "aexecute"]
+
+log = logging.getLogger("sessionlocker.driver")
+
+
+async def aexecute(store: AsyncStore, request: Request) -> object:
+    """``execute`` awaited: run one request on ``store``; a failure comes back as a
+    ``StoreError`` value (an untranslated error as one with an unknown outcome)."""
+    try:
+        if isinstance(request, Update):
+            return await store.update(request.key, request.transform, request.known)
+        if isinstance(request, ReadSession):
+            return await store.get_session(request.session_id)
+        if isinstance(request, PutSession):
+            await store.put_session(request.session_id, request.ttl, request.info)
+        elif isinstance(request, DropSession):
+            await store.drop_session(request.session_id)
+        return None
+    except StoreError as exc:
+        return exc
+    except Exception as exc:
+        key = request.key if isinstance(request, Update) else None
+        log.exception("key=%s store %s raised an untranslated error", key, type(store).__name__)
+        error = StoreError(f"store raised {type(exc).__name__}", unknown_outcome=True)
+        error.__cause__ = exc
+        return error
+
+
+class AsyncExecutor:
+    """Runs each ``StoreCall``'s request on ``store`` in a task of the bound loop."""
+
+    def __init__(self, store: AsyncStore) -> None:
+        self.store = store
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
+        """Run on ``loop``, whose thread is ``thread`` (before the first ``submit``)."""
+        self._loop, self._loop_thread = loop, thread
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        """Await ``call``'s request on the store (or run ``call`` on a thread); then ``done``."""
+        loop = self._loop
+        if loop is None:
+            raise UsageError("the executor is not bound to an event loop yet")
+        if threading.get_ident() == self._loop_thread:
+            self._start(call, done)
+        else:
+            loop.call_soon_threadsafe(self._start, call, done)
+
+    def _start(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        assert self._loop is not None  # bound before any submit
+        task = self._loop.create_task(self._run(call, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        store = call.store if isinstance(call, StoreCall) else None
+        if (
+            isinstance(call, StoreCall)
+            and isinstance(store, BlockingStore)
+            and store.inner is self.store
+        ):
+            result = await aexecute(self.store, call.request)
+        else:
+            result = await asyncio.to_thread(call)
+        done(result)
+
+    def _native(self, call: Callable[[], object]) -> bool:
+        """Whether ``call`` is a request on this executor's async store itself."""
+        if not isinstance(call, StoreCall):
+            return False
+        return isinstance(call.store, BlockingStore) and call.store.inner is self.store
+
+    @property
+    def pending(self) -> int:
+        """How many submitted calls have not finished."""
+        return len(self._tasks)
+
+    def shutdown(self) -> None:
+        """Nothing to stop: the driver waits for every result before it closes."""
