@@ -12,6 +12,9 @@ Objects, for a table named ``t`` in schema ``s``:
   revisions grow in the order they are drawn, across keys, deletes and connections).
 - ``s.t_sessions`` and ``s.t_session_versions``: session leases and their versions.
 - ``s.t_history``: the last versions of each key (only when history is on).
+- ``s.t_user_ids_of(value)``: the user ids a record lists (an IMMUTABLE function that
+  parses only values holding ``"user_ids":["``), and ``s.t_user_ids``, a GIN index on
+  it: ``keys_for_user`` is one index lookup, maintained by every write.
 """
 
 from __future__ import annotations
@@ -102,6 +105,21 @@ class Names:
         return sql.Literal(f'"{self.schema}"."{self.table}{suffix}"')
 
 
+#: The user ids a stored value lists: none unless it holds ``"user_ids":["`` (a record
+#: without users costs one byte scan), and none when it is not a JSON record (the
+#: inner block catches the parse error, so any bytes can still be written).
+_USER_IDS_OF = (
+    "CREATE OR REPLACE FUNCTION {}(value bytea) RETURNS text[]"
+    " LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN"
+    " IF position('\\x22757365725f696473223a5b22'::bytea IN value) = 0"
+    " THEN RETURN ARRAY[]::text[]; END IF;"
+    " BEGIN RETURN ARRAY(SELECT e #>> '{{}}' FROM"
+    " jsonb_array_elements(convert_from(value, 'UTF8')::jsonb -> 'user_ids') AS e"
+    " WHERE jsonb_typeof(e) = 'string');"
+    " EXCEPTION WHEN others THEN RETURN ARRAY[]::text[]; END; END $$"
+)
+
+
 def _ddl(names: Names, history: bool) -> list[sql.Composed]:
     table = names.ident
     statements = [
@@ -123,6 +141,10 @@ def _ddl(names: Names, history: bool) -> list[sql.Composed]:
         sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (expires)").format(
             sql.Identifier(names.table + "_sessions_expires"), table("_sessions")
         ),
+        sql.SQL(_USER_IDS_OF).format(table("_user_ids_of")),
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin ({}(value))").format(
+            sql.Identifier(names.table + "_user_ids"), table(), table("_user_ids_of")
+        ),
     ]
     if history:
         statements.append(
@@ -142,7 +164,14 @@ def create_missing(connection: Connection[TupleRow], names: Names, history: bool
     administrator created never needs (or trips over) CREATE. Creation runs in one
     transaction under an advisory lock, so processes starting together do not race.
     """
-    suffixes = ["", "_revisions", "_session_versions", "_sessions", "_sessions_expires"]
+    suffixes = [
+        "",
+        "_revisions",
+        "_session_versions",
+        "_sessions",
+        "_sessions_expires",
+        "_user_ids",
+    ]
     if history:
         suffixes.append("_history")
     probe = sql.SQL("SELECT to_regnamespace({}) IS NOT NULL, {}").format(
@@ -209,6 +238,7 @@ class Statements:
     put_session: bytes
     get_session: bytes
     drop_session: bytes
+    keys_for_user: bytes
 
     @classmethod
     def build(cls, names: Names, history: bool) -> Statements:
@@ -291,6 +321,12 @@ class Statements:
             ),
             drop_session=_bytes(
                 sql.SQL("DELETE FROM {} WHERE session_id = %(session)s").format(sessions)
+            ),
+            keys_for_user=_bytes(
+                sql.SQL(
+                    "SELECT key FROM {} WHERE {}(value) @> ARRAY[%(user)s]::text[]"
+                    " AND starts_with(key, %(prefix)s) ORDER BY key"
+                ).format(records, names.ident("_user_ids_of"))
             ),
         )
 

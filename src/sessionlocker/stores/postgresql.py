@@ -200,6 +200,15 @@ class PostgreSQLStore:
                 return
             page = self._keys_page(prefix, end, page[-1], first=False)
 
+    def keys_for_user(self, user_id: str, prefix: str = "") -> list[str]:
+        """The keys starting with ``prefix`` whose record lists ``user_id``, sorted.
+
+        One query on the GIN index over the table's ``_user_ids_of(value)``, which
+        PostgreSQL keeps up to date in every write's transaction.
+        """
+        statement = self._layout.keys_for_user(user_id, prefix)
+        return self._layout.user_keys(self._execute(statement))
+
     def history(self, key: str) -> list[Versioned]:
         """The last ``history_depth`` versions written to ``key``, newest first.
 

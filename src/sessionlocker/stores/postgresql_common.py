@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from sessionlocker.core.protocol import SessionView, Versioned
+from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores._checks import (
     check_expected,
@@ -206,6 +207,15 @@ class PostgreSQLLayout:
         """The versions of a key, newest first; ``None`` when history is off."""
         params = {"key": self.prefix + check_key(key), "limit": self.depth}
         return Statement("history", self.sql.history, params) if self.depth else None
+
+    def keys_for_user(self, user_id: str, prefix: str) -> Statement:
+        """The keys under ``prefix`` whose record lists ``user_id`` (the GIN index)."""
+        params = {"user": check_user_id(user_id), "prefix": self.prefix + check_prefix(prefix)}
+        return Statement("keys_for_user", self.sql.keys_for_user, params)
+
+    def user_keys(self, rows: list[TupleRow]) -> list[str]:
+        """The keys ``keys_for_user`` found, without the store's prefix."""
+        return [str(row[0])[len(self.prefix) :] for row in rows]
 
     @staticmethod
     def history_rows(rows: list[TupleRow]) -> list[Versioned]:
