@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sessionlocker import CorruptRecord, LockerService, Spec, UsageError
+from sessionlocker import AsyncLockerService, CorruptRecord, LockerService, Spec, UsageError
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store, open_store
 from sessionlocker.stores.users import keys_for_user
@@ -196,3 +197,18 @@ def test_service_keys_for_user_returns_keys_of_its_namespace(store: Store) -> No
         with players.session("p2") as locker:
             locker.remove_user_id("u1")
         assert players.keys_for_user("u1") == ["p1"]
+
+
+def test_async_profile_user_ids_and_keys_for_user(store: Store) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(store, spec()) as service:
+            async with service.session("house", timeout=5) as profile:
+                profile.add_user_id("u1")
+                profile.add_user_id("u2")
+                profile.remove_user_id("u2")
+                assert profile.user_ids == ("u1",)
+                await profile.saved()
+            assert await service.keys_for_user("u1") == ["house"]
+            assert await service.keys_for_user("u2") == []
+
+    asyncio.run(main())

@@ -94,6 +94,19 @@ class Profile:
         """Apply ``change(data)`` and mark it; returns the change id."""
         return self.locker.edit(change)
 
+    @property
+    def user_ids(self) -> tuple[str, ...]:
+        """The users this record belongs to (see ``Locker.add_user_id``)."""
+        return self.locker.user_ids
+
+    def add_user_id(self, user_id: str) -> int:
+        """Associate ``user_id`` with the record, saved like a data change; the change id."""
+        return self.locker.add_user_id(user_id)
+
+    def remove_user_id(self, user_id: str) -> int:
+        """Dissociate ``user_id`` (absent is fine); the change id."""
+        return self.locker.remove_user_id(user_id)
+
     def is_available(self) -> bool:
         """Loaded, and the lease still within its renew deadline."""
         return self.locker.is_available()
@@ -215,6 +228,13 @@ class AsyncLockerService:
         """
         send = self.frames.send
         return await asyncio.to_thread(send, key, kind, body, id=id, timeout=timeout)
+
+    async def keys_for_user(self, user_id: str) -> list[str]:
+        """The keys of this namespace whose record lists ``user_id``, sorted.
+
+        The awaitable twin of ``LockerService.keys_for_user`` (run on a worker thread).
+        """
+        return await asyncio.to_thread(self.frames.keys_for_user, user_id)
 
     # ------------------------------------------------------------------ frames
 
