@@ -36,16 +36,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from sessionlocker.core import transforms as tx
-from sessionlocker.core.backoff import retry_delay
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.protocol import Request, Transform, Update, Updated
-from sessionlocker.core.record import Message
+from sessionlocker.core.protocol import Request, Update
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import Status
-from sessionlocker.core.storable import check_storable, encode_data
+from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
 from sessionlocker.drivers.telemetry import Telemetry
 from sessionlocker.errors import (
@@ -53,7 +51,6 @@ from sessionlocker.errors import (
     DataError,
     LockLost,
     LockUnavailable,
-    RecordTooLarge,
     StoreError,
     UsageError,
 )
@@ -180,41 +177,15 @@ class LockerService:
         unreadable or would grow over ``Spec.max_record_bytes``.
         """
         self._check_open()
-        check_key(key)
-        if not isinstance(kind, str) or not kind:
-            raise UsageError(f"a message kind must be a non-empty string, not {kind!r}")
-        if id is not None and (not isinstance(id, str) or not id):
-            raise UsageError(f"a message id must be a non-empty string, not {id!r}")
-        check_storable(body)
-        message = Message(id or uuid.uuid4().hex, kind, body, self.wall())
-        transform = tx.deliver(
-            message=message,
-            fresh=self.spec.fresh(None),
-            fresh_json=encode_data(self.spec.create()),
-            max_bytes=self.spec.max_record_bytes,
-        )
-        outcome = self._update_now(key, transform, timeout).outcome
-        if isinstance(outcome, tx.Refused):
-            raise outcome.error
-        if isinstance(outcome, tx.TooLarge):
-            raise RecordTooLarge(outcome.size, self.spec.max_record_bytes)
-        self._woken(self.spec.store_key(key))  # the frame thread pokes a local holder
-        return message.id
+        delivery = Delivery.build(self.spec, key, kind, body, id=id, now=self.wall())
+        outcome = deliver_now(self.store, delivery, timeout, self.clock).outcome
+        return self.delivered(delivery, outcome)
 
-    def _update_now(
-        self, key: str, transform: Transform[tx.DeliverOutcome], timeout: float
-    ) -> Updated[tx.DeliverOutcome]:
-        deadline = self.clock() + timeout
-        failures = 0
-        while True:
-            try:
-                return self.store.update(self.spec.store_key(key), transform)
-            except StoreError as exc:
-                failures += 1
-                delay = retry_delay(key, failures, cap=2.0, error=exc)
-                if not exc.retryable or self.clock() + delay > deadline:
-                    raise
-                time.sleep(delay)
+    def delivered(self, delivery: Delivery, outcome: tx.DeliverOutcome) -> str:
+        """After a ``send`` committed: its verdict, and a local holder pokes its record."""
+        message_id = delivery.verdict(outcome)
+        self._woken(delivery.store_key)  # the frame thread pokes a local holder
+        return message_id
 
     def opening(self, locker: Locker) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
@@ -413,22 +384,34 @@ class LockerService:
             return True
         for locker in list(self._lockers.values()):
             locker.release()
-        released = self.run_until(lambda: not self._lockers and self._inflight == 0, timeout)
+        released = self.run_until(self.drained, timeout)
+        request = self.end_lease(released)
+        started = self.clock()
+        self.finish_close(request, execute(self.store, request), self.clock() - started)
+        return released
+
+    def drained(self) -> bool:
+        """No live locker and no store call in flight: the frames have nothing left."""
+        return not self._lockers and self._inflight == 0
+
+    def end_lease(self, released: bool) -> Request:
+        """The first half of ``close`` once the frames are done (``released``: in time):
+        the service is closed, nothing is watched; returns the request that drops the
+        lease, for the caller to run on the store and hand to ``finish_close``."""
         self._closed = True
         self._telemetry.service_event(logging.INFO, "closed (every locker released: %s)", released)
         if self._watch is not None:
             self._watch.close()
-        self._drop_lease()
+        return self.lease.close()
+
+    def finish_close(self, request: Request, result: object, seconds: float) -> None:
+        """The second half of ``close``: note the lease drop's ``result`` (a failure is
+        harmless, the lease expires by itself after one TTL), stop the executor and close
+        the store if the service opened it."""
+        self._telemetry.finished(request, result, seconds)
         self._executor.shutdown()
         if self._owns_store:
             self.store.close()
-        return released
-
-    def _drop_lease(self) -> None:
-        # A failure here is harmless: the lease then expires by itself after one TTL.
-        request = self.lease.close()
-        started = self.clock()
-        self._telemetry.finished(request, execute(self.store, request), self.clock() - started)
 
     def _check_open(self) -> None:
         if self._closed:
