@@ -1,4 +1,8 @@
-"""AsyncLockerService: the asyncio driver on real stores (memory, SQLite, Redis, PostgreSQL)."""
+"""AsyncLockerService: the asyncio driver on real stores (memory, SQLite, Redis, PostgreSQL).
+
+``send``, purchases and the 1,000 concurrent sessions are tested on sync and async
+stores of every backend in ``tests/stores/test_async_service.py``.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,6 @@ from sessionlocker import (
     UsageError,
 )
 from sessionlocker.core.record import decode
-from sessionlocker.purchases import Decision, Purchaser
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store
 from stores.conftest import postgres_backend, redis_backend
 
@@ -220,69 +223,6 @@ def test_data_errors_at_load_and_at_save(local_store: Store) -> None:
     asyncio.run(main())
     assert local_store.read("players/bad").value == b"\x00 not a record"  # type: ignore[union-attr]
     assert stored(local_store, "p1").lock is None
-
-
-def test_a_thousand_concurrent_sessions_save_everything(local_store: Store) -> None:
-    # Every waiter used to be woken after every frame: on SQLite (hundreds of frames)
-    # this took minutes. The frame task now checks the waiters' conditions itself.
-    count = 1000
-
-    async def play(service: AsyncLockerService, index: int) -> None:
-        async with service.session(f"p{index}", timeout=60) as player:
-            player.data["log"].append(index)
-            await player.saved()
-            player.data["log"].append("left")
-            player.mark_changed()
-
-    async def main() -> None:
-        async with AsyncLockerService(local_store, spec(), workers=8) as service:
-            await asyncio.gather(*(play(service, index) for index in range(count)))
-            assert service.lockers() == []
-
-    asyncio.run(main())
-    for index in range(count):
-        record = stored(local_store, f"p{index}")
-        assert record.data == {"log": [index, "left"]}
-        assert record.lock is None
-        assert record.release_requests == ()
-
-
-def test_send_and_on_message_between_async_services(local_store: Store) -> None:
-    async def main() -> None:
-        async with (
-            AsyncLockerService(local_store, spec()) as holder,
-            AsyncLockerService(local_store, spec()) as sender,
-        ):
-            holder.on_message(
-                "note", lambda locker, message: locker.data["log"].append(message.body)
-            )
-            async with holder.session("p1", timeout=5) as player:
-                await sender.send("p1", "note", "hi")
-                assert await holder.wait_until(lambda: player.data["log"] == ["hi"], 5)
-                await player.saved()
-        assert stored(local_store, "p1").data == {"log": ["hi"]}
-
-    asyncio.run(main())
-
-
-def test_purchases_are_granted_once_through_the_async_service(local_store: Store) -> None:
-    def grant(data: Any, receipt: Any) -> None:
-        data["log"].append(receipt.product_id)
-
-    async def main() -> None:
-        async with AsyncLockerService(local_store, spec()) as service:
-            purchaser = Purchaser(service, grant)
-            receipt = {"purchase_id": "r1", "product_id": "gems", "buyer": "p1"}
-            assert await purchaser.process_async(receipt) is Decision.NOT_PROCESSED_YET
-            async with service.session("p1", timeout=5) as player:
-                assert await purchaser.process_async(receipt) is Decision.GRANTED
-                assert await purchaser.process_async(receipt) is Decision.GRANTED
-                assert player.data == {"log": ["gems"]}
-            with pytest.raises(UsageError, match="process_async"):
-                purchaser.process(receipt)
-        assert stored(local_store, "p1").data == {"log": ["gems"]}
-
-    asyncio.run(main())
 
 
 def test_aclose_saves_and_releases_every_locker_and_is_idempotent(local_store: Store) -> None:

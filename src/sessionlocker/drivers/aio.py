@@ -3,10 +3,11 @@
 It does not re-implement the frame loop: it owns a ``LockerService`` (the deadline
 heap, lease renewal, notifications, ``send`` and ``on_message`` are all there) and
 runs its frames from one background task on the event loop instead of from a blocking
-``run_until``. Store calls still run on the service's thread pool (the honest first
-version for every backend: each sync store becomes async through threads); a finished
-call, a notification or a woken locker wakes the frame task at once through the
-service's ``on_work`` hook, and the task otherwise sleeps until the next deadline.
+``run_until``. With an ``AsyncStore`` (or a URL, opened with ``open_async_store``) the
+frames' store requests, ``send`` and the lease drop at ``aclose`` are awaited on the
+loop (``AsyncExecutor``); a sync ``Store``'s calls run on the service's thread pool. A
+finished call, a notification or a woken locker wakes the frame task at once through
+the service's ``on_work`` hook, and the task otherwise sleeps until the next deadline.
 
 Waiting is frame-driven: a waiter registers its condition and a future, and after
 each frame the task checks every registered condition and resolves only the futures
@@ -32,12 +33,13 @@ from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.operations import Handler
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
-from sessionlocker.drivers.aio_executor import AsyncExecutor
+from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
+from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import DataError, LockLost, LockUnavailable, UsageError
 from sessionlocker.metrics import Metrics
-from sessionlocker.stores import AsyncStore, Store
+from sessionlocker.stores import AsyncStore, Store, open_async_store
 from sessionlocker.stores.async_blocking import BlockingStore, blocking
 
 __all__ = ["AsyncLockerService", "Profile"]
@@ -144,11 +146,14 @@ class Profile:
 class AsyncLockerService:
     """Owns the lockers of one ``Spec`` on one store, driven from the event loop.
 
-    ``store`` is a ``Store``, a URL for ``open_store`` (then the service closes it), or
-    an ``AsyncStore`` (``open_async_store``), whose requests are awaited on the loop;
-    the other arguments are ``LockerService``'s. The frame task starts at the first
-    ``session()``, ``start()`` or ``async with``, on the running loop; use the service
-    from that loop only (``send`` may be awaited from it concurrently).
+    ``store`` is a ``Store``, an ``AsyncStore`` (``open_async_store``), whose requests,
+    ``send`` and lease drop are awaited on the loop, or a URL, opened as an ``AsyncStore``
+    (then the service closes it in ``aclose``); with ``read_only`` an async store's
+    calls run on threads (the writes stay in a ``ReadOnlyStore``);
+    the other arguments are ``LockerService``'s.
+    The frame task starts at the first ``session()``, ``start()`` or ``async with``, on
+    the running loop; use the service from that loop only (``send`` may be awaited from
+    it concurrently).
     """
 
     def __init__(
@@ -176,12 +181,18 @@ class AsyncLockerService:
         self.async_store: AsyncStore | None = None
         self._bound: list[BlockingStore | AsyncExecutor] = []
         executor: Executor | None = None
+        #: Whether the service opened the async store (from a URL), so closes it.
+        self._owns_async_store = isinstance(store, str)
+        if isinstance(store, str):
+            store = open_async_store(store)
+        #: The executor awaiting the frames' requests on ``async_store``, when it does.
+        self._native: AsyncExecutor | None = None
         if isinstance(store, AsyncStore) and not isinstance(store, Store):
             self.async_store = store
             store = blocking(store)
             self._bound.append(store)
-            if not read_only:  # read-only writes stay in a ReadOnlyStore: on threads
-                executor = AsyncExecutor(self.async_store)
+            if not read_only and executor is None:  # read-only writes stay local: threads
+                executor = self._native = AsyncExecutor(self.async_store)
                 self._bound.append(executor)
         self.frames = LockerService(
             store,
@@ -224,10 +235,18 @@ class AsyncLockerService:
     ) -> str:
         """Append a message to ``key``'s inbox, whoever holds it; returns its id.
 
-        The awaitable twin of ``LockerService.send`` (run on a worker thread).
+        The awaitable twin of ``LockerService.send``: the same checks, retries and errors.
+        On an async store the update is awaited on it; otherwise it runs on a thread.
         """
-        send = self.frames.send
-        return await asyncio.to_thread(send, key, kind, body, id=id, timeout=timeout)
+        if self._native is None:
+            send = self.frames.send
+            return await asyncio.to_thread(send, key, kind, body, id=id, timeout=timeout)
+        if self._closed:
+            raise UsageError(f"service {self.session_id} is closed")
+        frames = self.frames
+        delivery = Delivery.build(self.spec, key, kind, body, id=id, now=frames.wall())
+        updated = await adeliver(self._native.store, delivery, timeout, frames.clock)
+        return frames.delivered(delivery, updated.outcome)
 
     async def keys_for_user(self, user_id: str) -> list[str]:
         """The keys of this namespace whose record lists ``user_id``, sorted.
@@ -271,12 +290,10 @@ class AsyncLockerService:
 
     async def _frames(self) -> None:
         frames = self.frames
-        while True:
+        while not self._stopping:  # checked first: no frame starts a call once aclose stops
             self._work.clear()
             frames.update()
             self._check_waiters()
-            if self._stopping:
-                return
             upcoming = frames.next_deadline()
             wait = _IDLE if upcoming is None else min(_IDLE, upcoming - frames.clock())
             if wait <= 0:
@@ -389,15 +406,30 @@ class AsyncLockerService:
         if self._task is not None and not self._task.done():
             for locker in self.frames.lockers():
                 locker.release()
-            released = await self.wait_until(lambda: not self.frames.lockers(), timeout)
+            released = await self.wait_until(self.frames.drained, timeout)
             self._stopping = True
             self._work.set()
             await self._task
         self._closed = True
-        # The rest (in-flight calls, the lease, the pool, the store) blocks: on a thread.
-        left = max(0.1, deadline - loop.time())
-        finished = await asyncio.to_thread(self.frames.close, left)
-        return released and finished
+        if self._native is None or not self.frames.drained():
+            # A sync store's close (the lease, the pool) blocks, and so does waiting for
+            # calls still in flight after a timeout (frames driven by ``run_until``): on a
+            # thread. Otherwise the lease drop is awaited on the async store.
+            left = max(0.1, deadline - loop.time())
+            released = await asyncio.to_thread(self.frames.close, left) and released
+        else:
+            await self._drop_lease(self._native.store, released)
+        if self._owns_async_store and self.async_store is not None:
+            await self.async_store.aclose()
+        return released
+
+    async def _drop_lease(self, store: AsyncStore, released: bool) -> None:
+        """``LockerService.close`` after the frames, with the lease drop awaited on
+        ``store``; only the watch (its thread is joined) is closed off the loop."""
+        frames = self.frames
+        request = await asyncio.to_thread(frames.end_lease, released)
+        started = frames.clock()
+        frames.finish_close(request, await aexecute(store, request), frames.clock() - started)
 
     async def __aenter__(self) -> AsyncLockerService:
         self.start()
