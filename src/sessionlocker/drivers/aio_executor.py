@@ -11,42 +11,25 @@ called from any thread (the asyncio driver's close runs a last frame off the loo
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import cast
 
-from sessionlocker.core.protocol import DropSession, PutSession, ReadSession, Request, Update
-from sessionlocker.drivers.executor import StoreCall
-from sessionlocker.errors import StoreError, UsageError
+from sessionlocker.core.protocol import Request
+from sessionlocker.drivers.executor import StoreCall, dispatch, failure
+from sessionlocker.errors import UsageError
 from sessionlocker.stores.async_base import AsyncStore
 from sessionlocker.stores.async_blocking import BlockingStore
 
 __all__ = ["AsyncExecutor", "aexecute"]
 
-log = logging.getLogger("sessionlocker.driver")
-
 
 async def aexecute(store: AsyncStore, request: Request) -> object:
-    """``execute`` awaited: run one request on ``store``; a failure comes back as a
-    ``StoreError`` value (an untranslated error as one with an unknown outcome)."""
+    """``execute`` awaited: the same store call (``dispatch``) and the same failure values."""
     try:
-        if isinstance(request, Update):
-            return await store.update(request.key, request.transform, request.known)
-        if isinstance(request, ReadSession):
-            return await store.get_session(request.session_id)
-        if isinstance(request, PutSession):
-            await store.put_session(request.session_id, request.ttl, request.info)
-        elif isinstance(request, DropSession):
-            await store.drop_session(request.session_id)
-        return None
-    except StoreError as exc:
-        return exc
+        return await cast("Awaitable[object]", dispatch(store, request))
     except Exception as exc:
-        key = request.key if isinstance(request, Update) else None
-        log.exception("key=%s store %s raised an untranslated error", key, type(store).__name__)
-        error = StoreError(f"store raised {type(exc).__name__}", unknown_outcome=True)
-        error.__cause__ = exc
-        return error
+        return failure(store, request, exc)
 
 
 class AsyncExecutor:
@@ -79,12 +62,7 @@ class AsyncExecutor:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
-        store = call.store if isinstance(call, StoreCall) else None
-        if (
-            isinstance(call, StoreCall)
-            and isinstance(store, BlockingStore)
-            and store.inner is self.store
-        ):
+        if isinstance(call, StoreCall) and self._native(call):
             result = await aexecute(self.store, call.request)
         else:
             result = await asyncio.to_thread(call)

@@ -14,11 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from sessionlocker.core.protocol import DropSession, PutSession, ReadSession, Request, Update
+from sessionlocker.core.protocol import PutSession, ReadSession, Request, Update
 from sessionlocker.errors import StoreError
+from sessionlocker.stores.async_base import AsyncStore
 from sessionlocker.stores.base import Store
 
-__all__ = ["Executor", "StoreCall", "ThreadExecutor", "execute"]
+__all__ = ["Executor", "StoreCall", "ThreadExecutor", "dispatch", "execute", "failure"]
 
 log = logging.getLogger("sessionlocker.driver")
 
@@ -60,28 +61,38 @@ class StoreCall:
         return execute(self.store, self.request)
 
 
+def dispatch(store: Store | AsyncStore, request: Request) -> object:
+    """Start ``request`` on ``store``: the store method's result, or for an ``AsyncStore``
+    the awaitable of it. The one place that maps a request to a store call."""
+    if isinstance(request, Update):
+        return store.update(request.key, request.transform, request.known)
+    if isinstance(request, ReadSession):
+        return store.get_session(request.session_id)
+    if isinstance(request, PutSession):
+        return store.put_session(request.session_id, request.ttl, request.info)
+    return store.drop_session(request.session_id)
+
+
+def failure(store: Store | AsyncStore, request: Request, exc: Exception) -> StoreError:
+    """The ``StoreError`` a request's ``exc`` comes back as: itself, or for an error the
+    store let escape untranslated (logged), one whose outcome is unknown."""
+    if isinstance(exc, StoreError):
+        return exc
+    key = request.key if isinstance(request, Update) else None
+    log.exception(
+        "key=%s store %s raised an untranslated error",
+        key,
+        type(store).__name__,
+        extra={"key": key},
+    )
+    error = StoreError(f"store raised {type(exc).__name__}", unknown_outcome=True)
+    error.__cause__ = exc
+    return error
+
+
 def execute(store: Store, request: Request) -> object:
     """Run one request on ``store``; a failure comes back as a ``StoreError`` value."""
     try:
-        if isinstance(request, Update):
-            return store.update(request.key, request.transform, request.known)
-        if isinstance(request, ReadSession):
-            return store.get_session(request.session_id)
-        if isinstance(request, PutSession):
-            store.put_session(request.session_id, request.ttl, request.info)
-        elif isinstance(request, DropSession):
-            store.drop_session(request.session_id)
-        return None
-    except StoreError as exc:
-        return exc
+        return dispatch(store, request)
     except Exception as exc:  # a store that let its client's error escape: outcome unknown
-        key = request.key if isinstance(request, Update) else None
-        log.exception(
-            "key=%s store %s raised an untranslated error",
-            key,
-            type(store).__name__,
-            extra={"key": key},
-        )
-        error = StoreError(f"store raised {type(exc).__name__}", unknown_outcome=True)
-        error.__cause__ = exc
-        return error
+        return failure(store, request, exc)
