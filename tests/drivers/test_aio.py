@@ -302,3 +302,18 @@ def test_a_waiter_is_told_when_the_frame_task_stops(local_store: Store) -> None:
             await waiter
 
     asyncio.run(main())
+
+
+def test_the_frame_task_can_be_cancelled_as_its_wait_ends(local_store: Store) -> None:
+    # asyncio.run cancels the frame task left running here just as wake() ends its
+    # wait: asyncio.wait_for on 3.11 swallowed that cancel, and asyncio.run never ended.
+    async def main() -> AsyncLockerService:
+        service = AsyncLockerService(local_store, spec())
+        service.start()
+        await asyncio.sleep(0.05)
+        service.wake()
+        return service
+
+    for _ in range(5):
+        service = asyncio.run(main())
+        assert service.frames.close(1)  # the pool and the lease, from this thread

@@ -150,7 +150,7 @@ class AsyncLockerService:
     ``send`` and lease drop are awaited on the loop, or a URL, opened as an ``AsyncStore``
     (then the service closes it in ``aclose``); with ``read_only`` an async store's
     calls run on threads (the writes stay in a ``ReadOnlyStore``);
-    the other arguments are ``LockerService``'s.
+    the other arguments are ``LockerService``'s (``executor``: where store calls run).
     The frame task starts at the first ``session()``, ``start()`` or ``async with``, on
     the running loop; use the service from that loop only (``send`` may be awaited from
     it concurrently).
@@ -167,6 +167,7 @@ class AsyncLockerService:
         workers: int = 4,
         read_only: bool = False,
         metrics: Metrics | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -180,7 +181,6 @@ class AsyncLockerService:
         #: their requests are awaited on it by an ``AsyncExecutor`` (no thread hop).
         self.async_store: AsyncStore | None = None
         self._bound: list[BlockingStore | AsyncExecutor] = []
-        executor: Executor | None = None
         #: Whether the service opened the async store (from a URL), so closes it.
         self._owns_async_store = isinstance(store, str)
         if isinstance(store, str):
@@ -271,6 +271,13 @@ class AsyncLockerService:
             bound.bind(self._loop, self._loop_thread)
         self._task = self._loop.create_task(self._run(), name=f"sessionlocker {self.session_id}")
 
+    def wake(self) -> None:
+        """Run a frame now: for a caller whose ``clock`` jumped (a test's manual clock).
+
+        Store results, notifications and lockers wake the frame task by themselves.
+        """
+        self._on_work()
+
     def _on_work(self) -> None:
         """From any thread: a frame has work; wake the frame task."""
         loop = self._loop
@@ -299,8 +306,11 @@ class AsyncLockerService:
             if wait <= 0:
                 await asyncio.sleep(0)
                 continue
+            # Not ``wait_for``: on 3.11 it swallows a cancel that comes as the wait ends,
+            # and then the task could not be cancelled (a hang at loop shutdown).
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._work.wait()
 
     def _check_waiters(self) -> None:
         """After a frame: resolve the waiters whose condition now holds; keep the rest."""
