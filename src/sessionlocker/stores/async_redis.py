@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
@@ -27,7 +27,8 @@ from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores.async_base import async_cas_update
 from sessionlocker.stores.base import Wake, Watch
 from sessionlocker.stores.redis import RedisStore
-from sessionlocker.stores.redis_common import SCRIPTS, Call, RedisLayout, whole
+from sessionlocker.stores.redis_common import SCRIPTS, Call, whole
+from sessionlocker.stores.redis_settings import RedisOptions, RedisSettings
 
 __all__ = ["AsyncRedisStore"]
 
@@ -41,49 +42,19 @@ class AsyncRedisStore:
     """
 
     def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 6379,
-        *,
-        db: int = 0,
-        username: str | None = None,
-        password: str | None = None,
-        tls: bool = False,
-        ca_certs: str | None = None,
-        prefix: str = "sessionlocker:",
-        history: int = 0,
-        timeout: float = 5.0,
-        pool: int = 8,
+        self, host: str = "127.0.0.1", port: int = 6379, **options: Unpack[RedisOptions]
     ) -> None:
-        where = f"{host}:{port}/{db}"
-        self._layout = layout = RedisLayout(
-            prefix=prefix, history=history, timeout=timeout, where=where, password=password
-        )
-        kwargs = layout.connection_kwargs(
-            host=host,
-            port=port,
-            db=db,
-            username=username,
+        settings = RedisSettings(host=host, port=port, **options)
+        self._layout = layout = settings.layout()
+        kwargs = settings.connection_kwargs(
+            layout,
             retry=Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
-            ssl_class=redis.asyncio.SSLConnection if tls else None,
-            ca_certs=ca_certs,
+            ssl_class=redis.asyncio.SSLConnection,
         )
         self._pool = redis.asyncio.BlockingConnectionPool(
-            max_connections=whole(pool, "pool", 1), timeout=layout.timeout, **kwargs
+            max_connections=whole(settings.pool, "pool", 1), timeout=layout.timeout, **kwargs
         )
-        self._watcher = RedisStore(
-            host,
-            port,
-            db=db,
-            username=username,
-            password=password,
-            tls=tls,
-            ca_certs=ca_certs,
-            prefix=prefix,
-            history=history,
-            timeout=timeout,
-            pool=1,
-        )
+        self._watcher = RedisStore(host, port, **settings.options(pool=1))
         self._closed = False
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import redis
 from redis.backoff import NoBackoff
@@ -37,7 +37,8 @@ from sessionlocker.core.protocol import SessionView, Transform, Updated, Version
 from sessionlocker.errors import UsageError
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores.base import Wake, Watch, cas_update
-from sessionlocker.stores.redis_common import SCRIPTS, Call, RedisLayout, whole
+from sessionlocker.stores.redis_common import SCRIPTS, Call, whole
+from sessionlocker.stores.redis_settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis_watch import RedisWatch
 
 __all__ = ["RedisStore"]
@@ -61,36 +62,18 @@ class RedisStore:
     """
 
     def __init__(
-        self,
-        host: str = "127.0.0.1",
-        port: int = 6379,
-        *,
-        db: int = 0,
-        username: str | None = None,
-        password: str | None = None,
-        tls: bool = False,
-        ca_certs: str | None = None,
-        prefix: str = "sessionlocker:",
-        history: int = 0,
-        timeout: float = 5.0,
-        pool: int = 8,
+        self, host: str = "127.0.0.1", port: int = 6379, **options: Unpack[RedisOptions]
     ) -> None:
-        where = f"{host}:{port}/{db}"
-        self._layout = layout = RedisLayout(
-            prefix=prefix, history=history, timeout=timeout, where=where, password=password
-        )
-        self._connection_kwargs = layout.connection_kwargs(
-            host=host,
-            port=port,
-            db=db,
-            username=username,
+        settings = RedisSettings(host=host, port=port, **options)
+        self._layout = layout = settings.layout()
+        self._connection_kwargs = settings.connection_kwargs(
+            layout,
             retry=Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
-            ssl_class=redis.SSLConnection if tls else None,
-            ca_certs=ca_certs,
+            ssl_class=redis.SSLConnection,
         )
         # redis-py leaves the pool's methods unannotated, hence the ignores below.
         self._pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-            max_connections=whole(pool, "pool", 1),
+            max_connections=whole(settings.pool, "pool", 1),
             timeout=layout.timeout,
             **self._connection_kwargs,
         )
