@@ -15,8 +15,8 @@ pool (a wake may come from that thread, as ``Notifying`` allows).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import TypeVar, Unpack
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -28,13 +28,8 @@ from sessionlocker.stores._pg_watch import PostgreSQLWatch
 from sessionlocker.stores.async_base import async_cas_update
 from sessionlocker.stores.base import Wake
 from sessionlocker.stores.postgresql import PostgreSQLStore
-from sessionlocker.stores.postgresql_common import (
-    PAGE,
-    STALE_ROUNDS,
-    PostgreSQLLayout,
-    Statement,
-    check_count,
-)
+from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql_settings import PostgreSQLOptions, PostgreSQLSettings
 
 __all__ = ["AsyncPostgreSQLStore"]
 
@@ -46,33 +41,11 @@ class AsyncPostgreSQLStore:
     ``PostgreSQLStore``'s. Use it from one event loop. No I/O before the first call.
     """
 
-    def __init__(
-        self,
-        conninfo: str = "",
-        *,
-        table: str = "sessionlocker_records",
-        schema: str = "public",
-        prefix: str = "",
-        history: int = 10,
-        pool_size: int = 8,
-        timeout: float = 10.0,
-        connect_timeout: float = 5.0,
-        application_name: str = "sessionlocker",
-        connect: Mapping[str, str] | None = None,
-    ) -> None:
-        settings: dict[str, Any] = {
-            "table": table,
-            "schema": schema,
-            "prefix": prefix,
-            "history": history,
-            "timeout": timeout,
-            "connect_timeout": connect_timeout,
-            "application_name": application_name,
-            "connect": connect,
-        }
-        self._layout = PostgreSQLLayout(conninfo, **settings)
-        self._watcher = PostgreSQLStore(conninfo, pool_size=1, **settings)
-        self._pool_size = check_count(pool_size, "pool_size", 1)
+    def __init__(self, conninfo: str = "", **options: Unpack[PostgreSQLOptions]) -> None:
+        settings = PostgreSQLSettings(conninfo=conninfo, **options)
+        self._layout = settings.layout()
+        self._watcher = PostgreSQLStore(conninfo, **settings.options(pool_size=1))
+        self._pool_size = settings.pool_limit
         self._opening = asyncio.Lock()
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[TupleRow]] | None = None
         self._closed = False

@@ -16,8 +16,8 @@ Session expiry is judged by the server's ``now()``, so no client clock is involv
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import TypeVar, Unpack
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -27,13 +27,8 @@ from sessionlocker.core.protocol import SessionView, Transform, Updated, Version
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
 from sessionlocker.stores.base import Wake, cas_update
-from sessionlocker.stores.postgresql_common import (
-    PAGE,
-    STALE_ROUNDS,
-    PostgreSQLLayout,
-    Statement,
-    check_count,
-)
+from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql_settings import PostgreSQLOptions, PostgreSQLSettings
 
 __all__ = ["PostgreSQLStore", "PostgreSQLWatch"]
 
@@ -59,32 +54,10 @@ class PostgreSQLStore:
     logs or in error messages.
     """
 
-    def __init__(
-        self,
-        conninfo: str = "",
-        *,
-        table: str = "sessionlocker_records",
-        schema: str = "public",
-        prefix: str = "",
-        history: int = 10,
-        pool_size: int = 8,
-        timeout: float = 10.0,
-        connect_timeout: float = 5.0,
-        application_name: str = "sessionlocker",
-        connect: Mapping[str, str] | None = None,
-    ) -> None:
-        self._layout = PostgreSQLLayout(
-            conninfo,
-            table=table,
-            schema=schema,
-            prefix=prefix,
-            history=history,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            application_name=application_name,
-            connect=connect,
-        )
-        self._pool_size = check_count(pool_size, "pool_size", 1)
+    def __init__(self, conninfo: str = "", **options: Unpack[PostgreSQLOptions]) -> None:
+        settings = PostgreSQLSettings(conninfo=conninfo, **options)
+        self._layout = settings.layout()
+        self._pool_size = settings.pool_limit
         self._lock = threading.Lock()
         self._pool: ConnectionPool[psycopg.Connection[TupleRow]] | None = None
         self._watches: set[PostgreSQLWatch] = set()
