@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from sessionlocker import LockerService, Purchaser, Spec, Status, UsageError
+from sessionlocker import AsyncLockerService, LockerService, Purchaser, Spec, Status, UsageError
 from sessionlocker.core.locker import Locker
 from sessionlocker.metrics import METRICS, MemoryMetrics, Metrics, NoMetrics
 from sessionlocker.prometheus import PrometheusMetrics, family_name
@@ -140,6 +141,22 @@ def test_store_errors_by_kind_match_the_injected_faults() -> None:
     assert metrics.value("saves") == 3 * 4
     timed = len(metrics.observations("save_seconds"))
     assert 12 - faulty.faults["unknown"] <= timed <= 12
+
+
+def test_the_asyncio_driver_reports_through_its_frames(store: Store) -> None:
+    metrics = MemoryMetrics()
+
+    async def play() -> None:
+        async with AsyncLockerService(store, spec(), metrics=metrics) as service:
+            assert service.metrics is metrics
+            async with service.session("a") as profile:
+                assert metrics.value("lockers", state="loaded") == 1
+                profile.data["coins"] += 1
+                await profile.saved(timeout=10)
+
+    asyncio.run(play())
+    assert metrics.value("saves") == 2  # the change, then the release
+    assert metrics.value("lockers", state="loaded") == 0
 
 
 def test_purchases_granted_and_deferred(store: Store) -> None:
