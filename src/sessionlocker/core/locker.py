@@ -94,6 +94,7 @@ class Locker(OperationCalls, UserCalls):
     """
 
     _known: Versioned | None
+    _decoded: tx.Known | None
     _seq: int
     _pending: _Save | None
     _saved_json: str
@@ -343,6 +344,7 @@ class Locker(OperationCalls, UserCalls):
             max_bytes=self.spec.max_record_bytes,
             checked=self._lease.gaps if self._stale_check() else None,
             meta=save.meta,
+            known=self._decoded,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
@@ -449,6 +451,9 @@ class Locker(OperationCalls, UserCalls):
         )
         self.token = record.epoch
         self._known = current
+        self._decoded = (
+            None if current is None else tx.Known(current.value, record.with_(data=None))
+        )
         self._seq = stamp.seq if mine and stamp is not None else 0
         self.data = record.data
         self._saved_json = outcome.data_json
@@ -567,6 +572,7 @@ class Locker(OperationCalls, UserCalls):
             return
         if result.current is not None:
             self._known = result.current
+            self._decoded = tx.known_after(outcome, result.current, self._decoded)
         self._saved_json = save.data_json
         self._saved_meta = save.meta
         self._ops.ledger.saved(save.meta)
@@ -665,6 +671,7 @@ class Locker(OperationCalls, UserCalls):
 
     def _reset_session(self) -> None:
         self._known = None
+        self._decoded = None
         self._seq = 0
         self._pending = None
         self._saved_json = "null"

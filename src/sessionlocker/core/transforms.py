@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sessionlocker.core.ledger import Meta
 from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
@@ -43,6 +43,7 @@ __all__ = [
     "Free",
     "Granted",
     "Held",
+    "Known",
     "Locked",
     "Lost",
     "Refused",
@@ -53,6 +54,7 @@ __all__ = [
     "Withdrawn",
     "acquire",
     "deliver",
+    "known_after",
     "request_release",
     "save",
     "upgrade_unlocked",
@@ -112,6 +114,9 @@ class Saved:
     replaced: bool
     held: bool
     inbox: tuple[Message, ...] = ()
+    #: The record this save wrote, its ``data`` left out (``None`` when nothing was
+    #: written): the next save starts from it instead of decoding the bytes again.
+    written: Record | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,36 @@ class Delivered:
 @dataclass(frozen=True, slots=True)
 class Withdrawn:
     """No release request and no lock of ours is left on the record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """Stored bytes and the record they decode to, its ``data`` left out.
+
+    A save decodes the stored record only to check the lock and the stamp and to carry
+    the metadata over; its data is replaced. When the store hands the save exactly the
+    bytes of the record we last wrote (the usual case: a save with the revision
+    known), that record is used as it is, so the bytes are not parsed again.
+    """
+
+    value: bytes
+    record: Record
+
+
+def known_after(outcome: Saved, current: Versioned, before: Known | None) -> Known | None:
+    """What is known after a save reported ``outcome`` with ``current`` stored."""
+    if outcome.written is not None:
+        return Known(current.value, outcome.written)
+    if before is not None and current.value == before.value:
+        return before
+    return None
+
+
+def _decode(value: bytes, known: Known | None) -> Record:
+    """``decode(value)``, or the record of ``known`` when those are its bytes."""
+    if known is not None and (value is known.value or value == known.value):
+        return known.record
+    return decode(value)
 
 
 AcquireOutcome = Granted | Held | Refused
@@ -228,6 +263,7 @@ def save(
     max_bytes: int | None = None,
     checked: int | None = None,
     meta: Meta | None = None,
+    known: Known | None = None,
 ) -> Transform[SaveOutcome]:
     """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
 
@@ -239,6 +275,7 @@ def save(
     always a write, so a takeover conditional on the old lock value cannot land after.
     ``meta`` (the holder's histories, credit, outbox and applied inbox messages) is
     written with the data, so an operation's effect and its id commit together.
+    ``known`` spares decoding the stored bytes when they are the ones it names.
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -246,7 +283,7 @@ def save(
         if current is None:
             return Keep(Lost(None))
         try:
-            record = decode(current.value)
+            record = _decode(current.value, known)
         except CorruptRecord:
             return Keep(Lost(None))
         held = record.held_by(session, epoch)
@@ -266,11 +303,12 @@ def save(
             record = record.with_(lock=None, release_requests=())
         if meta is not None:
             record = meta.write(record)
-        value = encode(record.with_(stamp=stamp, encoding=encoding), data_json)
+        record = record.with_(stamp=stamp, encoding=encoding, data=None)
+        value = encode(record, data_json)
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
         held_now = record.lock is not None
-        return Put(value, Saved(not held_now, replaced, held_now, record.inbox))
+        return Put(value, Saved(not held_now, replaced, held_now, record.inbox, record))
 
     return transform
 

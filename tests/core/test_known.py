@@ -1,0 +1,62 @@
+"""A save that knows the bytes it last wrote does not decode them again, and writes
+exactly what a save that decodes them would write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessionlocker.core import transforms as tx
+from sessionlocker.core.ledger import Meta
+from sessionlocker.core.protocol import Keep, Put, Versioned
+from sessionlocker.core.record import Lock, Record, ReleaseRequest, decode, encode
+
+HELD_BY_A = Record(data={"n": 0}, epoch=3, lock=Lock("A", 3, 10.0), tags={"t": 1})
+
+
+def save(seq: int, data_json: str, known: tx.Known | None) -> Any:
+    return tx.save(session="A", epoch=3, seq=seq, data_json=data_json, meta=Meta(), known=known)
+
+
+def written(decision: Put[Any] | Keep[Any]) -> Put[Any]:
+    assert isinstance(decision, Put), decision
+    return decision
+
+
+def test_a_chain_of_saves_writes_the_same_bytes_with_or_without_the_known_record() -> None:
+    current = Versioned(encode(HELD_BY_A), 1)
+    known: tx.Known | None = None
+    for seq in range(1, 6):
+        data_json = f'{{"n":{seq}}}'
+        fast = written(save(seq, data_json, known)(current))
+        slow = written(save(seq, data_json, None)(current))
+        assert fast.value == slow.value
+        assert fast.outcome == slow.outcome
+        assert fast.outcome.written is not None
+        assert fast.outcome.written.data is None  # the data is never kept twice
+        current = Versioned(fast.value, current.revision + 1)
+        known = tx.known_after(fast.outcome, current, known)
+        assert known is not None
+        assert known.value is current.value
+    record = decode(current.value)
+    assert record.data == {"n": 5}
+    assert record.tags == {"t": 1}
+    assert record.stamp is not None
+    assert record.stamp.seq == 5
+
+
+def test_other_bytes_are_decoded_so_a_release_request_written_since_is_seen() -> None:
+    mine = written(save(1, '{"n":1}', None)(Versioned(encode(HELD_BY_A), 1)))
+    known = tx.known_after(mine.outcome, Versioned(mine.value, 2), None)
+    asked = decode(mine.value).with_(release_requests=(ReleaseRequest("B", 11.0),))
+    after = written(save(2, '{"n":2}', known)(Versioned(encode(asked), 3)))
+    assert after.outcome.replaced
+    assert decode(after.value).lock is None
+
+
+def test_a_keep_keeps_what_is_known_only_while_the_bytes_are_the_same() -> None:
+    mine = written(save(1, '{"n":1}', None)(Versioned(encode(HELD_BY_A), 1)))
+    known = tx.known_after(mine.outcome, Versioned(mine.value, 2), None)
+    assert known is not None
+    quiet = tx.Saved(released=False, replaced=False, held=True)
+    assert tx.known_after(quiet, Versioned(bytes(mine.value), 2), known) is known
+    assert tx.known_after(quiet, Versioned(encode(HELD_BY_A), 4), known) is None
