@@ -1,12 +1,13 @@
 """Random interleavings: receipts, duplicate deliveries, gifts, sends and crashes across
 three servers on one store, with the exactly-once invariants checked throughout.
 
-Hypothesis picks the order. Servers are stepped inline on a shared fake clock; a crash
-drops a server for good (a new one takes its slot); loads use ``steal``, so a live
-holder loses its lock at any point too. At each acknowledgement the committed record
-must already hold the purchase; at the end a recovery server loads every player,
-every receipt is delivered once more, and each purchase id and each message must have
-been applied exactly once, with every inbox and outbox empty.
+Hypothesis picks the order. Servers are stepped on a shared fake clock (by either
+driver, see ``world``); a crash drops a server for good (a new one takes its slot);
+loads use ``steal``, so a live holder loses its lock at any point too. At each
+acknowledgement the committed record must already hold the purchase; at the end a
+recovery server loads every player, every receipt is delivered once more, and each
+purchase id and each message must have been applied exactly once, with every inbox
+and outbox empty.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ players = st.sampled_from(PLAYERS)
 
 class Interleavings(RuleBasedStateMachine):
     backend = "memory"
+    driver = "inline"
 
     def __init__(self) -> None:
         super().__init__()
         self.folder = tempfile.TemporaryDirectory()
         self.store: Store = make_store(self.backend, Path(self.folder.name))
-        self.clock = Clock()
+        self.clock = Clock(self.driver)
         self.servers = [Server(self.store, self.clock) for _ in range(3)]
         self.receipts: dict[str, dict[str, str]] = {}
         self.sent: dict[str, str] = {}
@@ -114,6 +116,7 @@ class Interleavings(RuleBasedStateMachine):
         try:
             self.recover_and_check()
         finally:
+            self.clock.close()
             self.store.close()
             self.folder.cleanup()
 
@@ -143,12 +146,13 @@ class Interleavings(RuleBasedStateMachine):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_interleavings(backend: str) -> None:
+def test_interleavings(backend: str, driver: str) -> None:
     """Many examples on memory; fewer on the backends with real I/O, same rules."""
     examples = int(os.environ.get("EXACTLY_ONCE_EXAMPLES", "60"))
     if backend != "memory":
         examples = max(1, examples // 6)
-    machine = type(f"Interleavings_{backend}", (Interleavings,), {"backend": backend})
+    attributes = {"backend": backend, "driver": driver}
+    machine = type(f"Interleavings_{backend}_{driver}", (Interleavings,), attributes)
     machine.TestCase.settings = settings(
         max_examples=examples,
         stateful_step_count=int(os.environ.get("EXACTLY_ONCE_STEPS", "40")),

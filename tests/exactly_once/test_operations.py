@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,8 +21,8 @@ from .world import SPEC, Clock, Server, settle, stored
 
 
 @pytest.fixture
-def world() -> tuple[MemoryStore, Clock]:
-    return MemoryStore(), Clock()
+def world(new_clock: Callable[[], Clock]) -> tuple[MemoryStore, Clock]:
+    return MemoryStore(), new_clock()
 
 
 def add(amount: int) -> Any:
@@ -99,8 +100,7 @@ def test_operations_asked_for_while_loading_run_on_the_loaded_data(world: Any) -
     holder, waiter = Server(store, clock), Server(store, clock)
     holder.load("k").apply_once("op-1", add(5))
     holder.step()
-    locker = Locker("k", SPEC, waiter.lease, handlers=waiter.handlers)
-    waiter.lockers["k"] = locker
+    locker = waiter.locker("k")
     locker.acquire(LoadMode.FORCE)
     early = locker.apply_once("op-1", add(5))
     fresh = locker.apply_once("op-2", add(1))
@@ -155,9 +155,8 @@ def test_a_message_without_a_handler_stays_in_the_inbox_and_is_reported(world: A
     server = Server(store, clock)
     server.send("k", "unknown-kind", {"x": 1}, "m-1")
     errors: list[str] = []
-    locker = Locker("k", SPEC, server.lease, handlers=server.handlers)
+    locker = server.locker("k")
     locker.on("error", lambda lk: errors.append(str(lk.error)))
-    server.lockers["k"] = locker
     locker.acquire()
     settle([server], clock, 2.0)
     assert locker.status is Status.LOADED
@@ -173,7 +172,7 @@ def test_a_raising_handler_is_undone_and_its_message_kept(world: Any) -> None:
         locker.data["coins"] = 99
         raise ValueError("bad body")
 
-    server.handlers["bad"] = bad
+    server.on_message("bad", bad)
     server.send("k", "bad", 1, "m-bad")
     server.send("k", "note", "ok", "m-ok")
     locker = server.load("k", LoadMode.REPEAT)

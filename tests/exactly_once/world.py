@@ -1,18 +1,26 @@
 """A small world of servers on one store, for crash-point and interleaving tests.
 
-A ``Server`` is one session (lease) with lockers, driven inline: each store request
-runs at once on the real store, unless a crash point says otherwise. A crash point
-``(n, "before")`` kills the server just before its n-th request reaches the store;
-``(n, "after")`` lets that request commit and kills the server before it hears the
-reply (the acknowledgement is lost). A killed server never runs again; recovery is a
-new server that takes the records over with ``steal`` (the crashed process is gone).
+A server is one session (lease) with lockers on a shared manual ``Clock``, run by one
+of two drivers (``DRIVERS``, chosen by the clock):
 
-The server offers what ``Purchaser`` and ``Trades`` need of a service (``get``,
-``on_message``, ``run_until``), so the real purchase and trade code runs here.
+- ``inline``: the lease and lockers are stepped here, each store request runs at once;
+- ``asyncio``: a real ``AsyncLockerService`` (its frame task, deadline heap, waiters and
+  notifications) on the server's own event loop, whose store calls are held until the
+  server runs them, so that they can be counted and crashed the same way.
+
+A crash point ``(n, "before")`` kills the server just before its n-th store request
+reaches the store; ``(n, "after")`` lets that request commit and kills the server before
+it hears the reply (the acknowledgement is lost). A killed server never runs again;
+recovery is a new server that takes the records over with ``steal`` (the crashed
+process is gone). A server does nothing between calls of ``step``.
+
+Each server offers what ``Purchaser`` and ``Trades`` need of a service (``get``,
+``on_message``, ``run_until``), so the real purchase and trade code runs on both.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import uuid
@@ -32,6 +40,7 @@ from sessionlocker.core.record import Message, decode
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.core.storable import encode_data
+from sessionlocker.drivers.aio import AsyncLockerService
 from sessionlocker.drivers.executor import execute
 from sessionlocker.errors import StoreError
 from sessionlocker.purchases import Credit, Purchaser, Receipt
@@ -51,6 +60,8 @@ SPEC = Spec(
 #: Every backend the exactly-once suite runs on; server backends need their URL set
 #: (the test command starts the servers and sets it).
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
+#: The drivers a world's servers may run on.
+DRIVERS = ["inline", "asyncio"]
 _URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
 
 
@@ -72,11 +83,24 @@ class Crash(Exception):
 
 
 class Clock:
-    def __init__(self) -> None:
+    """A world's shared manual time, and the driver its servers run on."""
+
+    def __init__(self, driver: str = "inline") -> None:
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}")
         self.now = 1000.0
+        self.driver = driver
+        self.servers: list[BaseServer] = []
 
     def __call__(self) -> float:
         return self.now
+
+    def close(self) -> None:
+        """Stop every server of this world: event loops, watches, and (for the asyncio
+        driver) the session record, which a dead process would leave to expire."""
+        for server in self.servers:
+            server.close()
+        self.servers.clear()
 
 
 def grant(data: Any, receipt: Receipt) -> object:
@@ -105,20 +129,35 @@ def note(locker: Locker, message: Message) -> None:
     locker.data["notes"].append(message.body)
 
 
-class Server:
-    """One session on ``store``; requests run inline; ``crash_at`` kills it."""
+def Server(  # it stands in for the class the tests construct
+    store: Store, clock: Clock, crash_at: tuple[int, str] | None = None
+) -> BaseServer:
+    """A new server on ``store``, run by ``clock``'s driver; ``crash_at`` kills it."""
+    made: BaseServer = (
+        AsyncServer(store, clock, crash_at)
+        if clock.driver == "asyncio"
+        else InlineServer(store, clock, crash_at)
+    )
+    clock.servers.append(made)
+    return made
+
+
+class BaseServer:
+    """What both drivers share: crash points, ``load``, ``run_until``, purchases, trades."""
 
     names = itertools.count(1)
 
-    def __init__(self, store: Store, clock: Clock, crash_at: tuple[int, str] | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock, crash_at: tuple[int, str] | None) -> None:
         self.store, self.clock = store, clock
         self.session = f"server-{next(self.names)}"
-        self.lease = Lease(self.session, SPEC.lease, b"{}", clock=clock, wall=clock)
         self.lockers: dict[str, Locker] = {}
-        self.handlers: dict[str, Handler] = {"note": note}
         self.crash_at = crash_at
         self.requests = 0
         self.dead = False
+
+    def _start(self) -> None:
+        """Called by subclasses once they can take ``on_message``."""
+        self.on_message("note", note)
         self.purchaser = Purchaser(self, grant)
         self.trades = Trades(self, take, put)
 
@@ -127,7 +166,7 @@ class Server:
         return self.lockers.get(key)
 
     def on_message(self, kind: str, handler: Handler) -> None:
-        self.handlers[kind] = handler
+        raise NotImplementedError
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         for _ in range(200):
@@ -138,15 +177,57 @@ class Server:
         return done()
 
     # -- driving
+    def locker(self, key: str) -> Locker:
+        """A new locker for ``key`` on this server (not acquired yet)."""
+        raise NotImplementedError
+
     def load(self, key: str, mode: LoadMode = LoadMode.STEAL) -> Locker:
-        locker = Locker(key, SPEC, self.lease, handlers=self.handlers)
-        self.lockers[key] = locker
+        locker = self.locker(key)
         locker.acquire(mode)
         self.run_until(lambda: locker.status is not Status.LOADING)
         return locker
 
     def step(self) -> None:
-        """Run lease and lockers until nothing more happens now; raises ``Crash``."""
+        """Run the server until nothing more happens now; raises ``Crash``."""
+        raise NotImplementedError
+
+    def send(self, key: str, kind: str, body: Any, message_id: str) -> None:
+        """``service.send``: a direct delivery to ``key``'s inbox (a store request)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop without writing anything (the test has finished checking the store)."""
+
+    def _execute(self, call: Callable[[], object]) -> object:
+        """Run one store request, unless this is the crash point (then raise ``Crash``)."""
+        self.requests += 1
+        point = self.crash_at
+        if point is not None and point[0] == self.requests:
+            self.dead = True
+            if point[1] == "after":
+                call()
+            raise Crash(self.session)
+        return call()
+
+
+class InlineServer(BaseServer):
+    """Lease and lockers stepped here; each request runs at once."""
+
+    def __init__(self, store: Store, clock: Clock, crash_at: tuple[int, str] | None) -> None:
+        super().__init__(store, clock, crash_at)
+        self.lease = Lease(self.session, SPEC.lease, b"{}", clock=clock, wall=clock)
+        self.handlers: dict[str, Handler] = {}
+        self._start()
+
+    def on_message(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    def locker(self, key: str) -> Locker:
+        locker = Locker(key, SPEC, self.lease, handlers=self.handlers)
+        self.lockers[key] = locker
+        return locker
+
+    def step(self) -> None:
         if self.dead:
             raise Crash(self.session)
         for _ in range(50):
@@ -157,31 +238,103 @@ class Server:
                 self.lease.handle(result if isinstance(result, StoreError) else None, self.clock())
             for locker in list(self.lockers.values()):
                 for request in locker.update(self.clock.now):
-                    locker.handle(self._execute(request), self.clock.now)
+                    locker.handle(self._run(request), self.clock.now)
                     busy = True
             if not busy:
                 return
 
     def send(self, key: str, kind: str, body: Any, message_id: str) -> None:
-        """``service.send``: a direct delivery to ``key``'s inbox (a store request)."""
         message = Message(message_id, kind, body, self.clock())
         transform = tx.deliver(
             message=message, fresh=SPEC.fresh(None), fresh_json=encode_data(SPEC.create())
         )
-        self._execute(Update(key=SPEC.store_key(key), transform=transform))
+        self._run(Update(key=SPEC.store_key(key), transform=transform))
 
-    def _execute(self, request: Request) -> object:
-        self.requests += 1
-        point = self.crash_at
-        if point is not None and point[0] == self.requests:
-            self.dead = True
-            if point[1] == "after":
-                execute(self.store, request)
+    def _run(self, request: Request) -> object:
+        return self._execute(lambda: execute(self.store, request))
+
+
+class HeldCalls:
+    """An executor that keeps store calls until their server runs them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Callable[[], object], Callable[[object], None]]] = []
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        self.calls.append((call, done))
+
+    def shutdown(self) -> None:
+        self.calls.clear()  # a stopped server's calls never reach the store
+
+
+class AsyncServer(BaseServer):
+    """A real ``AsyncLockerService`` on this server's own event loop.
+
+    ``step`` runs the loop: the frame task runs a frame at the clock's time, the held
+    store calls run (counted for crash points), their results wake the frame task, and
+    so on until a frame asks for nothing more. Lease renewals are store requests here
+    too, so they are crash points as well.
+    """
+
+    def __init__(self, store: Store, clock: Clock, crash_at: tuple[int, str] | None) -> None:
+        super().__init__(store, clock, crash_at)
+        self.held = HeldCalls()
+        self.loop = asyncio.new_event_loop()
+        self.service = AsyncLockerService(
+            store, SPEC, self.session, clock=clock, wall=clock, executor=self.held
+        )
+        self.loop.run_until_complete(self._begin())
+        self._start()
+
+    async def _begin(self) -> None:
+        self.service.start()
+
+    def get(self, key: str) -> Locker | None:
+        return self.service.get(key)
+
+    def on_message(self, kind: str, handler: Handler) -> None:
+        self.service.on_message(kind, handler)
+
+    def locker(self, key: str) -> Locker:
+        locker = self.service.locker(key)
+        self.lockers[key] = locker
+        return locker
+
+    def step(self) -> None:
+        if self.dead:
             raise Crash(self.session)
-        return execute(self.store, request)
+        self.loop.run_until_complete(self._step())
+
+    async def _step(self) -> None:
+        for _ in range(50):
+            await self._next_frame()
+            if not self.held.calls:
+                return
+            while self.held.calls:
+                call, done = self.held.calls.pop(0)
+                done(self._execute(call))
+
+    async def _next_frame(self) -> None:
+        """Wait until the frame task has run one more frame, at the clock's time now."""
+        checks = iter([False])  # false when asked at once; true after the next frame
+        self.service.wake()
+        await self.service.wait_until(lambda: next(checks, True))
+
+    def send(self, key: str, kind: str, body: Any, message_id: str) -> None:
+        send = self.service.frames.send
+        self._execute(lambda: send(key, kind, body, id=message_id))
+
+    def close(self) -> None:
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self.loop.close()
+        self.held.calls.clear()
+        self.service.frames.close(0)  # watches and pool; its last calls are held, not run
 
 
-def settle(servers: list[Server], clock: Clock, seconds: float = 6.0) -> None:
+def settle(servers: list[BaseServer], clock: Clock, seconds: float = 6.0) -> None:
     """Run the live servers until every save and delivery is done."""
     end = clock.now + seconds
     while clock.now < end:
