@@ -25,6 +25,7 @@ from sessionlocker import (
     UnstorableData,
     UsageError,
 )
+from sessionlocker.core.modes import Attempt, Mode
 from sessionlocker.core.record import decode
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store
 from stores.conftest import postgres_backend, redis_backend
@@ -98,52 +99,69 @@ def test_session_loads_saves_and_releases(store: Store) -> None:
     asyncio.run(main())
 
 
-def test_timeouts_leave_the_record_as_it_was(store: Store) -> None:
+def raw(store: Store, key: str, namespace: str = "players") -> bytes:
+    """The stored bytes of ``key``: what "as it was" is compared on."""
+    value = store.read(f"{namespace}/{key}")
+    assert value is not None
+    return value.value
+
+
+def force_then_wait(attempt: Attempt) -> str:
+    """A mode callable: ask the holder to release, and keep asking."""
+    return "force"
+
+
+WAITING_MODES: list[Mode] = ["repeat", "force", force_then_wait]
+
+
+@pytest.mark.parametrize("mode", WAITING_MODES, ids=["repeat", "force", "callable"])
+def test_a_timed_out_load_leaves_the_held_record_byte_for_byte(store: Store, mode: Mode) -> None:
     holder = held_elsewhere(store, "p1")
-    before = stored(store, "p1")
+    before = raw(store, "p1")
 
     async def main() -> None:
         async with AsyncLockerService(store, spec(lease=10, force_timeout=10)) as waiter:
-            for mode in ("repeat", "force"):
-                with pytest.raises(LockUnavailable, match="within"):
-                    async with waiter.session("p1", mode, timeout=0.3):
-                        pytest.fail("must not yield")
-                assert waiter.lockers() == []
+            with pytest.raises(LockUnavailable, match="within"):
+                async with waiter.session("p1", mode, timeout=0.3):
+                    pytest.fail("must not yield")
+            assert waiter.lockers() == []
+            assert raw(store, "p1") == before  # already when the session() call returned
             with pytest.raises(LockUnavailable, match="held by"):
                 async with waiter.session("p1", "cancel"):
                     pytest.fail("must not yield")
+            assert raw(store, "p1") == before
 
     asyncio.run(main())
-    after = stored(store, "p1")
-    assert after.release_requests == ()
-    assert after.lock == before.lock
-    assert after.epoch == before.epoch
+    assert raw(store, "p1") == before  # and the waiter's aclose wrote nothing to it
     holder.close()
 
 
-def test_a_cancelled_wait_leaves_no_lock_and_no_release_request(store: Store) -> None:
+@pytest.mark.parametrize("mode", WAITING_MODES, ids=["repeat", "force", "callable"])
+def test_a_cancelled_wait_leaves_the_held_record_byte_for_byte(store: Store, mode: Mode) -> None:
     holder = held_elsewhere(store, "p1")
-    before = stored(store, "p1")
+    before = raw(store, "p1")
 
     async def main() -> None:
         async with AsyncLockerService(store, spec(lease=10, force_timeout=10)) as waiter:
 
             async def open_it() -> None:
-                async with waiter.session("p1", "force"):
+                async with waiter.session("p1", mode):
                     pytest.fail("must not yield")
 
             task = asyncio.create_task(open_it())
-            await waiter.wait_until(lambda: bool(stored(store, "p1").release_requests), 5)
+            if mode == "repeat":  # it writes nothing; it waits (polling)
+                await asyncio.sleep(0.3)
+            else:  # cancelled after its release request was written
+                await waiter.wait_until(lambda: bool(stored(store, "p1").release_requests), 5)
+            assert not task.done()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert waiter.lockers() == []
-            assert stored(store, "p1").release_requests == ()  # withdrawn before it returned
+            assert raw(store, "p1") == before  # withdrawn before the cancel returned
 
     asyncio.run(main())
-    after = stored(store, "p1")
-    assert after.lock == before.lock
-    assert after.epoch == before.epoch
+    assert raw(store, "p1") == before
     holder.close()
 
 
@@ -317,3 +335,66 @@ def test_the_frame_task_can_be_cancelled_as_its_wait_ends(local_store: Store) ->
     for _ in range(5):
         service = asyncio.run(main())
         assert service.frames.close(1)  # the pool and the lease, from this thread
+
+
+def steal_on_second_attempt(attempts: list[int]) -> Mode:
+    """A mode callable that waits once, then steals (ProfileService's handler)."""
+
+    def decide(attempt: Attempt) -> str:
+        attempts.append(attempt.number)
+        return "steal" if attempt.number >= 2 else "repeat"
+
+    return decide
+
+
+@pytest.mark.parametrize("mode", ["repeat", "force", "steal", "cancel", "callable"])
+def test_every_load_mode_against_a_record_another_async_service_holds(
+    store: Store, mode: str
+) -> None:
+    attempts: list[int] = []
+    chosen = steal_on_second_attempt(attempts) if mode == "callable" else mode
+
+    async def load(service: AsyncLockerService) -> list[Any]:
+        async with service.session("p1", chosen, timeout=5) as player:
+            seen = list(player.data["log"])
+            player.data["log"].append("loader")
+            player.mark_changed()
+        return seen
+
+    async def main() -> None:
+        async with (
+            AsyncLockerService(store, spec(force_timeout=5)) as holder,
+            AsyncLockerService(store, spec()) as loader,
+        ):
+            held = holder.locker("p1")
+            held.acquire()
+            held.edit(lambda data: data["log"].append("holder"))
+            assert await holder.wait_until(
+                lambda: held.status is Status.LOADED and not held.changes_pending, 5
+            )
+            if mode == "cancel":
+                before = raw(store, "p1")
+                with pytest.raises(LockUnavailable, match="held by"):
+                    await load(loader)
+                assert raw(store, "p1") == before
+                assert held.status is Status.LOADED
+                return
+            task = asyncio.create_task(load(loader))
+            if mode == "repeat":  # it waits until the holder lets go
+                await asyncio.sleep(0.3)
+                assert not task.done()
+                held.release()
+            assert await task == ["holder"]  # the holder's committed data, in every mode
+            if mode == "force":
+                assert held.status is Status.IDLE  # it saved and released on request
+            if mode in ("steal", "callable"):
+                held.edit(lambda data: data["log"].append("stale"))
+                assert await holder.wait_until(lambda: held.status is Status.LOST, 5)
+        record = stored(store, "p1")
+        assert record.data == {"log": ["holder", "loader"]}
+        assert record.lock is None
+        assert record.release_requests == ()
+        if mode == "callable":
+            assert attempts[:2] == [1, 2]
+
+    asyncio.run(main())
