@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from sessionlocker import AsyncLockerService, EasyProfile, EasyStore, LockerService, Spec, Status
 from sessionlocker.core.record import decode
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store
+from stores.conftest import postgres_backend, redis_backend
 
 FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
 
@@ -18,9 +20,27 @@ def spec() -> Spec:
     return Spec("players", lambda: {"coins": 0}, **FAST)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    return MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param in ("redis", "postgresql"):
+        backend = (
+            redis_backend(request.getfixturevalue("redis_url"))
+            if request.param == "redis"
+            else postgres_backend(request.getfixturevalue("postgres_url"))
+        )
+        yield backend.store
+        backend.store.close()
+        backend.cleanup()
+        return
+    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield made
+    made.close()
+
+
+def raw(store: Store, key: str) -> bytes:
+    value = store.read(f"players/{key}")
+    assert value is not None
+    return value.value
 
 
 def coins(store: Store, key: str) -> tuple[int, bool]:
@@ -59,7 +79,6 @@ def test_frame_loop_start_play_end_and_start_again(store: Store) -> None:
     assert seen.count("loaded:p1") == 2
     service.close()
     assert coins(store, "p1") == (2, False)
-    store.close()
 
 
 def test_start_while_ending_loads_again_right_after(store: Store) -> None:
@@ -74,7 +93,6 @@ def test_start_while_ending_loads_again_right_after(store: Store) -> None:
     assert service.run_until(profile.is_loaded, 5)
     assert profile.data == {"coins": 1}
     service.close()
-    store.close()
 
 
 def test_lost_is_reported_to_the_profile(store: Store) -> None:
@@ -92,7 +110,6 @@ def test_lost_is_reported_to_the_profile(store: Store) -> None:
     thief.close()
     first.close()
     assert coins(store, "p1") == (0, False)
-    store.close()
 
 
 def test_async_driver_runs_the_frames_itself(store: Store) -> None:
@@ -112,4 +129,96 @@ def test_async_driver_runs_the_frames_itself(store: Store) -> None:
             assert coins(store, "p1") == (1, False)
 
     asyncio.run(main())
-    store.close()
+
+
+def test_async_driver_events_reuse_and_idempotent_end(store: Store) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(store, spec()) as service:
+            easy = EasyStore(service)
+            seen: list[str] = []
+            profile = easy.start_session("p1")
+            for event in ("loaded", "saved", "released"):
+                profile.on(event, lambda p, event=event: seen.append(event))
+            profile.edit(add_coin)  # before the load: replayed on the loaded data
+            assert await service.wait_until(profile.is_loaded, 5)
+            easy.end_session("p1")
+            easy.end_session("p1")  # idempotent
+            profile.end_session()
+            easy.end_session("never-started")  # nothing to end: nothing happens
+            assert await service.wait_until(lambda: seen[-1] == "released", 5)
+            assert coins(store, "p1") == (1, False)
+            assert seen[0] == "loaded"
+            assert easy.start_session("p1") is profile  # reuse, callbacks kept
+            assert await service.wait_until(profile.is_loaded, 5)
+            assert profile.data == {"coins": 1}
+            assert seen.count("loaded") == 2
+            profile.edit(add_coin)
+        assert coins(store, "p1") == (2, False)  # aclose saved and released it
+
+    asyncio.run(main())
+
+
+def test_lost_is_reported_on_the_async_driver(store: Store) -> None:
+    async def main() -> None:
+        async with (
+            AsyncLockerService(store, spec()) as first,
+            AsyncLockerService(store, spec()) as thief,
+        ):
+            lost: list[EasyProfile] = []
+            profile = EasyStore(first).start_session("p1")
+            profile.on("lost", lost.append)
+            assert await first.wait_until(profile.is_loaded, 5)
+            stolen = EasyStore(thief).start_session("p1", "steal")
+            assert await thief.wait_until(stolen.is_loaded, 5)
+            profile.edit(add_coin)
+            assert await first.wait_until(lambda: bool(lost), 5)
+            assert lost == [profile]
+            assert not profile.is_active()
+            profile.end_session()  # ending a lost session is a no-op too
+        assert coins(store, "p1") == (0, False)
+
+    asyncio.run(main())
+
+
+def held_elsewhere(store: Store) -> LockerService:
+    """Another server that holds p1 and is then never driven (it answers nothing)."""
+    holder = LockerService(store, Spec("players", lambda: {"coins": 0}, lease=10))
+    locker = holder.locker("p1")
+    locker.acquire()
+    assert holder.run_until(lambda: locker.status is Status.LOADED, 5)
+    return holder
+
+
+@pytest.mark.parametrize("mode", ["repeat", "force"])
+def test_ending_a_waiting_session_cancels_its_load_frame_loop(store: Store, mode: str) -> None:
+    holder = held_elsewhere(store)
+    before = raw(store, "p1")
+    service = LockerService(store, spec())
+    profile = EasyStore(service).start_session("p1", mode)
+    assert service.run_until(lambda: profile.locker.status is Status.WAITING, 5)
+    profile.end_session()
+    assert service.run_until(lambda: not profile.is_active(), 5)
+    assert service.run_until(lambda: not service.lockers(), 5)
+    assert raw(store, "p1") == before  # no lock, no release request left behind
+    service.close()
+    holder.close()
+
+
+@pytest.mark.parametrize("mode", ["repeat", "force"])
+def test_ending_a_waiting_session_cancels_its_load_async(store: Store, mode: str) -> None:
+    holder = held_elsewhere(store)
+    before = raw(store, "p1")
+
+    async def main() -> None:
+        async with AsyncLockerService(store, spec()) as service:
+            easy = EasyStore(service)
+            profile = easy.start_session("p1", mode)
+            assert await service.wait_until(lambda: profile.locker.status is Status.WAITING, 5)
+            easy.end_session("p1")
+            assert await service.wait_until(lambda: not service.lockers(), 5)
+            assert easy.get("p1") is None
+            assert raw(store, "p1") == before
+
+    asyncio.run(main())
+    assert raw(store, "p1") == before
+    holder.close()
