@@ -20,6 +20,7 @@ from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import open_store
 from sessionlocker.stores.redis import RedisStore
+from sessionlocker.stores.redis_watch import IDLE
 
 from .conftest import redis_backend
 
@@ -257,6 +258,22 @@ def test_a_write_by_another_client_wakes_the_watch(
     assert wakes.keys.count("k") == 2
     watch.close()
     other.close()
+
+
+def test_a_key_added_to_a_sleeping_watch_is_subscribed_at_once(
+    store: RedisStore, client: redis.Redis
+) -> None:
+    wakes = Wakes()
+    watch = store.watch(wakes)
+    watch.add("a")
+    wait_subscribed(client, f"{store.prefix}n:a")
+    assert wakes.wait_for("a")  # confirmed; now the thread sleeps, for up to IDLE
+    time.sleep(0.1)
+    started = time.monotonic()
+    watch.add("b")
+    wait_subscribed(client, f"{store.prefix}n:b")
+    assert time.monotonic() - started < IDLE / 2  # poked awake, not at its next look
+    watch.close()
 
 
 def test_reconnect_resubscribes_and_wakes_every_watched_key(

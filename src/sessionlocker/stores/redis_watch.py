@@ -2,9 +2,12 @@
 
 Every write script of ``RedisStore`` publishes on the key's own channel. A watch holds
 one pub/sub connection, serviced by one daemon thread that is the only user of that
-connection (redis-py's ``PubSub`` is not thread-safe): ``add`` and ``discard`` only
-change the wanted set, and the thread brings the subscriptions in line within one
-poll interval.
+connection (redis-py's ``PubSub`` is not thread-safe): ``add`` and ``discard`` change
+the wanted set and poke the thread through a socket pair, and the thread, which waits
+on that pair and on the pub/sub socket together, brings the subscriptions in line at
+once. A new subscription is sent as soon as the key is added, not at a next poll: a
+waiter that starts watching just before the holder's release would otherwise hear of
+it only that much later.
 
 When the connection drops (server restart, ``CLIENT KILL``, a silent network that stops
 answering pings) the thread connects again with backoff, subscribes to every wanted
@@ -14,7 +17,10 @@ anything published meanwhile was missed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -31,8 +37,11 @@ __all__ = ["RedisWatch"]
 
 log = logging.getLogger("sessionlocker.stores.redis")
 
-#: How often the thread looks at the wanted set while no message comes (seconds).
-POLL = 0.025
+#: How long the thread may wait for the rest of a message it has begun to read (seconds).
+READ_TIMEOUT = 0.025
+
+#: The longest the thread sleeps with nothing to do: it looks at the heartbeat then.
+IDLE = 1.0
 
 
 class RedisWatch:
@@ -67,6 +76,9 @@ class RedisWatch:
         self._lock = threading.Lock()
         self._wanted: set[str] = set()
         self._closed = threading.Event()
+        self._poke_in, self._poke_out = socket.socketpair()
+        self._poke_in.setblocking(False)
+        self._poke_out.setblocking(False)
         #: Times the thread connected again after a failure and heard back; tests read it.
         self.reconnects = 0
         self._worked = False
@@ -84,12 +96,18 @@ class RedisWatch:
         with self._lock:
             if self._closed.is_set():
                 raise UsageError("this watch is closed")
+            new = key not in self._wanted
             self._wanted.add(key)
+        if new:
+            self._poke()
 
     def discard(self, key: str) -> None:
         """Stop waking for ``key``; absent is fine."""
         with self._lock:
+            if key not in self._wanted:
+                return
             self._wanted.discard(key)
+        self._poke()
 
     def close(self) -> None:
         """Stop the thread and drop the connection. Idempotent; callable from ``wake``."""
@@ -98,25 +116,36 @@ class RedisWatch:
                 return
             self._closed.set()
             self._wanted.clear()
+        self._poke()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=5.0)
         if self._on_close is not None:
             self._on_close(self)
 
+    def _poke(self) -> None:
+        """Wake the thread now (from any thread) to look at the wanted set."""
+        with contextlib.suppress(OSError):  # full (the thread wakes anyway), or closed
+            self._poke_out.send(b"!")
+
     # The thread.
 
     def _run(self) -> None:
         failures = 0  # in a row: a connection that worked starts the backoff again
-        while not self._closed.is_set():
-            self._worked = False
-            try:
-                self._serve(resubscribed=failures > 0)
-            except (RedisError, OSError) as exc:
-                failures = 1 if self._worked else failures + 1
-                log.debug("redis watch connection lost (%s); reconnecting", type(exc).__name__)
-                self._closed.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))
-                continue
-            return
+        try:
+            while not self._closed.is_set():
+                self._worked = False
+                try:
+                    self._serve(resubscribed=failures > 0)
+                except (RedisError, OSError) as exc:
+                    failures = 1 if self._worked else failures + 1
+                    kind = type(exc).__name__
+                    log.debug("redis watch connection lost (%s); reconnecting", kind)
+                    self._closed.wait(min(2.0, 0.05 * 2 ** min(failures, 6)))
+                    continue
+                return
+        finally:
+            self._poke_in.close()
+            self._poke_out.close()
 
     def _serve(self, *, resubscribed: bool) -> None:
         """Keep one connection until it fails (raises) or the watch closes (returns)."""
@@ -137,23 +166,44 @@ class RedisWatch:
                 if subscribed - wanted:
                     pubsub.unsubscribe(*(self._channel(key) for key in subscribed - wanted))
                     subscribed &= wanted
-                message = pubsub.get_message(timeout=POLL)
+                connection = pubsub.connection
+                if connection is not None and connection.can_read(timeout=0):
+                    # Something has arrived (maybe only part of a message: allow the rest).
+                    message = pubsub.get_message(timeout=READ_TIMEOUT)
+                    if message is not None:
+                        heard, pinged = time.monotonic(), None
+                        self._worked = True
+                        if resubscribed:  # the new connection works: count it once
+                            self.reconnects += 1
+                            resubscribed = False
+                        self._handle(message, unconfirmed)
+                        continue
                 now = time.monotonic()
-                if message is not None:
-                    heard, pinged = now, None
-                    self._worked = True
-                    if resubscribed:  # the new connection works: count it once
-                        self.reconnects += 1
-                        resubscribed = False
-                    self._handle(message, unconfirmed)
-                elif subscribed and now - heard > self._heartbeat:
-                    if pinged is None:
+                due = now + IDLE
+                if subscribed:
+                    if pinged is None and now - heard > self._heartbeat:
                         pubsub.ping()
                         pinged = now
-                    elif now - pinged > self._heartbeat:
+                    elif pinged is not None and now - pinged > self._heartbeat:
                         raise redis.exceptions.TimeoutError("no answer to PING")
+                    due = min(due, (heard if pinged is None else pinged) + self._heartbeat)
+                self._sleep(connection, max(0.0, due - now) + 0.001)
         finally:
             pubsub.close()
+
+    def _sleep(self, connection: Any, seconds: float) -> None:
+        """Wait until the pub/sub socket has data, a poke comes, or ``seconds`` pass."""
+        # poll, not select: select cannot watch a descriptor above 1023.
+        waiting = select.poll()
+        waiting.register(self._poke_in, select.POLLIN)
+        sock = getattr(connection, "_sock", None)  # redis-py's socket, once connected
+        if sock is not None:
+            waiting.register(sock, select.POLLIN)
+        ready = waiting.poll(seconds * 1000)
+        if any(fd == self._poke_in.fileno() for fd, _ in ready):
+            with contextlib.suppress(OSError):  # drained (BlockingIOError)
+                while self._poke_in.recv(4096):
+                    pass
 
     def _handle(self, message: dict[str, Any], unconfirmed: set[str]) -> None:
         kind = message.get("type")
