@@ -35,6 +35,9 @@ __all__ = ["HolderLoop", "Timings", "main"]
 
 _ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
 
+#: Seconds between frames of a holder waiting to be allowed to load again.
+_IDLE_FRAME = 0.05
+
 
 @dataclass(frozen=True)
 class Timings:
@@ -102,12 +105,17 @@ class HolderLoop:
         """Hold and re-take the key until ``until()`` or ``stop()``; then stop driving."""
         self.locker.acquire("repeat")
         while not self._stop.is_set() and not until():
-            self.service.run_until(
-                lambda: self._stop.is_set() or self.locker.status in _ENDED, timeout=0.2
-            )
-            ended = self.locker.status in _ENDED
-            if ended and not self._stop.is_set() and self._permits.acquire(blocking=False):
+            if self.locker.status not in _ENDED:
+                self.service.run_until(
+                    lambda: self._stop.is_set() or self.locker.status in _ENDED, timeout=0.2
+                )
+            elif self._permits.acquire(timeout=_IDLE_FRAME):
                 self.locker.acquire("repeat")
+            else:
+                # Let go and not yet allowed back: one frame now and then keeps the lease
+                # renewed. Never a busy loop: on a 2-core machine a spinning holder would
+                # slow the very handoff being measured.
+                self.service.run_until(lambda: False, timeout=0)
 
     def stop(self) -> None:
         """Stop driving frames (as a crash would: nothing is released or closed)."""
