@@ -237,8 +237,15 @@ def test_data_errors_at_load_and_at_save(local_store: Store) -> None:
                     player.data["log"].append(math.inf)
                     with pytest.raises(UnstorableData):
                         await player.saved()
+            async with service.session("p2", timeout=5) as player:  # repaired: no error
+                player.data["log"].append(math.inf)
+                with pytest.raises(UnstorableData):
+                    await player.saved()
+                player.data["log"][-1] = "repaired"
+                player.mark_changed()
 
     asyncio.run(main())
+    assert stored(local_store, "p2").data == {"log": ["repaired"]}
     assert local_store.read("players/bad").value == b"\x00 not a record"  # type: ignore[union-attr]
     assert stored(local_store, "p1").lock is None
 

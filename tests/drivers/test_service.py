@@ -151,6 +151,17 @@ def test_session_exit_raises_when_the_final_save_is_refused(store: Store) -> Non
         assert after.epoch == decode(before.value).epoch + 1
 
 
+def test_a_save_refused_then_repaired_in_the_session_is_no_error_at_exit(store: Store) -> None:
+    with LockerService(store, spec()) as service:
+        with service.session("p1", timeout=5) as player:
+            player.data["log"].append(math.inf)
+            player.force_save()
+            assert service.run_until(lambda: isinstance(player.error, UnstorableData), 5)
+            player.data["log"][-1] = "repaired"
+            player.mark_changed()
+        assert stored(store, "p1").data == {"log": ["repaired"]}
+
+
 def test_session_exit_raises_lock_lost_when_stolen(store: Store) -> None:
     with LockerService(store, spec()) as first, LockerService(store, spec()) as thief:
         with pytest.raises(LockLost), first.session("p1", timeout=5) as player:

@@ -36,7 +36,7 @@ from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
-from sessionlocker.drivers.service import LockerService
+from sessionlocker.drivers.service import LockerService, exit_error, watch_final_save
 from sessionlocker.errors import DataError, LockLost, LockUnavailable, UsageError
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, Store, open_async_store
@@ -392,16 +392,15 @@ class AsyncLockerService:
             raise LockUnavailable(f"{key!r} could not be loaded within {timeout} s")
         if locker.status is not Status.LOADED:
             raise locker.error or LockUnavailable(f"{key!r} could not be loaded")
-        error_before = locker.error
         try:
             yield Profile(locker, self)
         finally:
+            final = watch_final_save(locker)
             locker.release()
             await self._settle(locker)
-        if isinstance(locker.error, LockLost):
-            raise locker.error
-        if isinstance(locker.error, DataError) and locker.error is not error_before:
-            raise locker.error
+        error = exit_error(locker, final)
+        if error is not None:
+            raise error
 
     async def aclose(self, timeout: float = 10.0) -> bool:
         """Save and release every locker within ``timeout`` seconds, then end the lease.

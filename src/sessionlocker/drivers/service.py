@@ -51,6 +51,7 @@ from sessionlocker.errors import (
     DataError,
     LockLost,
     LockUnavailable,
+    SessionLockerError,
     StoreError,
     UsageError,
 )
@@ -364,16 +365,15 @@ class LockerService:
             if not loaded:
                 raise LockUnavailable(f"{key!r} could not be loaded within {timeout} s")
             raise locker.error or LockUnavailable(f"{key!r} could not be loaded")
-        error_before = locker.error
         try:
             yield locker
         finally:
+            final = watch_final_save(locker)
             locker.release()
             self.run_until(lambda: locker.status not in _LIVE)
-        if isinstance(locker.error, LockLost):
-            raise locker.error
-        if isinstance(locker.error, DataError) and locker.error is not error_before:
-            raise locker.error
+        error = exit_error(locker, final)
+        if error is not None:
+            raise error
 
     def close(self, timeout: float = 10.0) -> bool:
         """Save and release every locker within ``timeout`` seconds, then end the lease.
@@ -426,6 +426,27 @@ class LockerService:
     def __repr__(self) -> str:
         live = len(self._lockers)
         return f"<LockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
+
+
+def watch_final_save(locker: Locker) -> list[bool]:
+    """Mark the data as it is when a session ends; the list gets True once the final
+    write holds it, False if it never will (the release writes once either way).
+    """
+    answer: list[bool] = []
+    locker.when_saved(locker.mark_changed(), answer.append)
+    return answer
+
+
+def exit_error(locker: Locker, final: list[bool]) -> SessionLockerError | None:
+    """What ``session()`` raises at exit: ``LockLost``, or the data error that kept the
+    final write from holding the data. A save refused earlier in the session whose data
+    was fixed before the end is not an error any more.
+    """
+    if isinstance(locker.error, LockLost):
+        return locker.error
+    if final != [True] and isinstance(locker.error, DataError):
+        return locker.error
+    return None
 
 
 def _new_session_id() -> str:
