@@ -303,3 +303,17 @@ def test_a_store_url_is_opened_and_closed_by_the_service(tmp_path: Path) -> None
     reopened = SQLiteStore(tmp_path / "by-url.db")
     assert stored(reopened, "p1").data == {"log": [1]}
     reopened.close()
+
+
+def test_the_lease_renewal_does_not_queue_behind_lockers_calls() -> None:
+    # One worker and 40 loads of 50 ms each: 2 s of queued calls, over three times the
+    # lease's renew deadline (0.4 s). The renewal runs on its own thread, so it never lapses.
+    store = FaultyStore(MemoryStore(), latency=0.05)
+    service = LockerService(store, spec(autosave_period=30.0), workers=1)
+    lockers = [service.locker(f"p{i}") for i in range(40)]
+    for locker in lockers:
+        locker.acquire()
+    assert service.run_until(lambda: all(one.status is Status.LOADED for one in lockers), 30)
+    assert service.lease.gaps == 0
+    assert all(locker.is_available() for locker in lockers)
+    service.close()

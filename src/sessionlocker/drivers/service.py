@@ -108,6 +108,9 @@ class LockerService:
         self.wall = wall or time.time
         self.lease = Lease(self.session_id, spec.lease, info, clock=self.clock, wall=self.wall)
         self._executor = executor or ThreadExecutor(workers)
+        # The lease renewal gets a thread of its own: queued behind a burst of lockers'
+        # calls it could come too late and lapse the lease (every lock re-checked).
+        self._lease_executor = self._executor if executor else ThreadExecutor(1)
         self._lockers: dict[str, Locker] = {}
         self._heap: list[tuple[float, int, Locker]] = []
         self._scheduled: dict[Locker, float] = {}
@@ -285,7 +288,8 @@ class LockerService:
             self._done.put((owner, result, request))
             self._work_arrived()
 
-        self._executor.submit(StoreCall(self.store, request), done)
+        executor = self._lease_executor if owner is self.lease else self._executor
+        executor.submit(StoreCall(self.store, request), done)
 
     def _settle(self, locker: Locker) -> None:
         self._telemetry.track(locker)
@@ -410,6 +414,8 @@ class LockerService:
         the store if the service opened it."""
         self._telemetry.finished(request, result, seconds)
         self._executor.shutdown()
+        if self._lease_executor is not self._executor:
+            self._lease_executor.shutdown()
         if self._owns_store:
             self.store.close()
 
