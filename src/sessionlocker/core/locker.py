@@ -437,7 +437,7 @@ class Locker(OperationCalls, UserCalls):
         elif self.status is Status.RELEASING:
             self._due = now
         elif isinstance(outcome, tx.Held):
-            self._held(outcome, now)
+            self._held(outcome, now, result.current)
         elif isinstance(outcome, tx.Refused):
             self._fail(outcome.reason, outcome.error)
 
@@ -483,7 +483,7 @@ class Locker(OperationCalls, UserCalls):
         urgent = self._force or self._ops.ledger.deliverable() is not None
         self._due = now if urgent or self.status is Status.RELEASING else self._autosave_at
 
-    def _held(self, outcome: tx.Held, now: float) -> None:
+    def _held(self, outcome: tx.Held, now: float, current: Versioned | None) -> None:
         lock = outcome.lock
         self._move(Event.HELD)
         if lock != self._holder:
@@ -496,7 +496,8 @@ class Locker(OperationCalls, UserCalls):
             self._take_over_now(lock, now)
         elif mode is LoadMode.FORCE and not outcome.requested:
             transform = tx.request_release(session=self._lease.session_id, at=self._lease.wall())
-            self._send("request", Update(key=self.store_key, transform=transform))
+            # The record as just read: one conditional write when it has not moved since.
+            self._send("request", Update(key=self.store_key, transform=transform, known=current))
         elif mode is LoadMode.FORCE and self._force_expired(lock, now):
             self._take_over_now(lock, now)
         else:
