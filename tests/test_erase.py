@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from backends import fresh_url
 from sessionlocker import LockerService, Spec
 from sessionlocker.erase import ERASED, LOCKED, erase_user
 from sessionlocker.stores import Store, open_store
 
 HOLDER = Path(__file__).parent / "procs" / "user_holder.py"
-_URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
 
 
 def spec() -> Spec:
@@ -29,10 +27,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL every process can open; server backends get a fresh key prefix."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'game.db'}"
-    base = os.environ.get(_URLS[request.param])
-    if not base:
-        pytest.skip(f"{request.param.upper()} BACKEND NOT TESTED: {_URLS[request.param]} unset")
-    return f"{base}{'&' if '?' in base else '?'}prefix=t{uuid.uuid4().hex[:10]}/"
+    return fresh_url(request.param)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ that fast. The memory store notifies within one process: two services share it h
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from backends import server_url
 from sessionlocker import LoadMode, LockerService, Status
 from sessionlocker.stores import MemoryStore
 
@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent / "procs"))
 from notified import SLOW
 
 CHILD = Path(__file__).parent / "procs" / "notified.py"
-URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
 QUICK = 3.0  # seconds; the holder's own periods are 60
 
 
@@ -62,9 +61,7 @@ class Holder:
 def test_across_processes_a_remote_change_and_a_force_handoff_arrive_at_once(
     backend: str,
 ) -> None:
-    url = os.environ.get(URLS[backend])
-    if not url:
-        pytest.skip(f"{backend.upper()} BACKEND NOT TESTED: {URLS[backend]} is not set")
+    url = server_url(backend)
     key = f"k{time.monotonic_ns()}"
     holder = Holder(url, key)
     try:

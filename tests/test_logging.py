@@ -10,7 +10,6 @@ it (nor in any traceback, nor in a store's or service's ``repr``).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import server_url
 from servers import RedisServer
 from sessionlocker import (
     LockerService,
@@ -46,9 +46,7 @@ def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/l.db", None  # no server to be unreachable
     elif request.param == "postgresql":
-        url = os.environ.get("SESSIONLOCKER_POSTGRES_URL")
-        if not url:
-            pytest.skip("POSTGRESQL BACKEND NOT TESTED: SESSIONLOCKER_POSTGRES_URL is not set")
+        url = server_url("postgresql")
         # The test server trusts 127.0.0.1, so it accepts (and ignores) any password.
         with_password = url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
         table = f"t{uuid.uuid4().hex[:10]}"

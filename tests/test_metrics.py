@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from backends import fresh_url
 from sessionlocker import AsyncLockerService, LockerService, Purchaser, Spec, Status, UsageError
 from sessionlocker.core.locker import Locker
 from sessionlocker.metrics import METRICS, MemoryMetrics, Metrics, NoMetrics
@@ -35,10 +34,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     elif request.param == "sqlite":
         made = SQLiteStore(tmp_path / "m.db")
     else:
-        url = os.environ.get("SESSIONLOCKER_REDIS_URL")
-        if not url:
-            pytest.skip("REDIS BACKEND NOT TESTED: SESSIONLOCKER_REDIS_URL is not set")
-        made = open_store(f"{url}?prefix=m{uuid.uuid4().hex[:10]}/")
+        made = open_store(fresh_url("redis", "m"))
     yield made
     made.close()
 

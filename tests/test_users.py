@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from backends import open_backend
 from sessionlocker import AsyncLockerService, CorruptRecord, LockerService, Spec, UsageError
 from sessionlocker.core.record import Record, decode, encode
-from sessionlocker.stores import MemoryStore, SQLiteStore, Store, open_store
+from sessionlocker.stores import MemoryStore, SQLiteStore, Store
 from sessionlocker.stores.users import keys_for_user
 
 FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
-_URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
 
 
 def spec(namespace: str = "players", **overrides: object) -> Spec:
@@ -27,16 +25,7 @@ def spec(namespace: str = "players", **overrides: object) -> Spec:
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every backend; a server backend gets a fresh key prefix for each test."""
-    name = request.param
-    if name == "memory":
-        made: Store = MemoryStore()
-    elif name == "sqlite":
-        made = SQLiteStore(tmp_path / "s.db")
-    else:
-        url = os.environ.get(_URLS[name])
-        if not url:
-            pytest.skip(f"{name.upper()} BACKEND NOT TESTED: {_URLS[name]} is not set")
-        made = open_store(f"{url}{'&' if '?' in url else '?'}prefix=t{uuid.uuid4().hex[:10]}/")
+    made = open_backend(request.param, tmp_path)
     yield made
     made.close()
 

@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from backends import open_backend
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
@@ -44,7 +41,7 @@ from sessionlocker.drivers.aio import AsyncLockerService
 from sessionlocker.drivers.executor import execute
 from sessionlocker.errors import StoreError
 from sessionlocker.purchases import Credit, Purchaser, Receipt
-from sessionlocker.stores import MemoryStore, SQLiteStore, Store, open_store
+from sessionlocker.stores import Store
 from sessionlocker.trades import Trades
 
 SPEC = Spec(
@@ -62,20 +59,11 @@ SPEC = Spec(
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 #: The drivers a world's servers may run on.
 DRIVERS = ["inline", "asyncio"]
-_URLS = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
 
 
 def make_store(name: str, folder: Path) -> Store:
     """A fresh, empty store of backend ``name`` (a new prefix on a shared server)."""
-    if name == "memory":
-        return MemoryStore()
-    if name == "sqlite":
-        return SQLiteStore(folder / "store.db")
-    url = os.environ.get(_URLS[name])
-    if not url:
-        pytest.skip(f"{name.upper()} BACKEND NOT TESTED: {_URLS[name]} is not set")
-    joiner = "&" if "?" in url else "?"
-    return open_store(f"{url}{joiner}prefix=eo{uuid.uuid4().hex[:10]}")
+    return open_backend(name, folder, tag="eo")
 
 
 class Crash(Exception):
