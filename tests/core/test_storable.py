@@ -105,3 +105,19 @@ def test_what_json_would_change_silently_is_refused_by_the_fast_check_too(data: 
     with pytest.raises(UnstorableData) as caught:
         encode_data(data)
     assert caught.value.path == walk_verdict(data)
+
+
+class Touchy(dict[str, Any]):
+    """A dict that refuses to be compared: the walk, not the fast check, decides."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparing")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_a_value_whose_comparison_raises_is_judged_by_the_walk() -> None:
+    assert encode_data({"t": Touchy(a=1)}) == '{"t":{"a":1}}'
+    with pytest.raises(UnstorableData) as caught:
+        encode_data({"t": Touchy(a=(1,))})
+    assert caught.value.path == "data['t']['a']"

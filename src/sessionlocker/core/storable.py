@@ -54,7 +54,7 @@ def _fast_encode(data: Any) -> str | None:
         text = _ENCODER.encode(data)
         text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
         same = json.loads(text) == data
-    except (TypeError, ValueError, RecursionError):
+    except Exception:  # anything (a value's own __eq__ raising, say): the walk decides
         return None
     return text if same is True else None
 
