@@ -40,7 +40,7 @@ from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.protocol import Request, Update
+from sessionlocker.core.protocol import Request, Update, Updated
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.delivery import Delivery, deliver_now
@@ -115,6 +115,11 @@ class LockerService:
         self._heap: list[tuple[float, int, Locker]] = []
         self._scheduled: dict[Locker, float] = {}
         self._order = itertools.count()
+        #: The revision each live locker's record was last written at by its own request
+        #: (set by the worker thread before the result is queued): a store's wake-up for
+        #: that revision is dropped, as the locker would ignore it anyway (it sees the
+        #: revision in the result), and waking the frame loop for it costs a save time.
+        self._own_writes: dict[str, int] = {}
         self._done: queue.SimpleQueue[tuple[Locker | Lease | str, object, Request | None]] = (
             queue.SimpleQueue()
         )
@@ -261,6 +266,8 @@ class LockerService:
 
     def _woken(self, store_key: str, revision: int | None = None) -> None:
         """From any thread: the record at ``store_key`` was written."""
+        if revision is not None and self._own_writes.get(store_key) == revision:
+            return  # our own write: its result tells the locker already
         self._done.put((store_key, revision, None))
         self._work_arrived()
 
@@ -285,11 +292,23 @@ class LockerService:
 
         def done(result: object) -> None:
             self._telemetry.finished(request, result, self.clock() - started)
+            self._note_own_write(owner, request, result)
             self._done.put((owner, result, request))
             self._work_arrived()
 
         executor = self._lease_executor if owner is self.lease else self._executor
         executor.submit(StoreCall(self.store, request), done)
+
+    def _note_own_write(self, owner: Locker | Lease, request: Request, result: object) -> None:
+        """From a worker thread: the revision a locker's write of its own record made."""
+        if not (isinstance(owner, Locker) and isinstance(request, Update)):
+            return
+        if not (isinstance(result, Updated) and result.wrote and result.current is not None):
+            return
+        # A delivery to its own record is left out: the locker learns of the message in
+        # its inbox from the wake-up (as ``Locker.handle`` does not count that revision).
+        if request.key == owner.store_key and not isinstance(result.outcome, tx.Delivered):
+            self._own_writes[request.key] = result.current.revision
 
     def _settle(self, locker: Locker) -> None:
         self._telemetry.track(locker)
@@ -299,6 +318,7 @@ class LockerService:
         self._scheduled.pop(locker, None)
         if self._lockers.get(locker.key) is locker:
             del self._lockers[locker.key]
+            self._own_writes.pop(locker.store_key, None)
             if self._watch is not None:
                 self._watch.discard(locker.store_key)
 
