@@ -573,7 +573,7 @@ class Locker(OperationCalls, UserCalls):
             return
         if result.current is not None:
             self._known = result.current
-            self._decoded = tx.known_after(outcome, result.current, self._decoded)
+            self._decoded = tx.known_after(outcome.written, result.current, self._decoded)
         self._saved_json = save.data_json
         self._saved_meta = save.meta
         self._ops.ledger.saved(save.meta)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from sessionlocker.core.known import Known, decode_known, known_after
 from sessionlocker.core.ledger import Meta
 from sessionlocker.core.protocol import Keep, Put, Transform, Versioned
 from sessionlocker.core.record import (
@@ -150,36 +151,6 @@ class Withdrawn:
     """No release request and no lock of ours is left on the record."""
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
-    """Stored bytes and the record they decode to, its ``data`` left out.
-
-    A save decodes the stored record only to check the lock and the stamp and to carry
-    the metadata over; its data is replaced. When the store hands the save exactly the
-    bytes of the record we last wrote (the usual case: a save with the revision
-    known), that record is used as it is, so the bytes are not parsed again.
-    """
-
-    value: bytes
-    record: Record
-
-
-def known_after(outcome: Saved, current: Versioned, before: Known | None) -> Known | None:
-    """What is known after a save reported ``outcome`` with ``current`` stored."""
-    if outcome.written is not None:
-        return Known(current.value, outcome.written)
-    if before is not None and current.value == before.value:
-        return before
-    return None
-
-
-def _decode(value: bytes, known: Known | None) -> Record:
-    """``decode(value)``, or the record of ``known`` when those are its bytes."""
-    if known is not None and (value is known.value or value == known.value):
-        return known.record
-    return decode(value)
-
-
 AcquireOutcome = Granted | Held | Refused
 SaveOutcome = Saved | Lost | TooLarge
 RequestOutcome = Requested | Free | Refused
@@ -283,7 +254,7 @@ def save(
         if current is None:
             return Keep(Lost(None))
         try:
-            record = _decode(current.value, known)
+            record = decode_known(current.value, known)
         except CorruptRecord:
             return Keep(Lost(None))
         held = record.held_by(session, epoch)
