@@ -23,6 +23,7 @@ from typing import Any
 
 from servers import PostgresServer, RedisServer, ServerUnavailable
 from sessionlocker.benchmarks import FULL, QUICK, TINY, errors, markdown, run
+from sessionlocker.benchmarks.common import quiet_library_logs
 
 HERE = Path(__file__).resolve().parent
 START = "<!-- results:start (written by bench/run.py) -->"
@@ -38,6 +39,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
     args = parser.parse_args()
+    quiet_library_logs()
     command = "bench/run.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="sessionlocker-bench-") as folder:
         servers: list[Any] = []

@@ -7,6 +7,7 @@ strings, lists and dicts), so the runner can put them straight into ``results.js
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sqlite3
@@ -27,6 +28,7 @@ __all__ = [
     "machine",
     "make_data",
     "percentiles",
+    "quiet_library_logs",
     "rounded",
 ]
 
@@ -195,3 +197,9 @@ def _load_average() -> list[float] | None:
         return [round(value, 2) for value in os.getloadavg()]
     except OSError:
         return None
+
+
+def quiet_library_logs() -> None:
+    """Keep only the library's errors: the benchmarks kill, freeze and take over holders
+    on purpose, and a warning for each would drown the progress lines."""
+    logging.getLogger("sessionlocker").setLevel(logging.ERROR)

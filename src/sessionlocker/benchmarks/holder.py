@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sessionlocker.benchmarks.common import quiet_library_logs
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.service import LockerService
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notifications", choices=("on", "off"), default="on")
     parser.add_argument("--max-seconds", type=float, default=600.0)
     args = parser.parse_args(argv)
+    quiet_library_logs()
     timings = Timings(args.lease, args.autosave, args.poll, args.force_timeout)
     store = bench_store(args.store, notifications=args.notifications == "on")
     parent = os.getppid()

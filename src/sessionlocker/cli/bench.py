@@ -7,6 +7,7 @@ import json
 import sys
 
 from sessionlocker.benchmarks import FULL, PARTS, QUICK, TINY, errors, markdown, run
+from sessionlocker.benchmarks.common import quiet_library_logs
 from sessionlocker.errors import UsageError
 from sessionlocker.stores.url import parse_store_url
 
@@ -70,6 +71,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the benchmarks and print the results; 0 when no part failed."""
+    quiet_library_logs()
     results = run(
         args.store,
         _SIZES[args.size],
