@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,7 +88,10 @@ class Holder:
         return err
 
 
-def test_erase_three_records_one_held_by_a_live_process(url: str, store: Store) -> None:
+def test_erase_three_records_one_held_by_a_live_process(
+    url: str, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sessionlocker")
     holder = Holder(url, "p1", "u1")
     try:
         assert holder.next_event() == {"event": "ready", "saved": [True]}
@@ -109,6 +113,7 @@ def test_erase_three_records_one_held_by_a_live_process(url: str, store: Store) 
                 ("p1", ERASED),
             ]
             assert report.ok
+            assert not [r for r in caplog.records if "lost" in r.getMessage()]  # none lost
             assert holder.next_event() == {"event": "ended", "status": "idle"}
             assert snapshot(store, ["guild", "house", "p1"]) == dict.fromkeys(
                 ["guild", "house", "p1"]

@@ -7,10 +7,11 @@ holder: a lock still held when ``timeout`` runs out (or a holder whose lease is 
 and does not answer) leaves that record untouched and is reported as ``locked``. A
 dead holder's lock is taken over after its lease expires, as for any load.
 
-Once the lock is ours the record is deleted at the revision we hold, so a write that
-slipped in (a remote change appended to its inbox) is seen, re-read and checked again
-rather than overwritten. The locker then ends without saving (it reports the lock lost,
-since the record is gone). A record that no longer lists the user is left alone.
+Once the lock is ours we release it (the holder's last save and ours are kept in the
+store's history) and delete the now free record at the revision we read, so anything
+that slipped in between (a server loading it, a remote change) moves the revision and
+the delete is refused and tried again; nothing is overwritten, and no locker ends by
+finding its record gone. A record that no longer lists the user is left alone.
 
 The report says, per key, what happened; ``audit_line`` is the JSON line an operator
 keeps (who, when, which user, which keys, the result; never the data), and
@@ -34,7 +35,6 @@ from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, CorruptRecord, LockUnavailable, SessionLockerError
 
 if TYPE_CHECKING:
-    from sessionlocker.core.locker import Locker
     from sessionlocker.drivers.service import LockerService
 
 __all__ = ["ERASED", "GONE", "LOCKED", "NOT_LISTED", "EraseReport", "KeyResult", "erase_user"]
@@ -53,6 +53,8 @@ NOT_LISTED = "not_listed"
 FAILED = "failed"
 
 _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
+#: Rounds of "take the lock, release it, delete the free record" before giving up.
+_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,49 +129,50 @@ def erase_user(service: LockerService, user_id: str, timeout: float = 10.0) -> E
 
 def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -> KeyResult:
     store_key = service.spec.store_key(key)
-    try:
-        stored = service.store.read(store_key)
-        if stored is None:
-            return KeyResult(key, GONE)
-        if user_id not in decode(stored.value).user_ids:
-            return KeyResult(key, NOT_LISTED)
-    except (CorruptRecord, SessionLockerError) as exc:
-        return KeyResult(key, FAILED, f"{type(exc).__name__}: {exc}")
+    result = KeyResult(key, FAILED, "the record kept changing")
+    for _ in range(_ATTEMPTS):
+        try:
+            stored = service.store.read(store_key)
+            if stored is None:
+                return KeyResult(key, GONE)
+            record = decode(stored.value)
+            if user_id not in record.user_ids:
+                return KeyResult(key, NOT_LISTED)
+            if record.lock is None:  # free: delete it unless it moved since this read
+                service.store.delete(store_key, expected=stored.revision)
+                return KeyResult(key, ERASED)
+        except Conflict:  # loaded, or sent a remote change, meanwhile: look again
+            continue
+        except (CorruptRecord, SessionLockerError) as exc:
+            return KeyResult(key, FAILED, f"{type(exc).__name__}: {exc}")
+        result = _have_released(service, key, timeout)
+        if result.result != ERASED:
+            return result
+    return result
+
+
+def _have_released(service: LockerService, key: str, timeout: float) -> KeyResult:
+    """Ask the holder to release (never steal); once we hold the lock, release it ourselves.
+
+    The record is then free, for the caller to delete at the revision it reads, so no
+    locker of ours ends by finding its record gone (which it would report as a lost lock).
+    """
     locker = service.locker(key)
     locker.acquire(_ask_never_steal)
     service.run_until(lambda: locker.status not in (Status.LOADING, Status.WAITING), timeout)
-    try:
-        if locker.status is not Status.LOADED:
-            error = locker.error or LockUnavailable(f"not released within {timeout} s")
-            return KeyResult(key, LOCKED, f"{type(error).__name__}: {error}")
-        if user_id not in locker.user_ids:
-            return KeyResult(key, NOT_LISTED)
-        return _delete_held(service, locker, store_key)
-    finally:
-        locker.release()
-        service.run_until(lambda: locker.status not in _LIVE, timeout)
+    loaded = locker.status is Status.LOADED
+    error = locker.error
+    locker.release()
+    service.run_until(lambda: locker.status not in _LIVE, timeout)
+    if not loaded:
+        error = error or LockUnavailable(f"not released within {timeout} s")
+        return KeyResult(key, LOCKED, f"{type(error).__name__}: {error}")
+    return KeyResult(key, ERASED)  # free now, as far as we know
 
 
 def _ask_never_steal(attempt: Attempt) -> LoadMode:
     """Write one release request, then wait: never take a live holder's lock."""
     return LoadMode.FORCE if attempt.number <= 1 else LoadMode.REPEAT
-
-
-def _delete_held(service: LockerService, locker: Locker, store_key: str) -> KeyResult:
-    """Delete the record at a revision that still shows our lock."""
-    for _ in range(20):
-        stored = service.store.read(store_key)
-        if stored is None:
-            return KeyResult(locker.key, GONE)
-        if not decode(stored.value).held_by(service.session_id, locker.token or -1):
-            return KeyResult(locker.key, FAILED, "the lock was lost before the delete")
-        try:
-            service.store.delete(store_key, expected=stored.revision)
-        except Conflict:  # a remote change or our own save landed: look again
-            service.run_until(lambda: False, 0.05)
-            continue
-        return KeyResult(locker.key, ERASED)
-    return KeyResult(locker.key, FAILED, "the record kept changing")
 
 
 def _operator() -> str:
