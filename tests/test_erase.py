@@ -15,6 +15,7 @@ from backends import fresh_url
 from sessionlocker import LockerService, Spec
 from sessionlocker.erase import ERASED, LOCKED, erase_user
 from sessionlocker.stores import Store, open_store
+from sessionlocker.stores.base import Versions
 
 HOLDER = Path(__file__).parent / "procs" / "user_holder.py"
 
@@ -105,6 +106,7 @@ def test_erase_three_records_one_held_by_a_live_process(
             before = snapshot(store, others)
             assert service.keys_for_user("u1") == ["guild", "house", "p1"]
 
+            kept = store.history("players/p2") if isinstance(store, Versions) else []
             report = erase_user(service, "u1", timeout=20)
 
             assert [(k.key, k.result) for k in report.keys] == [
@@ -119,6 +121,10 @@ def test_erase_three_records_one_held_by_a_live_process(
                 ["guild", "house", "p1"]
             )
             assert snapshot(store, others) == before
+            if isinstance(store, Versions):  # the kept versions are erased too
+                assert store.history("players/guild") == []
+                assert store.history("players/p1") == []
+                assert store.history("players/p2") == kept  # others' versions stay
             assert service.keys_for_user("u1") == []
             assert service.keys_for_user("u2") == ["guild2", "p2"]
             line = json.loads(report.audit_line())

@@ -7,11 +7,12 @@ holder: a lock still held when ``timeout`` runs out (or a holder whose lease is 
 and does not answer) leaves that record untouched and is reported as ``locked``. A
 dead holder's lock is taken over after its lease expires, as for any load.
 
-Once the lock is ours we release it (the holder's last save and ours are kept in the
-store's history) and delete the now free record at the revision we read, so anything
-that slipped in between (a server loading it, a remote change) moves the revision and
-the delete is refused and tried again; nothing is overwritten, and no locker ends by
-finding its record gone. A record that no longer lists the user is left alone.
+Once the lock is ours we release it and delete the now free record at the revision we
+read: anything that slipped in between (a server loading it, a remote change) moves the
+revision, so the delete is refused and the round is tried again. Nothing is
+overwritten, and no locker ends by finding its record gone. The record's kept versions
+are dropped too (``Versions.forget``), since they hold the data as well. A record
+that no longer lists the user is left alone.
 
 The report says, per key, what happened; ``audit_line`` is the JSON line an operator
 keeps (who, when, which user, which keys, the result; never the data), and
@@ -33,6 +34,7 @@ from sessionlocker.core.record import decode
 from sessionlocker.core.states import Status
 from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, CorruptRecord, LockUnavailable, SessionLockerError
+from sessionlocker.stores.base import Versions
 
 if TYPE_CHECKING:
     from sessionlocker.drivers.service import LockerService
@@ -140,6 +142,8 @@ def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -
                 return KeyResult(key, NOT_LISTED)
             if record.lock is None:  # free: delete it unless it moved since this read
                 service.store.delete(store_key, expected=stored.revision)
+                if isinstance(service.store, Versions):  # the old versions hold the data too
+                    service.store.forget(store_key)
                 return KeyResult(key, ERASED)
         except Conflict:  # loaded, or sent a remote change, meanwhile: look again
             continue

@@ -235,6 +235,7 @@ class Statements:
     delete: bytes
     delete_expected: bytes
     history: bytes
+    forget: bytes
     put_session: bytes
     get_session: bytes
     drop_session: bytes
@@ -301,6 +302,11 @@ class Statements:
                     "SELECT value, revision FROM {} WHERE key = %(key)s"
                     " ORDER BY revision DESC LIMIT %(limit)s"
                 ).format(names.ident("_history"))
+            ),
+            forget=_bytes(
+                sql.SQL("DELETE FROM {} WHERE key = %(key)s RETURNING revision").format(
+                    names.ident("_history")
+                )
             ),
             put_session=_bytes(
                 sql.SQL(

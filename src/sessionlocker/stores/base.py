@@ -162,6 +162,10 @@ class Versions(Protocol):
         """The kept versions of ``key``, newest first (empty when none or history is off)."""
         ...
 
+    def forget(self, key: str) -> int:
+        """Drop every kept version of ``key`` (an erasure); returns how many were dropped."""
+        ...
+
 
 @runtime_checkable
 class UserIndex(Protocol):

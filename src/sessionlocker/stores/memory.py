@@ -145,6 +145,13 @@ class MemoryStore:
             self._check_open()
             return list(self._history.get(key, ()))
 
+    def forget(self, key: str) -> int:
+        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        key = check_key(key)
+        with self._lock:
+            self._check_open()
+            return len(self._history.pop(key, ()))
+
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
     ) -> Updated[T]:

@@ -192,6 +192,11 @@ class PostgreSQLStore:
         statement = self._layout.history(key)
         return [] if statement is None else self._layout.history_rows(self._execute(statement))
 
+    def forget(self, key: str) -> int:
+        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        statement = self._layout.forget(key)
+        return 0 if statement is None else len(self._execute(statement))
+
     # Sessions.
 
     def put_session(self, session_id: str, ttl: float, info: bytes) -> None:

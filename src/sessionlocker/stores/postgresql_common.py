@@ -208,6 +208,11 @@ class PostgreSQLLayout:
         params = {"key": self.prefix + check_key(key), "limit": self.depth}
         return Statement("history", self.sql.history, params) if self.depth else None
 
+    def forget(self, key: str) -> Statement | None:
+        """Drop a key's versions; ``None`` when history is off."""
+        params = {"key": self.prefix + check_key(key)}
+        return Statement("forget", self.sql.forget, params, writing=True) if self.depth else None
+
     def keys_for_user(self, user_id: str, prefix: str) -> Statement:
         """The keys under ``prefix`` whose record lists ``user_id`` (the GIN index)."""
         params = {"user": check_user_id(user_id), "prefix": self.prefix + check_prefix(prefix)}

@@ -194,6 +194,12 @@ class RedisStore:
         entries = self._execute("history", *self._layout.history_args(key))
         return self._layout.history_reply(entries)
 
+    def forget(self, key: str) -> int:
+        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        dropped = len(self.history(key))
+        self._execute("forget", *self._layout.forget_args(key))
+        return dropped
+
     # Sessions.
 
     def put_session(self, session_id: str, ttl: float, info: bytes) -> None:

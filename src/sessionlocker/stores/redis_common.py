@@ -235,6 +235,10 @@ class RedisLayout:
         """The command reading a key's history, newest first."""
         return ("LRANGE", self.name(b"h:", check_key(key)), 0, -1)
 
+    def forget_args(self, key: str) -> tuple[Any, ...]:
+        """The command dropping a key's history (replies how many lists it removed)."""
+        return ("DEL", self.name(b"h:", check_key(key)))
+
     @staticmethod
     def history_reply(entries: list[Any]) -> list[Versioned]:
         """The versions of a history list (each ``revision:value``)."""

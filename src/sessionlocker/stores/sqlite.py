@@ -388,6 +388,12 @@ class SQLiteStore:
             ).fetchall()
         return [Versioned(bytes(value), int(revision)) for value, revision in rows]
 
+    def forget(self, key: str) -> int:
+        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        key = check_key(key)
+        with self._writing("forget") as connection:
+            return connection.execute("DELETE FROM history WHERE key = ?", (key,)).rowcount
+
     def keys_for_user(self, user_id: str, prefix: str = "") -> list[str]:
         """The keys starting with ``prefix`` whose record lists ``user_id``, sorted.
 
