@@ -10,14 +10,13 @@ it (nor in any traceback, nor in a store's or service's ``repr``).
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from backends import server_url
+from backends import drive, load, server_url
 from servers import RedisServer
 from sessionlocker import (
     LockerService,
@@ -60,22 +59,6 @@ def urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, 
             yield live, f"redis://:{PASSWORD}@127.0.0.1:1/0?timeout=0.5"
         finally:
             server.stop()
-
-
-def drive(services: list[LockerService], done: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        for service in services:
-            service.update()
-        time.sleep(0.005)
-
-
-def load(service: LockerService, key: str, mode: str = "repeat") -> Locker:
-    locker = service.locker(key)
-    locker.acquire(mode)  # type: ignore[arg-type]
-    drive([service], lambda: locker.status in (Status.LOADED, Status.FAILED))
-    return locker
 
 
 def save_marker(service: LockerService, locker: Locker) -> None:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from backends import fresh_url
+from backends import drive, load, open_backend
 from sessionlocker import AsyncLockerService, LockerService, Purchaser, Spec, Status, UsageError
 from sessionlocker.core.locker import Locker
 from sessionlocker.metrics import METRICS, MemoryMetrics, Metrics, NoMetrics
 from sessionlocker.prometheus import PrometheusMetrics, family_name
-from sessionlocker.stores import FaultyStore, MemoryStore, SQLiteStore, Store, open_store
+from sessionlocker.stores import FaultyStore, MemoryStore, Store
 
 FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 2.0, "poll_period": 0.02}
 
@@ -29,31 +28,9 @@ def spec() -> Spec:
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Memory, SQLite, and Redis (a fresh key prefix per test)."""
-    if request.param == "memory":
-        made: Store = MemoryStore()
-    elif request.param == "sqlite":
-        made = SQLiteStore(tmp_path / "m.db")
-    else:
-        made = open_store(fresh_url("redis", "m"))
+    made = open_backend(request.param, tmp_path, "m")
     yield made
     made.close()
-
-
-def drive(services: list[LockerService], done: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Run frames of every service until ``done()``; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "timed out"
-        for service in services:
-            service.update()
-        time.sleep(0.005)
-
-
-def load(service: LockerService, key: str, mode: str = "repeat") -> Locker:
-    locker = service.locker(key)
-    locker.acquire(mode)  # type: ignore[arg-type]
-    drive([service], lambda: locker.status is Status.LOADED)
-    return locker
 
 
 def save(service: LockerService, locker: Locker) -> None:

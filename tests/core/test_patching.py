@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sessionlocker.core.patching import diff, merge_patch
+from sessionlocker.errors import UsageError
 
 # RFC 7396, appendix A (a selection).
 CASES = [
@@ -42,9 +43,9 @@ def test_diff_of_nested_objects_is_minimal() -> None:
 
 
 def test_diff_refuses_a_null_it_cannot_express() -> None:
-    with pytest.raises(ValueError, match=r"bag\.b: a merge patch cannot set null"):
+    with pytest.raises(UsageError, match=r"bag\.b: a merge patch cannot set null"):
         diff({"bag": {"b": 1}}, {"bag": {"b": None}})
-    with pytest.raises(ValueError, match="x: a merge patch cannot set null"):
+    with pytest.raises(UsageError, match="x: a merge patch cannot set null"):
         diff({}, {"x": {"y": None}})
     assert diff({}, {"x": [None]}) == {"x": [None]}  # inside a list, null is a value
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sessionlocker.core.record import Message
+from sessionlocker.errors import UsageError
 
 if TYPE_CHECKING:
     from sessionlocker.core.locker import Locker
@@ -47,7 +48,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def diff(old: Any, new: Any) -> Any:
     """The merge patch that turns ``old`` into ``new``.
 
-    Raises ``ValueError`` when ``new`` holds a ``null`` a merge patch cannot express
+    Raises ``UsageError`` when ``new`` holds a ``null`` a merge patch cannot express
     (it would mean "remove"): a member set to null, or null inside a changed value.
     """
     if isinstance(old, dict) and isinstance(new, dict):
@@ -65,14 +66,14 @@ def _nested(old: Any, new: Any, where: str) -> Any:
     if isinstance(old, dict) and isinstance(new, dict):
         try:
             return diff(old, new)
-        except ValueError as exc:
-            raise ValueError(f"{where}.{exc}") from None
+        except UsageError as exc:
+            raise UsageError(f"{where}.{exc}") from None
     return _whole(new, where)
 
 
 def _whole(value: Any, where: str) -> Any:
     if value is None or (isinstance(value, dict) and _has_null(value)):
-        raise ValueError(f"{where}: a merge patch cannot set null (null means remove)")
+        raise UsageError(f"{where}: a merge patch cannot set null (null means remove)")
     return value
 
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.errors import UsageError
 from sessionlocker.stores.base import Notifying, Store, Wake, Watch
 
 __all__ = ["NotifyingThreadedAsyncStore", "ThreadedAsyncStore", "threaded"]
@@ -78,7 +79,7 @@ class NotifyingThreadedAsyncStore(ThreadedAsyncStore):
 
     def __init__(self, sync: Notifying) -> None:
         if not isinstance(sync, Store):
-            raise TypeError(f"{type(sync).__name__} is not a Store")
+            raise UsageError(f"{type(sync).__name__} is not a Store")
         super().__init__(sync)
         self._notifying = sync
 
