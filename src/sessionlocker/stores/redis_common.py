@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,22 @@ def whole(value: object, what: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
     return value
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a TLS handshake that refused the server's certificate.
+
+    redis-py wraps the ``ssl`` error in its ``ConnectionError``, keeping it as the context
+    and its words in the message.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain is short; the bound only guards against a cycle
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +313,13 @@ class RedisLayout:
             return StoreError(f"{where}: the server cannot serve us now: {text}", retryable=True)
         if isinstance(exc, ResponseError):
             return StoreError(f"{where}: {text}", retryable=False)
+        if _untrusted_certificate(exc):
+            # Nothing was sent (the handshake failed), and trying again cannot help.
+            return StoreError(
+                f"{where}: the server's TLS certificate is not trusted: {text} (check the "
+                "CA file, option ca of rediss://, and the host name)",
+                retryable=False,
+            )
         unknown = sent and writes
         if isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
             problem = f"no reply within {self.timeout:g} s"
