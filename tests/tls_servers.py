@@ -2,7 +2,9 @@
 
 ``make_certificates`` runs ``openssl`` to make a CA, a server certificate it signs (for
 ``127.0.0.1`` and ``localhost``), and a second CA that signs nothing here, to stand for a
-client that does not trust the server. ``TLSRedisServer`` listens only on a TLS port
+client that does not trust the server. Both servers also listen on ``OTHER_ADDRESS``,
+which the certificate does not name, for host name checks. ``TLSRedisServer`` listens
+only on a TLS port
 (``--port 0``) and wants a password; ``TLSPostgresServer`` has ``ssl=on``, a password
 (SCRAM) for ``postgres`` and a ``pg_hba.conf`` of one ``hostssl`` line, so a plain
 connection is refused. Each lives in its own temporary directory on a free loopback port
@@ -25,11 +27,21 @@ from pathlib import Path
 
 from servers import ServerError, find_postgres_bin, free_port
 
-__all__ = ["PASSWORD", "Certificates", "TLSPostgresServer", "TLSRedisServer", "make_certificates"]
+__all__ = [
+    "OTHER_ADDRESS",
+    "PASSWORD",
+    "Certificates",
+    "TLSPostgresServer",
+    "TLSRedisServer",
+    "make_certificates",
+]
 
 #: The password of both servers: tests check it never shows in an error message.
 PASSWORD = "tls-Secret-42"
 _START_TIMEOUT = 20.0
+#: A second loopback address both servers also listen on; their certificate does not
+#: name it, so a client that checks host names must refuse it.
+OTHER_ADDRESS = "127.0.0.2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +125,7 @@ class TLSRedisServer:
             self.binary,
             "--port", "0",
             "--tls-port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", "127.0.0.1", OTHER_ADDRESS,
             "--tls-cert-file", str(certs.cert),
             "--tls-key-file", str(certs.key),
             "--tls-ca-cert-file", str(certs.ca),
@@ -220,11 +232,11 @@ class TLSPostgresServer:
             self._own(target)
         (self.data / "pg_hba.conf").write_text(
             "# TLS only: no host or hostnossl line, so a plain TCP connection is refused.\n"
-            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostssl all all 127.0.0.0/8 scram-sha-256\n"
         )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
-                f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                f"\nport = {self.port}\nlisten_addresses = '127.0.0.1,{OTHER_ADDRESS}'\n"
                 f"unix_socket_directories = '{self.directory}'\n"
                 "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
                 "fsync = off\nfull_page_writes = off\n"

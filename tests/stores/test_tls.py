@@ -27,6 +27,7 @@ from sessionlocker import LockerService, Spec, Status, StoreError
 from sessionlocker.core.record import decode
 from sessionlocker.stores import open_async_store, open_store
 from tls_servers import (
+    OTHER_ADDRESS,
     PASSWORD,
     Certificates,
     TLSPostgresServer,
@@ -71,19 +72,20 @@ def tls_pg(certificates: Certificates) -> Iterator[TLSPostgresServer]:
     server.cleanup()
 
 
-def rediss(server: TLSRedisServer, ca: Path | None, scheme: str = "rediss") -> str:
+def rediss(
+    server: TLSRedisServer, ca: Path | None, scheme: str = "rediss", host: str = "127.0.0.1"
+) -> str:
     """A URL of ``server`` under a fresh prefix, trusting ``ca`` (None: the system's CAs)."""
     trust = f"&ca={ca}" if ca is not None else ""
     prefix = f"tls{uuid.uuid4().hex[:8]}/"
-    return f"{scheme}://:{PASSWORD}@127.0.0.1:{server.port}/0?prefix={prefix}{trust}"
+    return f"{scheme}://:{PASSWORD}@{host}:{server.port}/0?prefix={prefix}{trust}"
 
 
-def pg(server: TLSPostgresServer, options: str) -> str:
+def pg(server: TLSPostgresServer, options: str, host: str = "127.0.0.1") -> str:
     """A URL of ``server``'s ``postgres`` database with ``options`` and a fresh table."""
     table = f"tls_{uuid.uuid4().hex[:8]}"
-    return (
-        f"postgresql://postgres:{PASSWORD}@127.0.0.1:{server.port}/postgres?table={table}&{options}"
-    )
+    where = f"{host}:{server.port}/postgres"
+    return f"postgresql://postgres:{PASSWORD}@{where}?table={table}&{options}"
 
 
 def verify_full(ca: Path) -> str:
@@ -201,6 +203,22 @@ def test_rediss_refuses_a_server_whose_ca_it_does_not_trust(
     assert f"127.0.0.1:{tls_redis.port}" in str(error)
 
 
+def test_rediss_through_localhost_matches_the_certificate_name(
+    tls_redis: TLSRedisServer, certificates: Certificates
+) -> None:
+    round_trip(rediss(tls_redis, certificates.ca, host="localhost"))
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_rediss_refuses_an_address_the_certificate_does_not_name(
+    tls_redis: TLSRedisServer, certificates: Certificates, use_async: bool
+) -> None:
+    error = refused(rediss(tls_redis, certificates.ca, host=OTHER_ADDRESS), use_async=use_async)
+    assert "certificate verify failed" in str(error).lower()
+    assert "mismatch" in str(error).lower()
+    assert not error.retryable
+
+
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
 def test_plain_redis_scheme_against_the_tls_port_fails_promptly(
     tls_redis: TLSRedisServer, use_async: bool
@@ -236,6 +254,23 @@ def test_pg_verify_full_refuses_a_server_whose_ca_it_does_not_trust(
     assert "certificate verify failed" in str(error)
     assert not error.retryable
     assert f"127.0.0.1:{tls_pg.port}" in str(error)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+def test_pg_verify_full_refuses_an_address_the_certificate_does_not_name(
+    tls_pg: TLSPostgresServer, certificates: Certificates, use_async: bool
+) -> None:
+    url = pg(tls_pg, verify_full(certificates.ca), host=OTHER_ADDRESS)
+    error = refused(url, use_async=use_async)
+    assert f'does not match host name "{OTHER_ADDRESS}"' in str(error)
+    assert not error.retryable
+
+
+def test_pg_verify_ca_does_not_check_the_name(
+    tls_pg: TLSPostgresServer, certificates: Certificates
+) -> None:
+    url = pg(tls_pg, f"sslmode=verify-ca&sslrootcert={certificates.ca}", host=OTHER_ADDRESS)
+    round_trip(url)
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
