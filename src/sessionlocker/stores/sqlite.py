@@ -30,6 +30,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
+from sessionlocker.stores._sqlite_open import is_transient, open_connection
 
 __all__ = ["SQLiteStore"]
 
@@ -94,17 +95,6 @@ _SCHEMA = (
     " updated REAL NOT NULL, PRIMARY KEY (key, revision))",
 )
 
-#: SQLite result codes that mean "another connection is busy; try again later".
-_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PROTOCOL})
-
-
-def _is_transient(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if isinstance(code, int):
-        return (code & 0xFF) in _TRANSIENT  # extended codes keep the primary in the low byte
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
 
 def _rollback(connection: sqlite3.Connection) -> None:
     if connection.in_transaction:
@@ -122,7 +112,9 @@ class SQLiteStore:
       lock at once; other writers wait up to ``busy_timeout`` seconds for it, then get
       a retryable ``StoreError``.
     - Each thread gets its own connection, opened on first use and kept until
-      ``close()``. The schema is created on first use if missing.
+      ``close()``. Opening waits up to ``busy_timeout`` too, also for the switch of a new
+      file to WAL, which SQLite's busy handler does not cover (see ``_sqlite_open``).
+      The schema is created on first use if missing.
     - Revisions come from a one-row counter table bumped in the same transaction as
       each write, so they only grow across keys, deletes and processes.
     - Session expiry is judged by this host's wall clock (``time.time()``), which all
@@ -193,22 +185,8 @@ class SQLiteStore:
         return connection
 
     def _open(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # no implicit transactions: we say BEGIN ourselves
-            check_same_thread=False,  # only so close() may close it from another thread
-        )
+        connection = open_connection(self._path, self._busy_timeout)
         try:
-            connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-            if str(mode).lower() != "wal":
-                raise StoreError(
-                    f"SQLite database {str(self._path)!r} could not use WAL journal mode "
-                    f"(it reports {mode!r})",
-                    retryable=False,
-                )
-            connection.execute("PRAGMA synchronous = NORMAL")
             if not self._schema_ready:  # once per store: later connections skip the write lock
                 self._create_schema(connection)
                 self._schema_ready = True
@@ -236,7 +214,7 @@ class SQLiteStore:
     def _error(self, exc: sqlite3.Error, operation: str) -> StoreError:
         # The message names the file and SQLite's own words, never bound values.
         where = f"SQLite {operation} on {str(self._path)!r} failed"
-        if _is_transient(exc):
+        if is_transient(exc):
             return StoreError(f"{where}: the database is busy ({exc})", retryable=True)
         return StoreError(f"{where}: {exc}", retryable=False)
 
@@ -269,7 +247,7 @@ class SQLiteStore:
                 connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(connection)
-                if _is_transient(exc):
+                if is_transient(exc):
                     raise  # still open when busy, so the rollback undid it: outcome known
                 raise StoreError(
                     f"SQLite {operation} on {str(self._path)!r} failed while committing: {exc}",
