@@ -1,9 +1,16 @@
-"""Test stores by backend name (memory, SQLite in a folder, or this run's servers), and
-driving services by hand.
+"""Test stores, one way for every test: ``open_backend(name, folder)`` gives a fresh, empty
+store of a backend (memory, SQLite in a folder, or this run's Redis or PostgreSQL server)
+as a ``Backend``, whose ``close()`` closes the store and removes what the test left on a
+shared server. Also: driving services by hand (``drive``, ``load``).
 
 ``tests/conftest.py`` starts the Redis and PostgreSQL servers for tests whose id names
-them and puts their URLs in the environment; here a test reads them, and a backend with
-no server is skipped with a reason in capitals, never silently.
+them (``test_x[redis]``, ``test_redis.py``) and puts their URLs in the environment; here a
+test reads them, and a backend with no server is skipped with a reason in capitals
+(``REDIS BACKEND NOT TESTED: ...``), never silently.
+
+On a server each test gets a namespace of its own: a key prefix on Redis, a schema on
+PostgreSQL. ``Backend.url`` opens the same records again (for another process, the
+command line, or an async store), namespace included.
 """
 
 from __future__ import annotations
@@ -12,17 +19,62 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from sessionlocker import LockerService, Status
 from sessionlocker.core.locker import Locker
-from sessionlocker.stores import MemoryStore, SQLiteStore, Store, open_store
+from sessionlocker.stores import MemoryStore, Store, open_store
 
-__all__ = ["drive", "fresh_url", "load", "open_backend", "server_url"]
+__all__ = ["Backend", "FakeClock", "drive", "load", "open_backend", "server_url"]
 
 _ENV = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _sleep_a_bit_more(seconds: float) -> None:
+    time.sleep(seconds + 0.02)
+
+
+def _nothing_to_remove() -> None:
+    """The cleanup of a store that leaves nothing on a shared server."""
+
+
+@dataclass
+class Backend:
+    """A store under test, how to make its session clock move, and how to remove it."""
+
+    name: str
+    store: Store
+    #: A session ttl suited to this store's clock.
+    ttl: float
+    #: Let ``seconds`` of the store's session clock pass.
+    pass_time: Callable[[float], None]
+    #: Remove what the test left on a shared server (after the store is closed).
+    cleanup: Callable[[], None] = field(default=_nothing_to_remove)
+    #: A URL that opens these same records (``None`` for memory: a URL opens new ones).
+    url: str | None = None
+
+    def close(self) -> None:
+        """Close the store, then remove its namespace from the server."""
+        try:
+            self.store.close()
+        finally:
+            self.cleanup()
 
 
 def server_url(kind: str) -> str:
@@ -33,19 +85,83 @@ def server_url(kind: str) -> str:
     return url
 
 
-def fresh_url(kind: str, tag: str = "t") -> str:
-    """A URL of this run's ``kind`` server under a key prefix no other test uses."""
-    url = server_url(kind)
-    return f"{url}{'&' if '?' in url else '?'}prefix={tag}{uuid.uuid4().hex[:10]}/"
+def _with_options(url: str, *options: str) -> str:
+    query = "&".join(option for option in options if option)
+    if not query:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{query}"
 
 
-def open_backend(name: str, folder: Path, tag: str = "t") -> Store:
-    """A fresh, empty store of backend ``name``; the caller closes it."""
+def open_backend(
+    name: str,
+    folder: Path,
+    *,
+    history: int | None = None,
+    clock: FakeClock | None = None,
+    opener: Callable[[str], Store] = open_store,
+) -> Backend:
+    """A fresh, empty store of backend ``name``; the caller calls ``close()`` on it.
+
+    ``name`` is ``memory``, ``sqlite`` (a file in ``folder``), ``redis`` or
+    ``postgresql``. ``history`` is how many versions a key keeps (each backend's own
+    default when ``None``). Memory runs on ``clock`` when one is given (its ttl is then
+    10 s of that clock), else on the real clock. ``opener`` opens every URL (an async
+    store seen as a blocking one, for instance).
+    """
+    options = "" if history is None else f"history={history}"
     if name == "memory":
-        return MemoryStore()
+        depth = history or 0  # the memory store's own default: no versions
+        if clock is None:
+            return Backend(name, MemoryStore(history=depth), 0.2, _sleep_a_bit_more)
+        return Backend(name, MemoryStore(clock, history=depth), 10.0, clock.advance)
     if name == "sqlite":
-        return SQLiteStore(folder / "store.db")
-    return open_store(fresh_url(name, tag))
+        url = _with_options(f"sqlite:///{folder / 'store.db'}", options)
+        return Backend(name, opener(url), 0.2, _sleep_a_bit_more, url=url)
+    if name == "redis":
+        return _redis(server_url("redis"), options, opener)
+    if name == "postgresql":
+        return _postgresql(server_url("postgresql"), options, opener)
+    raise ValueError(f"no test backend named {name!r}")
+
+
+def _redis(server: str, options: str, opener: Callable[[str], Store]) -> Backend:
+    """A store under a fresh key prefix on the run's Redis server."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    url = _with_options(server, f"prefix={prefix}", options)
+
+    def cleanup() -> None:
+        import redis  # noqa: PLC0415 (only the Redis tests need it)
+
+        with redis.Redis.from_url(server) as client:
+            names = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if names:
+                client.delete(*names)
+
+    return Backend("redis", _opened(url, opener, cleanup), 0.2, _sleep_a_bit_more, cleanup, url)
+
+
+def _postgresql(server: str, options: str, opener: Callable[[str], Store]) -> Backend:
+    """A store in a fresh schema (the store creates it) on the run's PostgreSQL server."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    url = _with_options(server, f"schema={schema}", options)
+
+    def cleanup() -> None:
+        import psycopg  # noqa: PLC0415 (only the PostgreSQL tests need it)
+
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    store = _opened(url, opener, cleanup)
+    return Backend("postgresql", store, 0.2, _sleep_a_bit_more, cleanup, url)
+
+
+def _opened(url: str, opener: Callable[[str], Store], cleanup: Callable[[], None]) -> Store:
+    """``opener(url)``; if it fails, what it may have made on the server is removed."""
+    try:
+        return opener(url)
+    except BaseException:
+        cleanup()
+        raise
 
 
 def drive(services: list[LockerService], done: Callable[[], bool], timeout: float = 15.0) -> None:

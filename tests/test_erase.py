@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backends import fresh_url
+from backends import Backend, open_backend
 from sessionlocker import LockerService, Spec
 from sessionlocker.erase import ERASED, LOCKED, erase_user
-from sessionlocker.stores import Store, open_store
+from sessionlocker.stores import Store
 from sessionlocker.stores.base import Versions
 
 HOLDER = Path(__file__).parent / "procs" / "user_holder.py"
@@ -25,18 +25,22 @@ def spec() -> Spec:
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A store URL every process can open; server backends get a fresh key prefix."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'game.db'}"
-    return fresh_url(request.param)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A store every process can open by its URL (server backends: a namespace of its own)."""
+    made = open_backend(request.param, tmp_path)
+    yield made
+    made.close()
 
 
 @pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    made = open_store(url)
-    yield made
-    made.close()
+def url(backend: Backend) -> str:
+    assert backend.url is not None
+    return backend.url
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.store
 
 
 def make(service: LockerService, key: str, *user_ids: str) -> None:

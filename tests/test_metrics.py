@@ -28,8 +28,8 @@ def spec() -> Spec:
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Memory, SQLite, and Redis (a fresh key prefix per test)."""
-    made = open_backend(request.param, tmp_path, "m")
-    yield made
+    made = open_backend(request.param, tmp_path)
+    yield made.store
     made.close()
 
 

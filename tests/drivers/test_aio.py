@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from backends import open_backend
 from sessionlocker import (
     AsyncLockerService,
     CorruptRecord,
@@ -27,8 +28,7 @@ from sessionlocker import (
 )
 from sessionlocker.core.modes import Attempt, Mode
 from sessionlocker.core.record import decode
-from sessionlocker.stores import MemoryStore, SQLiteStore, Store
-from stores.conftest import postgres_backend, redis_backend
+from sessionlocker.stores import SQLiteStore, Store
 
 FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
 
@@ -39,27 +39,15 @@ def spec(namespace: str = "players", **overrides: float) -> Spec:
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "redis":
-        backend = redis_backend(request.getfixturevalue("redis_url"))
-        yield backend.store
-        backend.store.close()
-        backend.cleanup()
-        return
-    if request.param == "postgresql":
-        backend = postgres_backend(request.getfixturevalue("postgres_url"))
-        yield backend.store
-        backend.store.close()
-        backend.cleanup()
-        return
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
-    yield made
+    made = open_backend(request.param, tmp_path)
+    yield made.store
     made.close()
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def local_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
-    yield made
+    made = open_backend(request.param, tmp_path)
+    yield made.store
     made.close()
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from backends import open_backend
 from sessionlocker import AsyncLockerService, EasyProfile, EasyStore, LockerService, Spec, Status
 from sessionlocker.core.record import decode
-from sessionlocker.stores import MemoryStore, SQLiteStore, Store
-from stores.conftest import postgres_backend, redis_backend
+from sessionlocker.stores import Store
 
 FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
 
@@ -22,18 +22,8 @@ def spec() -> Spec:
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param in ("redis", "postgresql"):
-        backend = (
-            redis_backend(request.getfixturevalue("redis_url"))
-            if request.param == "redis"
-            else postgres_backend(request.getfixturevalue("postgres_url"))
-        )
-        yield backend.store
-        backend.store.close()
-        backend.cleanup()
-        return
-    made: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
-    yield made
+    made = open_backend(request.param, tmp_path)
+    yield made.store
     made.close()
 
 

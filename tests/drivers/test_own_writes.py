@@ -23,7 +23,7 @@ SLOW = {"lease": 5.0, "autosave_period": 60.0, "force_timeout": 1.0, "poll_perio
 @pytest.fixture(params=["memory", "redis", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     made = open_backend(request.param, tmp_path)
-    yield made
+    yield made.store
     made.close()
 
 

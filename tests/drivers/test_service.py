@@ -36,7 +36,7 @@ def spec(namespace: str = "players", **overrides: float) -> Spec:
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every backend; a server backend gets a fresh key prefix for each test."""
     made = open_backend(request.param, tmp_path)
-    yield made
+    yield made.store
     made.close()
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
+from backends import Backend, open_backend
 from sessionlocker.core.handles import Outcome
 from sessionlocker.purchases import Decision
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store
 
-from .world import BACKENDS, Clock, Crash, Server, make_store, settle, stored
+from .world import BACKENDS, Clock, Crash, Server, settle, stored
 
 Scenario = Callable[[Store, Clock, dict[str, Any], tuple[int, str] | None], None]
 
@@ -37,20 +38,20 @@ def new_world(
 ) -> Iterator[Callable[[], World]]:
     """Makes a fresh store and clock (on the test's driver); the one before is ended
     first (its servers, then its store), so runs do not pile up server connections."""
-    worlds: list[World] = []
+    worlds: list[tuple[Backend, Clock]] = []
 
     def end() -> None:
         while worlds:
-            store, clock = worlds.pop()
+            backend, clock = worlds.pop()
             clock.close()
-            store.close()
+            backend.close()
 
     def make() -> World:
         end()
         folder = tmp_path / f"run{next(numbers)}"
         folder.mkdir()
-        worlds.append((make_store(request.param, folder), Clock(driver)))
-        return worlds[-1]
+        worlds.append((open_backend(request.param, folder), Clock(driver)))
+        return worlds[-1][0].store, worlds[-1][1]
 
     numbers = itertools.count()
     yield make

@@ -22,10 +22,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from backends import open_backend
 from sessionlocker.purchases import Decision
 from sessionlocker.stores import Store
 
-from .world import BACKENDS, Clock, Server, make_store, settle, stored
+from .world import BACKENDS, Clock, Server, settle, stored
 
 PLAYERS = ["p0", "p1", "p2"]
 slots = st.integers(0, 2)
@@ -39,7 +40,8 @@ class Interleavings(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.folder = tempfile.TemporaryDirectory()
-        self.store: Store = make_store(self.backend, Path(self.folder.name))
+        self.opened = open_backend(self.backend, Path(self.folder.name))
+        self.store: Store = self.opened.store
         self.clock = Clock(self.driver)
         self.servers = [Server(self.store, self.clock) for _ in range(3)]
         self.receipts: dict[str, dict[str, str]] = {}
@@ -117,7 +119,7 @@ class Interleavings(RuleBasedStateMachine):
             self.recover_and_check()
         finally:
             self.clock.close()
-            self.store.close()
+            self.opened.close()
             self.folder.cleanup()
 
     def recover_and_check(self) -> None:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from backends import open_backend
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
@@ -59,11 +57,6 @@ SPEC = Spec(
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
 #: The drivers a world's servers may run on.
 DRIVERS = ["inline", "asyncio"]
-
-
-def make_store(name: str, folder: Path) -> Store:
-    """A fresh, empty store of backend ``name`` (a new prefix on a shared server)."""
-    return open_backend(name, folder, tag="eo")
 
 
 class Crash(Exception):

@@ -9,12 +9,12 @@ the run's real servers.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from backends import Backend, FakeClock, open_backend
 from sessionlocker.stores import MemoryStore
 from sessionlocker.stores.async_base import AsyncStore
 from sessionlocker.stores.async_blocking import BlockingStore
@@ -23,36 +23,30 @@ from sessionlocker.stores.base import Notifying, Store
 from sessionlocker.stores.opening import open_async_store
 
 from .async_support import LoopThread
-from .conftest import Backend, FakeClock, postgres_backend, redis_backend
 from .test_conformance import *  # noqa: F403 (the same tests, collected with this backend)
 
 ASYNC_BACKENDS = ["async-memory", "async-sqlite", "async-redis", "async-postgresql"]
 
 
-def _make(name: str, tmp_path: Path, request: pytest.FixtureRequest, loop: LoopThread) -> Backend:
-    def opener(url: str) -> Store:
-        return loop.store(open_async_store(url))
-
-    if name == "async-redis":
-        return redis_backend(request.getfixturevalue("redis_url"), opener)
-    if name == "async-postgresql":
-        return postgres_backend(request.getfixturevalue("postgres_url"), opener)
+def _make(name: str, tmp_path: Path, loop: LoopThread) -> Backend:
     if name == "async-memory":  # a fake clock, to judge session expiry without waiting
         clock = FakeClock()
         store = loop.store(threaded(MemoryStore(clock=clock)))
         return Backend(name, store, 10.0, clock.advance)
-    store = opener(f"sqlite:///{tmp_path / 'store.db'}")
-    return Backend(name, store, 0.2, lambda seconds: time.sleep(seconds + 0.02))
+
+    def opener(url: str) -> Store:
+        return loop.store(open_async_store(url))
+
+    return open_backend(name.removeprefix("async-"), tmp_path, opener=opener)
 
 
 @pytest.fixture(params=ASYNC_BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     loop = LoopThread()
     try:
-        made = _make(request.param, tmp_path, request, loop)
+        made = _make(request.param, tmp_path, loop)
         yield made
-        made.store.close()
-        made.cleanup()
+        made.close()
     finally:
         loop.stop()
 

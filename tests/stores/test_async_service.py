@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from backends import open_backend
 from sessionlocker import AsyncLockerService, Spec, Status, StoreError, UsageError
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.core.record import decode
@@ -27,12 +28,9 @@ from sessionlocker.stores import (
     MemoryStore,
     Store,
     open_async_store,
-    open_store,
     threaded,
 )
 from sessionlocker.stores.async_blocking import blocking
-
-from .conftest import postgres_backend, redis_backend
 
 T = TypeVar("T")
 
@@ -69,30 +67,13 @@ async def aclose(store: Store | AsyncStore) -> None:
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
-    if request.param == "memory":
-        memory = MemoryStore()
-        yield Case("memory", memory, lambda: threaded(memory))
-        memory.close()
-        return
-    urls: list[str] = []
-
-    def opener(url: str) -> Store:
-        urls.append(url)
-        return open_store(url)
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 's.db'}"
-        sync = opener(url)
-        yield Case("sqlite", sync, lambda: open_async_store(url), url)
-        sync.close()
-        return
-    if request.param == "redis":
-        backend = redis_backend(request.getfixturevalue("redis_url"), opener)
+    backend = open_backend(request.param, tmp_path)
+    sync, url = backend.store, backend.url
+    if url is None:  # memory: the async store must share the sync store's records
+        yield Case("memory", sync, lambda: threaded(sync))
     else:
-        backend = postgres_backend(request.getfixturevalue("postgres_url"), opener)
-    yield Case(request.param, backend.store, lambda: open_async_store(urls[0]), urls[0])
-    backend.store.close()
-    backend.cleanup()
+        yield Case(request.param, sync, lambda: open_async_store(url), url)
+    backend.close()
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -163,9 +144,11 @@ class Callers:
         self._note("read")
         return await self.inner.read(key)
 
-    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+    async def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> int:
         self._note("write")
-        return await self.inner.write(key, value, expected)
+        return await self.inner.write(key, value, expected, notify=notify)
 
     async def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None

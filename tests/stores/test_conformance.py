@@ -7,11 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from backends import Backend
 from sessionlocker.core.protocol import Keep, Put, SessionView, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import Store
-
-from .conftest import Backend
 
 
 def increment(current: Versioned | None) -> Put[int]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from backends import FakeClock
 from sessionlocker.core.protocol import SessionView
 from sessionlocker.stores import MemoryStore
-
-from .conftest import FakeClock
 
 
 def test_expiry_is_exact_on_the_injected_clock() -> None:

@@ -14,21 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from backends import Backend, open_backend
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import UsageError
 from sessionlocker.stores import MemoryStore
 from sessionlocker.stores.base import Notifying
 
-from .conftest import Backend, make_backend
-
 
 @pytest.fixture(params=["memory", "redis", "postgresql"])
 def notifying(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    made = make_backend(request.param, tmp_path, request)
+    made = open_backend(request.param, tmp_path)
     assert isinstance(made.store, Notifying)
     yield made
-    made.store.close()
-    made.cleanup()
+    made.close()
 
 
 def increment(current: Versioned | None) -> Put[int]:

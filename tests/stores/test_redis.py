@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from backends import open_backend
 from servers import RedisServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
@@ -22,16 +23,13 @@ from sessionlocker.stores import open_store
 from sessionlocker.stores.redis import RedisStore
 from sessionlocker.stores.redis_watch import IDLE
 
-from .conftest import redis_backend
-
 
 @pytest.fixture
-def store(redis_url: str) -> Iterator[RedisStore]:
-    made = redis_backend(redis_url)
+def store(tmp_path: Path) -> Iterator[RedisStore]:
+    made = open_backend("redis", tmp_path)
     assert isinstance(made.store, RedisStore)
     yield made.store
-    made.store.close()
-    made.cleanup()
+    made.close()
 
 
 @pytest.fixture

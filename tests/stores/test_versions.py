@@ -6,63 +6,26 @@ this process, Redis and PostgreSQL on the run's real servers.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from backends import open_backend
 from sessionlocker.core.protocol import Keep, Put, Versioned
 from sessionlocker.errors import Conflict, UsageError
-from sessionlocker.stores import MemoryStore, SQLiteStore, open_store
+from sessionlocker.stores import SQLiteStore, open_store
 from sessionlocker.stores.base import Versions
 
 DEPTH = 3
 
 
-def _server_store(name: str, url: str) -> tuple[Versions, Callable[[], None]]:
-    """A store keeping ``DEPTH`` versions, in a Redis key prefix or PostgreSQL schema of its own."""
-    space = f"test_{uuid.uuid4().hex[:12]}"
-    if name == "redis":
-        import redis  # noqa: PLC0415 (only the Redis tests need it)
-
-        def cleanup() -> None:
-            with redis.Redis.from_url(url) as client:
-                names = list(client.scan_iter(match=f"{space}:*", count=1000))
-                if names:
-                    client.delete(*names)
-
-        store = open_store(f"{url}?history={DEPTH}&prefix={space}:")
-    else:
-        import psycopg  # noqa: PLC0415 (only the PostgreSQL tests need it)
-
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f"CREATE SCHEMA {space}")
-
-        def cleanup() -> None:
-            with psycopg.connect(url, autocommit=True) as connection:
-                connection.execute(f"DROP SCHEMA {space} CASCADE")
-
-        store = open_store(f"{url}?history={DEPTH}&schema={space}")
-    assert isinstance(store, Versions)
-    return store, cleanup
-
-
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
 def versions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Versions]:
-    name = request.param
-    cleanup: Callable[[], None] = lambda: None  # noqa: E731
-    store: Versions
-    if name in ("redis", "postgresql"):
-        fixture = "redis_url" if name == "redis" else "postgres_url"
-        store, cleanup = _server_store(name, request.getfixturevalue(fixture))
-    elif name == "memory":
-        store = MemoryStore(history=DEPTH)
-    else:
-        store = SQLiteStore(tmp_path / "s.db", history=DEPTH)
-    yield store
-    store.close()  # type: ignore[attr-defined]
-    cleanup()
+    made = open_backend(request.param, tmp_path, history=DEPTH)
+    assert isinstance(made.store, Versions)
+    yield made.store
+    made.close()
 
 
 def test_keeps_the_last_versions_newest_first(versions: Versions) -> None:
