@@ -1,8 +1,9 @@
-"""The admin commands end to end on SQLite and PostgreSQL (a real server), in process.
+"""The admin commands end to end on SQLite, Redis and PostgreSQL (real servers), in process.
 
 The live holder is a ``LockerService`` in this process whose frames run on a thread:
 ``edit`` reaches it as a remote change it applies, ``restore`` and ``release`` wait for it
-to save and release, and nothing it holds is overwritten.
+to save and release, and nothing it holds is overwritten. Every store keeps ten versions
+per key (Redis keeps none unless told), for ``history`` and ``restore``.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backends import Backend, open_backend
 from sessionlocker import LockerService, Spec, Status
 from sessionlocker.cli.main import main
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.record import decode
-from sessionlocker.stores import open_store
 from sessionlocker.stores.base import Store
 
 #: Autosave every half second: on SQLite (no notifications) a holder sees a release
@@ -29,27 +29,23 @@ from sessionlocker.stores.base import Store
 SPEC = Spec("players", dict, lease=2.0, autosave_period=0.5)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/game.db"
-        return
-    import psycopg  # noqa: PLC0415 (only the PostgreSQL tests need it)
-
-    server = request.getfixturevalue("postgres_url")
-    schema = f"admin_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    yield f"{server}?schema={schema}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    made = open_backend(request.param, tmp_path, history=10)
+    yield made
+    made.close()
 
 
 @pytest.fixture
-def store(url: str) -> Iterator[Store]:
-    opened = open_store(url)
-    yield opened
-    opened.close()
+def url(backend: Backend) -> str:
+    """The URL the commands are given: the test's own store, namespace included."""
+    assert backend.url is not None
+    return backend.url
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.store
 
 
 def cli(url: str, *args: str) -> list[str]:
