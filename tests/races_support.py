@@ -147,8 +147,8 @@ class RecordingStore:
     def read(self, key: str) -> Versioned | None:
         return self.inner.read(key)
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
-        revision = self.inner.write(key, value, expected)
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
+        revision = self.inner.write(key, value, expected, notify=notify)
         self._logged(key, value, revision)
         return revision
 

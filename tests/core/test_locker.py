@@ -56,9 +56,9 @@ class CountingStore(MemoryStore):
         self.reads += 1
         return super().read(key)
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         self.writes += 1
-        return super().write(key, value, expected)
+        return super().write(key, value, expected, notify=notify)
 
     def update(
         self, key: str, transform: Transform[Any], known: Versioned | None = None

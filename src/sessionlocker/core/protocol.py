@@ -42,10 +42,16 @@ class Versioned:
 
 @dataclass(frozen=True, slots=True)
 class Put(Generic[T_co]):
-    """A transform's decision to write ``value``; ``outcome`` is reported once written."""
+    """A transform's decision to write ``value``; ``outcome`` is reported once written.
+
+    ``quiet``: nobody waits for this write, so a store that notifies need not tell its
+    watchers (a holder's save that keeps its lock: only a changed lock, a release
+    request or a message is worth waking another process for).
+    """
 
     value: bytes
     outcome: T_co
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -279,7 +279,9 @@ def save(
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
         held_now = record.lock is not None
-        return Put(value, Saved(not held_now, replaced, held_now, record.inbox, record))
+        saved = Saved(not held_now, replaced, held_now, record.inbox, record)
+        # Still held: no lock, request or message changed, so no one else waits on it.
+        return Put(value, saved, quiet=held_now)
 
     return transform
 

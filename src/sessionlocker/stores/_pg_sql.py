@@ -211,18 +211,22 @@ def _written_or_current(names: Names, done: str) -> sql.Composed:
     otherwise what is stored now (revision, value), or no row when the key is absent.
 
     The NOTIFY payload is ``revision:key`` after a write and ``:key`` after a delete
-    (``key`` being ``notify_payload(key)``)."""
-    revision = (
-        sql.SQL("{}.revision::text").format(sql.Identifier(done))
-        if done == "w"
-        else (sql.SQL("''"))
-    )
+    (``key`` being ``notify_payload(key)``). A write sends it only when ``%(notify)s``
+    (a quiet write, which no one waits for, spares every listener); a delete always."""
+    wrote = done == "w"
+    revision = sql.SQL("{}.revision::text").format(sql.Identifier(done)) if wrote else sql.SQL("''")
     return sql.SQL(
-        " SELECT {done}.revision, NULL::bytea FROM {done}"
-        " CROSS JOIN pg_notify(%(channel)s, {revision} || ':' || %(payload)s)"
+        " SELECT {done}.revision, NULL::bytea FROM {done} LEFT JOIN LATERAL"
+        " (SELECT pg_notify(%(channel)s, {revision} || ':' || %(payload)s) WHERE {notify}) AS n"
+        " ON true"
         " UNION ALL SELECT r.revision, r.value FROM {records} AS r"
         " WHERE r.key = %(key)s AND NOT EXISTS (SELECT FROM {done})"
-    ).format(done=sql.Identifier(done), revision=revision, records=names.ident())
+    ).format(
+        done=sql.Identifier(done),
+        revision=revision,
+        notify=sql.SQL("%(notify)s" if wrote else "true"),
+        records=names.ident(),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,9 @@ class AsyncStore(Protocol):
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         ...
 
-    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+    async def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> int:
         """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
         ...
 
@@ -79,6 +81,7 @@ async def async_cas_update(
         if isinstance(step, Updated):
             return step
         try:
-            return step.written(await store.write(key, step.value, step.expected))
+            revision = await store.write(key, step.value, step.expected, notify=step.notify)
+            return step.written(revision)
         except Conflict as conflict:
             current = conflict.current

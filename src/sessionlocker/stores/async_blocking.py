@@ -61,9 +61,9 @@ class BlockingStore:
         """``inner.read``, waited for."""
         return self._run(self.inner.read(key))
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """``inner.write``, waited for."""
-        return self._run(self.inner.write(key, value, expected))
+        return self._run(self.inner.write(key, value, expected, notify=notify))
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None

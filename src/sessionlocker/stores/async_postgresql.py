@@ -99,9 +99,11 @@ class AsyncPostgreSQLStore:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_rows(await self._execute(self._layout.read(key)))
 
-    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+    async def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> int:
         """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
-        statement = self._layout.write(key, value, expected)
+        statement = self._layout.write(key, value, expected, notify=notify)
         for _ in range(STALE_ROUNDS):
             revision = self._layout.write_rows(key, expected, await self._execute(statement))
             if revision is not None:

@@ -111,9 +111,11 @@ class AsyncRedisStore:
         reply = await self._execute("read", *self._layout.read_args(key))
         return self._layout.read_reply(reply)
 
-    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+    async def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> int:
         """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
-        call = self._layout.write_call(key, value, expected)
+        call = self._layout.write_call(key, value, expected, notify=notify)
         return self._layout.write_reply(key, await self._script(call, writes=True))
 
     async def update(

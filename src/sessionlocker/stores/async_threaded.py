@@ -37,9 +37,11 @@ class ThreadedAsyncStore:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return await asyncio.to_thread(self.sync.read, key)
 
-    async def write(self, key: str, value: bytes, expected: int | None) -> int:
+    async def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> int:
         """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
-        return await asyncio.to_thread(self.sync.write, key, value, expected)
+        return await asyncio.to_thread(self.sync.write, key, value, expected, notify=notify)
 
     async def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None

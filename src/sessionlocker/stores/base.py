@@ -43,10 +43,12 @@ class Store(Protocol):
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         ...
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: key must be absent).
 
         Returns the new revision; raises ``Conflict`` carrying what is stored now.
+        ``notify=False`` spares a ``Notifying`` store telling its watchers (a ``quiet``
+        ``Put``); other stores ignore it.
         """
         ...
 
@@ -111,7 +113,9 @@ class Notifying(Protocol):
 
     ``wake(key, revision)`` is called, from any thread and without blocking it for
     long, soon after each committed write or delete of a watched key by anyone, this
-    process included (the revision lets a writer ignore the wake-up of its own write).
+    process included (the revision lets a writer ignore the wake-up of its own write),
+    except a write made with ``notify=False`` (a ``quiet`` ``Put``: a holder's save that
+    keeps its lock, which no one waits for).
     A wake-up is only a hint: it may come twice, late or for a write already seen, and
     one may be lost; after a lost connection is made again the watch calls ``wake`` for
     every watched key, since notifications sent meanwhile were missed.
@@ -124,11 +128,13 @@ class Notifying(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Attempt(Generic[T]):
-    """The write a transform decided on: ``value`` if the revision is still ``expected``."""
+    """The write a transform decided on: ``value`` if the revision is still ``expected``
+    (``notify``: tell the store's watchers, unless the ``Put`` was ``quiet``)."""
 
     value: bytes
     expected: int | None
     outcome: T
+    notify: bool = True
 
     def written(self, revision: int) -> Updated[T]:
         """The result once the write committed at ``revision``."""
@@ -146,7 +152,7 @@ def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T]
         return Updated(decision.outcome, current, wrote=False)
     value = check_value(decision.value, "the value a transform puts")
     expected = current.revision if current is not None else None
-    return Attempt(value, expected, decision.outcome)
+    return Attempt(value, expected, decision.outcome, notify=not decision.quiet)
 
 
 @runtime_checkable
@@ -200,6 +206,7 @@ def cas_update(
         if isinstance(step, Updated):
             return step
         try:
-            return step.written(store.write(key, step.value, step.expected))
+            revision = store.write(key, step.value, step.expected, notify=step.notify)
+            return step.written(revision)
         except Conflict as conflict:
             current = conflict.current

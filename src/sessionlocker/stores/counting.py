@@ -97,10 +97,10 @@ class CountingStore:
         self.count("read")
         return self.inner.read(key)
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Count, then ``inner.write``."""
         self.count("write")
-        return self.inner.write(key, value, expected)
+        return self.inner.write(key, value, expected, notify=notify)
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None

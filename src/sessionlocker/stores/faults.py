@@ -121,9 +121,11 @@ class FaultyStore:
         """``inner.read`` with faults."""
         return self._call("read", lambda: self.inner.read(key))
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """``inner.write`` with faults, including a lost reply after the write."""
-        return self._call("write", lambda: self.inner.write(key, value, expected), changes=True)
+        return self._call(
+            "write", lambda: self.inner.write(key, value, expected, notify=notify), changes=True
+        )
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None

@@ -114,10 +114,11 @@ class MemoryStore:
             self._check_open()
             return self._records.get(key)
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
 
         Returns the new revision; raises ``Conflict`` carrying what is stored now.
+        Watchers are woken unless not ``notify``.
         """
         key = check_key(key)
         value = check_value(value)
@@ -125,7 +126,7 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             revision = self._write_locked(key, value, expected)
-            wakes = self._wakes_locked(key)
+            wakes = self._wakes_locked(key) if notify else []
         self._call(wakes, key, revision)
         return revision
 
@@ -178,7 +179,7 @@ class MemoryStore:
                 except Conflict as conflict:
                     current = conflict.current
                     continue
-                wakes = self._wakes_locked(key)
+                wakes = [] if decision.quiet else self._wakes_locked(key)
                 break
         self._call(wakes, key, revision)
         return Updated(decision.outcome, Versioned(value, revision), wrote=True)

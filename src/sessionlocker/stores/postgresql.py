@@ -111,13 +111,13 @@ class PostgreSQLStore:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_rows(self._execute(self._layout.read(key)))
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
 
         One statement (one round trip). Returns the new revision; raises ``Conflict``
-        carrying what is stored now.
+        carrying what is stored now. ``notify=False``: no NOTIFY (a quiet write).
         """
-        statement = self._layout.write(key, value, expected)
+        statement = self._layout.write(key, value, expected, notify=notify)
         for _ in range(STALE_ROUNDS):
             revision = self._layout.write_rows(key, expected, self._execute(statement))
             if revision is not None:

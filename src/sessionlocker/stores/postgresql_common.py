@@ -132,8 +132,11 @@ class PostgreSQLLayout:
         """The record ``read`` found."""
         return Versioned(bytes(rows[0][0]), int(rows[0][1])) if rows else None
 
-    def write(self, key: str, value: bytes, expected: int | None) -> Statement:
-        """The conditional write: insert when ``expected`` is None, else update."""
+    def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> Statement:
+        """The conditional write: insert when ``expected`` is None, else update; it sends
+        NOTIFY unless not ``notify``."""
         stored = self.prefix + check_key(key)
         params = {
             "key": stored,
@@ -141,6 +144,7 @@ class PostgreSQLLayout:
             "expected": check_expected(expected),
             "channel": self.names.channel,
             "payload": notify_payload(stored),
+            "notify": notify,
             "keep": max(self.depth - 1, 0),
         }
         query = self.sql.insert if expected is None else self.sql.update

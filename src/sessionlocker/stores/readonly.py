@@ -45,7 +45,8 @@ class ReadOnlyStore:
                 return self._overlay[key]
         return self.inner.read(key)
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
+        """Write to the overlay only (nothing is stored, so nothing to notify)."""
         key, value, expected = check_key(key), check_value(value), check_expected(expected)
         with self._lock:
             current = self.read(key)

@@ -141,13 +141,14 @@ class RedisStore:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_reply(self._execute("read", *self._layout.read_args(key)))
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
 
-        One script compares, writes, bumps the revision and publishes. Returns the new
-        revision; raises ``Conflict`` carrying what is stored now.
+        One script compares, writes, bumps the revision and publishes (not when
+        ``notify`` is False). Returns the new revision; raises ``Conflict`` carrying what
+        is stored now.
         """
-        call = self._layout.write_call(key, value, expected)
+        call = self._layout.write_call(key, value, expected, notify=notify)
         return self._layout.write_reply(key, self._script(call, writes=True))
 
     def update(

@@ -185,8 +185,11 @@ class RedisLayout:
         value, revision = reply
         return None if revision is None else Versioned(bytes(value or b""), int(revision))
 
-    def write_call(self, key: str, value: bytes, expected: int | None) -> Call:
-        """The write script: compare, write, bump, keep history, publish."""
+    def write_call(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> Call:
+        """The write script: compare, write, bump, keep history, publish (unless not
+        ``notify``: no channel is passed)."""
         key = check_key(key)
         value = check_value(value)
         expected = check_expected(expected)
@@ -195,7 +198,7 @@ class RedisLayout:
             "" if expected is None else str(expected),
             value,
             self.history,
-            self.channel(key),
+            self.channel(key) if notify else b"",
             self.prefix + b"u:",
             key,
         ]

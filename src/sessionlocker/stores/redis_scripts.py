@@ -50,8 +50,8 @@ end
 """
 
 #: KEYS: record hash, revision counter, history list.
-#: ARGV: expected revision ("" = the key must be absent), value, history length, channel,
-#: user set prefix (``P u:``), key.
+#: ARGV: expected revision ("" = the key must be absent), value, history length, channel
+#: ("" = publish nothing: a quiet write), user set prefix (``P u:``), key.
 #: Returns {1, new revision} when written, {0} when absent, {0, value, revision} on conflict.
 #: The stored value is read only on conflict: copying it into Lua costs a 100 KB write
 #: as much as the write itself.
@@ -78,7 +78,7 @@ if keep > 0 then
   redis.call('LPUSH', KEYS[3], text .. ':' .. ARGV[2])
   redis.call('LTRIM', KEYS[3], 0, keep - 1)
 end
-redis.call('PUBLISH', ARGV[4], text)
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], text) end
 return {1, new}
 """
 )

@@ -289,11 +289,12 @@ class SQLiteStore:
         with self._reading("read") as connection:
             return self._select(connection, key)
 
-    def write(self, key: str, value: bytes, expected: int | None) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
 
         One transaction reads the revision, compares and writes. Returns the new
-        revision; raises ``Conflict`` carrying what is stored now.
+        revision; raises ``Conflict`` carrying what is stored now. (SQLite does not
+        notify, so ``notify`` changes nothing.)
         """
         key = check_key(key)
         value = check_value(value)
