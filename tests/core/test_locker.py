@@ -19,7 +19,7 @@ from sessionlocker.errors import (
     UnstorableData,
     UsageError,
 )
-from sessionlocker.stores import MemoryStore, cas_update
+from sessionlocker.stores import FaultyStore, MemoryStore, cas_update
 
 from .rig import Clock, Rig, log, new_world, run
 
@@ -438,6 +438,57 @@ class FailFirst(LoseOneReply):
             self.left -= 1
             raise StoreError("try later")
         return self.inner.update(key, transform, known)
+
+
+class RefusedSession(LoseOneReply):
+    """Every session write is refused for good (a wrong password, say) until ``mend``."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        super().__init__(inner)
+        self.refused = 0
+        self.mended = False
+
+    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+        if not self.mended:
+            self.refused += 1
+            raise StoreError("password authentication failed", retryable=False)
+        self.inner.put_session(session_id, ttl, info)
+
+
+def test_a_load_fails_at_once_when_the_session_record_cannot_be_written() -> None:
+    store, clock = new_world()
+    refusing = RefusedSession(store)
+    rig = Rig(refusing, "A", clock)
+    locker = rig.locker("k")
+    locker.acquire()
+    run([rig], clock, 0.5, tick=0.01)
+    assert locker.status is Status.FAILED
+    assert locker.failure == "store_error"
+    assert isinstance(locker.error, StoreError)
+    assert "password authentication failed" in str(locker.error)
+    assert refusing.refused >= 1
+    assert store.read("t/k") is None  # nothing was written
+    # The lease keeps trying; once the store takes it, a new load works.
+    refusing.mended = True
+    run([rig], clock, 1.0, tick=0.01)
+    assert rig.lease.error is None
+    assert rig.lease.available(clock.now)
+    again = rig.locker("k")
+    again.acquire()
+    run([rig], clock, 0.5, tick=0.01)
+    assert again.status is Status.LOADED
+
+
+def test_a_load_waits_while_session_writes_fail_in_a_way_retrying_can_mend() -> None:
+    store, clock = new_world()
+    failing = FaultyStore(store, fail_rate=1.0)
+    rig = Rig(failing, "A", clock)
+    locker = rig.locker("k")
+    locker.acquire()
+    run([rig], clock, 0.5, tick=0.01)
+    assert locker.status is Status.LOADING
+    assert rig.lease.error is not None
+    assert rig.lease.error.retryable
 
 
 # ---------------------------------------------------------------- bad input

@@ -176,6 +176,22 @@ def session_over(url: str) -> None:
         check.close()
 
 
+def session_refused(url: str) -> None:
+    """A ``session`` on a server whose certificate is not trusted raises the store's
+    permanent error at once, not ``LockUnavailable`` at its timeout: the service's own
+    session record cannot be written, and no retry would change that."""
+    spec = Spec("players", lambda: {"log": []}, **FAST)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with LockerService(url, spec) as service, pytest.raises(StoreError) as caught:
+        with service.session("p1", timeout=30):
+            pass
+    elapsed = time.monotonic() - started
+    assert elapsed < PROMPT, f"the failure took {elapsed:.1f} s"
+    assert not caught.value.retryable
+    assert "certificate" in str(caught.value).lower()
+    assert PASSWORD not in str(caught.value)
+
+
 # Redis.
 
 
@@ -233,6 +249,12 @@ def test_rediss_service_session_end_to_end(
     session_over(rediss(tls_redis, certificates.ca))
 
 
+def test_rediss_session_with_an_untrusted_ca_fails_at_once(
+    tls_redis: TLSRedisServer, certificates: Certificates
+) -> None:
+    session_refused(rediss(tls_redis, certificates.other_ca))
+
+
 # PostgreSQL.
 
 
@@ -287,3 +309,9 @@ def test_pg_service_session_end_to_end(
     tls_pg: TLSPostgresServer, certificates: Certificates
 ) -> None:
     session_over(pg(tls_pg, verify_full(certificates.ca)))
+
+
+def test_pg_session_with_an_untrusted_ca_fails_at_once(
+    tls_pg: TLSPostgresServer, certificates: Certificates
+) -> None:
+    session_refused(pg(tls_pg, verify_full(certificates.other_ca)))

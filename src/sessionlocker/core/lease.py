@@ -50,11 +50,20 @@ class Lease:
         #: Times the lease lapsed locally before a renewal's reply came back. A lapse
         #: lets another session take over, so lockers must re-check their locks.
         self.gaps = 0
+        #: The last renewal's error; ``None`` once a renewal succeeds.
+        self.error: StoreError | None = None
         self._waiting: list[Callable[[], None]] = []
 
     def when_available(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once, the next time a renewal succeeds."""
+        """Call ``callback()`` once, the next time a renewal succeeds, or fails with an
+        error no retry can mend (``failed``)."""
         self._waiting.append(callback)
+
+    def failed(self) -> StoreError | None:
+        """The last renewal's error when retrying cannot mend it (not ``retryable``: a
+        refused password or certificate, say); None otherwise. Renewals go on."""
+        error = self.error
+        return error if error is not None and not error.retryable else None
 
     def available(self, now: float | None = None) -> bool:
         """True while the last successful renewal was sent less than the deadline ago."""
@@ -86,15 +95,22 @@ class Lease:
             if self._renewed_sent is not None and not self.available(now):
                 self.gaps += 1
             self._failures = 0
+            self.error = None
             self._renewed_sent = sent
             self._renew_at = sent + self.ttl / 3
-            waiting, self._waiting = self._waiting, []
-            for callback in waiting:
-                callback()
+            self._call_waiting()
             return
         self._failures += 1
+        self.error = error
         delay = retry_delay(self.session_id, self._failures, cap=self.ttl / 6, error=error)
         self._renew_at = now + delay
+        if not error.retryable:
+            self._call_waiting()
+
+    def _call_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback()
 
     def close(self) -> DropSession:
         """Stop renewing; the request removes the session record."""

@@ -315,6 +315,10 @@ class Locker(OperationCalls, UserCalls):
         if self._load_started is None:
             self._load_started = now
         if not self._lease.available(now):
+            failed = self._lease.failed()
+            if failed is not None:  # the session record cannot be written: no load can be
+                self._fail("store_error", failed)
+                return
             self._due = NEVER
             self._lease.when_available(self.poke)
             return
