@@ -21,14 +21,35 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sessionlocker import LockerService, Status
+from sessionlocker import LockerService, Spec, Status
 from sessionlocker.core.locker import Locker
 from sessionlocker.stores import MemoryStore, Store, open_store
 
-__all__ = ["Backend", "FakeClock", "drive", "load", "open_backend", "server_url"]
+__all__ = [
+    "FAST",
+    "Backend",
+    "FakeClock",
+    "drive",
+    "fast_spec",
+    "load",
+    "open_backend",
+    "server_url",
+]
+
+#: Short times, so leases, autosaves and handoffs play out within a test.
+FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
+
+
+def fast_spec(
+    namespace: str = "players", create: Callable[[], Any] = lambda: {"log": []}, **overrides: Any
+) -> Spec:
+    """A ``Spec`` with the ``FAST`` times; ``overrides`` replace them or add settings."""
+    return Spec(namespace, create, **{**FAST, **overrides})
+
 
 _ENV = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
 

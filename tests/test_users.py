@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from backends import open_backend
+from backends import fast_spec, open_backend
 from sessionlocker import AsyncLockerService, CorruptRecord, LockerService, Spec, UsageError
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store
 from sessionlocker.stores.users import keys_for_user
 
-FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
-
 
 def spec(namespace: str = "players", **overrides: object) -> Spec:
-    return Spec(namespace, dict, **{**FAST, **overrides})  # type: ignore[arg-type]
+    return fast_spec(namespace, dict, **overrides)
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])

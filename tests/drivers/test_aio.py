@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from backends import fast_spec as spec
 from backends import open_backend
 from sessionlocker import (
     AsyncLockerService,
@@ -21,7 +22,6 @@ from sessionlocker import (
     LockerService,
     LockLost,
     LockUnavailable,
-    Spec,
     Status,
     UnstorableData,
     UsageError,
@@ -29,12 +29,6 @@ from sessionlocker import (
 from sessionlocker.core.modes import Attempt, Mode
 from sessionlocker.core.record import decode
 from sessionlocker.stores import SQLiteStore, Store
-
-FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
-
-
-def spec(namespace: str = "players", **overrides: float) -> Spec:
-    return Spec(namespace, lambda: {"log": []}, **{**FAST, **overrides})  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])

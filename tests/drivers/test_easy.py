@@ -8,16 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from backends import open_backend
+from backends import fast_spec, open_backend
 from sessionlocker import AsyncLockerService, EasyProfile, EasyStore, LockerService, Spec, Status
 from sessionlocker.core.record import decode
 from sessionlocker.stores import Store
 
-FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
-
 
 def spec() -> Spec:
-    return Spec("players", lambda: {"coins": 0}, **FAST)  # type: ignore[arg-type]
+    return fast_spec(create=lambda: {"coins": 0})
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])

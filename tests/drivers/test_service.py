@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from backends import fast_spec as spec
 from backends import open_backend
 from sessionlocker import (
     AlreadyOpen,
@@ -24,12 +25,6 @@ from sessionlocker import (
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.record import decode
 from sessionlocker.stores import FaultyStore, MemoryStore, SQLiteStore, Store
-
-FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
-
-
-def spec(namespace: str = "players", **overrides: float) -> Spec:
-    return Spec(namespace, lambda: {"log": []}, **{**FAST, **overrides})  # type: ignore[arg-type]
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])

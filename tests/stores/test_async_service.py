@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from backends import fast_spec as spec
 from backends import open_backend
-from sessionlocker import AsyncLockerService, Spec, Status, StoreError, UsageError
+from sessionlocker import AsyncLockerService, Status, StoreError, UsageError
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.core.record import decode
 from sessionlocker.drivers.aio_executor import AsyncExecutor
@@ -34,13 +35,8 @@ from sessionlocker.stores.async_blocking import blocking
 
 T = TypeVar("T")
 
-FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
 #: A long force timeout and slow polling: only a notification makes a handoff quick.
 SLOW_POLL = {"lease": 5.0, "autosave_period": 30.0, "force_timeout": 20.0, "poll_period": 10.0}
-
-
-def spec(**settings: float) -> Spec:
-    return Spec("players", lambda: {"log": []}, **(settings or FAST))  # type: ignore[arg-type]
 
 
 @dataclass

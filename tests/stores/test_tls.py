@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from backends import fast_spec
 from servers import ServerError
-from sessionlocker import LockerService, Spec, Status, StoreError
+from sessionlocker import LockerService, Status, StoreError
 from sessionlocker.core.record import decode
 from sessionlocker.stores import open_async_store, open_store
 from tls_servers import (
@@ -37,7 +38,6 @@ from tls_servers import (
 
 #: A failed TLS handshake must be reported well within this (no hang, no long retrying).
 PROMPT = 4.0
-FAST = {"lease": 0.6, "autosave_period": 0.2, "force_timeout": 0.4, "poll_period": 0.02}
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ async def _read_async(url: str) -> None:
 
 def session_over(url: str) -> None:
     """One ``LockerService`` session that saves, then a second store that sees it."""
-    spec = Spec("players", lambda: {"log": []}, **FAST)  # type: ignore[arg-type]
+    spec = fast_spec()
     store = open_store(url)
     try:
         with LockerService(store, spec) as service:
@@ -180,7 +180,7 @@ def session_refused(url: str) -> None:
     """A ``session`` on a server whose certificate is not trusted raises the store's
     permanent error at once, not ``LockUnavailable`` at its timeout: the service's own
     session record cannot be written, and no retry would change that."""
-    spec = Spec("players", lambda: {"log": []}, **FAST)  # type: ignore[arg-type]
+    spec = fast_spec()
     started = time.monotonic()
     with LockerService(url, spec) as service, pytest.raises(StoreError) as caught:
         with service.session("p1", timeout=30):
