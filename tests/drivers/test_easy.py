@@ -177,6 +177,18 @@ def held_elsewhere(store: Store) -> LockerService:
     return holder
 
 
+def assert_nothing_left_behind(after: bytes, before: bytes) -> None:
+    """The cancelled load left no lock and no release request of its own behind.
+
+    A force request may reach the holder before the cancel withdraws it; the holder then
+    honours it and releases, and the record ends free (the product never promised that
+    the withdrawal wins that race).
+    """
+    record = decode(after)
+    assert not record.release_requests
+    assert after == before or record.lock is None
+
+
 @pytest.mark.parametrize("mode", ["repeat", "force"])
 def test_ending_a_waiting_session_cancels_its_load_frame_loop(store: Store, mode: str) -> None:
     holder = held_elsewhere(store)
@@ -187,7 +199,7 @@ def test_ending_a_waiting_session_cancels_its_load_frame_loop(store: Store, mode
     profile.end_session()
     assert service.run_until(lambda: not profile.is_active(), 5)
     assert service.run_until(lambda: not service.lockers(), 5)
-    assert raw(store, "p1") == before  # no lock, no release request left behind
+    assert_nothing_left_behind(raw(store, "p1"), before)
     service.close()
     holder.close()
 
@@ -205,8 +217,8 @@ def test_ending_a_waiting_session_cancels_its_load_async(store: Store, mode: str
             easy.end_session("p1")
             assert await service.wait_until(lambda: not service.lockers(), 5)
             assert easy.get("p1") is None
-            assert raw(store, "p1") == before
+            assert_nothing_left_behind(raw(store, "p1"), before)
 
     asyncio.run(main())
-    assert raw(store, "p1") == before
+    assert_nothing_left_behind(raw(store, "p1"), before)
     holder.close()
