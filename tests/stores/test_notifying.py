@@ -57,7 +57,7 @@ class Wakes:
 
 def until_woken(wakes: Wakes, key: str, write: Callable[[], object]) -> None:
     """Write until a wake-up for ``key`` comes: the subscription may start late."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         write()
         if wakes.wait_for(key, timeout=0.2):
