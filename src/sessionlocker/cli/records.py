@@ -130,6 +130,7 @@ def describe(store: Store, stored: Stored) -> dict[str, Any]:
         "purchases": [[p.product_id, p.purchase_id, p.at] for p in record.purchases],
         "credit": dict(record.credit),
         "user_ids": list(record.user_ids),
+        "tags": dict(record.tags),
         "data": record.data,
     }
 
@@ -149,6 +150,7 @@ def as_text(shown: dict[str, Any]) -> str:
         f"outbox     {len(shown['outbox'])} message(s)",
         f"purchases  {len(shown['purchases'])}; credit {json.dumps(shown['credit'])}",
         f"user ids   {', '.join(shown['user_ids']) or '-'}",
+        f"tags       {json.dumps(shown['tags'], sort_keys=True, ensure_ascii=False)}",
     ]
     if "versions" in shown:
         lines.append(f"versions   {', '.join(map(str, shown['versions'])) or '-'}")

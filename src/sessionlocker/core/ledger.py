@@ -1,16 +1,17 @@
 """The exactly-once bookkeeping a holder keeps beside its data, and writes with it.
 
-A loaded locker owns six fields of its record besides ``data``: the history of
+A loaded locker owns seven fields of its record besides ``data``: the history of
 applied operation ids, the purchase history, product credit, the outbox, which
-inbox messages it has applied, and the user ids the record belongs to. They change in
-memory together with the data and are written in the same save, so an operation's
-effect and its id are committed together or not at all: that is what makes an operation
-exactly-once.
+inbox messages it has applied, the user ids the record belongs to, and its tags.
+They change in memory together with the data and are written in the same save, so an
+operation's effect and its id are committed together or not at all: that is what makes
+an operation exactly-once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sessionlocker.core.record import Message, Purchase, Record
 
@@ -27,6 +28,9 @@ class Meta:
     outbox: tuple[Message, ...] = ()
     consumed: frozenset[str] = frozenset()
     user_ids: tuple[str, ...] = ()
+    #: The tags as (name, value) pairs. A value is never changed in place (``set_tag``
+    #: stores a copy, ``Locker.tags`` hands out copies), so snapshots may share it.
+    tags: tuple[tuple[str, Any], ...] = ()
 
     def write(self, record: Record) -> Record:
         """``record`` with these fields, and without the inbox messages applied here.
@@ -41,6 +45,7 @@ class Meta:
             outbox=self.outbox,
             inbox=inbox,
             user_ids=self.user_ids,
+            tags=dict(self.tags),
         )
 
 
@@ -56,7 +61,14 @@ class Ledger:
     def load(self, record: Record) -> None:
         """Start from a freshly loaded record (everything in it is committed)."""
         self.restore(
-            Meta(record.applied, record.purchases, (), record.outbox, user_ids=record.user_ids)
+            Meta(
+                record.applied,
+                record.purchases,
+                (),
+                record.outbox,
+                user_ids=record.user_ids,
+                tags=tuple(record.tags.items()),
+            )
         )
         self.credit = dict(record.credit)
         self.committed = {m.id for m in record.outbox}
@@ -71,6 +83,7 @@ class Ledger:
             tuple(self.outbox),
             frozenset(self.consumed),
             tuple(sorted(self.user_ids)),
+            tuple(self.tags.items()),
         )
 
     def restore(self, meta: Meta) -> None:
@@ -81,6 +94,7 @@ class Ledger:
         self.outbox = list(meta.outbox)
         self.consumed = set(meta.consumed)
         self.user_ids = set(meta.user_ids)
+        self.tags: dict[str, Any] = dict(meta.tags)
 
     def saved(self, meta: Meta) -> None:
         """A write holding ``meta`` committed."""

@@ -12,6 +12,7 @@ The legal moves are the table ``TRANSITIONS``; anything else is a bug and raises
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from sessionlocker.core.record import ZLIB, Lock, Message
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
 from sessionlocker.core.storable import encode_data
+from sessionlocker.core.tags import TagCalls
 from sessionlocker.core.users import UserCalls
 from sessionlocker.errors import (
     InvalidData,
@@ -80,17 +82,19 @@ class _Save:
     meta: Meta
 
 
-class Locker(OperationCalls, UserCalls):
+class Locker(OperationCalls, UserCalls, TagCalls):
     """Exclusive ownership of one record, as a state machine.
 
     ``data`` is usable at once: before the load completes it is a transient copy from
-    ``Spec.create``; changes made to it through ``edit`` are replayed on the loaded data.
+    ``Spec.create``; changes made to it through ``edit`` are replayed on the loaded data,
+    or, with ``Spec.merge_offline``, the transient copy is merged into the loaded data.
     ``token`` is the fencing epoch while loaded: it grows with every acquire, so other
     systems can refuse a write carrying an older token.
 
     Exactly-once operations (``apply_once``, ``purchase``, credit, ``send`` and the
     inbox, applied through ``handlers`` by message kind) are in ``operations``. User ids
-    (``user_ids``, ``add_user_id``, ``remove_user_id``) are in ``users``.
+    (``user_ids``, ``add_user_id``, ``remove_user_id``) are in ``users``; metadata tags
+    (``tags``, ``set_tag``, ``remove_tag``) in ``tags``.
     """
 
     _known: Versioned | None
@@ -143,7 +147,9 @@ class Locker(OperationCalls, UserCalls):
         self._due = NEVER
         self._failures = 0
         self._changes = Changes()
-        self._edits: list[Callable[[Any], object]] = []
+        #: Changes made while loading, to make again on the loaded record: data edits
+        #: (``edit``) with True, changes of the ledger's user ids and tags with False.
+        self._edits: list[tuple[bool, Callable[[Any], object]]] = []
         self._ops = Operations(self, {} if handlers is None else handlers)
         self._seen = self._look = -1
         self._reset_session()
@@ -215,7 +221,14 @@ class Locker(OperationCalls, UserCalls):
         """Apply ``change(data)`` now; before the load completes, again on the loaded data."""
         change(self.data)
         if self.status in (Status.LOADING, Status.WAITING):
-            self._edits.append(change)
+            self._edits.append((True, change))
+        return self.mark_changed()
+
+    def _edit_meta(self, change: Callable[[], object]) -> int:
+        """``edit`` for the ledger's user ids and tags: replayed even with ``merge_offline``."""
+        change()
+        if self.status in (Status.LOADING, Status.WAITING):
+            self._edits.append((False, lambda _data: change()))
         return self.mark_changed()
 
     def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None:
@@ -459,7 +472,7 @@ class Locker(OperationCalls, UserCalls):
             None if current is None else tx.Known(current.value, record.with_(data=None))
         )
         self._seq = stamp.seq if mine and stamp is not None else 0
-        self.data = record.data
+        offline, self.data = self.data, record.data
         self._saved_json = outcome.data_json
         self._ops.ledger.load(record)
         self._saved_meta = self._ops.ledger.snapshot()
@@ -470,14 +483,18 @@ class Locker(OperationCalls, UserCalls):
                 self._queued.append("takeover")
             elif self._requested is not None:
                 self._queued.append("handoff")
-        for change in self._edits:
+        merge = self.spec.merge_offline
+        if merge is not None:
+            self._merge_offline(merge, offline, outcome.data_json)
+        for on_data, change in self._edits:
+            if merge is not None and on_data:
+                continue  # its effect is in the transient copy, merged above
             try:
                 change(self.data)
             except Exception as exc:  # a user's edit; report it, keep the rest
-                self.error = UsageError(
-                    f"an edit made before load failed on the loaded data: {exc!r}"
+                self.report(
+                    UsageError(f"an edit made before load failed on the loaded data: {exc!r}")
                 )
-                self._queued.append("error")
         self._edits.clear()
         self._ops.replay()
         self._ops.take(record.inbox)
@@ -486,6 +503,19 @@ class Locker(OperationCalls, UserCalls):
         self._autosave_at = now + self.spec.autosave_period
         urgent = self._force or self._ops.ledger.deliverable() is not None
         self._due = now if urgent or self.status is Status.RELEASING else self._autosave_at
+
+    def _merge_offline(self, merge: Callable[[Any, Any], Any], offline: Any, loaded: str) -> None:
+        """``data`` from ``merge(loaded data, transient copy)``; marked when it differs."""
+        try:
+            merged = merge(self.data, offline)
+            changed = encode_data(merged) != loaded
+        except Exception as exc:  # the user's merge; the loaded data stays as it is
+            self.data = json.loads(loaded)  # the merge may have changed it halfway
+            self.report(UsageError(f"merge_offline failed on {self.key!r}: {exc!r}"))
+            return
+        self.data = merged
+        if changed:
+            self.mark_changed()
 
     def _held(self, outcome: tx.Held, now: float, current: Versioned | None) -> None:
         lock = outcome.lock

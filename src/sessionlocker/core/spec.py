@@ -8,9 +8,10 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from sessionlocker.core.migrations import Migrations, Versions
+from sessionlocker.core.reconcile import reconcile
 from sessionlocker.core.record import Record
 from sessionlocker.core.validation import Validator, make_validator
-from sessionlocker.errors import UsageError
+from sessionlocker.errors import MigrationError, UsageError
 
 __all__ = ["Spec", "check_key"]
 
@@ -46,6 +47,19 @@ class Spec:
     ``history_limit`` bounds each exactly-once history kept in the record (operation
     ids, and purchases): an id that fell out of it, 100 newer ones later by default, is
     no longer recognised, so an operation redelivered that late would apply again.
+
+    ``reconcile``: at every load, after migrations, fill the keys of ``create()``'s data
+    that the stored data lacks (recursively through dicts; existing values are never
+    overwritten; see ``core.reconcile``), so a key added to ``create()`` reaches old
+    records without a new version. A filled record is written with the load's lock.
+
+    ``merge_offline(loaded_data, offline_data) -> data``: how changes made to a locker's
+    transient data before its load completed reach the loaded data. ``offline_data`` is
+    the transient copy as it is when the load completes (direct changes and ``edit``
+    calls alike); the data becomes what the merge returns (saved soon when it differs
+    from the loaded data). With it, ``edit`` calls made while loading are not replayed
+    on the loaded data (their effect is in ``offline_data``); without it they are, and
+    direct changes to the transient copy are dropped.
     """
 
     namespace: str
@@ -61,6 +75,8 @@ class Spec:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     compress_above: int | None = None
     history_limit: int = 100
+    reconcile: bool = False
+    merge_offline: Callable[[Any, Any], Any] | None = None
     validate: Validator | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,18 +98,29 @@ class Spec:
         _positive_int("history_limit", self.history_limit)
         if self.compress_above is not None:
             _positive_int("compress_above", self.compress_above)
+        if not isinstance(self.reconcile, bool):
+            raise UsageError(f"reconcile must be True or False, not {self.reconcile!r}")
+        if self.merge_offline is not None and not callable(self.merge_offline):
+            raise UsageError(f"merge_offline must be callable or None, not {self.merge_offline!r}")
 
     def upgrade(self, record: Record) -> Record:
-        """The record migrated and patched up to ``version`` (or newer but compatible).
+        """The record migrated and patched up to ``version`` (or newer but compatible),
+        then reconciled with ``create()``'s data when ``reconcile`` is set.
 
         Raises ``NewerSchema`` or ``MigrationError``; the record given is not changed.
         """
         stored = Versions(record.data, record.schema, record.patch, record.compatible)
         done = self.migrations.upgrade(stored, self.version)
-        if done is stored:
+        data = done.data
+        if self.reconcile:
+            try:
+                data = reconcile(data, self.create())
+            except Exception as exc:  # the user's create(); refuse the load, write nothing
+                raise MigrationError("reconcile", exc) from exc
+        if done is stored and data is record.data:
             return record
         return record.with_(
-            data=done.data, schema=done.schema, patch=done.patch, compatible=done.compatible
+            data=data, schema=done.schema, patch=done.patch, compatible=done.compatible
         )
 
     def fresh(self, data: Any) -> Record:

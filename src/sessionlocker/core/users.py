@@ -56,6 +56,6 @@ class UserCalls:
         locker = cast("Locker", self)
         if not (locker.loading or locker.writable):
             raise UsageError(f"cannot {what}: {locker.key!r} is {locker.status.value}, not loaded")
-        # Through ``edit``, so a change made while loading is made again on the loaded
-        # record (the load replaces the ledger) and is saved like a change to the data.
-        return locker.edit(lambda _data: change(locker._ops.ledger.user_ids))
+        # Through ``_edit_meta``, so a change made while loading is made again on the
+        # loaded record (the load replaces the ledger) and is saved like a data change.
+        return locker._edit_meta(lambda: change(locker._ops.ledger.user_ids))

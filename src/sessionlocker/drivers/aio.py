@@ -109,6 +109,19 @@ class Profile:
         """Dissociate ``user_id`` (absent is fine); the change id."""
         return self.locker.remove_user_id(user_id)
 
+    @property
+    def tags(self) -> dict[str, Any]:
+        """A copy of the record's metadata tags (see ``Locker.set_tag``)."""
+        return self.locker.tags
+
+    def set_tag(self, name: str, value: Any) -> int:
+        """Set tag ``name`` to a copy of ``value`` (JSON), saved like a data change."""
+        return self.locker.set_tag(name, value)
+
+    def remove_tag(self, name: str) -> int:
+        """Remove tag ``name`` (absent is fine); the change id."""
+        return self.locker.remove_tag(name)
+
     def is_available(self) -> bool:
         """Loaded, and the lease still within its renew deadline."""
         return self.locker.is_available()
