@@ -10,7 +10,7 @@ from sessionlocker.core.ledger import Meta
 from sessionlocker.core.protocol import Keep, Put, Versioned
 from sessionlocker.core.record import Lock, Record, ReleaseRequest, decode, encode
 
-HELD_BY_A = Record(data={"n": 0}, epoch=3, lock=Lock("A", 3, 10.0), tags={"t": 1})
+HELD_BY_A = Record(data={"n": 0}, epoch=3, lock=Lock("A", 3, 10.0), extra={"later": 1})
 
 
 def save(seq: int, data_json: str, known: tx.Known | None) -> Any:
@@ -39,7 +39,7 @@ def test_a_chain_of_saves_writes_the_same_bytes_with_or_without_the_known_record
         assert known.value is current.value
     record = decode(current.value)
     assert record.data == {"n": 5}
-    assert record.tags == {"t": 1}
+    assert record.extra == {"later": 1}
     assert record.stamp is not None
     assert record.stamp.seq == 5
 

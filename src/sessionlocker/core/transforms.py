@@ -244,8 +244,9 @@ def save(
     ``encoding`` stores the data compressed; a record over ``max_bytes`` is not written.
     ``checked`` rewrites the lock's lapse count (a re-check after a lease lapse): it is
     always a write, so a takeover conditional on the old lock value cannot land after.
-    ``meta`` (the holder's histories, credit, outbox and applied inbox messages) is
-    written with the data, so an operation's effect and its id commit together.
+    ``meta`` (the holder's histories, credit, outbox, applied inbox messages, user ids
+    and tags) is written with the data, so an operation's effect and its id commit
+    together.
     ``known`` spares decoding the stored bytes when they are the ones it names.
     """
     stamp = Stamp(session, epoch, seq)
