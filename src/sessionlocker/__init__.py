@@ -13,6 +13,7 @@ from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio import AsyncLockerService, Profile
 from sessionlocker.drivers.easy import EasyProfile, EasyStore
+from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import (
     AlreadyOpen,
@@ -22,9 +23,11 @@ from sessionlocker.errors import (
     LockError,
     LockLost,
     LockUnavailable,
+    MessageError,
     SessionLockerError,
     StoreError,
     Throttled,
+    UnhandledMessage,
     UnstorableData,
     UsageError,
 )
@@ -52,6 +55,7 @@ __all__ = [
     "Locker",
     "LockerService",
     "Message",
+    "MessageError",
     "Outcome",
     "Profile",
     "Purchaser",
@@ -61,8 +65,10 @@ __all__ = [
     "Status",
     "Store",
     "StoreError",
+    "StoreFailure",
     "Throttled",
     "Trades",
+    "UnhandledMessage",
     "UnstorableData",
     "UsageError",
     "open_async_store",

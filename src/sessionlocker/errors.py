@@ -11,6 +11,8 @@
     ├── LockError
     │   ├── LockUnavailable          the lock could not be had (timeout, cancel, mode)
     │   └── LockLost                 another session holds the lock now
+    ├── MessageError                 a remote change's handler raised; .kind, .message_id
+    │   └── UnhandledMessage         no handler for the message's kind (it stays queued)
     └── DataError (ValueError)
         ├── CorruptRecord            stored bytes are not a valid record; left untouched
         ├── NewerSchema              written by newer code; .minimum_version can load it
@@ -35,12 +37,14 @@ __all__ = [
     "LockError",
     "LockLost",
     "LockUnavailable",
+    "MessageError",
     "MigrationError",
     "NewerSchema",
     "RecordTooLarge",
     "SessionLockerError",
     "StoreError",
     "Throttled",
+    "UnhandledMessage",
     "UnstorableData",
     "UsageError",
 ]
@@ -110,6 +114,23 @@ class LockUnavailable(LockError):
 
 class LockLost(LockError):
     """Another session holds the lock now; this locker's unsaved changes were not saved."""
+
+
+class MessageError(SessionLockerError):
+    """A remote change (an inbox message) could not be applied; it stays in the inbox.
+
+    Reported through the locker's ``error`` event, never raised to a caller: ``kind``
+    and ``message_id`` name the message.
+    """
+
+    def __init__(self, message: str, *, kind: str, message_id: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message_id = message_id
+
+
+class UnhandledMessage(MessageError):
+    """No handler is registered for the message's kind (code that knows it may load later)."""
 
 
 class DataError(SessionLockerError, ValueError):

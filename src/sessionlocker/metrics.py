@@ -85,6 +85,12 @@ METRICS: dict[str, Metric] = {
         ),
         Metric("locks_lost", "counter", (), "Locks lost to another session while held."),
         Metric(
+            "store_critical",
+            "gauge",
+            (),
+            "Services whose store is in the critical state (too many failed calls lately).",
+        ),
+        Metric(
             "purchases",
             "counter",
             ("result",),

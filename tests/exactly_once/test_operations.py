@@ -13,7 +13,7 @@ from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.record import Message
 from sessionlocker.core.states import Status
-from sessionlocker.errors import UsageError
+from sessionlocker.errors import MessageError, UnhandledMessage, UsageError
 from sessionlocker.purchases import Decision, Purchaser, Receipt
 from sessionlocker.stores import MemoryStore
 
@@ -154,13 +154,16 @@ def test_a_message_without_a_handler_stays_in_the_inbox_and_is_reported(world: A
     store, clock = world
     server = Server(store, clock)
     server.send("k", "unknown-kind", {"x": 1}, "m-1")
-    errors: list[str] = []
+    errors: list[Exception | None] = []
     locker = server.locker("k")
-    locker.on("error", lambda lk: errors.append(str(lk.error)))
+    locker.on("error", lambda lk: errors.append(lk.error))
     locker.acquire()
     settle([server], clock, 2.0)
     assert locker.status is Status.LOADED
-    assert errors == ["no handler for messages of kind 'unknown-kind'"]
+    assert [str(error) for error in errors] == ["no handler for messages of kind 'unknown-kind'"]
+    assert isinstance(errors[0], UnhandledMessage)
+    assert not isinstance(errors[0], UsageError)  # not a misuse: code may handle it later
+    assert (errors[0].kind, errors[0].message_id) == ("unknown-kind", "m-1")
     assert [m.id for m in stored(store, "k").inbox] == ["m-1"]
 
 
@@ -182,6 +185,8 @@ def test_a_raising_handler_is_undone_and_its_message_kept(world: Any) -> None:
     assert record.data["notes"] == ["ok"]
     assert [m.id for m in record.inbox] == ["m-bad"]
     assert "bad body" in str(locker.error)
+    assert isinstance(locker.error, MessageError)
+    assert locker.error.message_id == "m-bad"
 
 
 def test_receipts_parse_both_spellings_and_refuse_what_is_missing() -> None:

@@ -55,8 +55,8 @@ class Lease:
         self._waiting: list[Callable[[], None]] = []
 
     def when_available(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once, the next time a renewal succeeds, or fails with an
-        error no retry can mend (``failed``)."""
+        """Call ``callback()`` once, the next time a renewal succeeds or fails (a waiting
+        load reports each failure as it comes, and gives up on one no retry can mend)."""
         self._waiting.append(callback)
 
     def failed(self) -> StoreError | None:
@@ -104,8 +104,7 @@ class Lease:
         self.error = error
         delay = retry_delay(self.session_id, self._failures, cap=self.ttl / 6, error=error)
         self._renew_at = now + delay
-        if not error.retryable:
-            self._call_waiting()
+        self._call_waiting()
 
     def _call_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []

@@ -252,6 +252,12 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         )
 
     @property
+    def request_in_flight(self) -> str | None:
+        """The kind of the store request out now (``acquire``, ``save``, ``session``,
+        ``request``, ``deliver`` or ``withdraw``), or ``None``."""
+        return self._inflight
+
+    @property
     def changes_pending(self) -> bool:
         """True while some marked change is not yet in a committed write."""
         return self._changes.pending
@@ -332,6 +338,9 @@ class Locker(OperationCalls, UserCalls, TagCalls):
             if failed is not None:  # the session record cannot be written: no load can be
                 self._fail("store_error", failed)
                 return
+            error = self._lease.error
+            if error is not None and error is not self.error:  # once per failed renewal
+                self.report(error)
             self._due = NEVER
             self._lease.when_available(self.poke)
             return

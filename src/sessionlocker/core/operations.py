@@ -20,7 +20,7 @@ from sessionlocker.core.patching import BUILTIN_HANDLERS
 from sessionlocker.core.record import Message, Purchase
 from sessionlocker.core.spec import check_key
 from sessionlocker.core.storable import check_storable
-from sessionlocker.errors import SessionLockerError, UsageError
+from sessionlocker.errors import MessageError, SessionLockerError, UnhandledMessage, UsageError
 
 if TYPE_CHECKING:
     from sessionlocker.core.locker import Locker
@@ -203,15 +203,15 @@ class Operations:
             handler = self.handlers.get(message.kind) or BUILTIN_HANDLERS.get(message.kind)
             if handler is None:  # left in the inbox for code that knows the kind
                 ledger.failed.add(message.id)
-                locker.report(UsageError(f"no handler for messages of kind {message.kind!r}"))
+                text = f"no handler for messages of kind {message.kind!r}"
+                locker.report(UnhandledMessage(text, kind=message.kind, message_id=message.id))
                 continue
             try:
                 self.undoable(functools.partial(handler, locker, message))
             except Exception as exc:  # the user's handler; undone, left in the inbox
                 ledger.failed.add(message.id)
-                locker.report(
-                    UsageError(f"handler for {message.kind!r} failed on {message.id!r}: {exc!r}")
-                )
+                text = f"handler for {message.kind!r} failed on {message.id!r}: {exc!r}"
+                locker.report(MessageError(text, kind=message.kind, message_id=message.id))
                 continue
             ledger.consumed.add(message.id)
             ledger.add(message.id)

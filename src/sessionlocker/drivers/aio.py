@@ -36,6 +36,7 @@ from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
+from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.service import LockerService, exit_error, watch_final_save
 from sessionlocker.errors import DataError, LockLost, LockUnavailable, UsageError
 from sessionlocker.metrics import Metrics
@@ -181,6 +182,8 @@ class AsyncLockerService:
         read_only: bool = False,
         metrics: Metrics | None = None,
         executor: Executor | None = None,
+        critical_errors: int = 5,
+        critical_window: float = 30.0,
     ) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -218,6 +221,8 @@ class AsyncLockerService:
             on_work=self._on_work,
             metrics=metrics,
             executor=executor,
+            critical_errors=critical_errors,
+            critical_window=critical_window,
         )
         self.metrics = self.frames.metrics
         self.store = self.frames.store
@@ -242,6 +247,21 @@ class AsyncLockerService:
     def on_message(self, kind: str, handler: Handler) -> None:
         """Apply inbox messages of ``kind`` with ``handler``; see ``LockerService.on_message``."""
         self.frames.on_message(kind, handler)
+
+    @property
+    def critical(self) -> bool:
+        """True while the store is failing; see ``LockerService.critical``."""
+        return self.frames.critical
+
+    def on_critical(self, callback: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``callback(critical)`` on entering and leaving the critical state, from
+        the frame task; see ``LockerService.on_critical``."""
+        return self.frames.on_critical(callback)
+
+    def on_store_error(self, callback: Callable[[StoreFailure], None]) -> Callable[[], None]:
+        """Call ``callback(failure)`` for every failed store call of the frames, from the
+        frame task; see ``LockerService.on_store_error``."""
+        return self.frames.on_store_error(callback)
 
     async def send(
         self, key: str, kind: str, body: Any, *, id: str | None = None, timeout: float = 10.0

@@ -45,7 +45,8 @@ from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
-from sessionlocker.drivers.telemetry import Telemetry
+from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
+from sessionlocker.drivers.telemetry import Telemetry, service_log
 from sessionlocker.errors import (
     AlreadyOpen,
     DataError,
@@ -79,6 +80,9 @@ class LockerService:
     one) uses it to wake up.
     ``metrics`` receives the service's metrics (``sessionlocker.metrics``); log lines go
     to the ``sessionlocker.service`` and ``sessionlocker.locker`` loggers.
+    Store health (``drivers.health``): the service is ``critical`` once
+    ``critical_errors`` store calls of its frames failed within ``critical_window``
+    seconds, until one succeeds; ``on_critical`` and ``on_store_error`` call back.
     """
 
     def __init__(
@@ -94,6 +98,8 @@ class LockerService:
         read_only: bool = False,
         on_work: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
+        critical_errors: int = 5,
+        critical_window: float = 30.0,
     ) -> None:
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
@@ -127,6 +133,9 @@ class LockerService:
         if isinstance(self.store, Notifying):
             self._watch = self.store.watch(self._woken)
         self._handlers: dict[str, Handler] = {}
+        self.health = StoreHealth(critical_errors, critical_window)
+        self._on_critical: list[Callable[[bool], None]] = []
+        self._on_store_error: list[Callable[[StoreFailure], None]] = []
         self._signal = threading.Event()
         self._on_work = on_work
         self._inflight = 0
@@ -196,6 +205,51 @@ class LockerService:
         self._woken(delivery.store_key)  # the frame thread pokes a local holder
         return message_id
 
+    # ------------------------------------------------------------------ store health
+
+    @property
+    def critical(self) -> bool:
+        """True while the store is failing (ProfileService's ``IsCriticalState``)."""
+        return self.health.critical
+
+    def on_critical(self, callback: Callable[[bool], None]) -> Callable[[], None]:
+        """Call ``callback(True)`` when the service enters the critical state and
+        ``callback(False)`` when it leaves it (``OnCriticalToggle``), from the frame
+        thread; returns a function that stops it."""
+        self._on_critical.append(callback)
+        return lambda: self._on_critical.remove(callback)
+
+    def on_store_error(self, callback: Callable[[StoreFailure], None]) -> Callable[[], None]:
+        """Call ``callback(failure)`` for every failed store call of the frames, with the
+        operation, key and error (ProfileStore's ``OnError``), from the frame thread;
+        returns a function that stops it."""
+        self._on_store_error.append(callback)
+        return lambda: self._on_store_error.remove(callback)
+
+    def _checked(self, kind: str | None, key: str | None, result: object, now: float) -> None:
+        """Feed a frame's store call result to the store health, and call back."""
+        if not isinstance(result, StoreError):
+            if self.health.succeeded():
+                self._toggle(False)
+            return
+        operation = OPERATIONS.get(kind or "", kind or "unknown")
+        failure = StoreFailure(operation=operation, key=key, error=result, at=now)
+        for callback in list(self._on_store_error):
+            self._callback(callback, failure)
+        if self.health.failed(now):
+            self._toggle(True)
+
+    def _toggle(self, critical: bool) -> None:
+        self._telemetry.critical(critical, self.health)
+        for callback in list(self._on_critical):
+            self._callback(callback, critical)
+
+    def _callback(self, callback: Callable[[Any], object], argument: object) -> None:
+        try:
+            callback(argument)
+        except Exception:  # a user's callback must not stop the frames
+            service_log.exception("session=%s a store health callback failed", self.session_id)
+
     def opening(self, locker: Locker) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
         self._check_open()
@@ -254,12 +308,15 @@ class LockerService:
             if isinstance(owner, Lease):
                 gaps = owner.gaps
                 owner.handle(result if isinstance(result, StoreError) else None, now)
+                self._checked("lease", None, result, now)
                 if owner.gaps != gaps:  # the lease lapsed: every lock must be checked again
                     self._telemetry.service_event(logging.WARNING, "lease lapsed; rechecking locks")
                     for locker in list(self._lockers.values()):
                         locker.poke()
                 continue
+            kind = owner.request_in_flight
             owner.handle(result, now)
+            self._checked(kind, owner.key, result, now)
             self._settle(owner)
             if isinstance(request, Update) and request.key != owner.store_key:
                 self._notice(request.key, None)  # a delivery to another record
@@ -423,6 +480,8 @@ class LockerService:
         the service is closed, nothing is watched; returns the request that drops the
         lease, for the caller to run on the store and hand to ``finish_close``."""
         self._closed = True
+        if self.health.critical:  # a closed service is not counted as critical any more
+            self.metrics.add("store_critical", -1)
         self._telemetry.service_event(logging.INFO, "closed (every locker released: %s)", released)
         if self._watch is not None:
             self._watch.close()

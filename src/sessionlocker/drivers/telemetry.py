@@ -8,8 +8,10 @@ request's result and how long it took, and turns both into log lines (logger
 ``Metrics`` calls. Every line names the store key and the session id, in its text and
 as the ``key`` and ``session`` attributes of the log record (``extra``).
 
-Nothing here logs data: a data error is logged by its class name only (its message may
-quote the data); a store error by its message, which each store scrubs of passwords.
+Nothing here logs data: a data error is logged by its class name (and the path of the
+refused value, when known) only, as its message may quote the data; any other error by
+its class name and message (a store error's message is scrubbed of passwords by each
+store).
 Work is done only when something happens to a locker, never per idle locker per frame.
 """
 
@@ -22,10 +24,11 @@ from sessionlocker.core import transforms as tx
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.protocol import PutSession, ReadSession, Request, Update, Updated
 from sessionlocker.core.states import Status
-from sessionlocker.errors import StoreError
+from sessionlocker.drivers.health import StoreHealth
+from sessionlocker.errors import DataError, StoreError
 from sessionlocker.metrics import NO_METRICS, Metrics, NoMetrics, store_error_kind
 
-__all__ = ["Telemetry", "locker_log", "service_log"]
+__all__ = ["Telemetry", "describe", "locker_log", "service_log"]
 
 locker_log = logging.getLogger("sessionlocker.locker")
 service_log = logging.getLogger("sessionlocker.service")
@@ -111,7 +114,7 @@ class Telemetry:
         error = locker.error
         if isinstance(error, StoreError):
             return  # logged with its request by ``finished``
-        self._say(locker, logging.WARNING, "error: %s", type(error).__name__)
+        self._say(locker, logging.WARNING, "error: %s", describe(error))
 
     def _say(self, locker: Locker, level: int, text: str, *args: object) -> None:
         if locker_log.isEnabledFor(level):
@@ -149,6 +152,19 @@ class Telemetry:
         if isinstance(result, Updated) and isinstance(result.outcome, tx.Saved) and result.wrote:
             self.metrics.observe("save_seconds", seconds)
 
+    def critical(self, critical: bool, health: StoreHealth) -> None:
+        """The service entered (True) or left the critical state."""
+        self.metrics.add("store_critical", 1 if critical else -1)
+        if critical:
+            self.service_event(
+                logging.WARNING,
+                "store critical: %d failed calls within %g s",
+                health.errors,
+                health.window,
+            )
+        else:
+            self.service_event(logging.INFO, "store answering again; critical state over")
+
     def service_event(self, level: int, text: str, *args: object) -> None:
         """Log a line about the service itself (no key)."""
         if service_log.isEnabledFor(level):
@@ -159,6 +175,15 @@ class Telemetry:
                 *args,
                 extra={"key": None, "session": self.session_id},
             )
+
+
+def describe(error: BaseException | None) -> str:
+    """An error for a log line: class name and message, but no data (see the module)."""
+    name = type(error).__name__
+    if isinstance(error, DataError):
+        path = getattr(error, "path", None)
+        return name if path is None else f"{name} at {path}"
+    return f"{name}: {error}"
 
 
 def _key_of(request: Request) -> str | None:
