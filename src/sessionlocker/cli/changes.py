@@ -18,14 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sessionlocker.cli import bulk
 from sessionlocker.cli.options import CommandError, add_common, emit, guarded, open_admin_store
 from sessionlocker.cli.options import usage as bad_input
 from sessionlocker.cli.records_io import admin_session, holder_state, read_record
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.patching import PATCH_KIND, diff
 from sessionlocker.core.record import decode
+from sessionlocker.core.spec import check_key
 from sessionlocker.drivers.service import LockerService
-from sessionlocker.errors import LockUnavailable
+from sessionlocker.errors import LockUnavailable, StoreError
 from sessionlocker.stores.base import Store
 
 __all__ = ["deliver", "register"]
@@ -47,7 +49,17 @@ SEND_HELP = """\
 Append a remote change of kind KIND with body BODY (JSON) to a record's inbox. A live
 holder applies it with its on_message handler for KIND (a built-in one for
 'sessionlocker.patch'); a message of a kind with no handler stays in the inbox. The
-record must exist. Without a live holder the message waits for the next load."""
+record must exist. Without a live holder the message waits for the next load.
+
+Bulk: with --all (every record of the namespace) or --keys-from FILE (one key a line,
+'-' for stdin), give only KIND BODY: each record gets the change exactly once, as the
+message BULK_ID/KEY (a rerun never delivers it twice). Each record done is noted in
+the --progress file; after an interruption, run the same command with --resume to go
+on where it stopped. Progress goes to stderr, a summary to stdout; exit status 1 when
+a record refused the change (corrupt, too large) or the store failed."""
+
+#: The progress file of a bulk send, unless --progress names another.
+PROGRESS = "sessionlocker-send.progress"
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,9 +85,24 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common(parser)
-    parser.add_argument("key", metavar="KEY")
-    parser.add_argument("kind", metavar="KIND")
-    parser.add_argument("body", metavar="BODY", help="JSON; '-' reads it from stdin")
+    parser.add_argument(
+        "arguments",
+        nargs="+",
+        metavar="[KEY] KIND BODY",
+        help="BODY is JSON ('-' reads it from stdin); no KEY with --all or --keys-from",
+    )
+    many = parser.add_mutually_exclusive_group()
+    many.add_argument("--all", action="store_true", help="send to every record of the namespace")
+    many.add_argument("--keys-from", metavar="FILE", help="send to the keys in FILE ('-': stdin)")
+    parser.add_argument(
+        "--id", dest="bulk_id", metavar="BULK_ID", help="the bulk send's id (default: a new one)"
+    )
+    parser.add_argument(
+        "--progress", metavar="FILE", default=PROGRESS, help=f"the progress file ({PROGRESS})"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="go on with the bulk send in the progress file"
+    )
     parser.set_defaults(run=guarded(run_send), parser=parser)
 
 
@@ -99,16 +126,80 @@ def run_edit(args: argparse.Namespace) -> int:
 
 
 def run_send(args: argparse.Namespace) -> int:
-    """Deliver the message (applied now only by a live holder)."""
-    body = _json(args.body, "BODY")
+    """Deliver the message (applied now only by a live holder), or a bulk send."""
+    if args.all or args.keys_from is not None:
+        return run_bulk(args)
+    if len(args.arguments) != 3:
+        bad_input("give KEY KIND BODY (or KIND BODY with --all or --keys-from)")
+    if args.resume or args.bulk_id is not None:
+        bad_input("--resume and --id are for a bulk send (--all or --keys-from)")
+    key, kind, text = args.arguments
+    body = _json(text, "BODY")
     store = open_admin_store(args)
     try:
-        read_record(store, args, args.key)
-        message_id = _service_send(store, args, args.key, args.kind, body)
+        read_record(store, args, key)
+        message_id = _service_send(store, args, key, kind, body)
     finally:
         store.close()
-    emit(args, f"{args.key}: sent {args.kind} {message_id}", {"key": args.key, "id": message_id})
+    emit(args, f"{key}: sent {kind} {message_id}", {"key": key, "id": message_id})
     return 0
+
+
+def run_bulk(args: argparse.Namespace) -> int:
+    """Send one change to many records, once each, noting progress (see ``cli.bulk``)."""
+    if len(args.arguments) != 2:
+        bad_input("with --all or --keys-from, give KIND BODY (no KEY)")
+    kind, text = args.arguments
+    source = "all" if args.all else args.keys_from
+    wanted = bulk.new_bulk(kind, _json(text, "BODY"), args.namespace, source, args.bulk_id)
+    path = Path(args.progress)
+    if args.resume:
+        if not path.exists():
+            bad_input(f"--resume: there is no progress file {path}")
+        planned, done = bulk.read_progress(path)
+        bulk.check_resumable(planned, wanted)
+    elif path.exists():
+        bad_input(f"{path} exists: add --resume to go on with that send, or remove it")
+    else:
+        planned, done = wanted, {}
+    keys = None if args.all else [check_key(key) for key in bulk.keys_from(args.keys_from)]
+    store = open_admin_store(args)
+    try:
+        if keys is None:
+            head = f"{args.namespace}/"
+            keys = sorted(name[len(head) :] for name in store.keys(head))
+        tally = _send_bulk(store, args, planned, keys, done=done, path=path)
+    finally:
+        store.close()
+    emit(args, tally.as_text(planned, len(keys)), tally.as_json(planned, len(keys)))
+    return 1 if tally.failed else 0
+
+
+def _send_bulk(
+    store: Store,
+    args: argparse.Namespace,
+    planned: bulk.Bulk,
+    keys: list[str],
+    *,
+    done: dict[str, str],
+    path: Path,
+) -> bulk.Tally:
+    from sessionlocker.cli.options import admin_spec  # noqa: PLC0415 (keeps imports short)
+
+    service = LockerService(store, admin_spec(args), workers=1)
+    try:
+        with path.open("a") as progress:
+            if not args.resume:
+                progress.write(json.dumps(planned.header()) + "\n")
+            try:
+                report = bulk.printer(len(keys))
+                return bulk.send_all(service, planned, keys, progress, done=done, report=report)
+            except StoreError as exc:
+                raise CommandError(
+                    f"store error: {exc}; stopped, see {path}: run again with --resume"
+                ) from exc
+    finally:
+        service.close()
 
 
 def deliver(
