@@ -187,7 +187,7 @@ def test_a_refused_record_is_counted_and_the_rest_is_sent(
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    "case",
     [
         (["--all", "k1", "gift", "{}"], "no KEY"),
         (["k1", "gift", "{}", "--resume"], "for a bulk send"),
@@ -201,9 +201,9 @@ def test_bad_bulk_command_lines_send_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    extra: list[str],
-    message: str,
+    case: tuple[list[str], str],
 ) -> None:
+    extra, message = case
     monkeypatch.setattr("sys.stdin", io.StringIO("k1\n\x00\n"))  # a bad key after a good one
     monkeypatch.chdir(tmp_path)
     assert main(send(url, *extra)) == 2
