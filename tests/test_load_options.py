@@ -15,8 +15,7 @@ import pytest
 from backends import Backend, fast_spec, open_backend
 from sessionlocker import LockerService, Spec, Status, UsageError
 from sessionlocker.core.locker import Locker
-from sessionlocker.core.migrations import Migrations
-from sessionlocker.core.reconcile import reconcile
+from sessionlocker.core.migrations import Migrations, fill_missing
 from sessionlocker.core.record import decode
 from sessionlocker.stores import Store
 
@@ -54,7 +53,7 @@ def test_reconcile_fills_missing_keys_at_every_depth_and_overwrites_nothing() ->
         "bag": [9, 9],
         "mode": {"kind": "solo"},
     }
-    filled = reconcile(data, template)
+    filled = fill_missing(data, template)
     assert filled == {
         "coins": 7,
         "gems": 5,
@@ -69,9 +68,9 @@ def test_reconcile_fills_missing_keys_at_every_depth_and_overwrites_nothing() ->
 
 def test_reconcile_returns_the_same_object_when_nothing_is_missing() -> None:
     data = {"a": 1, "b": {"c": 2, "extra": 3}}
-    assert reconcile(data, {"a": 0, "b": {"c": 0}}) is data
-    assert reconcile([1], {"a": 0}) == [1]
-    assert reconcile({"a": 1}, [0]) == {"a": 1}
+    assert fill_missing(data, {"a": 0, "b": {"c": 0}}) is data
+    assert fill_missing([1], {"a": 0}) == [1]
+    assert fill_missing({"a": 1}, [0]) == {"a": 1}
 
 
 def test_reconcile_on_load_fills_old_records_and_writes_them(backend: Backend) -> None:

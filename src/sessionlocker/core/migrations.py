@@ -26,7 +26,7 @@ from typing import Any
 
 from sessionlocker.errors import MigrationError, NewerSchema, UsageError
 
-__all__ = ["Migrations", "Versions", "reconcile"]
+__all__ = ["Migrations", "Versions", "fill_missing", "reconcile"]
 
 Migrator = Callable[[Any], Any]
 
@@ -134,20 +134,31 @@ def reconcile(create: Callable[[], Any]) -> Migrator:
     """
 
     def fill(data: Any) -> Any:
-        _fill(data, create())
-        return data
+        return fill_missing(data, create())
 
     return fill
 
 
-def _fill(data: Any, template: Any) -> None:
+def fill_missing(data: Any, template: Any) -> Any:
+    """``data`` with the keys of ``template`` it lacks filled in with copies, recursively
+    through dicts; nothing existing is overwritten or removed, and lists are not entered
+    (their items are the user's). Returns ``data`` itself, unchanged, when nothing is
+    missing (``Spec(reconcile=True)`` then writes nothing for it), else a new value.
+    """
     if not isinstance(data, dict) or not isinstance(template, dict):
-        return
-    for key, value in template.items():
-        if key not in data:
-            data[key] = copy.deepcopy(value)
+        return data
+    filled: dict[str, Any] | None = None
+    for name, default in template.items():
+        if name not in data:
+            value = copy.deepcopy(default)
         else:
-            _fill(data[key], value)
+            value = fill_missing(data[name], default)
+            if value is data[name]:
+                continue
+        if filled is None:
+            filled = dict(data)
+        filled[name] = value
+    return data if filled is None else filled
 
 
 def _run(migrate: Migrator, data: Any, step: str) -> Any:

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
-from sessionlocker.core.migrations import Migrations, Versions
-from sessionlocker.core.reconcile import reconcile
+from sessionlocker.core.migrations import Migrations, Versions, fill_missing
 from sessionlocker.core.record import Record
 from sessionlocker.core.validation import Validator, make_validator
 from sessionlocker.errors import MigrationError, UsageError
@@ -50,7 +49,7 @@ class Spec:
 
     ``reconcile``: at every load, after migrations, fill the keys of ``create()``'s data
     that the stored data lacks (recursively through dicts; existing values are never
-    overwritten; see ``core.reconcile``), so a key added to ``create()`` reaches old
+    overwritten; see ``migrations.fill_missing``), so a key added to ``create()`` reaches old
     records without a new version. A filled record is written with the load's lock.
 
     ``merge_offline(loaded_data, offline_data) -> data``: how changes made to a locker's
@@ -114,7 +113,7 @@ class Spec:
         data = done.data
         if self.reconcile:
             try:
-                data = reconcile(data, self.create())
+                data = fill_missing(data, self.create())
             except Exception as exc:  # the user's create(); refuse the load, write nothing
                 raise MigrationError("reconcile", exc) from exc
         if done is stored and data is record.data:
