@@ -8,8 +8,8 @@ request's result and how long it took, and turns both into log lines (logger
 ``Metrics`` calls. Every line names the store key and the session id, in its text and
 as the ``key`` and ``session`` attributes of the log record (``extra``).
 
-Nothing here logs data: a data error is logged by its class name (and the path of the
-refused value, when known) only, as its message may quote the data; any other error by
+Nothing here logs data: a data error is logged by its class name only, as its message
+(and even its path: dict keys can be user data) may quote the data; any other error by
 its class name and message (a store error's message is scrubbed of passwords by each
 store).
 Work is done only when something happens to a locker, never per idle locker per frame.
@@ -180,10 +180,7 @@ class Telemetry:
 def describe(error: BaseException | None) -> str:
     """An error for a log line: class name and message, but no data (see the module)."""
     name = type(error).__name__
-    if isinstance(error, DataError):
-        path = getattr(error, "path", None)
-        return name if path is None else f"{name} at {path}"
-    return f"{name}: {error}"
+    return name if isinstance(error, DataError) else f"{name}: {error}"
 
 
 def _key_of(request: Request) -> str | None:
