@@ -128,7 +128,9 @@ def test_a_failing_store_is_critical_reported_per_call_and_healthy_again(
     assert watched.metrics.value("store_critical") == 0
 
 
-def test_a_raising_callback_does_not_stop_the_frames(backend: Backend) -> None:
+def test_a_raising_callback_does_not_stop_the_frames(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     faulty = FaultyStore(backend.store, fail_rate=1.0)
     watched = Watched(faulty)
 
@@ -137,10 +139,14 @@ def test_a_raising_callback_does_not_stop_the_frames(backend: Backend) -> None:
 
     watched.service.on_store_error(broken)
     locker = watched.load("p1")
-    watched.wait(lambda: watched.service.critical)
+    with caplog.at_level(logging.ERROR, logger="sessionlocker.service"):
+        watched.wait(lambda: watched.service.critical)
     faulty.fail_rate = 0.0
     watched.wait(locker.is_available)
     assert watched.service.close()
+    failed = [r for r in caplog.records if "store health callback failed" in r.getMessage()]
+    assert failed
+    assert failed[0].session == watched.service.session_id  # type: ignore[attr-defined]
 
 
 def test_the_async_service_toggles_from_its_frame_task(backend: Backend) -> None:

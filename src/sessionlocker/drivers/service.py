@@ -248,7 +248,11 @@ class LockerService:
         try:
             callback(argument)
         except Exception:  # a user's callback must not stop the frames
-            service_log.exception("session=%s a store health callback failed", self.session_id)
+            service_log.exception(
+                "session=%s a store health callback failed",
+                self.session_id,
+                extra={"key": None, "session": self.session_id},
+            )
 
     def opening(self, locker: Locker) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
