@@ -72,13 +72,19 @@ def test_missing_metadata_takes_defaults() -> None:
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        (b"\xff\xfe", "not JSON"),
-        (b"{not json", "not JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{not json", "not strict JSON"),
         (b"[1, 2]", "JSON object"),
         (b'{"data": 1}', "format None"),
         (b'{"format": 2, "data": 1}', "format 2"),
         (b'{"format": 1}', "no 'data'"),
-        (b'{"format": 1, "data": NaN}', "not JSON"),
+        (b'{"format": 1, "data": NaN}', "NaN is not a JSON number"),
+        (b'{"format": 1, "data": 1, "epoch": 9, "epoch": 1}', "key 'epoch' appears twice"),
+        (b'{"format": 1, "data": {"a": [{"x": 1, "x": 2}]}}', "key 'x' appears twice"),
+        (b'{"format": 1, "data": {"s": ["ok", "\\ud800"]}}', "['data']['s'][1] holds a lone"),
+        (b'{"format": 1, "data": {"\\udfff": 1}}', "key '\\udfff' at ['data'] holds a lone"),
+        (b'{"format": 1, "data": ' + b"[" * 600 + b"]" * 600 + b"}", "more than 503 levels"),
+        (b'{"format": 1, "data": ' + b"7" * 5000 + b"}", "4300 digits"),
         (b'{"format": 1, "data": 1, "epoch": -1}', "'epoch'"),
         (b'{"format": 1, "data": 1, "epoch": true}', "'epoch'"),
         (b'{"format": 1, "data": 1, "lock": 5}', "'lock'"),
@@ -111,6 +117,19 @@ def test_bad_bytes_are_refused_with_the_reason(value: bytes, says: str) -> None:
     with pytest.raises(CorruptRecord, match=None) as caught:
         decode(value)
     assert says in str(caught.value)
+
+
+def test_escaped_pairs_and_escaped_backslashes_are_read_as_written() -> None:
+    assert decode(b'{"format": 1, "data": ["\\ud83d\\ude00", "\\\\ud800"]}').data == [
+        "\U0001f600",
+        "\\ud800",
+    ]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    deep_text = "[" * 1000
+    value = encode(Record(data={"t": deep_text}))
+    assert decode(value).data == {"t": deep_text}
 
 
 def test_held_by_names_session_and_epoch() -> None:

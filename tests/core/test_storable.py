@@ -11,7 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionlocker.core.storable import check_storable, encode_data
+from sessionlocker.core.strictjson import MAX_DEPTH
 from sessionlocker.errors import DataError, UnstorableData
+
+
+def nested(levels: int) -> list[Any]:
+    """A list nested ``levels`` deep (itself level 1), built without recursion."""
+    outer: list[Any] = []
+    inner = outer
+    for _ in range(levels - 1):
+        inner.append([])
+        inner = inner[0]
+    return outer
 
 
 def cyclic() -> dict[str, Any]:
@@ -35,6 +46,10 @@ def cyclic() -> dict[str, Any]:
         (cyclic(), "data['a']['b'][0]", "cycle"),
         ({"s": "bad \ud800 text"}, "data['s']", "UTF-8"),
         ({"bad \udfff key": 1}, "data key", "UTF-8"),
+        ({"deep": nested(MAX_DEPTH)}, "data['deep'][0][0]", f"more than {MAX_DEPTH} deep"),
+        ({"deep": nested(5000)}, "data['deep'][0][0]", f"more than {MAX_DEPTH} deep"),
+        ({"n": [1, 10**4300]}, "data['n'][1]", "more than 4300 digits"),
+        ({"n": -(10**5000)}, "data['n']", "more than 4300 digits"),
     ],
 )
 def test_unstorable_values_are_named_by_path(data: Any, path: str, problem: str) -> None:
@@ -49,6 +64,19 @@ def test_unstorable_values_are_named_by_path(data: Any, path: str, problem: str)
 def test_plain_json_is_encoded_compactly() -> None:
     data = {"a": [1, 2.5, None, True, "ü"], "b": {"c": {}}}
     assert encode_data(data) == '{"a":[1,2.5,null,true,"ü"],"b":{"c":{}}}'
+
+
+def test_data_exactly_at_the_depth_limit_is_stored_and_read_back() -> None:
+    data = {"deep": nested(MAX_DEPTH - 1)}
+    assert json.loads(encode_data(data)) == data
+    check_storable(data, fast=False)
+
+
+def test_a_deep_refusal_names_a_shortened_path() -> None:
+    with pytest.raises(UnstorableData) as caught:
+        encode_data(nested(10_000))
+    assert "..." in caught.value.path
+    assert len(caught.value.path) <= 120
 
 
 def test_the_same_object_twice_is_not_a_cycle() -> None:

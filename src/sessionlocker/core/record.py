@@ -22,7 +22,10 @@ index for ``keys_for_user``. ``stamp`` names the holder write that last changed 
 (session, epoch and that holder's save number), so a writer whose reply was lost can
 tell, by reading, whether its write committed.
 Decoding is strict: anything unexpected raises ``CorruptRecord`` and the stored bytes are
-left as they are. Fields this version does not know are kept and written back.
+left as they are. That includes what Python's ``json`` lets through: a key repeated at
+any depth, a lone surrogate escape, ``NaN``, nesting deeper than ``MAX_DEPTH`` (see
+``strictjson``, the one parser every path uses). Fields this version does not know are
+kept and written back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sessionlocker.core.strictjson import MAX_DEPTH, loads
 from sessionlocker.errors import CorruptRecord
 
 __all__ = [
@@ -54,6 +58,10 @@ FORMAT = 1
 
 #: ``encoding`` of a record whose data is zlib-compressed JSON, in base64 text.
 ZLIB = "zlib"
+
+#: How deep a record may nest: the data's limit plus the envelope around a message body
+#: (record, inbox list, message).
+RECORD_DEPTH = MAX_DEPTH + 3
 
 _KNOWN = frozenset(
     {
@@ -207,9 +215,9 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
 def decode(value: bytes) -> Record:
     """Parse and check stored bytes; raise ``CorruptRecord`` saying what is wrong."""
     try:
-        raw = json.loads(value.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptRecord(f"stored bytes are not JSON: {exc}") from exc
+        raw = loads(value, max_depth=RECORD_DEPTH)
+    except ValueError as exc:
+        raise CorruptRecord(f"stored bytes are not strict JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise CorruptRecord(f"a record is a JSON object, found {type(raw).__name__}")
     fmt = raw.get("format")
@@ -251,14 +259,9 @@ def _unpack(data: Any, encoding: Any) -> Any:
     if encoding != ZLIB or not isinstance(data, str):
         raise CorruptRecord(f"unknown data encoding {encoding!r}")
     try:
-        text = zlib.decompress(base64.b64decode(data, validate=True)).decode("utf-8")
-        return json.loads(text, parse_constant=_no_constant)
-    except (binascii.Error, zlib.error, UnicodeDecodeError, ValueError) as exc:
+        return loads(zlib.decompress(base64.b64decode(data, validate=True)))
+    except (binascii.Error, zlib.error, ValueError) as exc:
         raise CorruptRecord(f"compressed data cannot be read: {exc}") from exc
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _lock_json(lock: Lock) -> dict[str, Any]:
