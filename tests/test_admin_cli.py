@@ -241,7 +241,8 @@ def test_bad_input_writes_nothing(
         (cli(url, "restore", "alice", "x"), 2, "REVISION is a whole number"),
         (cli(url, "restore", "alice", "999999"), 2, "no kept revision 999999"),
         (cli(url, "send", "alice", "gift", "[1,"), 2, "BODY is not JSON"),
-        (cli("sqlite:///no/such/dir/x.db", "list"), 2, "does not exist"),
+        (cli("sqlite:///no/such/dir/x.db", "list"), 2, "no such store file: no/such/dir/x.db"),
+        (cli("sqlite:///no/such/dir/x.db", "release", "alice"), 2, "does not exist"),
         (cli("postgresql://127.0.0.1:1/none?connect_timeout=1", "list"), 1, "store"),
     ]
     bad = tmp_path / "bad.jsonl"

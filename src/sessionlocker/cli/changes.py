@@ -21,10 +21,10 @@ from typing import Any
 from sessionlocker.cli import bulk
 from sessionlocker.cli.options import CommandError, add_common, emit, guarded, open_admin_store
 from sessionlocker.cli.options import usage as bad_input
-from sessionlocker.cli.records_io import admin_session, holder_state, read_record
+from sessionlocker.cli.records_io import admin_session, decode_stored, holder_state, read_record
+from sessionlocker.core import strictjson
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.patching import PATCH_KIND, diff
-from sessionlocker.core.record import decode
 from sessionlocker.core.spec import check_key
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import LockUnavailable, StoreError
@@ -236,7 +236,7 @@ def _service_send(store: Store, args: argparse.Namespace, key: str, kind: str, b
     from sessionlocker.cli.options import admin_spec  # noqa: PLC0415 (keeps imports short)
 
     current = store.read(f"{args.namespace}/{key}")
-    schema = None if current is None else decode(current.value).schema
+    schema = None if current is None else decode_stored(key, current.value).schema
     service = LockerService(store, admin_spec(args, schema), workers=1)
     try:
         return service.send(key, kind, body)
@@ -248,7 +248,7 @@ def _json(text: str, what: str) -> Any:
     if text == "-":
         text = sys.stdin.read()
     try:
-        return json.loads(text)
+        return strictjson.loads(text)
     except ValueError as exc:
         bad_input(f"{what} is not JSON: {exc}")
 

@@ -16,10 +16,9 @@ from sessionlocker.cli.options import (
     open_admin_store,
     usage,
 )
-from sessionlocker.core.record import decode
+from sessionlocker.cli.records_io import decode_stored
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.erase import EraseReport, erase_user
-from sessionlocker.errors import CorruptRecord
 from sessionlocker.stores.base import Store
 from sessionlocker.stores.users import keys_for_user
 
@@ -92,10 +91,7 @@ def _erase(store: Store, args: argparse.Namespace, keys: list[str]) -> EraseRepo
     for key in keys:
         stored = store.read(key)
         if stored is not None:
-            try:
-                schemas.append(decode(stored.value).schema)
-            except CorruptRecord as exc:
-                raise CommandError(f"record {key!r} is corrupt, left as it is: {exc}") from exc
+            schemas.append(decode_stored(key, stored.value).schema)
     spec = dataclasses.replace(admin_spec(args, max(schemas)), poll_period=0.2)
     service = LockerService(store, spec, workers=2)
     try:

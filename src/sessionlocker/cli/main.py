@@ -9,6 +9,7 @@ Adding a subcommand means writing such a module and listing it in ``COMMANDS``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
 
-    0: success; 1: the command ran and found a problem; 2: bad command line.
+    0: success; 1: the command ran and found a problem; 2: bad command line; 130:
+    interrupted; 141: its output was closed early (``| head``). Whatever goes wrong, the
+    command ends with one line on stderr, never a traceback.
     """
     parser = build_parser()
     try:
@@ -67,14 +70,61 @@ def main(argv: Sequence[str] | None = None) -> int:
             command.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
+    name = f"sessionlocker {args.command}"
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit where it cannot be caught
     except SystemExit as exc:  # a subcommand refused an argument with parser.error()
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:
-        print("sessionlocker: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _output_closed(name)
+    except OSError as exc:
+        print(f"{name}: {_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, and the traceback only on request
+        if os.environ.get("SESSIONLOCKER_TRACEBACK"):
+            raise
+        print(
+            f"{name}: unexpected {type(exc).__name__}: {exc} "
+            "(set SESSIONLOCKER_TRACEBACK=1 to see where)",
+            file=sys.stderr,
+        )
+        return 1
+    return code
+
+
+#: Exit status when the reader of our output went away (128 + SIGPIPE, as a shell says).
+EXIT_PIPE = 141
+
+
+def _output_closed(name: str) -> int:
+    """The reader of stdout is gone: say so once, and let nothing more be written there.
+
+    As the Python documentation advises (``signal``, "Note on SIGPIPE"): point stdout at
+    devnull, so the flush at interpreter exit cannot fail a second time.
+    """
+    try:
+        target = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a real file (captured output): nothing to redirect
+        target = None
+    if target is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, target)
+        os.close(devnull)
+    print(f"{name}: output closed early (broken pipe); stopped", file=sys.stderr)
+    return EXIT_PIPE
+
+
+def _os_error(exc: OSError) -> str:
+    """``exc`` in one line: what failed on which file."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    return f"{exc.filename}: {reason}"
 
 
 def _version() -> str:

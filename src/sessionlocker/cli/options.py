@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 from sessionlocker.core.migrations import Migrations
@@ -28,12 +29,14 @@ from sessionlocker.core.spec import Spec
 from sessionlocker.errors import DataError, LockError, SessionLockerError, StoreError, UsageError
 from sessionlocker.stores import open_store
 from sessionlocker.stores.base import Store
+from sessionlocker.stores.url import parse_store_url
 
 __all__ = [
     "CommandError",
     "add_common",
     "admin_spec",
     "emit",
+    "empty_namespace",
     "guarded",
     "open_admin_store",
     "store_key",
@@ -98,8 +101,14 @@ def usage(message: str) -> NoReturn:
     raise CommandError(message, EXIT_USAGE)
 
 
-def open_admin_store(args: argparse.Namespace) -> Store:
-    """The store ``--store`` names, checked to answer (an unreachable one fails here)."""
+def open_admin_store(args: argparse.Namespace, *, read_only: bool = False) -> Store:
+    """The store ``--store`` names, checked to answer (an unreachable one fails here).
+
+    ``read_only`` commands refuse a SQLite file that does not exist (opening it would
+    create an empty database, and the command would report on nothing).
+    """
+    if read_only:
+        _refuse_missing_file(args.store)
     store = open_store(args.store)
     try:
         store.read(store_key(args, "-"))  # one round trip: a store that is down says so now
@@ -107,6 +116,25 @@ def open_admin_store(args: argparse.Namespace) -> Store:
         store.close()
         raise CommandError(f"cannot reach the store {_redacted(args.store)}: {exc}") from exc
     return store
+
+
+def _refuse_missing_file(url: str) -> None:
+    try:
+        _, parsed = parse_store_url(url)
+    except UsageError:
+        return  # open_store says what is wrong with it
+    path = parsed.path[1:]
+    if parsed.scheme == "sqlite" and path and not Path(path).exists():
+        usage(f"no such store file: {path}")
+
+
+def empty_namespace(store: Store, args: argparse.Namespace) -> str | None:
+    """When ``--namespace`` holds no record: a sentence saying so and naming those that do."""
+    if next(iter(store.keys(f"{args.namespace}/")), None) is not None:
+        return None
+    found = sorted({key.split("/", 1)[0] for key in store.keys("") if "/" in key})
+    others = ", ".join(repr(name) for name in found) if found else "none"
+    return f"namespace {args.namespace!r} has no records (namespaces with records: {others})"
 
 
 def store_key(args: argparse.Namespace, key: str) -> str:

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from typing import Any
 
-from sessionlocker.cli.options import add_common, emit, guarded, open_admin_store
-from sessionlocker.cli.records_io import Stored, holder_state, lock_json, read_record
-from sessionlocker.core.record import Lock, Record, decode
-from sessionlocker.errors import CorruptRecord
+from sessionlocker.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    add_common,
+    emit,
+    empty_namespace,
+    guarded,
+    open_admin_store,
+)
+from sessionlocker.cli.records_io import (
+    Stored,
+    decode_stored,
+    holder_state,
+    lock_json,
+    read_record,
+)
+from sessionlocker.core.record import Lock, Record
 from sessionlocker.stores.base import Store, Versions
 
 __all__ = ["register"]
@@ -18,7 +33,9 @@ __all__ = ["register"]
 LIST_HELP = """\
 List the records of a namespace whose key starts with PREFIX: key, lock owner (the
 session holding it, and whether that session's lease is live or expired), how long
-it has been held, and the stored size in bytes. Reads only."""
+it has been held, and the stored size in bytes. Reads only. A corrupt record is listed
+as such and named on stderr, and the exit status is then 1; so it is for a namespace
+with no records (the namespaces that have some are named)."""
 
 SHOW_HELP = """\
 Show one record: its data, version, lock, release requests, inbox and outbox,
@@ -51,7 +68,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run_list(args: argparse.Namespace) -> int:
     """Print one line (or JSON object) per record."""
-    store = open_admin_store(args)
+    store = open_admin_store(args, read_only=True)
     try:
         head = f"{args.namespace}/"
         rows = []
@@ -59,8 +76,11 @@ def run_list(args: argparse.Namespace) -> int:
             versioned = store.read(name)
             if versioned is not None:
                 rows.append(_row(store, name[len(head) :], versioned.value))
+        empty = None if rows else empty_namespace(store, args)
     finally:
         store.close()
+    if empty is not None:
+        raise CommandError(empty)
     human = "\n".join(
         [f"{'KEY':<24} {'OWNER':<40} {'STATE':<8} {'AGE':>8} {'BYTES':>9}"]
         + [
@@ -71,14 +91,24 @@ def run_list(args: argparse.Namespace) -> int:
         + [f"{len(rows):,} records"]
     )
     emit(args, human, rows)
-    return 0
+    corrupt = [row for row in rows if row["state"] == "corrupt"]
+    for row in corrupt:
+        print(f"sessionlocker list: {row['problem']}", file=sys.stderr)
+    return EXIT_FAILED if corrupt else EXIT_OK
 
 
 def _row(store: Store, key: str, value: bytes) -> dict[str, Any]:
     try:
-        lock: Lock | None = decode(value).lock
-    except CorruptRecord:
-        return {"key": key, "owner": None, "state": "corrupt", "age": None, "bytes": len(value)}
+        lock: Lock | None = decode_stored(key, value).lock
+    except CommandError as exc:
+        return {
+            "key": key,
+            "owner": None,
+            "state": "corrupt",
+            "age": None,
+            "bytes": len(value),
+            "problem": str(exc),
+        }
     return {
         "key": key,
         "owner": None if lock is None else lock.session,
@@ -100,7 +130,7 @@ def _age(seconds: float | None) -> str:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print the record."""
-    store = open_admin_store(args)
+    store = open_admin_store(args, read_only=True)
     try:
         stored = read_record(store, args, args.key)
         shown = describe(store, stored)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sessionlocker.cli.options import CommandError, admin_spec, store_key
+from sessionlocker.cli.options import CommandError, admin_spec, empty_namespace, store_key
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.protocol import Versioned
@@ -24,7 +24,7 @@ from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import CorruptRecord
 from sessionlocker.stores.base import Store
 
-__all__ = ["Stored", "admin_session", "holder_state", "lock_json", "read_record"]
+__all__ = ["Stored", "admin_session", "decode_stored", "holder_state", "lock_json", "read_record"]
 
 #: ``force`` from the admin tool never takes a live holder's lock by timeout: it waits
 #: (up to the command's ``--timeout``) for the holder to save and release.
@@ -44,11 +44,24 @@ def read_record(store: Store, args: argparse.Namespace, key: str) -> Stored:
     """The record ``key`` of ``--namespace``; ``CommandError`` (exit 1) if absent or corrupt."""
     versioned = store.read(store_key(args, key))
     if versioned is None:
-        raise CommandError(f"no record {key!r} in namespace {args.namespace!r}")
+        hint = empty_namespace(store, args)
+        raise CommandError(f"no record {key!r} in namespace {args.namespace!r}" + _then(hint))
+    return Stored(key, versioned, decode_stored(key, versioned.value))
+
+
+def decode_stored(key: str, value: bytes) -> Record:
+    """The record in ``value``: every command decodes through here (the strict decoder).
+
+    A corrupt record is a ``CommandError`` (exit 1) naming the key and the reason.
+    """
     try:
-        return Stored(key, versioned, decode(versioned.value))
+        return decode(value)
     except CorruptRecord as exc:
         raise CommandError(f"record {key!r} is corrupt, left as it is: {exc}") from exc
+
+
+def _then(hint: str | None) -> str:
+    return "" if hint is None else f"; {hint}"
 
 
 def holder_state(store: Store, lock: Lock | None) -> str:
@@ -83,12 +96,7 @@ def admin_session(
     the record's stored version unless ``--spec`` is given (see ``options.admin_spec``).
     """
     current = store.read(store_key(args, key))
-    schema = None
-    if current is not None:
-        try:
-            schema = decode(current.value).schema
-        except CorruptRecord as exc:
-            raise CommandError(f"record {key!r} is corrupt, left as it is: {exc}") from exc
+    schema = None if current is None else decode_stored(key, current.value).schema
     spec = dataclasses.replace(admin_spec(args, schema), force_timeout=NEVER, poll_period=0.2)
     service = LockerService(store, spec, workers=2)
     try:

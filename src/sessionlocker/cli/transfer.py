@@ -17,20 +17,25 @@ from sessionlocker.cli.options import (
     CommandError,
     add_common,
     emit,
+    empty_namespace,
     guarded,
     open_admin_store,
     store_key,
     usage,
 )
-from sessionlocker.core.record import decode, encode
+from sessionlocker.cli.records_io import decode_stored
+from sessionlocker.core import strictjson
+from sessionlocker.core.record import RECORD_DEPTH, decode, encode
 from sessionlocker.errors import Conflict, CorruptRecord
+from sessionlocker.stores.base import Store
 
 __all__ = ["register"]
 
 EXPORT_HELP = """\
 Write every record of a namespace (whose key starts with PREFIX) as JSON lines to
 --out (default stdout), with progress on stderr. Reads only; a record changing while
-the export runs is exported as it was when read."""
+the export runs is exported as it was when read. A corrupt record is not exported: it
+is named on stderr, the others are exported, and the exit status is 1."""
 
 IMPORT_HELP = """\
 Read JSON lines written by 'export' (from --in, default stdin) and create each record
@@ -78,32 +83,55 @@ def _progress(verb: str, total: int | None) -> Callable[[int], None]:
 
 def run_export(args: argparse.Namespace) -> int:
     """Write the lines."""
-    store = open_admin_store(args)
+    store = open_admin_store(args, read_only=True)
     head = f"{args.namespace}/"
-    out: IO[str] = sys.stdout if args.out is None else Path(args.out).open("w")  # noqa: SIM115
-    written = 0
+    written = corrupt = 0
     try:
         names = sorted(store.keys(head + args.prefix))
+        if not names and (empty := empty_namespace(store, args)) is not None:
+            raise CommandError(empty)
+        out = sys.stdout if args.out is None else _create(args.out)
         progress = _progress("export", len(names))
-        for name in names:
-            versioned = store.read(name)
-            if versioned is None:
-                continue  # deleted since the keys were listed
-            try:
-                record = json.loads(versioned.value)
-            except ValueError:
-                print(f"export: {name}: not JSON, skipped", file=sys.stderr)
-                continue
-            out.write(json.dumps({"key": name[len(head) :], "record": record}) + "\n")
-            written += 1
-            progress(written)
+        try:
+            for name in names:
+                try:
+                    line = _line(store, name, head)
+                except CommandError as exc:  # corrupt: named, and the others go on
+                    print(f"sessionlocker export: {exc}", file=sys.stderr)
+                    corrupt += 1
+                    continue
+                if line is not None:
+                    out.write(line)
+                    written += 1
+                    progress(written)
+        finally:
+            if out is not sys.stdout:
+                out.close()
     finally:
         store.close()
-        if out is not sys.stdout:
-            out.close()
     if args.out is not None:
         emit(args, f"exported {written:,} records to {args.out}", {"exported": written})
+    if corrupt:
+        raise CommandError(f"{corrupt:,} corrupt record(s) not exported (named above)")
     return 0
+
+
+def _line(store: Store, name: str, head: str) -> str | None:
+    """The JSON line of record ``name``; None when it is gone; ``CommandError`` if corrupt."""
+    versioned = store.read(name)
+    if versioned is None:
+        return None  # deleted since the keys were listed
+    key = name[len(head) :]
+    decode_stored(key, versioned.value)  # checked by the strict decoder, like every path
+    record = strictjson.loads(versioned.value, max_depth=RECORD_DEPTH)
+    return json.dumps({"key": key, "record": record}) + "\n"
+
+
+def _create(path: str) -> IO[str]:
+    try:
+        return Path(path).open("w", encoding="utf-8")
+    except OSError as exc:
+        usage(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -142,7 +170,7 @@ def _open(path: str) -> IO[str]:
 def _parse(line: str, number: int) -> tuple[str, bytes]:
     """The key and the record's bytes to store, lock and release requests dropped."""
     try:
-        item: Any = json.loads(line)
+        item: Any = strictjson.loads(line)
         key = item["key"]
         record = decode(json.dumps(item["record"]).encode())
     except (ValueError, KeyError, TypeError, CorruptRecord) as exc:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from sessionlocker.cli.options import (
+    EXIT_FAILED,
+    EXIT_OK,
     CommandError,
     add_common,
     admin_spec,
     emit,
+    empty_namespace,
     guarded,
     open_admin_store,
     store_key,
@@ -33,7 +37,8 @@ __all__ = ["register"]
 
 HISTORY_HELP = """\
 List the versions the store keeps of a record, newest first: revision, size, data
-version, who held the lock when it was written, and the start of the data."""
+version, who held the lock when it was written, and the start of the data. A corrupt
+version is listed as such and named on stderr, and the exit status is then 1."""
 
 RESTORE_HELP = """\
 Put back the data of an older version (REVISION, from 'history'). The record is loaded
@@ -80,11 +85,14 @@ def _versions(store: Store, args: argparse.Namespace) -> list[Versioned]:
 
 def run_history(args: argparse.Namespace) -> int:
     """Print the versions."""
-    store = open_admin_store(args)
+    store = open_admin_store(args, read_only=True)
     try:
         versions = _versions(store, args)
+        empty = None if versions else empty_namespace(store, args)
     finally:
         store.close()
+    if empty is not None:
+        raise CommandError(f"no versions of {args.key!r}: {empty}")
     if not versions:
         raise CommandError(f"no versions of {args.key!r} are kept (is history on?)")
     rows = [_row(v) for v in versions]
@@ -97,7 +105,14 @@ def run_history(args: argparse.Namespace) -> int:
             f"{row.get('held_by') or '-':<40} {row.get('error', data)}"
         )
     emit(args, "\n".join(lines), rows)
-    return 0
+    corrupt = [row for row in rows if "error" in row]
+    for row in corrupt:
+        print(
+            f"sessionlocker history: record {args.key!r} revision {row['revision']} "
+            f"is {row['error']}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILED if corrupt else EXIT_OK
 
 
 def _row(version: Versioned) -> dict[str, Any]:
@@ -105,7 +120,7 @@ def _row(version: Versioned) -> dict[str, Any]:
     try:
         record = decode(version.value)
     except CorruptRecord as exc:
-        row["error"] = f"corrupt: {exc}"
+        row["error"] = f"corrupt, left as it is: {exc}"
         return row
     row.update(
         schema=record.schema,
