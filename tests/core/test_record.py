@@ -79,6 +79,7 @@ def test_missing_metadata_takes_defaults() -> None:
         (b'{"format": 2, "data": 1}', "format 2"),
         (b'{"format": 1}', "no 'data'"),
         (b'{"format": 1, "data": NaN}', "NaN is not a JSON number"),
+        (b'{"format": 1, "data": [1.5, -1e400]}', "-1e400 is too large"),
         (b'{"format": 1, "data": 1, "epoch": 9, "epoch": 1}', "key 'epoch' appears twice"),
         (b'{"format": 1, "data": {"a": [{"x": 1, "x": 2}]}}', "key 'x' appears twice"),
         (b'{"format": 1, "data": {"s": ["ok", "\\ud800"]}}', "['data']['s'][1] holds a lone"),

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from sessionlocker.cli.options import (
     CommandError,
@@ -66,23 +67,43 @@ def run(args: argparse.Namespace) -> int:
         usage("--timeout must be a positive number of seconds")
     if not args.user:
         usage("--user must not be empty")
+    audit = _open_audit(args.audit)  # before erasing: a run that cannot be audited is refused
+    try:
+        report = _run(args)
+        if report is None:
+            return 0
+        if audit is not None:
+            audit.write(report.audit_line() + "\n")
+    finally:
+        if audit is not None:
+            audit.close()
+    emit(args, _human(report), report.as_dict())
+    return 0 if report.ok else 1
+
+
+def _run(args: argparse.Namespace) -> EraseReport | None:
+    """Find and erase the records; None when no record lists the user."""
     store = open_admin_store(args)
     try:
         keys = keys_for_user(store, args.user, f"{args.namespace}/")
         if not keys:
             emit(args, f"no record of {args.namespace!r} lists user {args.user!r}", _none(args))
-            return 0
+            return None
         if not args.yes:
             shown = ", ".join(key.split("/", 1)[1] for key in keys)
             _confirm(f"erase {len(keys)} record(s) of user {args.user!r}: {shown}? [y/N] ")
-        report = _erase(store, args, keys)
+        return _erase(store, args, keys)
     finally:
         store.close()
-    if args.audit is not None:
-        with args.audit.open("a", encoding="utf-8") as audit:
-            audit.write(report.audit_line() + "\n")
-    emit(args, _human(report), report.as_dict())
-    return 0 if report.ok else 1
+
+
+def _open_audit(path: Path | None) -> TextIO | None:
+    if path is None:
+        return None
+    try:
+        return path.open("a", encoding="utf-8")
+    except OSError as exc:
+        usage(f"cannot append to the audit file {path}: {exc.strerror or exc}")
 
 
 def _erase(store: Store, args: argparse.Namespace, keys: list[str]) -> EraseReport:
@@ -91,7 +112,7 @@ def _erase(store: Store, args: argparse.Namespace, keys: list[str]) -> EraseRepo
     for key in keys:
         stored = store.read(key)
         if stored is not None:
-            schemas.append(decode_stored(key, stored.value).schema)
+            schemas.append(decode_stored(key.split("/", 1)[1], stored.value).schema)
     spec = dataclasses.replace(admin_spec(args, max(schemas)), poll_period=0.2)
     service = LockerService(store, spec, workers=2)
     try:

@@ -3,7 +3,8 @@
 Python's ``json.loads`` is lenient where a record must not be: a repeated key keeps
 its last value without a word (so ``"epoch":9,"epoch":1`` would let the fencing epoch
 go backwards), ``\\ud800`` escapes give strings that cannot be written back as UTF-8,
-``NaN`` and ``Infinity`` are read as numbers, and a deep enough nesting raises
+``NaN``, ``Infinity`` and ``1e400`` (which overflows to infinity) are read as numbers
+that cannot be written back, and a deep enough nesting raises
 ``RecursionError``. ``loads`` refuses each of these with a ``ValueError`` saying which.
 
 ``too_deep`` measures nesting on the JSON text at C speed (the brackets outside
@@ -13,6 +14,7 @@ strings), so that both the reader and the storability check refuse the same dept
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -32,7 +34,8 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value of ``text``; ``ValueError`` for anything a record may not hold.
 
-    Refused: bytes that are not UTF-8, text that is not JSON, ``NaN``/``Infinity``,
+    Refused: bytes that are not UTF-8, text that is not JSON, ``NaN``/``Infinity`` and
+    numbers too large for a float,
     a key repeated in an object (at any depth), a string holding a lone surrogate,
     nesting deeper than ``max_depth``, and integers too long for ``int`` to read.
     """
@@ -45,7 +48,9 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         except UnicodeDecodeError as exc:
             raise ValueError(f"not UTF-8 text: {exc}") from exc
     try:
-        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_object)
+        value = json.loads(
+            text, parse_constant=_no_constant, parse_float=_float, object_pairs_hook=_object
+        )
     except RecursionError as exc:  # the limit above should make this unreachable
         raise ValueError("it nests too deep for Python's json") from exc
     if raw.find(b"\\") >= 0 and _SURROGATE_ESCAPE.search(text):
@@ -85,6 +90,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             if key in seen:
                 raise ValueError(f"the key {key!r} appears twice in one object")
             seen.add(key)
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text} is too large to be read as a float")
     return value
 
 
