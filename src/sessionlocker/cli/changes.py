@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from sessionlocker.cli import bulk
-from sessionlocker.cli.options import CommandError, add_common, emit, guarded, open_admin_store
+from sessionlocker.cli.options import (
+    CommandError,
+    add_common,
+    emit,
+    guarded,
+    open_admin_store,
+    seconds,
+)
 from sessionlocker.cli.options import usage as bad_input
 from sessionlocker.cli.records_io import admin_session, decode_stored, holder_state, read_record
 from sessionlocker.core import strictjson
@@ -74,7 +81,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("key", metavar="KEY")
     parser.add_argument("--patch", metavar="JSON", help="a JSON merge patch; '-' for stdin")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait (60)"
+        "--timeout", type=seconds, default=60.0, metavar="SECONDS", help="how long to wait (60)"
     )
     parser.set_defaults(run=guarded(run_edit), parser=parser)
 

@@ -15,6 +15,7 @@ from sessionlocker.cli.options import (
     emit,
     guarded,
     open_admin_store,
+    seconds,
     usage,
 )
 from sessionlocker.cli.records_io import decode_stored
@@ -53,7 +54,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--audit", type=Path, metavar="FILE", help="append the audit line here")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
         help="how long to wait for each lock (30)",
@@ -63,8 +64,6 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     """Erase the user's records; exit 1 when some record could not be erased."""
-    if args.timeout <= 0:
-        usage("--timeout must be a positive number of seconds")
     if not args.user:
         usage("--user must not be empty")
     audit = _open_audit(args.audit)  # before erasing: a run that cannot be audited is refused

@@ -11,6 +11,7 @@ from sessionlocker.cli.options import (
     emit,
     guarded,
     open_admin_store,
+    seconds,
     usage,
 )
 from sessionlocker.cli.records_io import admin_session, holder_state, read_record
@@ -46,15 +47,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--steal", action="store_true", help="take the lock without waiting")
     parser.add_argument("--yes", action="store_true", help="do not ask before --steal")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait (60)"
+        "--timeout", type=seconds, default=60.0, metavar="SECONDS", help="how long to wait (60)"
     )
     parser.set_defaults(run=guarded(run), parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Release (or steal and release) the record."""
-    if args.timeout <= 0:
-        usage("--timeout must be a positive number of seconds")
     store = open_admin_store(args)
     try:
         stored = read_record(store, args, args.key)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "empty_namespace",
     "guarded",
     "open_admin_store",
+    "seconds",
     "store_key",
 ]
 
@@ -73,6 +75,17 @@ def add_common(parser: argparse.ArgumentParser, *, spec: bool = True) -> None:
             help="load records with this Spec (migrating them as a server would); "
             "default: a permissive spec at each record's stored version",
         )
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds (``nan`` and ``inf`` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

@@ -23,6 +23,7 @@ from sessionlocker.cli.options import (
     empty_namespace,
     guarded,
     open_admin_store,
+    seconds,
     store_key,
     usage,
 )
@@ -72,7 +73,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("key", metavar="KEY")
     parser.add_argument("revision", metavar="REVISION")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS", help="how long to wait (60)"
+        "--timeout", type=seconds, default=60.0, metavar="SECONDS", help="how long to wait (60)"
     )
     parser.set_defaults(run=guarded(run_restore), parser=parser)
 
@@ -132,8 +133,6 @@ def _row(version: Versioned) -> dict[str, Any]:
 
 def run_restore(args: argparse.Namespace) -> int:
     """Load, replace the data, save."""
-    if args.timeout <= 0:
-        usage("--timeout must be a positive number of seconds")
     try:
         revision = int(args.revision)
     except ValueError:
