@@ -9,13 +9,14 @@ ones that read, send or take the lock).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backends import Backend, open_backend
-from sessionlocker import LockerService, Spec
+from sessionlocker import AsyncLockerService, LockerService, Spec
 from sessionlocker.cli.main import main
 from sessionlocker.drivers.offline import migrate_records
 from sessionlocker.errors import CorruptRecord, LockLost
@@ -83,6 +84,27 @@ def test_load_send_and_migrate_refuse_and_keep_the_bytes(backend: Backend, kind:
     report = migrate_records(store, SPEC)
     assert report.failed == {"corrupt": 1}
     assert stored_bytes(store, "bad") == before
+
+
+@pytest.mark.parametrize("kind", ["duplicate-top-level", "lone-surrogate-in-key"])
+def test_the_async_service_refuses_too(kind: str, tmp_path: Path) -> None:
+    backend = open_backend("sqlite", tmp_path)
+    store = backend.store
+    before = plant(store, "bad", MALFORMED[kind])
+
+    async def main() -> None:
+        async with AsyncLockerService(store, SPEC) as service:
+            with pytest.raises(CorruptRecord):
+                async with service.session("bad", timeout=5):
+                    pytest.fail("a corrupt record must not load")
+            with pytest.raises(CorruptRecord):
+                await service.send("bad", "gift", {"gold": 1})
+
+    try:
+        asyncio.run(main())
+        assert stored_bytes(store, "bad") == before
+    finally:
+        backend.close()
 
 
 @pytest.mark.parametrize("kind", CLASSES)
