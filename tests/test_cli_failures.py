@@ -157,3 +157,18 @@ def test_bad_arguments_exit_2_with_one_line(
     assert (code, out) == (2, "")
     assert "Traceback" not in err
     assert words in err.splitlines()[-1]
+
+
+def test_import_refuses_a_line_that_is_not_strict_json(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = tmp_path / "in.jsonl"
+    lines.write_text(
+        '{"key": "new1", "record": {"format": 1, "data": {}}}\n'
+        '{"key": "new2", "record": {"format": 1, "epoch": 9, "epoch": 1, "data": {}}}\n'
+    )
+    code, out, err = run(capsys, on(url, "import", "--in", str(lines)))
+    assert (code, out) == (2, "")
+    assert "line 2 is not an exported record" in one_line(err)
+    assert "'epoch' appears twice" in err
+    assert run(capsys, on(url, "show", "new1"))[0] == 1  # nothing was imported
