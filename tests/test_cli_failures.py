@@ -172,3 +172,11 @@ def test_import_refuses_a_line_that_is_not_strict_json(
     assert "line 2 is not an exported record" in one_line(err)
     assert "'epoch' appears twice" in err
     assert run(capsys, on(url, "show", "new1"))[0] == 1  # nothing was imported
+
+
+def test_any_other_os_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, ["simulate", "--out", "/proc/no-such-run-folder"])
+    assert (code, out) == (1, "")
+    assert one_line(err) == (
+        "sessionlocker simulate: /proc/no-such-run-folder: No such file or directory"
+    )
