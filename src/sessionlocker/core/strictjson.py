@@ -34,19 +34,19 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value of ``text``; ``ValueError`` for anything a record may not hold.
 
-    Refused: bytes that are not UTF-8, text that is not JSON, ``NaN``/``Infinity`` and
-    numbers too large for a float,
-    a key repeated in an object (at any depth), a string holding a lone surrogate,
-    nesting deeper than ``max_depth``, and integers too long for ``int`` to read.
+    Refused: text that is not UTF-8 (bytes that do not decode, a ``str`` holding a lone
+    surrogate), text that is not JSON, ``NaN``/``Infinity`` and numbers too large for a
+    float, a key repeated in an object (at any depth), a string holding a lone
+    surrogate escape, nesting deeper than ``max_depth``, and integers too long for
+    ``int`` to read.
     """
-    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    try:
+        raw = text.encode("utf-8") if isinstance(text, str) else text
+        text = raw.decode("utf-8")
+    except UnicodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc}") from exc
     if too_deep(raw, max_depth):
         raise ValueError(f"it nests lists and objects more than {max_depth} levels deep")
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"not UTF-8 text: {exc}") from exc
     try:
         value = json.loads(
             text, parse_constant=_no_constant, parse_float=_float, object_pairs_hook=_object
