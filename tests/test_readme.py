@@ -31,3 +31,10 @@ def test_readme_example_runs(
         exec(compile(block, str(README), "exec"), {"__name__": "readme"})
     assert "sword saved: True" in capsys.readouterr().out
     assert (tmp_path / "game.db").exists()
+
+
+def test_readme_links_work_as_a_package_description() -> None:
+    # PyPI shows the README without the repository around it: a relative link would break.
+    targets = re.findall(r"\]\(([^)]*)\)", README.read_text())
+    assert targets
+    assert [target for target in targets if not target.startswith("https://")] == []

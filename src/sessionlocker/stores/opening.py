@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sessionlocker.errors import UsageError
 from sessionlocker.stores.async_base import AsyncStore
 from sessionlocker.stores.async_threaded import threaded
 from sessionlocker.stores.base import Store
@@ -72,18 +73,17 @@ register_backend(
 
 
 @contextmanager
-def _extra(url: StoreURL, modules: tuple[str, ...], missing: str) -> Iterator[None]:
-    """Turn the ImportError of a missing optional extra into a ``UsageError``."""
+def _extra(url: StoreURL, package: str, extra: str) -> Iterator[None]:
+    """Turn the ImportError of a missing optional extra into a one-line ``UsageError``."""
     try:
         yield
     except ImportError as exc:
-        if not str(exc.name).startswith(modules):
+        if not str(exc.name).startswith(package):
             raise
-        raise url.error(missing) from None
-
-
-_NO_REDIS = "the redis package is missing: pip install 'sessionlocker[redis]'"
-_NO_PSYCOPG = "psycopg is missing: pip install 'sessionlocker[postgresql]'"
+        raise UsageError(
+            f"{url.scheme}:// needs the {extra!r} extra ({exc.name} is not installed): "
+            f"pip install 'sessionlocker[{extra}]'"
+        ) from None
 
 
 # The backends of optional extras are imported when opened, so the package works
@@ -91,13 +91,13 @@ _NO_PSYCOPG = "psycopg is missing: pip install 'sessionlocker[postgresql]'"
 
 
 def _open_redis(url: StoreURL) -> Store:
-    with _extra(url, ("redis",), _NO_REDIS):
+    with _extra(url, "redis", "redis"):
         from sessionlocker.stores.redis_url import open_redis_url  # noqa: PLC0415 (optional extra)
     return open_redis_url(url)
 
 
 def _open_async_redis(url: StoreURL) -> AsyncStore:
-    with _extra(url, ("redis",), _NO_REDIS):
+    with _extra(url, "redis", "redis"):
         from sessionlocker.stores.redis_url import (  # noqa: PLC0415 (optional extra)
             open_async_redis_url,
         )
@@ -121,7 +121,7 @@ for _scheme in ("redis", "rediss"):
 
 
 def _open_postgresql(url: StoreURL) -> Store:
-    with _extra(url, ("psycopg",), _NO_PSYCOPG):
+    with _extra(url, "psycopg", "postgresql"):
         from sessionlocker.stores.postgresql_url import (  # noqa: PLC0415 (optional extra)
             open_postgresql_url,
         )
@@ -129,7 +129,7 @@ def _open_postgresql(url: StoreURL) -> Store:
 
 
 def _open_async_postgresql(url: StoreURL) -> AsyncStore:
-    with _extra(url, ("psycopg",), _NO_PSYCOPG):
+    with _extra(url, "psycopg", "postgresql"):
         from sessionlocker.stores.postgresql_url import (  # noqa: PLC0415 (optional extra)
             open_async_postgresql_url,
         )

@@ -155,7 +155,10 @@ class RedisLayout:
             "client_name": "sessionlocker",
         }
         if ssl_class is not None:
-            kwargs.update(connection_class=ssl_class, ssl_ca_certs=ca_certs)
+            # redis-py checks the host name by default only from 6.0 on: ask for it.
+            kwargs.update(
+                connection_class=ssl_class, ssl_ca_certs=ca_certs, ssl_check_hostname=True
+            )
         return kwargs
 
     # Names.
