@@ -1,5 +1,5 @@
-"""Run the full benchmark and publish it: ``bench/results.json`` and the tables in
-``bench/README.md``.
+"""Run the full benchmark and publish it: ``bench/results.json``, the tables in
+``bench/README.md`` and the plots in ``bench/plots/`` (``plots.py``).
 
     .venv/bin/python bench/run.py                 # memory, SQLite, Redis, PostgreSQL
     .venv/bin/python bench/run.py --size quick    # smaller, for a look
@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from plots import write_plots
 
 from servers import PostgresServer, RedisServer, ServerUnavailable
 from sessionlocker.benchmarks import FULL, QUICK, TINY, errors, markdown, run
@@ -57,7 +59,8 @@ def main() -> int:
     results["left_out"] = skipped
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     _update_readme(args.readme, markdown(results))
-    _say(f"wrote {args.output} and the tables in {args.readme}")
+    plots = write_plots(results, args.readme.parent / "plots")
+    _say(f"wrote {args.output}, the tables in {args.readme} and {len(plots)} plots")
     failed = errors(results)
     for problem in failed:
         _say(f"failed: {problem}")
