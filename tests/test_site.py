@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import sessionlocker
 from sessionlocker import LockerService
 
 ROOT = Path(__file__).parent.parent
@@ -85,6 +86,13 @@ def test_the_api_reference_is_generated_from_the_docstrings(site: Path) -> None:
     api = (site / "api" / "index.html").read_text()
     for name in ("LockerService", "AsyncLockerService", "EasyStore", "Spec", "open_store"):
         assert f'id="sessionlocker.{name}"' in api, name
+    missing = [
+        name
+        for name in sessionlocker.__all__
+        if f'id="sessionlocker.{name}"' not in api
+        and f'id="sessionlocker.errors.{name}"' not in api
+    ]
+    assert missing == [], "add them to docs/api.md"
     first_line = LockerService.__doc__.strip().splitlines()[0] if LockerService.__doc__ else ""
     assert first_line
     assert html_text(first_line) in api
