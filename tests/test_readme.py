@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,15 @@ def test_readme_links_work_as_a_package_description() -> None:
     targets = re.findall(r"\]\(([^)]*)\)", README.read_text())
     assert targets
     assert [target for target in targets if not target.startswith("https://")] == []
+
+
+def test_readme_install_names_the_real_extras() -> None:
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    extras = set(pyproject["project"]["optional-dependencies"])
+    named = {
+        extra
+        for group in re.findall(r"sessionlocker\[([a-z,]+)\]", README.read_text())
+        for extra in group.split(",")
+    }
+    assert named >= {"redis", "postgresql", "cli"}
+    assert named <= extras
