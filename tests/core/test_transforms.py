@@ -116,6 +116,20 @@ def test_save_honours_a_release_request_by_releasing() -> None:
     assert outcome == tx.Saved(released=True, replaced=True, held=False)
 
 
+def test_a_deferring_save_keeps_the_lock_and_reports_the_request() -> None:
+    asked = MINE.with_(release_requests=(ReleaseRequest("B", 1.0),))
+    record, outcome = put(save(defer_requests=True)(stored(asked)))
+    assert record.lock == MINE.lock
+    assert record.release_requests == asked.release_requests  # still there for the release
+    assert (outcome.held, outcome.replaced, outcome.asked) == (True, False, True)
+    quiet = kept(save(only_if_asked=True, defer_requests=True)(stored(asked)))
+    assert (quiet.held, quiet.asked) == (True, True)
+    released, outcome = put(save(release=True, defer_requests=True)(stored(asked)))
+    assert released.lock is None
+    assert released.release_requests == ()
+    assert not outcome.asked
+
+
 def test_save_never_writes_over_another_lock() -> None:
     stolen = MINE.with_(epoch=6, lock=Lock("B", 6, 30.0))
     assert kept(save()(stored(stolen))) == tx.Lost(Lock("B", 6, 30.0))

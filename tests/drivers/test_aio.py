@@ -190,18 +190,25 @@ def test_saved_and_exit_raise_lock_lost_when_stolen(store: Store) -> None:
     asyncio.run(main())
 
 
-def test_force_hands_over_between_async_services(store: Store) -> None:
+def test_force_hands_over_between_async_services_when_the_block_ends(store: Store) -> None:
+    async def ask(service: AsyncLockerService) -> Any:
+        async with service.session("p1", "force", timeout=10) as other:
+            return other.data
+
     async def main() -> None:
         async with (
-            AsyncLockerService(store, spec()) as first,
-            AsyncLockerService(store, spec()) as second,
+            AsyncLockerService(store, spec(force_timeout=10)) as first,
+            AsyncLockerService(store, spec(force_timeout=10)) as second,
         ):
             async with first.session("p1", timeout=5) as player:
                 player.data["log"].append("first")
                 player.mark_changed()
-                async with second.session("p1", "force", timeout=5) as other:
-                    assert player.status is Status.IDLE  # it saved and let go on request
-                    assert other.data == {"log": ["first"]}
+                asking = asyncio.create_task(ask(second))
+                assert await first.wait_until(lambda: player.locker.release_requested, 10)
+                assert player.status is Status.LOADED  # never released within the block
+                player.data["log"].append("after the request")
+            # the block ended: saved and released on the request, nothing lost
+            assert await asking == {"log": ["first", "after the request"]}
 
     asyncio.run(main())
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from backends import drive, open_backend
 from backends import fast_spec as spec
-from backends import open_backend
 from sessionlocker import (
     AlreadyOpen,
     CorruptRecord,
@@ -72,6 +72,24 @@ def test_one_process_one_owner(store: Store) -> None:
         assert service.get("p1") is None
         second.acquire()  # free again: the other locker object may take it
         assert service.run_until(lambda: second.status is Status.LOADED, 5)
+
+
+def test_a_release_request_waits_for_the_end_of_a_session_block(store: Store) -> None:
+    with (
+        LockerService(store, spec(force_timeout=10)) as service,
+        LockerService(store, spec(force_timeout=10)) as other,
+    ):
+        with service.session("p1", timeout=5) as player:
+            asking = other.locker("p1")
+            asking.acquire("force")
+            drive([service, other], lambda: player.release_requested)
+            assert player.status is Status.LOADED  # kept for the rest of the block
+            player.data["log"].append("to the end")
+            with pytest.raises(AlreadyOpen, match=r"AsyncLockerService\.session"):
+                with service.session("p1", timeout=5):
+                    pytest.fail("a nested blocking session of the same key cannot wait")
+        drive([other], lambda: asking.status is Status.LOADED)
+        assert asking.data == {"log": ["to the end"]}
 
 
 def test_services_specs_and_stores_coexist_in_one_process(tmp_path: Path) -> None:

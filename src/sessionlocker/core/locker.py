@@ -117,6 +117,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
     _look: float
     _saved_meta: Meta
     _delivering: Message | None
+    _asked: bool
 
     def __init__(
         self,
@@ -152,6 +153,10 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         self._edits: list[tuple[bool, Callable[[Any], object]]] = []
         self._ops = Operations(self, {} if handlers is None else handlers)
         self._seen = self._look = -1
+        #: While True, a release request another session writes is noted
+        #: (``release_requested``) and not honoured: the driver's user is in the middle
+        #: of a piece of work, and ``release()`` (which clears the request) honours it.
+        self.defer_release_requests = False
         self._reset_session()
 
     # ----------------------------------------------------------------- intent
@@ -256,6 +261,11 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         """The kind of the store request out now (``acquire``, ``save``, ``session``,
         ``request``, ``deliver`` or ``withdraw``), or ``None``."""
         return self._inflight
+
+    @property
+    def release_requested(self) -> bool:
+        """Another session asked for the record while ``defer_release_requests`` held it."""
+        return self._asked
 
     @property
     def changes_pending(self) -> bool:
@@ -371,6 +381,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
             checked=self._lease.gaps if self._stale_check() else None,
             meta=save.meta,
             known=self._decoded,
+            defer_requests=self.defer_release_requests,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
@@ -624,6 +635,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         if not save.only_if_asked or result.wrote:
             self._queued.append("saved")
         if outcome.held:
+            self._asked = self._asked or outcome.asked
             self._checked = self._sent_gaps
             self._autosave_at = now + self.spec.autosave_period
             self._ops.take(outcome.inbox)
@@ -731,6 +743,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         self._checked = self._sent_gaps = -1
         self._saved_meta = Meta()
         self._delivering = None
+        self._asked = False
 
     # ------------------------------------------------------------ for ``operations``
 

@@ -115,6 +115,8 @@ class Saved:
     replaced: bool
     held: bool
     inbox: tuple[Message, ...] = ()
+    #: A release request is on the record and was left there (``defer_requests``).
+    asked: bool = False
     #: The record this save wrote, its ``data`` left out (``None`` when nothing was
     #: written): the next save starts from it instead of decoding the bytes again.
     written: Record | None = field(default=None, compare=False, repr=False)
@@ -235,6 +237,7 @@ def save(
     checked: int | None = None,
     meta: Meta | None = None,
     known: Known | None = None,
+    defer_requests: bool = False,
 ) -> Transform[SaveOutcome]:
     """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
 
@@ -248,6 +251,8 @@ def save(
     and tags) is written with the data, so an operation's effect and its id commit
     together.
     ``known`` spares decoding the stored bytes when they are the ones it names.
+    ``defer_requests`` keeps the lock despite a release request (reported as ``asked``):
+    the holder is in the middle of a piece of work and honours it with its release.
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -262,15 +267,17 @@ def save(
         if _ours_at_least(record.stamp, stamp):  # this save, or a later one, committed
             released = record.lock is None and record.epoch == epoch
             replaced = released and not release
-            return Keep(Saved(released, replaced, held, record.inbox))
+            asked = held and bool(record.release_requests)
+            return Keep(Saved(released, replaced, held, record.inbox, asked))
         if not held:
             return Keep(Lost(record.lock))
-        replaced = bool(record.release_requests) and not release
+        asked = bool(record.release_requests) and not release
+        replaced = asked and not defer_requests
         lock = record.lock
         if checked is not None and lock is not None and lock.checked != checked:
             record = record.with_(lock=replace(lock, checked=checked))
         elif only_if_asked and not replaced:
-            return Keep(Saved(released=False, replaced=False, held=True, inbox=record.inbox))
+            return Keep(Saved(False, False, held=True, inbox=record.inbox, asked=asked))
         if release or replaced:
             record = record.with_(lock=None, release_requests=())
         if meta is not None:
@@ -280,7 +287,7 @@ def save(
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
         held_now = record.lock is not None
-        saved = Saved(not held_now, replaced, held_now, record.inbox, record)
+        saved = Saved(not held_now, replaced, held_now, record.inbox, asked and held_now, record)
         # Still held: no lock, request or message changed, so no one else waits on it.
         return Put(value, saved, quiet=held_now)
 

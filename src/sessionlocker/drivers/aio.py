@@ -24,21 +24,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any
 
 from sessionlocker.core.locker import Locker
-from sessionlocker.core.modes import LoadMode, Mode
+from sessionlocker.core.modes import LoadMode, Mode, check_mode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.spec import Spec
+from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.service import LockerService, exit_error, watch_final_save
-from sessionlocker.errors import DataError, LockLost, LockUnavailable, UsageError
+from sessionlocker.errors import (
+    AlreadyOpen,
+    DataError,
+    LockLost,
+    LockUnavailable,
+    SessionLockerError,
+    UsageError,
+)
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, Store, open_async_store
 from sessionlocker.stores.async_blocking import BlockingStore, blocking
@@ -51,6 +60,25 @@ _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASI
 _LOADING = frozenset({Status.LOADING, Status.WAITING})
 #: The longest the frame task sleeps with nothing due (a fallback: work wakes it at once).
 _IDLE = 0.25
+#: How many ``session()`` calls may wait for one key behind the one using it, by default.
+MAX_WAITERS = 1000
+
+
+@dataclass(eq=False)
+class _Line:
+    """The ``session()`` callers of one key waiting behind the one in its block (FIFO).
+
+    A turn is a future: resolved with the loaded locker when the previous user hands it
+    on, with ``None`` when the record was released and the waiter must load it."""
+
+    key: str
+    waiting: deque[asyncio.Future[Locker | None]] = field(default_factory=deque)
+    #: After a release another session asked for: no load here before this loop time.
+    yield_until: float = 0.0
+
+
+class _TimedOut(Exception):
+    """A waiter's turn did not come before its deadline."""
 
 
 class Profile:
@@ -164,6 +192,7 @@ class AsyncLockerService:
     ``send`` and lease drop are awaited on the loop, or a URL, opened as an ``AsyncStore``
     (then the service closes it in ``aclose``); with ``read_only`` an async store's
     calls run on threads (the writes stay in a ``ReadOnlyStore``);
+    ``max_waiters`` bounds the ``session()`` calls waiting for one key (see ``session``);
     the other arguments are ``LockerService``'s (``executor``: where store calls run).
     The frame task starts at the first ``session()``, ``start()`` or ``async with``, on
     the running loop; use the service from that loop only (``send`` may be awaited from
@@ -184,7 +213,15 @@ class AsyncLockerService:
         executor: Executor | None = None,
         critical_errors: int = 5,
         critical_window: float = 30.0,
+        max_waiters: int = MAX_WAITERS,
     ) -> None:
+        if not isinstance(max_waiters, int) or isinstance(max_waiters, bool) or max_waiters < 0:
+            raise UsageError(f"max_waiters must be a whole number >= 0, not {max_waiters!r}")
+        #: How many ``session()`` calls may wait for one key (``LockUnavailable`` past it).
+        self.max_waiters = max_waiters
+        #: Per key in use by ``session()``: the callers waiting for it.
+        self._lines: dict[str, _Line] = {}
+        self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -392,10 +429,6 @@ class AsyncLockerService:
             future.cancel()  # a cancelled waiter's entry is dropped at the next check
         return done()
 
-    async def _settle(self, locker: Locker) -> None:
-        """Wait until ``locker`` has ended, even if the waiter is cancelled meanwhile."""
-        await asyncio.shield(self.wait_until(lambda: locker.status not in _LIVE))
-
     # ------------------------------------------------------------------ sessions
 
     @asynccontextmanager
@@ -409,31 +442,166 @@ class AsyncLockerService:
         lost, or the data error that kept the final save from being written. The final
         save happens also when the body raised. A cancelled or timed-out load leaves the
         record as it was: the release withdraws any lock or release request first.
+
+        Concurrent calls for one key wait in line (first come, first served) and each
+        gets the loaded record in turn: the same locker, its data as the previous block
+        left it, with no store round trip between them. ``timeout`` covers the wait in
+        line; past ``max_waiters`` waiting, ``LockUnavailable`` at once, and so in
+        ``cancel`` mode whenever the key is in use here. A block handing the record on
+        raises nothing at exit (its changes go with a later save: ``await
+        profile.saved()`` in the block to know they are stored). A release request from
+        another session is honoured between two blocks, never within one: the record
+        is then saved and released, and the next in line loads it again by its mode.
         """
         if timeout is not None and timeout <= 0:
             raise UsageError(f"timeout must be positive seconds or None, not {timeout!r}")
-        locker = self.locker(key)
-        locker.acquire(mode)
-        loaded = False
-        try:
-            loaded = await self.wait_until(lambda: locker.status not in _LOADING, timeout)
-        finally:
-            if not loaded or locker.status is not Status.LOADED:
-                locker.release()
-                await self._settle(locker)
-        if not loaded:
-            raise LockUnavailable(f"{key!r} could not be loaded within {timeout} s")
-        if locker.status is not Status.LOADED:
-            raise locker.error or LockUnavailable(f"{key!r} could not be loaded")
+        checked = check_mode(mode)
+        check_key(key)
+        self.start()
+        if self._closing:
+            raise UsageError(f"service {self.session_id} is closing")
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        line = self._lines.get(key)
+        locker: Locker | None = None
+        if line is None:
+            if self.frames.get(key) is not None:  # a locker not made by session()
+                raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
+            line = self._lines[key] = _Line(key)
+        elif checked is LoadMode.CANCEL:
+            raise LockUnavailable(f"{key!r} is in use by another session() of this service")
+        else:
+            locker = await self._wait_in_line(line, deadline, timeout)
+        if locker is None:
+            locker = await self._load(line, mode, deadline, timeout)
         try:
             yield Profile(locker, self)
         finally:
-            final = watch_final_save(locker)
-            locker.release()
-            await self._settle(locker)
-        error = exit_error(locker, final)
+            error = await self._leave(line, locker)
         if error is not None:
             raise error
+
+    async def _wait_in_line(
+        self, line: _Line, deadline: float | None, timeout: float | None
+    ) -> Locker | None:
+        """Wait behind the session() users of ``line``'s key: the loaded locker when one
+        hands it on, ``None`` when the record was released and this caller loads it."""
+        if len(line.waiting) >= self.max_waiters:
+            raise LockUnavailable(
+                f"{line.key!r} already has {len(line.waiting)} sessions waiting in this "
+                f"service (max_waiters={self.max_waiters})"
+            )
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[Locker | None] = loop.create_future()
+        line.waiting.append(turn)
+        timer = None if deadline is None else loop.call_at(deadline, _expire_turn, turn)
+        try:
+            return await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                # our turn came as we were cancelled: it goes to the next in line
+                self._pass_on(line, turn.result())
+            raise
+        except _TimedOut:
+            raise LockUnavailable(
+                f"{line.key!r} could not be loaded within {timeout} s (waiting in line)"
+            ) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            with suppress(ValueError):
+                line.waiting.remove(turn)
+
+    async def _load(
+        self, line: _Line, mode: Mode, deadline: float | None, timeout: float | None
+    ) -> Locker:
+        """Load ``line``'s key from the store by ``deadline``; on failure the next in
+        line gets its turn (to load it itself) once the locker has ended."""
+        loop = asyncio.get_running_loop()
+        try:
+            if line.yield_until > loop.time():  # let the session that asked take it first
+                pause = line.yield_until - loop.time()
+                if deadline is not None and deadline - loop.time() < pause:
+                    await asyncio.sleep(max(0.0, deadline - loop.time()))
+                    raise LockUnavailable(f"{line.key!r} could not be loaded within {timeout} s")
+                await asyncio.sleep(pause)
+            if self._closing:
+                raise UsageError(f"service {self.session_id} is closing")
+            locker = self.locker(line.key)
+            locker.defer_release_requests = True  # honoured between two users, not within
+            locker.acquire(mode)
+        except BaseException:
+            self._pass_on(line, None)
+            raise
+        left = None if deadline is None else max(0.0, deadline - loop.time())
+        loaded = False
+        try:
+            loaded = await self.wait_until(lambda: locker.status not in _LOADING, left)
+        finally:
+            if not loaded or locker.status is not Status.LOADED:
+                ending = self._pass_on(line, locker)
+                if ending is not None:
+                    await asyncio.shield(ending)
+        if not loaded:
+            raise LockUnavailable(f"{line.key!r} could not be loaded within {timeout} s")
+        if locker.status is not Status.LOADED:
+            raise locker.error or LockUnavailable(f"{line.key!r} could not be loaded")
+        return locker
+
+    async def _leave(self, line: _Line, locker: Locker) -> SessionLockerError | None:
+        """One user's block is over: hand the locker to the next in line, or save and
+        release it. The error ``session()`` raises at exit, if any."""
+        final = watch_final_save(locker)
+        ending = self._pass_on(line, locker)
+        if ending is not None:
+            await asyncio.shield(ending)
+        elif locker.status is Status.LOADED:  # handed on: a later block's release saves it
+            return None
+        return exit_error(locker, final)
+
+    def _pass_on(self, line: _Line, locker: Locker | None) -> asyncio.Future[bool] | None:
+        """End a turn on ``line``: a loaded ``locker`` goes to the first caller still
+        waiting, unless another session asked for the record (or the service closes);
+        otherwise it is released (the future returned ends once it has) and then the
+        next waiter loads the record itself. ``None`` (nothing held): the next waiter
+        loads it; with nobody waiting the line ends."""
+        usable = (
+            locker is not None
+            and locker.status is Status.LOADED
+            and not locker.release_requested
+            and not self._closing
+        )
+        if locker is None or usable:
+            while line.waiting:
+                turn = line.waiting.popleft()
+                if not turn.done():
+                    turn.set_result(locker)
+                    return None
+            if locker is None:
+                if self._lines.get(line.key) is line:
+                    del self._lines[line.key]
+                return None
+        return self._release(line, locker)
+
+    def _release(self, line: _Line, locker: Locker) -> asyncio.Future[bool] | None:
+        """Release ``locker``; once it has ended, the next in line gets its turn (after
+        two poll periods when another session asked for it: time to take it first)."""
+        if locker.status not in _LIVE:  # ended already (lost, failed, or released by aclose)
+            self._pass_on(line, None)
+            return None
+        asked = locker.release_requested and locker.status is Status.LOADED
+        locker.release()
+        ended = asyncio.ensure_future(self.wait_until(lambda: locker.status not in _LIVE))
+
+        def next_turn(done: asyncio.Future[bool]) -> None:
+            if not done.cancelled():
+                done.exception()  # seen here: a stopped service fails every waiter
+            if asked:
+                line.yield_until = asyncio.get_running_loop().time() + 2 * self.spec.poll_period
+            self._pass_on(line, None)
+
+        ended.add_done_callback(next_turn)
+        return ended
 
     async def aclose(self, timeout: float = 10.0) -> bool:
         """Save and release every locker within ``timeout`` seconds, then end the lease.
@@ -442,6 +610,7 @@ class AsyncLockerService:
         """
         if self._closed:
             return True
+        self._closing = True  # no user hands a locker on now: each one is released
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         released = True
@@ -483,6 +652,11 @@ class AsyncLockerService:
     def __repr__(self) -> str:
         live = len(self.frames.lockers())
         return f"<AsyncLockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
+
+
+def _expire_turn(turn: asyncio.Future[Locker | None]) -> None:
+    if not turn.done():
+        turn.set_exception(_TimedOut())
 
 
 def _expire(future: asyncio.Future[bool]) -> None:

@@ -439,7 +439,14 @@ class LockerService:
         """
         if timeout is not None and timeout <= 0:
             raise UsageError(f"timeout must be positive seconds or None, not {timeout!r}")
+        if key in self._lockers:
+            raise AlreadyOpen(
+                f"{key!r} is already open in session {self.session_id}; the blocking "
+                "session() cannot wait for it (one thread drives the service, so a nested "
+                "session would wait for itself): AsyncLockerService.session() queues callers"
+            )
         locker = self.locker(key)
+        locker.defer_release_requests = True  # honoured when the block ends, not within it
         locker.acquire(mode)
         loaded = self.run_until(
             lambda: locker.status not in (Status.LOADING, Status.WAITING), timeout
