@@ -6,8 +6,9 @@ ever-growing epoch, so a process that lost its lock can never overwrite the new 
 """
 
 from sessionlocker.core.handles import Handle, Outcome
+from sessionlocker.core.loaded import LoadedRecord
 from sessionlocker.core.locker import Locker
-from sessionlocker.core.modes import Attempt, LoadMode
+from sessionlocker.core.modes import Attempt, LoadMode, Mode, ModeName
 from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
@@ -49,6 +50,7 @@ __all__ = [
     "EasyStore",
     "Handle",
     "LoadMode",
+    "LoadedRecord",
     "LockError",
     "LockLost",
     "LockUnavailable",
@@ -56,6 +58,8 @@ __all__ = [
     "LockerService",
     "Message",
     "MessageError",
+    "Mode",
+    "ModeName",
     "Outcome",
     "Profile",
     "Purchaser",

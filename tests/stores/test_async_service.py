@@ -244,6 +244,10 @@ def test_force_handoff_is_driven_by_notifications(case: Case) -> None:
     if case.name == "sqlite":
         pytest.skip("SQLite does not notify; its holders see requests at their autosave")
 
+    async def ask(second: AsyncLockerService[Any]) -> Any:
+        async with second.session("p1", "force", timeout=5) as other:
+            return other.data
+
     async def main() -> None:
         first_store, second_store = case.make(), case.make()
         async with (
@@ -253,9 +257,11 @@ def test_force_handoff_is_driven_by_notifications(case: Case) -> None:
             async with first.session("p1", timeout=5) as player:
                 player.data["log"].append("first")
                 player.mark_changed()
-                async with second.session("p1", "force", timeout=5) as other:
-                    assert player.status is Status.IDLE  # saved and let go on request
-                    assert other.data == {"log": ["first"]}
+                asking = asyncio.create_task(ask(second))
+                # the request reaches the holder at once (it is honoured when the block ends)
+                assert await first.wait_until(lambda: player.locker.release_requested, 5)
+            assert await asking == {"log": ["first"]}  # and the release reaches the asker
+            assert player.status is Status.IDLE
         await first_store.aclose()
         await second_store.aclose()
 

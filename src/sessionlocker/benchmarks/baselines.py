@@ -27,6 +27,7 @@ from typing import Any
 from sessionlocker.benchmarks.common import Sizes, percentiles, rounded
 from sessionlocker.benchmarks.roblox import PROFILE_SERVICE, PROFILE_STORE, RobloxServer, Rules
 from sessionlocker.benchmarks.virtual import World
+from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.service import LockerService
@@ -129,7 +130,7 @@ def _ours(spec: Spec, dead: bool, mode: str, rng: random.Random, *, notification
     counting.reset()
     start = world.clock.now
     wanting = waiter.locker(_KEY)
-    wanting.acquire(mode)
+    wanting.acquire(LoadMode(mode))
     _settle(world, lambda: wanting.status is Status.LOADED)
     return world.clock.now - start, _requests(counting)
 

@@ -26,6 +26,7 @@ from sessionlocker.benchmarks.common import Sizes, backend_name, percentiles, ro
 from sessionlocker.benchmarks.holder import Timings, bench_store
 from sessionlocker.benchmarks.holders import Holder, ProcessHolder, ThreadHolder
 from sessionlocker.core.locker import Locker
+from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import SessionLockerError
@@ -95,7 +96,7 @@ class _Pair:
 
     def load(self, mode: str, timeout: float) -> float:
         """Acquire with ``mode``; return the perf_counter time it loaded at."""
-        self.locker.acquire(mode)
+        self.locker.acquire(LoadMode(mode))
         done = self.service.run_until(lambda: self.locker.status not in _WAITING, timeout)
         if not done or self.locker.status is not Status.LOADED:
             status = self.locker.status.value

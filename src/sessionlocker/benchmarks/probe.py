@@ -25,7 +25,9 @@ def driver_uses_notifications() -> bool:
     if not isinstance(store, Notifying):
         return False
     slow = 1000.0
-    spec = Spec("probe", dict, autosave_period=slow, poll_period=slow, force_timeout=slow)
+    spec: Spec[dict[str, object]] = Spec(
+        "probe", dict, autosave_period=slow, poll_period=slow, force_timeout=slow
+    )
     holder, waiter = (
         LockerService(store, spec, session_id=name, clock=world.clock, executor=world.executor())
         for name in ("probe-holder", "probe-waiter")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.backoff import retry_delay
@@ -33,7 +33,7 @@ from sessionlocker.core.protocol import (
     Versioned,
 )
 from sessionlocker.core.record import ZLIB, Lock, Message
-from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
 from sessionlocker.core.storable import encode_data
 from sessionlocker.core.tags import TagCalls
@@ -56,16 +56,16 @@ NEVER = float("inf")
 
 _ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
 
-Callback = Callable[["Locker"], None]
+Callback = Callable[["Locker[Any]"], None]
 
 
 class Host(Protocol):
     """The driver a locker tells about its intent. Both calls must not block."""
 
-    def opening(self, locker: Locker) -> None:
+    def opening(self, locker: Locker[Any]) -> None:
         """``locker`` is about to acquire; raise ``AlreadyOpen`` to refuse (state unchanged)."""
 
-    def wake(self, locker: Locker) -> None:
+    def wake(self, locker: Locker[Any]) -> None:
         """``locker`` has work before its last reported deadline; look at it soon."""
 
 
@@ -82,8 +82,8 @@ class _Save:
     meta: Meta
 
 
-class Locker(OperationCalls, UserCalls, TagCalls):
-    """Exclusive ownership of one record, as a state machine.
+class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
+    """Exclusive ownership of one record, as a state machine; ``data`` is a ``D``.
 
     ``data`` is usable at once: before the load completes it is a transient copy from
     ``Spec.create``; changes made to it through ``edit`` are replayed on the loaded data,
@@ -122,7 +122,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
     def __init__(
         self,
         key: str,
-        spec: Spec,
+        spec: Spec[D],
         lease: Lease,
         *,
         host: Host | None = None,
@@ -132,7 +132,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         self.spec = spec
         self.store_key = spec.store_key(key)
         self.status = Status.IDLE
-        self.data: Any = spec.create()
+        self.data: D = spec.create()
         self.token: int | None = None
         self.error: SessionLockerError | None = None
         self.failure: str | None = None
@@ -222,7 +222,7 @@ class Locker(OperationCalls, UserCalls, TagCalls):
         """Note that ``data`` changed; returns the change id for ``when_saved``."""
         return self._changes.mark()
 
-    def edit(self, change: Callable[[Any], object]) -> int:
+    def edit(self, change: Callable[[D], object]) -> int:
         """Apply ``change(data)`` now; before the load completes, again on the loaded data."""
         change(self.data)
         if self.status in (Status.LOADING, Status.WAITING):

@@ -19,11 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from sessionlocker.core.record import Lock
 from sessionlocker.errors import UsageError
 
-__all__ = ["Attempt", "LoadMode", "Mode", "check_mode"]
+__all__ = ["Attempt", "LoadMode", "Mode", "ModeName", "check_mode"]
 
 
 class LoadMode(StrEnum):
@@ -53,10 +54,14 @@ class Attempt:
     waited: float
 
 
-Mode = LoadMode | str | Callable[[Attempt], "LoadMode | str"]
+#: A load mode by name, as type checkers see it: a misspelt name is an error.
+ModeName = Literal["repeat", "force", "steal", "cancel"]
+
+#: What ``acquire`` and ``session`` take: a ``LoadMode``, its name, or a callable.
+Mode = LoadMode | ModeName | Callable[[Attempt], "LoadMode | ModeName"]
 
 
-def check_mode(mode: Mode) -> LoadMode | Callable[[Attempt], LoadMode | str]:
+def check_mode(mode: Mode | str) -> LoadMode | Callable[[Attempt], LoadMode | str]:
     """A ``LoadMode`` for a name, the callable as it is; ``UsageError`` otherwise."""
     if isinstance(mode, LoadMode):
         return mode

@@ -5,14 +5,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from sessionlocker.core.migrations import Migrations, Versions, fill_missing
 from sessionlocker.core.record import Record
 from sessionlocker.core.validation import Validator, make_validator
 from sessionlocker.errors import MigrationError, UsageError
 
-__all__ = ["Spec", "check_key"]
+__all__ = ["D", "Spec", "check_key"]
+
+if TYPE_CHECKING:  # a default (PEP 696): a bare ``Spec`` or ``Locker`` means ``[Any]``
+    from typing_extensions import TypeVar
+
+    D = TypeVar("D", default=Any)
+else:
+    from typing import TypeVar
+
+    #: The type of a record's data: what ``Spec.create`` returns.
+    D = TypeVar("D")
 
 #: Longest key accepted, in characters (Roblox DataStore keys allow 50; we allow more).
 MAX_KEY_LENGTH = 200
@@ -22,8 +32,12 @@ DEFAULT_MAX_RECORD_BYTES = 4_000_000
 
 
 @dataclass(frozen=True)
-class Spec:
-    """The configuration of one kind of record.
+class Spec(Generic[D]):
+    """The configuration of one kind of record, generic in the type of its data.
+
+    The data type is inferred from ``create`` (``Spec("players", PlayerData)`` is a
+    ``Spec[PlayerData]``), and the lockers, sessions and profiles of the spec carry it:
+    ``profile.data`` is a ``PlayerData`` to a type checker.
 
     ``namespace`` prefixes every stored key (``"players"`` → ``"players/<key>"``);
     ``create`` returns fresh data for a key that has never been stored. Times are in
@@ -62,7 +76,7 @@ class Spec:
     """
 
     namespace: str
-    create: Callable[[], Any]
+    create: Callable[[], D]
     _: KW_ONLY
     version: int = 1
     autosave_period: float = 30.0
@@ -122,7 +136,7 @@ class Spec:
             data=data, schema=done.schema, patch=done.patch, compatible=done.compatible
         )
 
-    def fresh(self, data: Any) -> Record:
+    def fresh(self, data: D | None) -> Record:
         """A new record holding ``data`` made by ``create`` at this version."""
         patch, compatible = self.migrations.fresh(self.version)
         return Record(data=data, schema=self.version, patch=patch, compatible=compatible)

@@ -28,12 +28,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Self
 
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode, check_mode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
 from sessionlocker.drivers.delivery import Delivery, adeliver
@@ -72,7 +72,7 @@ class _Line:
     on, with ``None`` when the record was released and the waiter must load it."""
 
     key: str
-    waiting: deque[asyncio.Future[Locker | None]] = field(default_factory=deque)
+    waiting: deque[asyncio.Future[Locker[Any] | None]] = field(default_factory=deque)
     #: After a release another session asked for: no load here before this loop time.
     yield_until: float = 0.0
 
@@ -81,15 +81,15 @@ class _TimedOut(Exception):
     """A waiter's turn did not come before its deadline."""
 
 
-class Profile:
-    """The loaded locker of one ``AsyncLockerService.session()``.
+class Profile(Generic[D]):
+    """The loaded locker of one ``AsyncLockerService.session()``; ``data`` is a ``D``.
 
     ``data``, ``mark_changed``, ``edit``, ``token`` and ``is_available`` are the
     locker's; everything else is on ``locker``. ``await saved()`` is the one
     addition: it waits until the current data is in a committed write.
     """
 
-    def __init__(self, locker: Locker, service: AsyncLockerService) -> None:
+    def __init__(self, locker: Locker[D], service: AsyncLockerService[D]) -> None:
         self.locker = locker
         self._service = service
 
@@ -99,12 +99,12 @@ class Profile:
         return self.locker.key
 
     @property
-    def data(self) -> Any:
+    def data(self) -> D:
         """The loaded data; change it in place, then ``mark_changed()``."""
         return self.locker.data
 
     @data.setter
-    def data(self, value: Any) -> None:
+    def data(self, value: D) -> None:
         self.locker.data = value
 
     @property
@@ -121,7 +121,7 @@ class Profile:
         """Note that ``data`` changed; returns the change id."""
         return self.locker.mark_changed()
 
-    def edit(self, change: Callable[[Any], object]) -> int:
+    def edit(self, change: Callable[[D], object]) -> int:
         """Apply ``change(data)`` and mark it; returns the change id."""
         return self.locker.edit(change)
 
@@ -185,7 +185,7 @@ class Profile:
         return f"<Profile {self.key!r} {self.status.value}>"
 
 
-class AsyncLockerService:
+class AsyncLockerService(Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, driven from the event loop.
 
     ``store`` is a ``Store``, an ``AsyncStore`` (``open_async_store``), whose requests,
@@ -202,7 +202,7 @@ class AsyncLockerService:
     def __init__(
         self,
         store: Store | AsyncStore | str,
-        spec: Spec,
+        spec: Spec[D],
         session_id: str | None = None,
         *,
         clock: Callable[[], float] | None = None,
@@ -268,16 +268,16 @@ class AsyncLockerService:
 
     # ------------------------------------------------------------------ lockers
 
-    def locker(self, key: str) -> Locker:
+    def locker(self, key: str) -> Locker[D]:
         """A new locker for ``key`` (call ``acquire()`` on it); see ``LockerService.locker``."""
         self.start()
         return self.frames.locker(key)
 
-    def get(self, key: str) -> Locker | None:
+    def get(self, key: str) -> Locker[D] | None:
         """The live locker for ``key``, if any."""
         return self.frames.get(key)
 
-    def lockers(self) -> list[Locker]:
+    def lockers(self) -> list[Locker[D]]:
         """Every live locker."""
         return self.frames.lockers()
 
@@ -434,7 +434,7 @@ class AsyncLockerService:
     @asynccontextmanager
     async def session(
         self, key: str, mode: Mode = LoadMode.REPEAT, timeout: float | None = None
-    ) -> AsyncIterator[Profile]:
+    ) -> AsyncIterator[Profile[D]]:
         """Load ``key``, yield its ``Profile``, then save and release it.
 
         As ``LockerService.session``: raises ``LockUnavailable`` on timeout or cancel,
@@ -463,7 +463,7 @@ class AsyncLockerService:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         line = self._lines.get(key)
-        locker: Locker | None = None
+        locker: Locker[D] | None = None
         if line is None:
             if self.frames.get(key) is not None:  # a locker not made by session()
                 raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
@@ -483,7 +483,7 @@ class AsyncLockerService:
 
     async def _wait_in_line(
         self, line: _Line, deadline: float | None, timeout: float | None
-    ) -> Locker | None:
+    ) -> Locker[D] | None:
         """Wait behind the session() users of ``line``'s key: the loaded locker when one
         hands it on, ``None`` when the record was released and this caller loads it."""
         if len(line.waiting) >= self.max_waiters:
@@ -492,7 +492,7 @@ class AsyncLockerService:
                 f"service (max_waiters={self.max_waiters})"
             )
         loop = asyncio.get_running_loop()
-        turn: asyncio.Future[Locker | None] = loop.create_future()
+        turn: asyncio.Future[Locker[Any] | None] = loop.create_future()
         line.waiting.append(turn)
         timer = None if deadline is None else loop.call_at(deadline, _expire_turn, turn)
         try:
@@ -514,7 +514,7 @@ class AsyncLockerService:
 
     async def _load(
         self, line: _Line, mode: Mode, deadline: float | None, timeout: float | None
-    ) -> Locker:
+    ) -> Locker[D]:
         """Load ``line``'s key from the store by ``deadline``; on failure the next in
         line gets its turn (to load it itself) once the locker has ended."""
         loop = asyncio.get_running_loop()
@@ -548,7 +548,7 @@ class AsyncLockerService:
             raise locker.error or LockUnavailable(f"{line.key!r} could not be loaded")
         return locker
 
-    async def _leave(self, line: _Line, locker: Locker) -> SessionLockerError | None:
+    async def _leave(self, line: _Line, locker: Locker[D]) -> SessionLockerError | None:
         """One user's block is over: hand the locker to the next in line, or save and
         release it. The error ``session()`` raises at exit, if any."""
         final = watch_final_save(locker)
@@ -559,7 +559,7 @@ class AsyncLockerService:
             return None
         return exit_error(locker, final)
 
-    def _pass_on(self, line: _Line, locker: Locker | None) -> asyncio.Future[bool] | None:
+    def _pass_on(self, line: _Line, locker: Locker[Any] | None) -> asyncio.Future[bool] | None:
         """End a turn on ``line``: a loaded ``locker`` goes to the first caller still
         waiting, unless another session asked for the record (or the service closes);
         otherwise it is released (the future returned ends once it has) and then the
@@ -583,7 +583,7 @@ class AsyncLockerService:
                 return None
         return self._release(line, locker)
 
-    def _release(self, line: _Line, locker: Locker) -> asyncio.Future[bool] | None:
+    def _release(self, line: _Line, locker: Locker[Any]) -> asyncio.Future[bool] | None:
         """Release ``locker``; once it has ended, the next in line gets its turn (after
         two poll periods when another session asked for it: time to take it first)."""
         if locker.status not in _LIVE:  # ended already (lost, failed, or released by aclose)
@@ -642,7 +642,7 @@ class AsyncLockerService:
         started = frames.clock()
         frames.finish_close(request, await aexecute(store, request), frames.clock() - started)
 
-    async def __aenter__(self) -> AsyncLockerService:
+    async def __aenter__(self) -> Self:
         self.start()
         return self
 
@@ -654,7 +654,7 @@ class AsyncLockerService:
         return f"<AsyncLockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
 
 
-def _expire_turn(turn: asyncio.Future[Locker | None]) -> None:
+def _expire_turn(turn: asyncio.Future[Locker[Any] | None]) -> None:
     if not turn.done():
         turn.set_exception(_TimedOut())
 

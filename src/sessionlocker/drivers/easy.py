@@ -18,10 +18,11 @@ The frames are the driver's: call ``LockerService.update()`` each frame, or let
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic
 
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
+from sessionlocker.core.spec import D
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio import AsyncLockerService
 from sessionlocker.drivers.service import LockerService
@@ -31,10 +32,11 @@ __all__ = ["EasyProfile", "EasyStore"]
 _ACTIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED})
 
 
-class EasyProfile:
-    """One key's profile: its data, its session's state, and callbacks for its events."""
+class EasyProfile(Generic[D]):
+    """One key's profile: its data (a ``D``), its session's state, and callbacks for its
+    events."""
 
-    def __init__(self, locker: Locker) -> None:
+    def __init__(self, locker: Locker[D]) -> None:
         self.locker = locker
 
     @property
@@ -43,11 +45,11 @@ class EasyProfile:
         return self.locker.key
 
     @property
-    def data(self) -> Any:
+    def data(self) -> D:
         """The data: the loaded copy, or a transient one before the load completes."""
         return self.locker.data
 
-    def edit(self, change: Callable[[Any], object]) -> int:
+    def edit(self, change: Callable[[D], object]) -> int:
         """Apply ``change(data)`` now (and again on the loaded data if still loading)."""
         return self.locker.edit(change)
 
@@ -63,7 +65,7 @@ class EasyProfile:
         """A session was started and has not ended (loading, waiting or loaded)."""
         return self.locker.status in _ACTIVE
 
-    def on(self, event: str, callback: Callable[[EasyProfile], None]) -> Callable[[], None]:
+    def on(self, event: str, callback: Callable[[EasyProfile[D]], None]) -> Callable[[], None]:
         """Call ``callback(profile)`` on ``event`` (``loaded``, ``saved``, ``released``,
         ``lost``, ...) in every session of this key; returns a function that stops it.
         """
@@ -77,14 +79,14 @@ class EasyProfile:
         return f"<EasyProfile {self.key!r} {self.locker.status.value}>"
 
 
-class EasyStore:
+class EasyStore(Generic[D]):
     """Profiles of one service, started and ended by key."""
 
-    def __init__(self, service: LockerService | AsyncLockerService) -> None:
+    def __init__(self, service: LockerService[D] | AsyncLockerService[D]) -> None:
         self.service = service
-        self._profiles: dict[str, EasyProfile] = {}
+        self._profiles: dict[str, EasyProfile[D]] = {}
 
-    def start_session(self, key: str, mode: Mode = LoadMode.REPEAT) -> EasyProfile:
+    def start_session(self, key: str, mode: Mode = LoadMode.REPEAT) -> EasyProfile[D]:
         """Start loading ``key`` unless its session is already active; returns its profile."""
         profile = self._profiles.get(key)
         if profile is None:
@@ -94,7 +96,7 @@ class EasyStore:
         if locker.status is Status.RELEASING:  # started again while ending: load right after
             stops: list[Callable[[], None]] = []
 
-            def again(_: Locker) -> None:
+            def again(_: Locker[Any]) -> None:
                 for stop in stops:
                     stop()
                 if locker.status not in _ACTIVE:  # not started again already
@@ -105,7 +107,7 @@ class EasyStore:
             locker.acquire(mode)
         return profile
 
-    def get(self, key: str) -> EasyProfile | None:
+    def get(self, key: str) -> EasyProfile[D] | None:
         """The profile of ``key`` while its session is active (loading or loaded)."""
         profile = self._profiles.get(key)
         return profile if profile is not None and profile.is_active() else None
@@ -116,6 +118,6 @@ class EasyStore:
         if profile is not None:
             profile.end_session()
 
-    def profiles(self) -> list[EasyProfile]:
+    def profiles(self) -> list[EasyProfile[D]]:
         """Every profile whose session is active."""
         return [p for p in self._profiles.values() if p.is_active()]

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, Self
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
@@ -41,7 +41,7 @@ from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.operations import Handler
 from sessionlocker.core.protocol import Request, Update, Updated
-from sessionlocker.core.spec import Spec, check_key
+from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
@@ -67,8 +67,10 @@ _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASI
 _TICK = 0.05
 
 
-class LockerService:
+class LockerService(Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, under one session lease.
+
+    Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
 
     ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it).
     With ``read_only`` every write stays in this process (``ReadOnlyStore``): loads,
@@ -88,7 +90,7 @@ class LockerService:
     def __init__(
         self,
         store: Store | str,
-        spec: Spec,
+        spec: Spec[D],
         session_id: str | None = None,
         clock: Callable[[], float] | None = None,
         *,
@@ -117,16 +119,16 @@ class LockerService:
         # The lease renewal gets a thread of its own: queued behind a burst of lockers'
         # calls it could come too late and lapse the lease (every lock re-checked).
         self._lease_executor = self._executor if executor else ThreadExecutor(1)
-        self._lockers: dict[str, Locker] = {}
-        self._heap: list[tuple[float, int, Locker]] = []
-        self._scheduled: dict[Locker, float] = {}
+        self._lockers: dict[str, Locker[D]] = {}
+        self._heap: list[tuple[float, int, Locker[D]]] = []
+        self._scheduled: dict[Locker[D], float] = {}
         self._order = itertools.count()
         #: The revision each live locker's record was last written at by its own request
         #: (set by the worker thread before the result is queued): a store's wake-up for
         #: that revision is dropped, as the locker would ignore it anyway (it sees the
         #: revision in the result), and waking the frame loop for it costs a save time.
         self._own_writes: dict[str, int] = {}
-        self._done: queue.SimpleQueue[tuple[Locker | Lease | str, object, Request | None]] = (
+        self._done: queue.SimpleQueue[tuple[Locker[D] | Lease | str, object, Request | None]] = (
             queue.SimpleQueue()
         )
         self._watch: Watch | None = None
@@ -148,7 +150,7 @@ class LockerService:
 
     # ------------------------------------------------------------------ lockers
 
-    def locker(self, key: str) -> Locker:
+    def locker(self, key: str) -> Locker[D]:
         """A new locker for ``key`` (call ``acquire()`` on it). ``AlreadyOpen`` if one is live."""
         self._check_open()
         check_key(key)
@@ -158,11 +160,11 @@ class LockerService:
         self._telemetry.attach(locker)
         return locker
 
-    def get(self, key: str) -> Locker | None:
+    def get(self, key: str) -> Locker[D] | None:
         """The live locker for ``key`` (loading, loaded or releasing), if any."""
         return self._lockers.get(key)
 
-    def lockers(self) -> list[Locker]:
+    def lockers(self) -> list[Locker[D]]:
         """Every live locker."""
         return list(self._lockers.values())
 
@@ -254,7 +256,7 @@ class LockerService:
                 extra={"key": None, "session": self.session_id},
             )
 
-    def opening(self, locker: Locker) -> None:
+    def opening(self, locker: Locker[D]) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
         self._check_open()
         current = self._lockers.get(locker.key)
@@ -264,7 +266,7 @@ class LockerService:
         if self._watch is not None:
             self._watch.add(locker.store_key)
 
-    def wake(self, locker: Locker) -> None:
+    def wake(self, locker: Locker[D]) -> None:
         """Host hook: look at ``locker`` at the next frame."""
         self._telemetry.track(locker)
         self._schedule(locker)
@@ -347,7 +349,7 @@ class LockerService:
             locker.notice(revision)
             self._schedule(locker)
 
-    def _submit(self, owner: Locker | Lease, request: Request) -> None:
+    def _submit(self, owner: Locker[D] | Lease, request: Request) -> None:
         self._inflight += 1
         started = self.clock()
 
@@ -360,7 +362,7 @@ class LockerService:
         executor = self._lease_executor if owner is self.lease else self._executor
         executor.submit(StoreCall(self.store, request), done)
 
-    def _note_own_write(self, owner: Locker | Lease, request: Request, result: object) -> None:
+    def _note_own_write(self, owner: Locker[D] | Lease, request: Request, result: object) -> None:
         """From a worker thread: the revision a locker's write of its own record made."""
         if not (isinstance(owner, Locker) and isinstance(request, Update)):
             return
@@ -371,7 +373,7 @@ class LockerService:
         if request.key == owner.store_key and not isinstance(result.outcome, tx.Delivered):
             self._own_writes[request.key] = result.current.revision
 
-    def _settle(self, locker: Locker) -> None:
+    def _settle(self, locker: Locker[D]) -> None:
         self._telemetry.track(locker)
         if locker.status in _LIVE:
             self._schedule(locker)
@@ -383,7 +385,7 @@ class LockerService:
             if self._watch is not None:
                 self._watch.discard(locker.store_key)
 
-    def _schedule(self, locker: Locker) -> None:
+    def _schedule(self, locker: Locker[D]) -> None:
         due = locker.next_deadline()
         if due is None:
             self._scheduled.pop(locker, None)
@@ -428,7 +430,7 @@ class LockerService:
     @contextmanager
     def session(
         self, key: str, mode: Mode = LoadMode.REPEAT, timeout: float | None = None
-    ) -> Iterator[Locker]:
+    ) -> Iterator[Locker[D]]:
         """Load ``key``, yield its loaded locker, then save and release it.
 
         Raises instead of yielding when the load fails: ``LockUnavailable`` on timeout
@@ -513,7 +515,7 @@ class LockerService:
         if self._closed:
             raise UsageError(f"service {self.session_id} is closed")
 
-    def __enter__(self) -> LockerService:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -524,7 +526,7 @@ class LockerService:
         return f"<LockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
 
 
-def watch_final_save(locker: Locker) -> list[bool]:
+def watch_final_save(locker: Locker[Any]) -> list[bool]:
     """Mark the data as it is when a session ends; the list gets True once the final
     write holds it, False if it never will (the release writes once either way).
     """
@@ -533,7 +535,7 @@ def watch_final_save(locker: Locker) -> list[bool]:
     return answer
 
 
-def exit_error(locker: Locker, final: list[bool]) -> SessionLockerError | None:
+def exit_error(locker: Locker[Any], final: list[bool]) -> SessionLockerError | None:
     """What ``session()`` raises at exit: ``LockLost``, or the data error that kept the
     final write from holding the data. A save refused earlier in the session whose data
     was fixed before the end is not an error any more.
