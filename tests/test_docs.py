@@ -69,7 +69,7 @@ def test_getting_started_examples_run(
 ) -> None:
     page = DOCS / "getting-started.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 6
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, str(page), "exec"), {"__name__": "getting_started"})
@@ -78,6 +78,8 @@ def test_getting_started_examples_run(
     assert "sword saved: True" in out
     assert "welcome back, player-9 0 coins" in out
     assert "saved with 105 coins" in out
+    assert "after the burst: 10 coins" in out
+    assert "typed coins: 3" in out
 
 
 @pytest.mark.parametrize("cls", DOCUMENTED, ids=lambda cls: cls.__name__)
