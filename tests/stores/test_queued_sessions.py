@@ -63,9 +63,11 @@ async def aclose(store: Store | AsyncStore) -> None:
         await store.aclose()
 
 
-async def pay(service: AsyncLockerService[Any], who: str, tokens: list[int | None]) -> None:
+async def pay(
+    service: AsyncLockerService[Any], who: str, tokens: list[int | None], mode: str = "repeat"
+) -> None:
     """One request: one coin, in a block of its own."""
-    async with service.session("8", timeout=30) as wallet:
+    async with service.session("8", mode, timeout=30) as wallet:  # type: ignore[arg-type]
         tokens.append(wallet.token)
         wallet.data["coins"] += 1
         wallet.data["by"].append(who)
@@ -233,5 +235,57 @@ def test_aclose_releases_the_record_and_fails_the_line(case: Case) -> None:
         outcomes = await asyncio.gather(first.task, waiting, return_exceptions=True)
         assert [type(outcome).__name__ for outcome in outcomes] == ["NoneType", "UsageError"]
         assert stored(case.sync, "8").data == {"coins": 1, "by": ["first"]}
+
+    asyncio.run(main())
+
+
+def test_linger_keeps_the_record_loaded_between_bursts(case: Case) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(case.sync, wallet(linger=30.0)) as service:
+            tokens: list[int | None] = []
+            await pay(service, "burst 1", tokens)
+            assert stored(case.sync, "8").lock is not None  # still loaded: lingering
+            await pay(service, "burst 2", tokens)
+            assert tokens[0] == tokens[1]  # the same load: no release and re-acquire
+        record = stored(case.sync, "8")  # aclose released it, saved
+        assert record.data == {"coins": 2, "by": ["burst 1", "burst 2"]}
+        assert record.lock is None
+
+    asyncio.run(main())
+
+
+def test_a_lingering_record_is_released_when_linger_ends(case: Case) -> None:
+    async def main() -> None:
+        async with AsyncLockerService(case.sync, wallet(linger=0.3)) as service:
+            await pay(service, "once", [])
+            await service.wait_until(lambda: service.lockers() == [], 15)
+            record = stored(case.sync, "8")
+            assert record.data == {"coins": 1, "by": ["once"]}
+            assert record.lock is None
+
+    asyncio.run(main())
+
+
+def test_a_lingering_record_goes_at_once_to_a_session_that_asks(case: Case) -> None:
+    slow = {"force_timeout": 20.0, "poll_period": 0.5, "linger": 60.0}
+
+    async def main() -> None:
+        async with (
+            AsyncLockerService(case.sync, wallet(**slow)) as here,
+            AsyncLockerService(case.sync, wallet(**slow)) as there,
+        ):
+            first: list[int | None] = []
+            await pay(here, "here", first)
+            remote = Holder(there, "there", "force")
+            await remote.inside.wait()  # long before the force timeout or the linger end
+            remote.leave.set()
+            await remote.task
+            # the other service lingers too, and gives it back as soon as asked
+            later: list[int | None] = []
+            await asyncio.wait_for(pay(here, "here again", later, "force"), 15)
+            assert later != first  # loaded again
+        record = stored(case.sync, "8")
+        assert record.data == {"coins": 3, "by": ["here", "there", "here again"]}
+        assert record.lock is None
 
     asyncio.run(main())

@@ -57,6 +57,9 @@ class Spec(Generic[D]):
     every save. ``max_record_bytes`` bounds the stored record; ``compress_above`` stores
     data of at least that many bytes of JSON zlib-compressed (``None``: never).
 
+    ``linger`` (seconds, 0: off) keeps a record the async ``session()`` released loaded
+    for that long, so the next burst of requests for it does not load it again.
+
     ``history_limit`` bounds each exactly-once history kept in the record (operation
     ids, and purchases): an id that fell out of it, 100 newer ones later by default, is
     no longer recognised, so an operation redelivered that late would apply again.
@@ -90,6 +93,7 @@ class Spec(Generic[D]):
     history_limit: int = 100
     reconcile: bool = False
     merge_offline: Callable[[Any, Any], Any] | None = None
+    linger: float = 0.0
     validate: Validator | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -109,6 +113,8 @@ class Spec(Generic[D]):
         object.__setattr__(self, "validate", make_validator(self.validator))
         _positive_int("max_record_bytes", self.max_record_bytes)
         _positive_int("history_limit", self.history_limit)
+        if isinstance(self.linger, bool) or self.linger != 0:  # 0: off
+            object.__setattr__(self, "linger", _seconds("linger", self.linger))
         if self.compress_above is not None:
             _positive_int("compress_above", self.compress_above)
         if not isinstance(self.reconcile, bool):

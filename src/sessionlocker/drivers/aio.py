@@ -75,6 +75,9 @@ class _Line:
     waiting: deque[asyncio.Future[Locker[Any] | None]] = field(default_factory=deque)
     #: After a release another session asked for: no load here before this loop time.
     yield_until: float = 0.0
+    #: The loaded locker kept for ``Spec.linger`` after the last block, and its timer.
+    idle: Locker[Any] | None = None
+    timer: asyncio.TimerHandle | None = None
 
 
 class _TimedOut(Exception):
@@ -464,13 +467,16 @@ class AsyncLockerService(Generic[D]):
         deadline = None if timeout is None else loop.time() + timeout
         line = self._lines.get(key)
         locker: Locker[D] | None = None
+        if line is not None and line.idle is not None:  # kept loaded after the last block
+            locker = self._take_idle(line)
+            line = self._lines.get(key)  # gone if that locker had ended meanwhile
         if line is None:
             if self.frames.get(key) is not None:  # a locker not made by session()
                 raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
             line = self._lines[key] = _Line(key)
-        elif checked is LoadMode.CANCEL:
-            raise LockUnavailable(f"{key!r} is in use by another session() of this service")
-        else:
+        elif locker is None:
+            if checked is LoadMode.CANCEL:
+                raise LockUnavailable(f"{key!r} is in use by another session() of this service")
             locker = await self._wait_in_line(line, deadline, timeout)
         if locker is None:
             locker = await self._load(line, mode, deadline, timeout)
@@ -565,13 +571,7 @@ class AsyncLockerService(Generic[D]):
         otherwise it is released (the future returned ends once it has) and then the
         next waiter loads the record itself. ``None`` (nothing held): the next waiter
         loads it; with nobody waiting the line ends."""
-        usable = (
-            locker is not None
-            and locker.status is Status.LOADED
-            and not locker.release_requested
-            and not self._closing
-        )
-        if locker is None or usable:
+        if locker is None or self._usable(locker):
             while line.waiting:
                 turn = line.waiting.popleft()
                 if not turn.done():
@@ -581,7 +581,41 @@ class AsyncLockerService(Generic[D]):
                 if self._lines.get(line.key) is line:
                     del self._lines[line.key]
                 return None
+            if self.spec.linger > 0:
+                self._linger(line, locker)
+                return None
         return self._release(line, locker)
+
+    def _usable(self, locker: Locker[Any]) -> bool:
+        """``locker`` may go on to another block: loaded, and nobody asked for it."""
+        return locker.status is Status.LOADED and not locker.release_requested and not self._closing
+
+    def _linger(self, line: _Line, locker: Locker[Any]) -> None:
+        """Keep ``locker`` loaded for ``Spec.linger`` seconds in case another block comes."""
+        locker.defer_release_requests = False  # no block to finish: a request is honoured now
+        line.idle = locker
+        line.timer = asyncio.get_running_loop().call_later(
+            self.spec.linger, self._end_linger, line, locker
+        )
+
+    def _end_linger(self, line: _Line, locker: Locker[Any]) -> None:
+        if line.idle is locker:
+            line.idle = None
+            self._release(line, locker)
+
+    def _take_idle(self, line: _Line) -> Locker[Any] | None:
+        """The lingering locker of ``line`` for a new block, if it is still loaded; else
+        ``None``, and it is released (the line ends once it has, if nobody waits)."""
+        locker, line.idle = line.idle, None
+        if line.timer is not None:
+            line.timer.cancel()
+        if locker is None:
+            return None
+        if self._usable(locker):
+            locker.defer_release_requests = True
+            return locker
+        self._release(line, locker)
+        return None
 
     def _release(self, line: _Line, locker: Locker[Any]) -> asyncio.Future[bool] | None:
         """Release ``locker``; once it has ended, the next in line gets its turn (after
@@ -611,6 +645,9 @@ class AsyncLockerService(Generic[D]):
         if self._closed:
             return True
         self._closing = True  # no user hands a locker on now: each one is released
+        for line in list(self._lines.values()):
+            if line.idle is not None:
+                self._end_linger(line, line.idle)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         released = True
