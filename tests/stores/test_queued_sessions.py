@@ -192,7 +192,7 @@ def test_the_bound_on_waiters_and_the_timeout_cover_the_wait_in_line(case: Case)
 
 def test_a_release_request_is_honoured_between_two_users(case: Case, kind: str) -> None:
     # Slow force: only the holder's release, not a force timeout, hands the record over.
-    slow = {"force_timeout": 20.0, "poll_period": 0.5}
+    slow = {"force_timeout": 20.0, "poll_period": 1.0}
 
     async def main() -> None:
         store = case.given(kind)
