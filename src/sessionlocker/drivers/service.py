@@ -437,7 +437,10 @@ class LockerService(Generic[D]):
         or cancel, ``CorruptRecord`` (or another data error) when the record is refused.
         On exit, raises ``LockLost`` if the lock was lost, or the data error that kept
         the final save from being written (the store then keeps its last good value).
-        The final save happens also when the body raised.
+        The final save happens also when the body raised. A release request another
+        session writes meanwhile is honoured by that final save, not within the block.
+        A key already open in this service raises ``AlreadyOpen``: this blocking helper
+        does not queue callers (``AsyncLockerService.session`` does).
         """
         if timeout is not None and timeout <= 0:
             raise UsageError(f"timeout must be positive seconds or None, not {timeout!r}")
