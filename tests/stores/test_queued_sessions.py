@@ -282,7 +282,7 @@ def test_a_lingering_record_goes_at_once_to_a_session_that_asks(case: Case) -> N
             await remote.task
             # the other service lingers too, and gives it back as soon as asked
             later: list[int | None] = []
-            await asyncio.wait_for(pay(here, "here again", later, "force"), 15)
+            await asyncio.wait_for(pay(here, "here again", later, "force"), 60)
             assert later != first  # loaded again
         record = stored(case.sync, "8")
         assert record.data == {"coins": 3, "by": ["here", "there", "here again"]}
