@@ -10,9 +10,10 @@ from typing import Any
 
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
-from sessionlocker.core.protocol import Request
+from sessionlocker.core.protocol import Request, Update, Updated
 from sessionlocker.core.spec import Spec
 from sessionlocker.drivers.executor import execute
+from sessionlocker.drivers.mailbox import Collect, Tell, addressee
 from sessionlocker.errors import StoreError
 from sessionlocker.stores import MemoryStore, Store
 
@@ -30,10 +31,16 @@ class Clock:
 
 
 class Rig:
-    """One session (lease) on a store, with any number of lockers."""
+    """One session (lease) on a store, with any number of lockers.
 
-    def __init__(self, store: Store, session: str, clock: Clock, spec: Spec = SPEC) -> None:
-        self.store, self.clock, self.spec = store, clock, spec
+    ``mail``: read the session's mailbox with each renewal, as the drivers do (False: a
+    holder that never hears a release request, to test ``force`` against one).
+    """
+
+    def __init__(
+        self, store: Store, session: str, clock: Clock, spec: Spec = SPEC, *, mail: bool = True
+    ) -> None:
+        self.store, self.clock, self.spec, self.mail = store, clock, spec, mail
         self.lease = Lease(session, spec.lease, b"{}", clock=clock, wall=clock)
         self.lockers: list[Locker] = []
         self.sent: list[Request] = []
@@ -52,14 +59,32 @@ class Rig:
                 self.lease.handle(
                     result if isinstance(result, StoreError) else None, self.clock.now
                 )
+                if self.mail:
+                    self.check_mail()
                 busy = True
             for locker in self.lockers:
                 for request in locker.update(self.clock.now):
                     self.sent.append(request)
-                    locker.handle(execute(self.store, request), self.clock.now)
+                    result = execute(self.store, request)
+                    locker.handle(result, self.clock.now)
+                    self.tell(request, result)
                     busy = True
             if not busy:
                 return
+
+    def check_mail(self) -> None:
+        """As the drivers do with each renewal: poke the lockers our mailbox names."""
+        keys = Collect(self.store, self.lease.session_id)().keys
+        for locker in self.lockers:
+            if locker.store_key in keys:
+                locker.poke()
+
+    def tell(self, request: Request, result: object) -> None:
+        """As the drivers do: post to the mailbox of a session a result names."""
+        if isinstance(request, Update) and isinstance(result, Updated):
+            session = addressee(result.outcome, self.lease.session_id)
+            if session is not None:
+                execute(self.store, Tell(session, request.key).request())
 
 
 def new_world() -> tuple[MemoryStore, Clock]:

@@ -255,7 +255,7 @@ def test_force_asks_the_holder_who_saves_and_releases() -> None:
 
 def test_force_takes_over_a_live_holder_that_does_not_answer() -> None:
     store, clock = new_world()
-    slow = Rig(store, "A", clock, SPEC_SLOW_SAVES)
+    slow = Rig(store, "A", clock, SPEC_SLOW_SAVES, mail=False)  # never hears the request
     b = Rig(store, "B", clock, SPEC_SLOW_SAVES)
     holder = loaded(slow)
     answers = change(holder, "never saved")

@@ -30,13 +30,14 @@ from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.protocol import Request, Update
+from sessionlocker.core.protocol import Request, Update, Updated
 from sessionlocker.core.record import Message, decode
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.core.storable import encode_data
 from sessionlocker.drivers.aio import AsyncLockerService
 from sessionlocker.drivers.executor import execute
+from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
 from sessionlocker.errors import StoreError
 from sessionlocker.purchases import Credit, Purchaser, Receipt
 from sessionlocker.stores import Store
@@ -217,9 +218,12 @@ class InlineServer(BaseServer):
             if renewal is not None:
                 result = execute(self.store, renewal)
                 self.lease.handle(result if isinstance(result, StoreError) else None, self.clock())
+                self._check_mail()
             for locker in list(self.lockers.values()):
                 for request in locker.update(self.clock.now):
-                    locker.handle(self._run(request), self.clock.now)
+                    result = self._run(request)
+                    locker.handle(result, self.clock.now)
+                    self._tell(request, result)
                     busy = True
             if not busy:
                 return
@@ -229,7 +233,22 @@ class InlineServer(BaseServer):
         transform = tx.deliver(
             message=message, fresh=SPEC.fresh(None), fresh_json=encode_data(SPEC.create())
         )
-        self._run(Update(key=SPEC.store_key(key), transform=transform))
+        request = Update(key=SPEC.store_key(key), transform=transform)
+        self._tell(request, self._run(request))
+
+    def _check_mail(self) -> None:
+        """As the drivers do with each renewal: poke the lockers our mailbox names."""
+        mail = self._execute(Collect(self.store, self.session))
+        for locker in self.lockers.values():
+            if isinstance(mail, Mail) and locker.store_key in mail.keys:
+                locker.poke()
+
+    def _tell(self, request: Request, result: object) -> None:
+        """As the drivers do: post to the mailbox of a session a result names."""
+        if isinstance(request, Update) and isinstance(result, Updated):
+            session = addressee(result.outcome, self.session)
+            if session is not None:
+                self._run(Tell(session, request.key).request())
 
     def _run(self, request: Request) -> object:
         return self._execute(lambda: execute(self.store, request))

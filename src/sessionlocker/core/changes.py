@@ -41,8 +41,12 @@ class Changes:
         self._base = self.last
 
     def when_saved(self, change_id: int, callback: Callable[[bool], None], *, ended: bool) -> None:
-        """Call back True once a committed write holds the change; False if none will."""
-        if change_id > self.last or change_id < 1:
+        """Call back True once a committed write holds the change; False if none will
+        (at once for 0, the id of a change marked when no save could hold it)."""
+        if change_id == 0:
+            callback(False)
+            return
+        if change_id > self.last or change_id < 0:
             raise UsageError(f"no change {change_id!r} was marked")
         if any(low < change_id <= high for low, high in self._dead):
             callback(False)

@@ -115,6 +115,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     _sent_gaps: int
     _seen: int
     _look: float
+    _to_look: bool
     _saved_meta: Meta
     _delivering: Message | None
     _asked: bool
@@ -215,11 +216,19 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if self._inflight is not None or self._outbox is not None:
             self._look = max(self._look, NEVER if revision is None else revision)
             return
+        self._to_look = self._to_look or self.status is Status.LOADED
         self._due = float("-inf")
         self._wake()
 
     def mark_changed(self) -> int:
-        """Note that ``data`` changed; returns the change id for ``when_saved``."""
+        """Note that ``data`` changed; returns the change id for ``when_saved``.
+
+        Returns 0 when no save of this locker can hold the change any more (it is not
+        loading or loaded: ended, or ending with its final write sent); ``when_saved(0,
+        ...)`` answers False at once.
+        """
+        if not (self.loading or self.writable):
+            return 0
         return self._changes.mark()
 
     def edit(self, change: Callable[[D], object]) -> int:
@@ -319,8 +328,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         else:
             raise UsageError(f"unexpected result {result!r} for a {kind} request")
         look, self._look = self._look, -1
-        if look > self._seen and self.status not in _ENDED and self._due > now:
-            self._due = now
+        if look > self._seen and self.status not in _ENDED:
+            self._to_look = self._to_look or self.status is Status.LOADED
+            self._due = min(self._due, now)
         self._fire()
 
     # ------------------------------------------------------------------ steps
@@ -407,6 +417,14 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         quiet = (
             not (release or force) and data_json == self._saved_json and upto <= self._changes.saved
         )
+        if quiet and not self._to_look and not self._stale_check():
+            # Nothing to save and nobody asked us to look: no store call. A release
+            # request, a message or a takeover reaches us as a notice (a notification,
+            # or the service's mailbox read once per lease renewal), not by polling.
+            self._autosave_at = now + self.spec.autosave_period
+            self._due = self._autosave_at
+            return None
+        self._to_look = False
         meta = self._ops.ledger.snapshot()
         return self._next_save(data_json, upto, meta, release, only_if_asked=quiet)
 
@@ -740,6 +758,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._requested = None
         self._watch = None
         self._unsure = False
+        self._to_look = False
         self._checked = self._sent_gaps = -1
         self._saved_meta = Meta()
         self._delivering = None

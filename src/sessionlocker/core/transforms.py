@@ -73,6 +73,9 @@ class Granted:
     record: Record
     created: bool
     data_json: str
+    #: The session whose lock this acquire took over (a steal or a takeover), if any:
+    #: its process is told, so a live holder learns it lost the record.
+    took_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +146,13 @@ class Free:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """The message is in the record's inbox; ``already``: it was there or was applied."""
+    """The message is in the record's inbox; ``already``: it was there or was applied.
+
+    ``holder``: the session holding the record, if any, whose process is told to look.
+    """
 
     already: bool
+    holder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,12 +205,15 @@ def acquire(
         upgraded, data_json = loaded
         if mine and upgraded is record:
             return Keep(Granted(record, False, data_json))
+        took_from = None
         if not mine:
             epoch = record.epoch + 1
             upgraded = upgraded.with_(
                 epoch=epoch, lock=Lock(session, epoch, at), release_requests=()
             )
-        return Put(encode(upgraded, data_json), Granted(upgraded, False, data_json))
+            took_from = None if lock is None else lock.session
+        granted = Granted(upgraded, False, data_json, took_from)
+        return Put(encode(upgraded, data_json), granted)
 
     return transform
 
@@ -337,12 +347,13 @@ def deliver(
             record = decode(current.value)
         except CorruptRecord as exc:
             return Keep(Refused("corrupt", exc))
+        holder = None if record.lock is None else record.lock.session
         if message.id in record.applied or any(m.id == message.id for m in record.inbox):
-            return Keep(Delivered(already=True))
+            return Keep(Delivered(already=True, holder=holder))
         value = encode(record.with_(inbox=(*record.inbox, entry)))
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
-        return Put(value, Delivered(already=False))
+        return Put(value, Delivered(already=False, holder=holder))
 
     return transform
 

@@ -46,6 +46,7 @@ from sessionlocker.errors import (
     LockLost,
     LockUnavailable,
     SessionLockerError,
+    StoreError,
     UsageError,
 )
 from sessionlocker.metrics import Metrics
@@ -319,7 +320,13 @@ class AsyncLockerService(Generic[D]):
         frames = self.frames
         delivery = Delivery.build(self.spec, key, kind, body, id=id, now=frames.wall())
         updated = await adeliver(self._native.store, delivery, timeout, frames.clock)
-        return frames.delivered(delivery, updated.outcome)
+        message_id = frames.delivered(delivery, updated.outcome)
+        tell = frames.to_tell(delivery, updated.outcome)
+        if tell is not None:
+            posted = await aexecute(self._native.store, tell.request())
+            if isinstance(posted, StoreError):
+                frames.untold(tell)
+        return message_id
 
     async def keys_for_user(self, user_id: str) -> list[str]:
         """The keys of this namespace whose record lists ``user_id``, sorted.

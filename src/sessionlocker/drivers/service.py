@@ -46,6 +46,7 @@ from sessionlocker.core.states import Status
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
 from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
+from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
 from sessionlocker.drivers.telemetry import Telemetry, service_log
 from sessionlocker.errors import (
     AlreadyOpen,
@@ -63,6 +64,7 @@ from sessionlocker.stores.users import keys_for_user
 
 __all__ = ["LockerService"]
 
+_Owner = Locker[Any] | Lease | str | Tell | Collect
 _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
 _TICK = 0.05
 
@@ -128,9 +130,11 @@ class LockerService(Generic[D]):
         #: that revision is dropped, as the locker would ignore it anyway (it sees the
         #: revision in the result), and waking the frame loop for it costs a save time.
         self._own_writes: dict[str, int] = {}
-        self._done: queue.SimpleQueue[tuple[Locker[D] | Lease | str, object, Request | None]] = (
-            queue.SimpleQueue()
-        )
+        self._done: queue.SimpleQueue[tuple[_Owner, object, Request | None]] = queue.SimpleQueue()
+        #: Reads this session's mailbox once per lease renewal (see ``drivers.mailbox``).
+        self._collect = Collect(self.store, self.session_id)
+        #: Posts to other sessions' mailboxes that failed, sent again at the next renewal.
+        self._untold: set[Tell] = set()
         self._watch: Watch | None = None
         if isinstance(self.store, Notifying):
             self._watch = self.store.watch(self._woken)
@@ -199,13 +203,28 @@ class LockerService(Generic[D]):
         self._check_open()
         delivery = Delivery.build(self.spec, key, kind, body, id=id, now=self.wall())
         outcome = deliver_now(self.store, delivery, timeout, self.clock).outcome
-        return self.delivered(delivery, outcome)
+        message_id = self.delivered(delivery, outcome)
+        tell = self.to_tell(delivery, outcome)
+        if tell is not None and isinstance(execute(self.store, tell.request()), StoreError):
+            self.untold(tell)
+        return message_id
 
     def delivered(self, delivery: Delivery, outcome: tx.DeliverOutcome) -> str:
         """After a ``send`` committed: its verdict, and a local holder pokes its record."""
         message_id = delivery.verdict(outcome)
         self._woken(delivery.store_key)  # the frame thread pokes a local holder
         return message_id
+
+    def to_tell(self, delivery: Delivery, outcome: tx.DeliverOutcome) -> Tell | None:
+        """After a ``send``: the other session holding the record, whose mailbox the
+        sender posts the key to (so the holder applies the message soon), if any."""
+        holder = addressee(outcome, self.session_id)
+        return None if holder is None else Tell(holder, delivery.store_key)
+
+    def untold(self, tell: Tell) -> None:
+        """From any thread: a post to a mailbox failed; the frames send it again."""
+        self._done.put((tell, None, None))
+        self._work_arrived()
 
     # ------------------------------------------------------------------ store health
 
@@ -282,6 +301,7 @@ class LockerService(Generic[D]):
         renewal = self.lease.update(now)
         if renewal is not None:
             self._submit(self.lease, renewal)
+            self._check_mail()
         heap = self._heap
         while heap and heap[0][0] <= now:
             due, _, locker = heapq.heappop(heap)
@@ -309,23 +329,82 @@ class LockerService(Generic[D]):
                 return
             if isinstance(owner, str):  # a record was written (a notification, or a send)
                 self._notice(owner, result if isinstance(result, int) else None)
-                continue
-            self._inflight -= 1
-            if isinstance(owner, Lease):
-                gaps = owner.gaps
-                owner.handle(result if isinstance(result, StoreError) else None, now)
-                self._checked("lease", None, result, now)
-                if owner.gaps != gaps:  # the lease lapsed: every lock must be checked again
-                    self._telemetry.service_event(logging.WARNING, "lease lapsed; rechecking locks")
-                    for locker in list(self._lockers.values()):
-                        locker.poke()
-                continue
+            elif isinstance(owner, Tell) and result is None:  # a failed post, to send again
+                self._tell(owner)
+            else:
+                self._inflight -= 1
+                self._take_result(owner, result, request, now)
+
+    def _take_result(
+        self,
+        owner: Locker[D] | Lease | Tell | Collect,
+        result: object,
+        request: Request | None,
+        now: float,
+    ) -> None:
+        if isinstance(owner, Tell):
+            self._checked("mailbox", None, result, now)
+            if isinstance(result, StoreError):
+                self._untold.add(owner)
+        elif isinstance(owner, Collect):
+            if isinstance(result, Mail):
+                for error in result.errors:
+                    self._telemetry.failed(error, "reading our mailbox", None)
+                    self._checked("mailbox", None, error, now)
+                if not result.errors:
+                    self._checked("mailbox", None, result, now)
+                for store_key in result.keys:
+                    self._notice(store_key, None)
+        elif isinstance(owner, Lease):
+            gaps = owner.gaps
+            owner.handle(result if isinstance(result, StoreError) else None, now)
+            self._checked("lease", None, result, now)
+            if owner.gaps != gaps:  # the lease lapsed: every lock must be checked again
+                self._telemetry.service_event(logging.WARNING, "lease lapsed; rechecking locks")
+                for locker in list(self._lockers.values()):
+                    locker.poke()
+        else:
             kind = owner.request_in_flight
             owner.handle(result, now)
             self._checked(kind, owner.key, result, now)
             self._settle(owner)
-            if isinstance(request, Update) and request.key != owner.store_key:
-                self._notice(request.key, None)  # a delivery to another record
+            if isinstance(request, Update):
+                self._after_update(owner, request, result)
+
+    def _after_update(self, locker: Locker[D], request: Update[object], result: object) -> None:
+        """Tell another session's process what this result says it must look at, and
+        poke a local locker of another record this one delivered to."""
+        outcome = result.outcome if isinstance(result, Updated) else None
+        told = addressee(outcome, self.session_id)
+        if told is not None:
+            self._tell(Tell(told, request.key))
+        if request.key != locker.store_key:
+            self._notice(request.key, None)  # a delivery to another record
+
+    def _check_mail(self) -> None:
+        """With each lease renewal: read our mailbox, and post again what failed."""
+        self._inflight += 1
+        self._lease_executor.submit(self._collect, self._finished(self._collect, None))
+        untold, self._untold = self._untold, set()
+        for tell in untold:
+            self._tell(tell)
+
+    def _tell(self, tell: Tell) -> None:
+        """Post ``tell.store_key`` to the mailbox of ``tell.session`` (it must look)."""
+        self._inflight += 1
+        request = tell.request()
+        self._executor.submit(StoreCall(self.store, request), self._finished(tell, request))
+
+    def _finished(self, owner: _Owner, request: Request | None) -> Callable[[object], None]:
+        started = self.clock()
+
+        def done(result: object) -> None:
+            if request is not None:
+                self._telemetry.finished(request, result, self.clock() - started)
+            self._done.put((owner, result, request))
+            self._work_arrived()
+
+        return done
 
     def _woken(self, store_key: str, revision: int | None = None) -> None:
         """From any thread: the record at ``store_key`` was written."""

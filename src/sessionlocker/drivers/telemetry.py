@@ -133,21 +133,7 @@ class Telemetry:
     def finished(self, request: Request, result: object, seconds: float) -> None:
         """A store request ended after ``seconds`` (called from a store thread)."""
         if isinstance(result, StoreError):
-            kind = store_error_kind(result)
-            self.metrics.count("store_errors", {"kind": kind})
-            level = logging.ERROR if not result.retryable else logging.WARNING
-            if service_log.isEnabledFor(level):
-                key = _key_of(request)
-                service_log.log(
-                    level,
-                    "%ssession=%s %s failed (%s): %s",
-                    "" if key is None else f"key={key} ",
-                    self.session_id,
-                    _call_name(request),
-                    kind,
-                    result,
-                    extra={"key": key, "session": self.session_id},
-                )
+            self.failed(result, _call_name(request), _key_of(request))
             return
         if isinstance(result, Updated) and isinstance(result.outcome, tx.Saved) and result.wrote:
             self.metrics.observe("save_seconds", seconds)
@@ -164,6 +150,23 @@ class Telemetry:
             )
         else:
             self.service_event(logging.INFO, "store answering again; critical state over")
+
+    def failed(self, error: StoreError, what: str, key: str | None) -> None:
+        """A store call (``what``, in an operator's words, on ``key``) failed."""
+        kind = store_error_kind(error)
+        self.metrics.count("store_errors", {"kind": kind})
+        level = logging.ERROR if not error.retryable else logging.WARNING
+        if service_log.isEnabledFor(level):
+            service_log.log(
+                level,
+                "%ssession=%s %s failed (%s): %s",
+                "" if key is None else f"key={key} ",
+                self.session_id,
+                what,
+                kind,
+                error,
+                extra={"key": key, "session": self.session_id},
+            )
 
     def service_event(self, level: int, text: str, *args: object) -> None:
         """Log a line about the service itself (no key)."""
