@@ -242,7 +242,7 @@ def test_a_read_only_service_on_a_url_changes_nothing(case: Case) -> None:
 def test_force_handoff_is_driven_by_notifications(case: Case) -> None:
     """Polling every 10 s and a 20 s force timeout: a quick handoff means a wake-up."""
     if case.name == "sqlite":
-        pytest.skip("SQLite does not notify; its holders see requests at their autosave")
+        pytest.skip("SQLite does not notify; its holders see requests in their mailbox")
 
     async def ask(second: AsyncLockerService[Any]) -> Any:
         async with second.session("p1", "force", timeout=5) as other:

@@ -30,6 +30,7 @@ OPERATIONS = {
     "deliver": "deliver",
     "withdraw": "withdraw",
     "lease": "renew lease",
+    "mailbox": "mailbox",
 }
 
 
