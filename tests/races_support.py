@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import SessionView, Transform, Update, Updated, Versioned
 from sessionlocker.drivers.mailbox import PREFIX as MAILBOXES
 from sessionlocker.errors import StoreError
 from sessionlocker.stores import MemoryStore
@@ -95,6 +95,10 @@ class LossyExecutor:
         done = self._done.pop(index)
         self.inner.drop_next(execute=execute, index=index)
         done(_lost_reply())
+
+    def is_record_write(self, index: int) -> bool:
+        """True if the pending call ``index`` is a transform of a record (not the lease)."""
+        return isinstance(getattr(self._calls[index], "request", None), Update)
 
     def time_out_late(self, index: int = 0) -> Callable[[], object]:
         call = self._calls.pop(index)

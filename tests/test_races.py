@@ -16,23 +16,27 @@ Invariants (see ``History`` and ``RaceMachine``):
    ``stamp``) comes from the session that held the lock at exactly that epoch when it
    committed, in the newest epoch; any other write leaves the data alone.
 3. Data never goes backwards: each committed token list extends the previous one.
-4. Exclusive availability: on the key ``calm`` (opened only with ``repeat``/``cancel``)
-   at most one live service has a locker that is loaded and ``is_available`` by its own
-   clock, and the store then shows that locker's lock at its epoch (the holder goes
-   quiet before anyone may take over). Not checked on ``wild``: ``steal`` takes over a
-   live holder at once and ``force`` takes over a live holder after ``force_timeout``
-   whether or not it answered, both by design; the old holder finds out only at its
-   next save. Safety (1-3) is checked on both keys.
-5. Hand-over (liveness, at teardown): once faults stop and every live locker is
+4. Exclusive availability, at every step and on both keys: a locker that is loaded and
+   ``is_available`` by its own clock holds the lock the store shows, at its epoch, so
+   no two lockers are available for one key (a holder goes ``releasing`` before its
+   releasing write, and quiet before anyone may take over its lapsed lease). The one
+   exception, by design: a lock taken from a live holder without its cooperation
+   (``steal``, or ``force`` after ``force_timeout``); the old holder finds out at its
+   next save.
+5. No stale ``loaded``: a locker announces ``loaded`` only for the newest epoch of its
+   key (again unless a steal or a force timeout took that epoch meanwhile).
+6. No orphan locks: a lock in the store that names a live service's session has a
+   locker of that service for its key (a locker whose acquire may still land late
+   stays ``releasing`` until that acquire has expired, and then clears it).
+7. Hand-over (liveness, at teardown): once faults stop and every live locker is
    released, a new service loads both keys within a few seconds and finds every
    acknowledged token in them.
 
 Faults: a call's reply may be lost after or before the call ran (the caller gets an
-unknown-outcome ``StoreError``, as from a client timeout); once per run a call may hang
-for ever (``ManualExecutor.drop_next``); a process may crash with its pending calls run
-or not. A call that runs *after* its caller was told it timed out is not generated here
-(the project's stores do not do that); ``test_late_save_never_overwrites_a_newer_save``
-covers that case for saves.
+unknown-outcome ``StoreError``, as from a client timeout); a record write may also be
+held back and reach the store later, after its caller was told it timed out (``late``,
+then ``land``); once per run a call may hang for ever (``ManualExecutor.drop_next``); a
+process may crash with its pending calls run or not.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -56,7 +61,7 @@ from hypothesis.stateful import (
 
 from races_support import Commit, CommitLog, LossyExecutor, RecordingStore, SkewedClock, TrueTime
 from sessionlocker import Locker, LockerService, Spec, Status
-from sessionlocker.core.record import Record, decode
+from sessionlocker.core.record import Lock, Record, decode
 from sessionlocker.stores import MemoryStore
 
 SPEC = Spec(
@@ -73,10 +78,24 @@ MODES = {CALM: ("repeat", "cancel"), WILD: ("repeat", "force", "steal", "cancel"
 SLOTS = 3
 OPENINGS = tuple((key, mode) for key in KEYS for mode in MODES[key])
 #: How a pending call completes (``run`` is the common case, hence repeated).
-OUTCOMES = ("run", "run", "run", "run", "lose-after", "lose-before", "hang-after", "hang-before")
+OUTCOMES = (
+    "run",
+    "run",
+    "run",
+    "run",
+    "lose-after",
+    "lose-before",
+    "late",
+    "hang-after",
+    "hang-before",
+)
 #: True seconds a hand-over may take at the end: a crashed holder's lease (1 s of the
 #: store's time), the waiter's polling, and its back-off after earlier faults.
 HAND_OVER = 3.0
+#: After a late record write, a locker may hold the hand-over back until its stray
+#: acquire expires: its validity, one lease, doubled after each ``Expired`` attempt; a run
+#: lasts under 32 s of true time, so no validity reaches 32 leases.
+LATE_HAND_OVER = HAND_OVER + 32 * 1.0
 #: Crashes per run, so that most of a run is spent racing rather than restarting.
 MAX_CRASHES = 2
 
@@ -114,6 +133,10 @@ class History:
     #: token -> the one answer when_saved gave
     answers: dict[str, bool] = field(default_factory=dict)
     commits: int = 0
+    #: (session, store key) -> the load mode its locker was opened with
+    modes: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (store key, epoch) taken from its holder by a steal or a force (no cooperation)
+    taken: set[tuple[str, int]] = field(default_factory=set)
 
     def on_commit(self, commit: Commit) -> None:
         self.commits += 1
@@ -163,6 +186,8 @@ class History:
             earlier = self.owner.get((key, rec.epoch))
             check(earlier is None, where, f"epoch {rec.epoch} acquired twice ({earlier})")
             self.owner[(key, rec.epoch)] = writer
+            if prev.lock is not None and self.modes.get((writer, key)) in ("steal", "force"):
+                self.taken.add((key, prev.lock.epoch))
             check(rec.stamp == prev.stamp, where, "an acquisition must not stamp the record")
             check(rec.data == prev.data, where, "an acquisition must not change the data")
         else:
@@ -228,6 +253,14 @@ class History:
             self.problems.append(
                 f"{session} loaded {locker.store_key} at epoch {token}, acquired by {owner}"
             )
+        current = self.store.read(locker.store_key)
+        newest = None if current is None else decode(current.value).epoch
+        taken = (locker.store_key, token) in self.taken
+        if token is not None and newest is not None and newest > token and not taken:
+            self.problems.append(
+                f"{session} announced loaded for {locker.store_key} at epoch {token}, "
+                f"superseded by epoch {newest}"
+            )
 
 
 # --------------------------------------------------------------------------- world
@@ -277,6 +310,7 @@ class World:
     def open(self, node: Node, key: str, mode: str) -> Locker:
         locker = node.service.locker(key)
         locker.on("loaded", lambda lk: self.history.loaded(node.session, lk))
+        self.history.modes[(node.session, locker.store_key)] = mode
         locker.acquire(mode)
         return locker
 
@@ -312,6 +346,9 @@ class RaceMachine(RuleBasedStateMachine):
         self.generation = 0
         self.hangs = 0
         self.crashes = 0
+        #: Record writes held back after their caller was told they timed out.
+        self.late: list[Callable[[], object]] = []
+        self.lates = 0
 
     # ---------------------------------------------------------------- helpers
 
@@ -413,13 +450,26 @@ class RaceMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(0, node.executor.pending - 1), label="index")
         if outcome.startswith("hang") and self.hangs >= 1:
             outcome = outcome.replace("hang", "lose")
-        if outcome == "run":
+        if outcome == "late" and not node.executor.is_record_write(index):
+            outcome = "lose-before"
+        if outcome == "late":
+            self.lates += 1
+            self.late.append(node.executor.time_out_late(index))
+        elif outcome == "run":
             node.executor.run_next(index)
         elif outcome.startswith("lose"):
             node.executor.time_out(execute=outcome.endswith("after"), index=index)
         else:
             self.hangs += 1
             node.executor.drop_next(execute=outcome.endswith("after"), index=index)
+
+    @precondition(lambda self: self.late)
+    @rule(data=st.data())
+    def land(self, data: st.DataObject) -> None:
+        """A record write held back by ``late`` reaches the store now (its result is
+        for nobody: its caller was told it timed out)."""
+        index = data.draw(st.integers(0, len(self.late) - 1), label="late call")
+        self.late.pop(index)()
 
     @precondition(lambda self: self.closed_slots())
     @rule(data=st.data())
@@ -465,6 +515,7 @@ class RaceMachine(RuleBasedStateMachine):
         self.start(slot, offset, rate)
 
     def teardown(self) -> None:
+        self.late.clear()  # held-back writes that never arrive
         if self.hangs == 0:
             self.hand_over()
 
@@ -480,9 +531,10 @@ class RaceMachine(RuleBasedStateMachine):
         fresh = world.service("fresh")
         lockers = [world.open(fresh, key, "repeat") for key in KEYS]
         start = world.true.now
+        limit = LATE_HAND_OVER if self.lates else HAND_OVER
         while not all(locker.status is Status.LOADED for locker in lockers):
             waited = world.true.now - start
-            assert waited < HAND_OVER, (
+            assert waited < limit, (
                 f"no hand-over after {waited:.2f} s: {lockers}, stored locks "
                 f"{[self.stored_lock(key) for key in KEYS]}, live {self.live()}"
             )
@@ -493,7 +545,7 @@ class RaceMachine(RuleBasedStateMachine):
             assert not missing, f"{locker.key} loaded without acknowledged tokens {missing}"
         world.assert_ok()
 
-    def stored_lock(self, key: str) -> object:
+    def stored_lock(self, key: str) -> Lock | None:
         current = self.world.store.read(SPEC.store_key(key))
         return None if current is None else decode(current.value).lock
 
@@ -514,26 +566,40 @@ class RaceMachine(RuleBasedStateMachine):
             assert not missing, f"acknowledged tokens lost from {key}: {sorted(missing)}"
 
     @invariant()
-    def one_available_owner_of_calm(self) -> None:
-        """4: on ``calm`` a locker that is loaded and available by its own clock is the
-        only one, and the store still shows its lock at its epoch (no one took over)."""
-        available = [
-            (node.session, locker)
-            for node in self.live()
-            if (locker := node.service.get(CALM)) is not None
-            and locker.status is Status.LOADED
-            and locker.is_available(node.clock())
-        ]
-        sessions = [session for session, _ in available]
-        assert len(available) <= 1, f"{CALM} is available in {sessions} at once"
-        current = self.world.store.read(SPEC.store_key(CALM))
-        lock = None if current is None else decode(current.value).lock
-        for session, locker in available:
-            held = lock is not None and (lock.session, lock.epoch) == (session, locker.token)
-            assert held, (
-                f"{session} reports {CALM} available at epoch {locker.token} "
-                f"but the stored lock is {lock} (true time {self.world.true.now:.3f})"
-            )
+    def one_available_owner(self) -> None:
+        """4: a locker that is loaded and available by its own clock holds the lock the
+        store shows, at its epoch: so at most one is available per key. Exempt: an epoch
+        taken from its live holder by a steal or a force timeout."""
+        for key in KEYS:
+            available = [
+                (node.session, locker)
+                for node in self.live()
+                if (locker := node.service.get(key)) is not None
+                and locker.status is Status.LOADED
+                and locker.is_available(node.clock())
+            ]
+            lock = self.stored_lock(key)
+            for session, locker in available:
+                held = lock is not None and (lock.session, lock.epoch) == (session, locker.token)
+                taken = (SPEC.store_key(key), locker.token) in self.world.history.taken
+                assert held or taken, (
+                    f"{session} reports {key} available at epoch {locker.token} but the "
+                    f"stored lock is {lock}; available: {[s for s, _ in available]} "
+                    f"(true time {self.world.true.now:.3f})"
+                )
+
+    @invariant()
+    def no_orphan_lock(self) -> None:
+        """6: a stored lock naming a live service's session has a locker there."""
+        for key in KEYS:
+            lock = self.stored_lock(key)
+            if lock is None:
+                continue
+            for node in self.live():
+                if node.session == lock.session:
+                    assert node.service.get(key) is not None, (
+                        f"{key} is locked by {lock} but {node.session} has no locker for it"
+                    )
 
 
 #: ``RACES_EXAMPLES`` / ``RACES_STEPS`` widen the search for a longer hunt than CI's.
@@ -729,11 +795,16 @@ def test_release_after_unknown_acquire_leaves_no_lock() -> None:
     for _ in range(5):
         world.true.advance(0.05)
         world.pump(node)
-    assert locker.status is Status.IDLE
-    assert node.service.lockers() == []
     current = world.store.read(SPEC.store_key(CALM))
     assert current is not None
     assert decode(current.value).lock is None, "the record is locked by a session no locker uses"
+    # The locker ends once its acquire can no longer land (it expires one lease after
+    # it was sent), not before: until then a late copy could still take the record.
+    while locker.status is not Status.IDLE:
+        assert world.true.now < SPEC.lease + 0.5, locker
+        world.true.advance(0.05)
+        world.pump(node)
+    assert node.service.lockers() == []
 
 
 def test_late_save_never_overwrites_a_newer_save() -> None:
@@ -820,3 +891,119 @@ def test_locker_rechecks_soon_after_a_lapse_with_a_save_in_flight() -> None:
         world.pump(node)
     assert held_in_store(world, node, locker)
     assert locker.is_available(node.clock()), "still unavailable long after the lapse"
+
+
+def stored_lock_of(world: World, key: str) -> object:
+    current = world.store.read(SPEC.store_key(key))
+    return None if current is None else decode(current.value).lock
+
+
+@pytest.mark.parametrize("lands", ["while-releasing", "after-the-end"])
+def test_a_late_acquire_after_the_load_and_release_leaves_no_lock(lands: str) -> None:
+    """An acquire delivered late, after the same locker loaded and released the record,
+    must not leave the record locked for a session with no locker (an orphan lock)."""
+    world = World()
+    node = world.service("a")
+    locker = world.open(node, CALM, "repeat")
+    world.pump(node)  # the lease is renewed; the acquire is sent
+    assert node.executor.pending == 1
+    late = node.executor.time_out_late()  # the client gives up; the request is on its way
+    sent = world.true.now
+    for _ in range(10):  # the retry loads the record
+        world.true.advance(0.05)
+        world.pump(node)
+    assert locker.status is Status.LOADED
+    locker.release()
+    world.pump(node, rounds=2)  # the release write commits
+    assert stored_lock_of(world, CALM) is None
+    if lands == "while-releasing":
+        late()  # the first acquire reaches the store now: it takes the free record
+    while locker.status is not Status.IDLE:
+        assert world.true.now < sent + SPEC.lease + 0.5, locker
+        world.true.advance(0.05)
+        world.pump(node)
+    if lands == "after-the-end":
+        late()  # too late now: it has expired and writes nothing
+    assert node.service.lockers() == []
+    assert stored_lock_of(world, CALM) is None, "a lock for a session with no locker"
+    fresh = world.service("b")
+    other = world.open(fresh, CALM, "repeat")
+    world.pump(fresh, rounds=3)
+    assert other.status is Status.LOADED
+    world.assert_ok()
+
+
+def paused_acquire(world: World) -> tuple[Node, Locker, list[int | None]]:
+    """``a`` sends its acquire, which commits (epoch 1); then ``a`` is paused before it
+    handles the reply, for longer than its lease."""
+    node = world.service("a")
+    locker = world.open(node, CALM, "repeat")
+    announced: list[int | None] = []
+    locker.on("loaded", lambda lk: announced.append(lk.token))
+    world.pump(node)  # the lease is renewed; the acquire is sent
+    assert node.executor.pending == 1
+    node.executor.run_next()  # it commits; the reply waits for a's next frame
+    world.true.advance(SPEC.lease + 0.1)  # a is paused: its session expires in the store
+    return node, locker, announced
+
+
+def test_a_late_acquire_reply_never_announces_a_superseded_lock() -> None:
+    world = World()
+    node, stale, announced = paused_acquire(world)
+    taker = world.service("b")
+    fresh = world.open(taker, CALM, "repeat")
+    for _ in range(6):  # b finds a's session expired and takes the record over (epoch 2)
+        world.pump(taker)
+        world.true.advance(0.05)
+    assert fresh.status is Status.LOADED
+    assert fresh.token == 2
+    for _ in range(6):  # a wakes up and handles its acquire's reply at last
+        world.pump(node)
+        world.true.advance(0.05)
+        assert not stale.is_available(node.clock())
+    assert announced == [], "a announced loaded for an epoch b had taken over"
+    assert stale.status is Status.LOST
+    assert held_in_store(world, taker, fresh)
+    world.assert_ok()
+
+
+def test_a_late_acquire_reply_still_loads_once_the_lock_is_confirmed() -> None:
+    world = World()
+    node, locker, announced = paused_acquire(world)
+    for _ in range(6):  # no one took the record meanwhile: a confirms, then loads
+        world.pump(node)
+        world.true.advance(0.05)
+    assert announced == [1]
+    assert locker.status is Status.LOADED
+    assert locker.is_available(node.clock())
+    assert held_in_store(world, node, locker)
+    world.assert_ok()
+
+
+def test_a_release_while_confirming_a_late_grant_leaves_no_lock() -> None:
+    """Found by the race machine: released while it waited to confirm a grant handled
+    after a lapse, a locker ended without clearing the lock that grant had taken."""
+    world = World()
+    node, locker, announced = paused_acquire(world)
+    node.service.update()  # the late grant: to be confirmed once the lease is renewed
+    assert locker.status is Status.LOADING
+    locker.release()
+    for _ in range(6):
+        world.pump(node)
+        world.true.advance(0.05)
+    assert locker.status is Status.IDLE
+    assert announced == []
+    assert stored_lock_of(world, CALM) is None, "a lock for a session with no locker"
+    world.assert_ok()
+
+
+def test_a_frame_that_began_before_the_pause_does_not_announce_the_late_grant() -> None:
+    """Found by the soak: a frame reads its clock, the process is stopped, and after it
+    resumes the frame handles the acquire's reply with that old time."""
+    world = World()
+    before = world.true.now
+    node, locker, announced = paused_acquire(world)
+    node.service.update(before)  # the frame's "now" predates the pause
+    assert announced == []
+    assert locker.status is Status.LOADING
+    world.assert_ok()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from sessionlocker.core.record import Lock, Record
 from sessionlocker.sim.check import VIOLATIONS, check
 from sessionlocker.sim.history import Event
 from sessionlocker.sim.report import percentile
+from sessionlocker.sim.run import _run_directory
 
 # ---------------------------------------------------------------------- the checker
 
@@ -101,6 +103,37 @@ def test_the_checker_counts_lost_grants_regressions_and_stuck_locks() -> None:
     assert found["items_lost"] == 1
     assert found["data_regressions"] == 1
     assert found["stuck_locks"] == 1
+
+
+def test_the_checker_names_each_violation_with_key_epochs_servers_and_times() -> None:
+    events, records = _clean()
+    events.append(_event("loaded", "S3", key="k", epoch=3, count=1, items=[], t=3.0))
+    unlocked = _player([["S1", 1, 1], ["S1", 2, 1], ["S2", 3, 2]])
+    records["k"] = replace(unlocked, lock=Lock(session="dead", epoch=3, acquired=0.0))
+    findings: list[str] = []
+    check(events, records, findings)
+    regression = next(line for line in findings if line.startswith("data_regressions"))
+    for part in ("k:", "S3 epoch 3 t=3.000", "count 1", "S2 epoch 2 t=2.100", "change 3"):
+        assert part in regression, regression
+    stuck = next(line for line in findings if line.startswith("stuck_locks"))
+    assert "session dead in epoch 3" in stuck
+
+
+def test_a_failed_run_keeps_its_folder_and_a_good_one_does_not(tmp_path: Path) -> None:
+    with _run_directory(None) as (good, _):
+        assert good.is_dir()
+    assert not good.exists()
+    with _run_directory(None) as (failed, keep):
+        keep()
+    assert failed.is_dir()
+    with pytest.raises(RuntimeError), _run_directory(None) as (broken, _):
+        raise RuntimeError("the run could not finish")
+    assert broken.is_dir()
+    with _run_directory(tmp_path) as (chosen, _):
+        pass
+    assert chosen.is_dir()
+    for folder in (failed, broken):
+        shutil.rmtree(folder)
 
 
 def test_percentiles_use_the_nearest_rank() -> None:

@@ -98,36 +98,29 @@ def test_save_writes_data_and_stamp_while_held() -> None:
     assert record.data == {"n": 2}
     assert record.stamp == Stamp("A", 5, 2)
     assert record.lock == MINE.lock
-    assert outcome == tx.Saved(released=False, replaced=False, held=True)
+    assert outcome == tx.Saved(released=False, asked=False, held=True)
 
 
 def test_save_with_release_clears_the_lock_in_the_same_write() -> None:
     record, outcome = put(save(release=True)(stored(MINE)))
     assert record.lock is None
     assert record.epoch == 5
-    assert outcome == tx.Saved(released=True, replaced=False, held=False)
+    assert outcome == tx.Saved(released=True, asked=False, held=False)
 
 
-def test_save_honours_a_release_request_by_releasing() -> None:
+def test_save_reports_a_release_request_but_keeps_the_lock() -> None:
+    """The holder must stop being available before a write releases its lock: a save
+    that is not a release only says it was asked; the release is a save of its own."""
     asked = MINE.with_(release_requests=(ReleaseRequest("B", 1.0),))
     record, outcome = put(save()(stored(asked)))
-    assert record.lock is None
-    assert record.release_requests == ()
-    assert outcome == tx.Saved(released=True, replaced=True, held=False)
-
-
-def test_a_deferring_save_keeps_the_lock_and_reports_the_request() -> None:
-    asked = MINE.with_(release_requests=(ReleaseRequest("B", 1.0),))
-    record, outcome = put(save(defer_requests=True)(stored(asked)))
     assert record.lock == MINE.lock
-    assert record.release_requests == asked.release_requests  # still there for the release
-    assert (outcome.held, outcome.replaced, outcome.asked) == (True, False, True)
-    quiet = kept(save(only_if_asked=True, defer_requests=True)(stored(asked)))
-    assert (quiet.held, quiet.asked) == (True, True)
-    released, outcome = put(save(release=True, defer_requests=True)(stored(asked)))
+    assert record.release_requests == asked.release_requests
+    assert outcome == tx.Saved(released=False, asked=True, held=True)
+    assert kept(save()(stored(record))) == tx.Saved(released=False, asked=True, held=True)
+    released, outcome = put(save(seq=3, release=True)(stored(record)))
     assert released.lock is None
     assert released.release_requests == ()
-    assert not outcome.asked
+    assert outcome == tx.Saved(released=True, asked=False, held=False)
 
 
 def test_save_never_writes_over_another_lock() -> None:
@@ -141,20 +134,21 @@ def test_save_never_writes_over_another_lock() -> None:
 
 def test_save_finds_its_own_stamp_after_a_lost_reply() -> None:
     committed, _ = put(save()(stored(MINE)))
-    assert kept(save()(stored(committed))) == tx.Saved(released=False, replaced=False, held=True)
+    assert kept(save()(stored(committed))) == tx.Saved(released=False, asked=False, held=True)
     released, _ = put(save(release=True)(stored(MINE)))
     assert kept(save(release=True)(stored(released))).released
     taken_after = committed.with_(epoch=6, lock=Lock("B", 6, 30.0))
     outcome = kept(save()(stored(taken_after)))
-    assert outcome == tx.Saved(released=False, replaced=False, held=False)
+    assert outcome == tx.Saved(released=False, asked=False, held=False)
 
 
-def test_a_quiet_save_writes_only_when_asked_to_release() -> None:
-    assert kept(save(only_if_asked=True)(stored(MINE))).held
+def test_a_quiet_save_writes_nothing_and_says_whether_it_was_asked() -> None:
+    assert kept(save(only_if_asked=True)(stored(MINE))) == tx.Saved(
+        released=False, asked=False, held=True
+    )
     asked = MINE.with_(release_requests=(ReleaseRequest("B", 1.0),))
-    record, outcome = put(save(only_if_asked=True)(stored(asked)))
-    assert record.lock is None
-    assert outcome.replaced
+    outcome = kept(save(only_if_asked=True)(stored(asked)))
+    assert outcome == tx.Saved(released=False, asked=True, held=True)
 
 
 def test_release_request_is_added_once_and_withdrawn() -> None:
@@ -179,7 +173,7 @@ def test_release_request_needs_no_write_when_free_or_ours() -> None:
 def test_a_late_save_never_overwrites_a_newer_save_of_the_same_holder() -> None:
     newer, _ = put(save(seq=7)(stored(MINE)))
     late = kept(save(seq=3)(stored(newer)))
-    assert late == tx.Saved(released=False, replaced=False, held=True)
+    assert late == tx.Saved(released=False, asked=False, held=True)
 
 
 def test_withdraw_clears_our_lock_and_our_requests_but_no_one_elses() -> None:
@@ -201,3 +195,39 @@ def test_a_recheck_after_a_lapse_rewrites_the_lock_so_an_older_takeover_fails() 
     assert isinstance(kept(taker(stored(record))), tx.Held)  # judged on the lock before the rewrite
     assert isinstance(put(taker(stored(MINE)))[1], tx.Granted)  # without the rewrite it would land
     assert kept(save(seq=3, only_if_asked=True, checked=1)(stored(record))).held  # no rewrite
+
+
+def test_an_acquire_run_after_it_expires_writes_nothing() -> None:
+    now = [20.0]
+    late = tx.acquire(
+        session="A",
+        at=20.0,
+        fresh=Record(data=None),
+        fresh_json="{}",
+        expires=25.0,
+        wall=lambda: now[0],
+    )
+    assert isinstance(put(late(stored(FREE)))[1], tx.Granted)
+    now[0] = 25.5
+    assert kept(late(stored(FREE))) == tx.Expired()
+    assert kept(late(None)) == tx.Expired()
+
+
+def test_confirm_rewrites_our_lock_or_reports_it_lost() -> None:
+    check = tx.confirm(session="A", epoch=5, checked=2)
+    record, outcome = put(check(stored(MINE)))
+    assert record.lock == Lock("A", 5, 20.0, checked=2)
+    assert isinstance(outcome, tx.Granted)
+    assert outcome.record.data == MINE.data
+    taken = MINE.with_(epoch=6, lock=Lock("B", 6, 30.0))
+    assert kept(check(stored(taken))) == tx.Lost(Lock("B", 6, 30.0))
+    assert kept(check(stored(MINE.with_(lock=None)))) == tx.Lost(None)
+    assert kept(check(None)) == tx.Lost(None)
+
+
+def test_a_fencing_withdraw_always_writes() -> None:
+    record, outcome = put(tx.withdraw(session="A", fence=True)(stored(HELD_BY_B)))
+    assert record == HELD_BY_B
+    assert outcome == tx.Withdrawn()
+    cleaned, _ = put(tx.withdraw(session="A", fence=True)(stored(MINE)))
+    assert cleaned.lock is None

@@ -111,7 +111,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=Path,
         metavar="DIR",
         help="keep the store, histories and report in a new folder inside DIR "
-        "(default: a temporary folder, removed at the end)",
+        "(default: a temporary folder, removed at the end unless the run failed: a "
+        "failed run keeps it and prints its path)",
     )
     parser.set_defaults(run=run, parser=parser)
 

@@ -119,6 +119,12 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     _saved_meta: Meta
     _delivering: Message | None
     _asked: bool
+    _confirm: int | None
+    _handoff: bool
+    _stray_until: float
+    _attempt_expires: float
+    _validity: float
+    _ending: Callable[[], None] | None
 
     def __init__(
         self,
@@ -267,8 +273,8 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     @property
     def request_in_flight(self) -> str | None:
-        """The kind of the store request out now (``acquire``, ``save``, ``session``,
-        ``request``, ``deliver`` or ``withdraw``), or ``None``."""
+        """The kind of the store request out now (``acquire``, ``confirm``, ``save``,
+        ``session``, ``request``, ``deliver``, ``withdraw`` or ``fence``), or ``None``."""
         return self._inflight
 
     @property
@@ -311,7 +317,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._seen = max(self._seen, result.current.revision)
         if isinstance(result, StoreError):
             self._store_failed(kind, result, now)
-        elif kind == "acquire" and isinstance(result, Updated):
+        elif kind in ("acquire", "confirm") and isinstance(result, Updated):
             self._on_acquire(result, now)
         elif kind == "session" and isinstance(result, SessionView):
             self._on_session(result, now)
@@ -321,9 +327,12 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._on_save(result, now)
         elif kind == "deliver" and isinstance(result, Updated):
             self._on_deliver(result.outcome, now)
-        elif kind == "withdraw":
+        elif kind in ("withdraw", "fence"):
             self._requested = None
             self._unsure = False
+            self._confirm = None
+            if kind == "fence":
+                self._stray_until = -NEVER
             self._due = now
         else:
             raise UsageError(f"unexpected result {result!r} for a {kind} request")
@@ -364,14 +373,24 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._due = NEVER
             self._lease.when_available(self.poke)
             return
+        if self._confirm is not None:
+            check = tx.confirm(
+                session=self._lease.session_id, epoch=self._confirm, checked=self._lease.gaps
+            )
+            self._send("confirm", Update(key=self.store_key, transform=check))
+            return
+        at = self._lease.wall()
         transform = tx.acquire(
             session=self._lease.session_id,
-            at=self._lease.wall(),
+            at=at,
             fresh=self._fresh,
             fresh_json=self._fresh_json,
             upgrade=self.spec.upgrade,
             take_over=self._take_over,
+            expires=at + self._validity,
+            wall=self._lease.wall,
         )
+        self._attempt_expires = now + self._validity
         self._send("acquire", Update(key=self.store_key, transform=transform))
 
     def _save(self, now: float, *, release: bool) -> None:
@@ -391,7 +410,6 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             checked=self._lease.gaps if self._stale_check() else None,
             meta=save.meta,
             known=self._decoded,
-            defer_requests=self.defer_release_requests,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
@@ -444,11 +462,21 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._deliver()
         elif self.token is not None:
             self._save(now, release=True)
-        elif self._requested is not None or self._unsure:
+        elif self._requested is not None or self._unsure or self._confirm is not None:
+            # our request may be there, or our lock (a lost reply, or an unconfirmed grant)
             transform = tx.withdraw(session=self._lease.session_id)
             self._send("withdraw", Update(key=self.store_key, transform=transform))
+        elif self._stray_until > now:  # an acquire of ours may still land: outwait it
+            self._due = self._stray_until
+        elif self._stray_until > -NEVER:  # it can no longer land: clear it if it did
+            transform = tx.withdraw(session=self._lease.session_id, fence=True)
+            self._send("fence", Update(key=self.store_key, transform=transform))
         else:
-            self._end(Event.RELEASED, "idle")
+            ending, self._ending = self._ending, None
+            if ending is None:
+                self._end(Event.RELEASED, "idle")
+            else:
+                ending()
 
     def _deliver(self) -> None:
         message = self._ops.ledger.deliverable()
@@ -477,6 +505,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._queued.append("error")
         if kind in ("acquire", "request") and error.unknown_outcome:
             self._unsure = True  # our lock or request may be there; a cancel must clear it
+        if kind == "acquire" and error.unknown_outcome:
+            # It may still reach the store, until it expires: we must not end before.
+            self._stray_until = max(self._stray_until, self._attempt_expires)
         if kind == "acquire" and not error.retryable and self.status is Status.LOADING:
             self._fail("store_error", error)
             return
@@ -485,10 +516,20 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def _on_acquire(self, result: Updated[Any], now: float) -> None:
         self._failures = 0
-        self._unsure = False
         outcome = result.outcome
-        if isinstance(outcome, tx.Granted):
+        if not isinstance(outcome, tx.Expired):  # an expired one read nothing: still unsure
+            self._unsure = False
+        if isinstance(outcome, tx.Granted) and self._unconfirmed():
+            self._confirm = outcome.record.epoch  # confirm the lock before announcing it
+            self._due = now
+        elif isinstance(outcome, tx.Granted):
             self._granted(outcome, result.current, now)
+        elif isinstance(outcome, tx.Lost):  # our grant was superseded before we saw it
+            self._lose(outcome.lock, now)
+        elif isinstance(outcome, tx.Expired):  # our calls queue up: give the next one longer
+            # (no cap: a cap below the queue's delay would starve the load for ever)
+            self._validity *= 2
+            self._due = now
         elif self.status is Status.RELEASING:
             self._due = now
         elif isinstance(outcome, tx.Held):
@@ -496,7 +537,19 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         elif isinstance(outcome, tx.Refused):
             self._fail(outcome.reason, outcome.error)
 
+    def _unconfirmed(self) -> bool:
+        """A grant that may have been superseded while its reply was on its way: our
+        lease lapsed (or its renew deadline passed) since the request was sent, so
+        another session may have taken the record over meanwhile. The clock is read
+        afresh: the frame's ``now`` may be older than a pause that just ended."""
+        lapsed = self._lease.gaps != self._sent_gaps or not self._lease.available()
+        # A confirmation's own reply is not confirmed again: while the lease keeps
+        # lapsing (a store too slow to renew it in time) that would never end. Loaded
+        # then, the locker stays unavailable until a save re-checks the lock.
+        return self.status is Status.LOADING and lapsed and self._confirm is None
+
     def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
+        self._confirm = None
         record = outcome.record
         stamp = record.stamp
         self._checked = self._sent_gaps
@@ -638,7 +691,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if save is None:
             raise UsageError("a save result came with no save in flight")
         if isinstance(outcome, tx.Lost):
-            self._lose(outcome.lock)
+            self._lose(outcome.lock, now)
             return
         if isinstance(outcome, tx.TooLarge):
             self._too_large(save, outcome.size, now)
@@ -653,17 +706,21 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if not save.only_if_asked or result.wrote:
             self._queued.append("saved")
         if outcome.held:
-            self._asked = self._asked or outcome.asked
             self._checked = self._sent_gaps
             self._autosave_at = now + self.spec.autosave_period
             self._ops.take(outcome.inbox)
             self._due = now if self._urgent() else self._autosave_at
-        elif outcome.replaced and self.status is Status.LOADED:
-            self._end(Event.REPLACED, "replaced")
+            if outcome.asked and self.defer_release_requests:
+                self._asked = True  # the driver releases when its user's work is done
+            elif outcome.asked and self.status is Status.LOADED:
+                self._hand_off(now)
         elif outcome.released or save.release:
-            self._end(Event.RELEASED, "released")
+            event, name = (Event.RELEASED, "released")
+            if self._handoff:
+                event, name = Event.REPLACED, "replaced"
+            self._end_after_strays(lambda: self._end(event, name), now)
         else:
-            self._lose(None)
+            self._lose(None, now)
 
     def _on_deliver(self, outcome: object, now: float) -> None:
         message, self._delivering = self._delivering, None
@@ -703,6 +760,27 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     # ------------------------------------------------------------------ endings
 
+    def _hand_off(self, now: float) -> None:
+        """Another session asks for the record: stop being available first (releasing),
+        then release with the next save, so both are never available at once."""
+        self._handoff = True
+        self._move(Event.RELEASE)
+        self._outbox = None
+        self._due = now
+
+    def _end_after_strays(self, ending: Callable[[], None], now: float) -> None:
+        """End now, or, while an acquire of ours with an unknown outcome may still land
+        on the record, release first and end once it can no longer land (it expires)."""
+        if self._stray_until == -NEVER:
+            ending()
+            return
+        if self.status is not Status.RELEASING:
+            self._move(Event.RELEASE)
+        self._ending = ending
+        self.token = None
+        self._pending = None
+        self._due = now
+
     def _take_over_now(self, lock: Lock, now: float) -> None:
         self._take_over = lock
         self._move(Event.RETRY)
@@ -710,7 +788,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def _cancel(self, now: float, error: LockUnavailable) -> None:
         self.error = error
-        if self._requested is not None:
+        if self._requested is not None or self._stray_until > -NEVER:
             self._move(Event.RELEASE)
             self._due = now
         else:
@@ -722,9 +800,12 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._move(Event.FAIL)
         self._finish("failed")
 
-    def _lose(self, lock: Lock | None) -> None:
+    def _lose(self, lock: Lock | None, now: float) -> None:
         holder = "no session" if lock is None else f"session {lock.session} (epoch {lock.epoch})"
         self.error = LockLost(f"{self.key!r} is now held by {holder}")
+        self._end_after_strays(self._lost, now)
+
+    def _lost(self) -> None:
         self._move(Event.LOSE)
         self._finish("lost")
 
@@ -763,6 +844,12 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._saved_meta = Meta()
         self._delivering = None
         self._asked = False
+        self._confirm = None
+        self._handoff = False
+        self._stray_until = -NEVER
+        self._attempt_expires = -NEVER
+        self._validity = self.spec.lease
+        self._ending = None
 
     # ------------------------------------------------------------ for ``operations``
 

@@ -41,6 +41,7 @@ from sessionlocker.errors import (
 __all__ = [
     "Current",
     "Delivered",
+    "Expired",
     "Free",
     "Granted",
     "Held",
@@ -54,6 +55,7 @@ __all__ = [
     "Upgraded",
     "Withdrawn",
     "acquire",
+    "confirm",
     "deliver",
     "known_after",
     "request_release",
@@ -87,6 +89,16 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class Expired:
+    """The acquire ran after its validity (``expires``): nothing was written.
+
+    A late acquire (a retried request that reaches the store after its sender gave up
+    on it, or a reply still unread when the locker had moved on) must not take a lock
+    that no locker is waiting for; its locker sends a fresh one if it still wants it.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class Refused:
     """The stored record may not be loaded; nothing was written.
 
@@ -108,18 +120,18 @@ class TooLarge:
 class Saved:
     """Our write with this save number is committed.
 
-    ``released``: that write cleared the lock; ``replaced``: because another session
-    asked. ``held``: we still hold the lock. Not released and not held: the write
-    committed, then another session took the lock (a lost reply, learned on retry).
-    ``inbox`` is the stored inbox after the write: messages the holder may not know yet.
+    ``released``: that write cleared the lock. ``held``: we still hold the lock;
+    ``asked``: and another session asks for it (a release request is on the record):
+    the holder stops being available, then releases with a save of its own. Not
+    released and not held: the write committed, then another session took the lock
+    (a lost reply, learned on retry). ``inbox`` is the stored inbox after the write:
+    messages the holder may not know yet.
     """
 
     released: bool
-    replaced: bool
+    asked: bool
     held: bool
     inbox: tuple[Message, ...] = ()
-    #: A release request is on the record and was left there (``defer_requests``).
-    asked: bool = False
     #: The record this save wrote, its ``data`` left out (``None`` when nothing was
     #: written): the next save starts from it instead of decoding the bytes again.
     written: Record | None = field(default=None, compare=False, repr=False)
@@ -160,7 +172,8 @@ class Withdrawn:
     """No release request and no lock of ours is left on the record."""
 
 
-AcquireOutcome = Granted | Held | Refused
+AcquireOutcome = Granted | Held | Refused | Expired
+ConfirmOutcome = Granted | Lost
 SaveOutcome = Saved | Lost | TooLarge
 RequestOutcome = Requested | Free | Refused
 DeliverOutcome = Delivered | Refused | TooLarge
@@ -178,15 +191,22 @@ def acquire(
     fresh_json: str,
     upgrade: Callable[[Record], Record] = _unchanged,
     take_over: Lock | None = None,
+    expires: float = float("inf"),
+    wall: Callable[[], float] | None = None,
 ) -> Transform[AcquireOutcome]:
     """Take the lock if it is free (or exactly ``take_over``), bumping the epoch.
 
     A missing record is created as ``fresh`` holding ``fresh_json``. A stored record is
     first brought up to date by ``upgrade`` (migrations), written in the same write as
     the lock. A lock already naming our session is ours (a retry after a lost reply).
+    Run at or after ``expires`` by the sender's ``wall`` clock, it writes nothing
+    (``Expired``): the sender then knows when a stray acquire of its own can no longer
+    take the record (see ``Locker``).
     """
 
     def transform(current: Versioned | None) -> Put[AcquireOutcome] | Keep[AcquireOutcome]:
+        if wall is not None and wall() >= expires:
+            return Keep(Expired())
         if current is None:
             record = fresh.with_(data=None, epoch=1, lock=Lock(session, 1, at))
             created = record.with_(data=json.loads(fresh_json))
@@ -234,6 +254,35 @@ def _loadable(record: Record, upgrade: Callable[[Record], Record]) -> tuple[Reco
         return Refused("migration_error", MigrationError("migration", exc))
 
 
+def confirm(*, session: str, epoch: int, checked: int) -> Transform[ConfirmOutcome]:
+    """Our acquire of ``epoch`` came back late: is the lock still ours? (``Granted``)
+
+    A reply handled after our lease may have lapsed (another session may have taken
+    the record over meanwhile) is confirmed before the locker announces ``loaded``.
+    The lock's lapse count is rewritten to ``checked`` (always a write, as in ``save``),
+    so a takeover judged during the lapse can no longer land after the confirmation.
+    """
+
+    def transform(current: Versioned | None) -> Put[ConfirmOutcome] | Keep[ConfirmOutcome]:
+        if current is None:
+            return Keep(Lost(None))
+        try:
+            record = decode(current.value)
+        except CorruptRecord:
+            return Keep(Lost(None))
+        lock = record.lock
+        if lock is None or not record.held_by(session, epoch):
+            return Keep(Lost(lock))
+        loaded = _loadable(record, _unchanged)
+        if isinstance(loaded, Refused):
+            return Keep(Lost(None))
+        _, data_json = loaded
+        record = record.with_(lock=replace(lock, checked=checked))
+        return Put(encode(record, data_json), Granted(record, False, data_json))
+
+    return transform
+
+
 def save(
     *,
     session: str,
@@ -247,13 +296,14 @@ def save(
     checked: int | None = None,
     meta: Meta | None = None,
     known: Known | None = None,
-    defer_requests: bool = False,
 ) -> Transform[SaveOutcome]:
     """Write our data as save number ``seq`` of our epoch, if we still hold the lock.
 
-    The holder honours release requests here: when one is on the record, this write
-    also clears the lock (``replaced``). With ``only_if_asked`` nothing is written
-    unless a release request asks for it (an autosave with nothing new to save).
+    The holder learns of release requests here (``asked``), but a save that is not a
+    ``release`` never clears the lock: the holder first stops being available, then
+    releases with a save of its own, so two owners are never available at once. With
+    ``only_if_asked`` nothing is written (an autosave with nothing new to save, or a
+    look for release requests after a notification).
     ``encoding`` stores the data compressed; a record over ``max_bytes`` is not written.
     ``checked`` rewrites the lock's lapse count (a re-check after a lease lapse): it is
     always a write, so a takeover conditional on the old lock value cannot land after.
@@ -261,8 +311,6 @@ def save(
     and tags) is written with the data, so an operation's effect and its id commit
     together.
     ``known`` spares decoding the stored bytes when they are the ones it names.
-    ``defer_requests`` keeps the lock despite a release request (reported as ``asked``):
-    the holder is in the middle of a piece of work and honours it with its release.
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -274,21 +322,18 @@ def save(
         except CorruptRecord:
             return Keep(Lost(None))
         held = record.held_by(session, epoch)
+        asked = held and bool(record.release_requests) and not release
         if _ours_at_least(record.stamp, stamp):  # this save, or a later one, committed
             released = record.lock is None and record.epoch == epoch
-            replaced = released and not release
-            asked = held and bool(record.release_requests)
-            return Keep(Saved(released, replaced, held, record.inbox, asked))
+            return Keep(Saved(released, asked, held, record.inbox))
         if not held:
             return Keep(Lost(record.lock))
-        asked = bool(record.release_requests) and not release
-        replaced = asked and not defer_requests
         lock = record.lock
         if checked is not None and lock is not None and lock.checked != checked:
             record = record.with_(lock=replace(lock, checked=checked))
-        elif only_if_asked and not replaced:
-            return Keep(Saved(False, False, held=True, inbox=record.inbox, asked=asked))
-        if release or replaced:
+        elif only_if_asked:
+            return Keep(Saved(released=False, asked=asked, held=True, inbox=record.inbox))
+        if release:
             record = record.with_(lock=None, release_requests=())
         if meta is not None:
             record = meta.write(record)
@@ -297,7 +342,7 @@ def save(
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
         held_now = record.lock is not None
-        saved = Saved(not held_now, replaced, held_now, record.inbox, asked and held_now, record)
+        saved = Saved(not held_now, asked, held_now, record.inbox, record)
         # Still held: no lock, request or message changed, so no one else waits on it.
         return Put(value, saved, quiet=held_now)
 
@@ -358,11 +403,13 @@ def deliver(
     return transform
 
 
-def withdraw(*, session: str) -> Transform[Withdrawn]:
+def withdraw(*, session: str, fence: bool = False) -> Transform[Withdrawn]:
     """Remove our release requests, and our lock if one is there (a cancelled load).
 
     After an acquire whose reply was lost, the lock may be ours without our knowing:
     cancelling must clear it, or it would stay held by a live session with no locker.
+    With ``fence`` a stored record is always written, so a stray acquire of ours that
+    read the record earlier (a conditional write still on its way) cannot land after.
     """
 
     def transform(current: Versioned | None) -> Put[Withdrawn] | Keep[Withdrawn]:
@@ -374,6 +421,8 @@ def withdraw(*, session: str) -> Transform[Withdrawn]:
             return Keep(Withdrawn())
         ours = record.lock is not None and record.lock.session == session
         if not ours and not _requested_by(record, session):
+            if fence:
+                return Put(encode(record), Withdrawn(), quiet=True)
             return Keep(Withdrawn())
         left = tuple(r for r in record.release_requests if r.by != session)
         cleaned = record.with_(release_requests=left, lock=None if ours else record.lock)

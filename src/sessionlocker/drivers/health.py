@@ -24,11 +24,13 @@ __all__ = ["OPERATIONS", "StoreFailure", "StoreHealth"]
 #: The ``operation`` of a ``StoreFailure``, by the kind of request that failed.
 OPERATIONS = {
     "acquire": "load",
+    "confirm": "load",
     "save": "save",
     "session": "read lease",
     "request": "release request",
     "deliver": "deliver",
     "withdraw": "withdraw",
+    "fence": "withdraw",
     "lease": "renew lease",
     "mailbox": "mailbox",
 }

@@ -44,25 +44,47 @@ VIOLATIONS = (
 )
 
 
-def check(events: Iterable[Event], records: Mapping[str, Record | None]) -> dict[str, int]:
-    """Count every violation in ``events`` (all histories) against ``records``."""
+def check(
+    events: Iterable[Event],
+    records: Mapping[str, Record | None],
+    findings: list[str] | None = None,
+) -> dict[str, int]:
+    """Count every violation in ``events`` (all histories) against ``records``.
+
+    ``findings``, when given, gets one line per load, save or record the checker found
+    wrong (key, epochs, servers and times), so a failed run can be diagnosed from its
+    report alone.
+    """
     by_kind: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_kind[str(event["event"])].append(event)
     data = {key: _data(record) for key, record in records.items()}
+    found: list[str] = [] if findings is None else findings
     counts = dict.fromkeys(VIOLATIONS, 0)
-    counts["lost_acknowledged_saves"] = _lost_saves(by_kind["confirmed"], data)
+    counts["lost_acknowledged_saves"] = _lost_saves(by_kind["confirmed"], data, found)
     counts["double_grants"], counts["lost_grants"] = _grants(by_kind, data)
-    counts["split_brain_commits"] = _split_brain(by_kind, data)
-    counts["data_regressions"] = _regressions(by_kind, data)
+    counts["split_brain_commits"] = _split_brain(by_kind, data, found)
+    counts["data_regressions"] = _regressions(by_kind, data, found)
     counts["items_duplicated"], counts["items_lost"] = _items(by_kind["granted"], records)
-    counts["stuck_locks"] = sum(
-        1 for record in records.values() if record is not None and record.lock is not None
-    )
+    for key, record in records.items():
+        if record is not None and record.lock is not None:
+            counts["stuck_locks"] += 1
+            lock = record.lock
+            found.append(
+                f"stuck_locks: {key} still locked by session {lock.session} in epoch "
+                f"{lock.epoch} at the end"
+            )
     return counts
 
 
-def _lost_saves(confirmed: list[Event], data: Mapping[str, dict[str, Any]]) -> int:
+def _at(event: Event) -> str:
+    """Who did ``event`` and when: server, epoch and time."""
+    return f"{event.get('worker')} epoch {event.get('epoch')} t={float(event['t']):.3f}"
+
+
+def _lost_saves(
+    confirmed: list[Event], data: Mapping[str, dict[str, Any]], found: list[str]
+) -> int:
     lost = 0
     for event in confirmed:
         log = data.get(event["key"], {}).get("log", [])
@@ -70,6 +92,10 @@ def _lost_saves(confirmed: list[Event], data: Mapping[str, dict[str, Any]]) -> i
         entry = log[n - 1] if 0 < n <= len(log) else None
         if not isinstance(entry, list) or entry[:2] != [event["worker"], n]:
             lost += 1
+            found.append(
+                f"lost_acknowledged_saves: {event['key']}: change {n} confirmed by "
+                f"{_at(event)} is not in the final log (entry there: {entry})"
+            )
     return lost
 
 
@@ -94,41 +120,77 @@ def _grants(
     return double, lost
 
 
-def _split_brain(by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]]) -> int:
+def _split_brain(
+    by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]], lines: list[str]
+) -> int:
     found = 0
     owners: dict[tuple[str, int], set[str]] = defaultdict(set)
     for event in by_kind["confirmed"]:
         owners[(event["key"], int(event["epoch"]))].add(str(event["worker"]))
-    found += sum(len(names) - 1 for names in owners.values())
+    for (key, epoch), names in owners.items():
+        if len(names) > 1:
+            found += len(names) - 1
+            lines.append(
+                f"split_brain_commits: {key}: {sorted(names)} all confirmed saves in epoch {epoch}"
+            )
     loads: dict[str, list[Event]] = defaultdict(list)
     for event in by_kind["loaded"]:
         loads[event["key"]].append(event)
     for event in by_kind["confirmed"]:
         epoch, n = int(event["epoch"]), int(event["n"])
-        if any(
-            int(load["epoch"]) > epoch and int(load["count"]) < n for load in loads[event["key"]]
-        ):
+        later = [
+            load
+            for load in loads[event["key"]]
+            if int(load["epoch"]) > epoch and int(load["count"]) < n
+        ]
+        if later:
             found += 1
-    for player in data.values():
+            load = later[0]
+            lines.append(
+                f"split_brain_commits: {event['key']}: change {n} confirmed by {_at(event)} "
+                f"after {_at(load)} had loaded count {load['count']}"
+            )
+    for key, player in data.items():
         epochs = [entry[2] for entry in player.get("log", []) if _entry(entry)]
-        found += sum(1 for before, after in pairwise(epochs) if after < before)
+        for before, after in pairwise(epochs):
+            if after < before:
+                found += 1
+                lines.append(
+                    f"split_brain_commits: {key}: final log goes from epoch {before} to {after}"
+                )
     return found
 
 
-def _regressions(by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]]) -> int:
+def _regressions(
+    by_kind: Mapping[str, list[Event]], data: Mapping[str, dict[str, Any]], lines: list[str]
+) -> int:
     found = 0
-    confirmed: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    confirmed: dict[str, list[Event]] = defaultdict(list)
     for event in by_kind["confirmed"]:
-        confirmed[event["key"]].append((float(event["t"]), int(event["n"])))
+        confirmed[event["key"]].append(event)
     for load in by_kind["loaded"]:
         t, count = float(load["t"]), int(load["count"])
-        if any(at < t and n > count for at, n in confirmed[load["key"]]):
+        newer = [
+            event
+            for event in confirmed[load["key"]]
+            if float(event["t"]) < t and int(event["n"]) > count
+        ]
+        if newer:
             found += 1
-    for player in data.values():
+            last = max(newer, key=lambda event: int(event["n"]))
+            lines.append(
+                f"data_regressions: {load['key']}: {_at(load)} loaded count {count}, but "
+                f"{_at(last)} had confirmed change {last['n']} before"
+            )
+    for key, player in data.items():
         log = player.get("log", [])
         numbers = [entry[1] if _entry(entry) else None for entry in log]
         if player and (player.get("count") != len(log) or numbers != list(range(1, len(log) + 1))):
             found += 1
+            lines.append(
+                f"data_regressions: {key}: final count {player.get('count')} and log of "
+                f"{len(log)} entries disagree"
+            )
     return found
 
 

@@ -43,6 +43,8 @@ class Report:
     faults_injected: int = 0
     directory: str | None = None
     duration_s: float = 0.0
+    #: One line per violation found: key, epochs, servers and times.
+    findings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +75,7 @@ class Report:
             "players": self.players,
             "duration_s": self.duration_s,
             "directory": self.directory,
+            "findings": list(self.findings),
         }
 
     def text(self) -> str:
@@ -95,6 +98,9 @@ class Report:
         for name in VIOLATIONS:
             count = self.violations.get(name, 0)
             lines.append(f"    {name:<24} {count}{'' if count == 0 else '  <-- VIOLATED'}")
+        if self.findings:
+            lines.append("  violations found:")
+            lines.extend(f"    {finding}" for finding in self.findings)
         if self.directory is not None:
             lines.append(f"  histories:    {self.directory}")
         lines.append(f"{'OK' if self.ok else 'FAILED'} in {self.duration_s:.1f} s")

@@ -11,6 +11,7 @@ over is found), and hands the histories and the final records to ``sim.check``.
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -68,21 +69,47 @@ def simulate(options: Options, progress: Progress | None = None) -> Report:
     """Run the simulation and return its report. Never leaves a server process running."""
     seed = options.seed if options.seed is not None else random.randrange(2**31)
     began = time.monotonic()
-    with _run_directory(options.out) as directory:
+    with _run_directory(options.out) as (directory, keep):
         store = options.store or f"sqlite:///{directory / 'store.db'}"
-        report = _Run(options, seed, directory, store, progress).run()
+        try:
+            report = _Run(options, seed, directory, store, progress).run()
+        except SimulationError as exc:
+            raise SimulationError(f"{exc} (run folder kept: {directory})") from exc
+        if not report.ok:  # a failed run keeps its folder, for diagnosis
+            keep()
+            report.directory = str(directory)
     report.duration_s = round(time.monotonic() - began, 3)
     return report
 
 
 @contextmanager
-def _run_directory(parent: Path | None) -> Iterator[Path]:
+def _run_directory(parent: Path | None) -> Iterator[tuple[Path, Callable[[], None]]]:
+    """A fresh run folder and a ``keep()`` that spares it: a folder under ``parent`` is
+    always kept; a temporary one is removed at the end unless ``keep()`` was called
+    (a failed run, or one that could not finish)."""
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
-        yield Path(tempfile.mkdtemp(prefix="simulate-", dir=parent))
+        yield Path(tempfile.mkdtemp(prefix="simulate-", dir=parent)), _nothing
         return
-    with tempfile.TemporaryDirectory(prefix="sessionlocker-simulate-") as directory:
-        yield Path(directory)
+    directory = Path(tempfile.mkdtemp(prefix="sessionlocker-simulate-"))
+    kept = False
+
+    def keep() -> None:
+        nonlocal kept
+        kept = True
+
+    try:
+        yield directory, keep
+    except BaseException:
+        kept = True
+        raise
+    finally:
+        if not kept:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _nothing() -> None:
+    """The ``keep()`` of a folder that is kept anyway."""
 
 
 class _Run:
@@ -122,8 +149,9 @@ class _Run:
             admin.close(timeout=2.0)
             self.history.close()
         events = self._events()
-        violations = check(events, records)
-        return summarize(
+        findings: list[str] = []
+        violations = check(events, records, findings)
+        report = summarize(
             events,
             violations,
             counters={**self.counters, **workload.counts},
@@ -132,6 +160,8 @@ class _Run:
             options=self.options,
             directory=self.directory if self.options.out is not None else None,
         )
+        report.findings = findings
+        return report
 
     # ------------------------------------------------------------------ the run
 
