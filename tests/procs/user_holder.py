@@ -47,10 +47,11 @@ def main() -> None:
         locker.force_save()
         service.run_until(lambda: bool(saved), timeout=20)
         say("ready", saved=saved)
-        while locker.status is Status.LOADED and os.getppid() == parent:
+        live = (Status.LOADED, Status.RELEASING)  # a handoff goes through releasing
+        while locker.status in live and os.getppid() == parent:
             if time.monotonic() > deadline:
                 break
-            service.run_until(lambda: locker.status is not Status.LOADED, timeout=0.2)
+            service.run_until(lambda: locker.status not in live, timeout=0.2)
         say("ended", status=locker.status.value)
 
 
