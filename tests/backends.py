@@ -27,7 +27,9 @@ import pytest
 
 from sessionlocker import LockerService, Spec, Status
 from sessionlocker.core.locker import Locker
+from sessionlocker.core.protocol import Versioned
 from sessionlocker.stores import MemoryStore, Store, open_store
+from sessionlocker.stores.base import Version
 
 __all__ = [
     "FAST",
@@ -38,6 +40,7 @@ __all__ = [
     "load",
     "open_backend",
     "server_url",
+    "undated",
 ]
 
 #: Short times, so leases, autosaves and handoffs play out within a test.
@@ -201,3 +204,8 @@ def load(service: LockerService, key: str, mode: str = "repeat") -> Locker:
     locker.acquire(mode)  # type: ignore[arg-type]
     drive([service], lambda: locker.status in (Status.LOADED, Status.FAILED))
     return locker
+
+
+def undated(versions: list[Version]) -> list[Versioned]:
+    """Kept versions without their write times, to compare with ``Versioned`` values."""
+    return [Versioned(version.value, version.revision) for version in versions]

@@ -19,6 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
+from backends import undated
 from servers import PostgresServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
@@ -183,7 +184,7 @@ def test_history_keeps_the_last_versions_newest_first(
     for number in range(1, 6):
         revisions.append(store.write("k", f"v{number}".encode(), revisions[-1]))
     store.update("other", increment)
-    assert store.history("k") == [
+    assert undated(store.history("k")) == [
         Versioned(b"v5", revisions[5]),
         Versioned(b"v4", revisions[4]),
         Versioned(b"v3", revisions[3]),
@@ -191,12 +192,15 @@ def test_history_keeps_the_last_versions_newest_first(
     assert [version.value for version in store.history("other")] == [b"1"]
     with pytest.raises(Conflict):
         store.write("k", b"refused", revisions[0])
-    assert store.history("k")[0] == Versioned(b"v5", revisions[5])  # a conflict adds none
+    assert undated(store.history("k"))[0] == Versioned(b"v5", revisions[5])  # a conflict adds none
 
     assert store.delete("k") is True
     assert [version.value for version in store.history("k")] == [b"v5", b"v4", b"v3"]
     again = store.write("k", b"again", None)  # to undo a mistaken delete, say
-    assert store.history("k")[:2] == [Versioned(b"again", again), Versioned(b"v5", revisions[5])]
+    assert undated(store.history("k"))[:2] == [
+        Versioned(b"again", again),
+        Versioned(b"v5", revisions[5]),
+    ]
     assert len(store.history("k")) == 3
 
 
@@ -206,7 +210,7 @@ def test_history_of_one_and_history_off(
     one = make(history=1, table="one")
     revision = one.write("k", b"a", None)
     revision = one.write("k", b"b", revision)
-    assert one.history("k") == [Versioned(b"b", revision)]
+    assert undated(one.history("k")) == [Versioned(b"b", revision)]
 
     off = make(history=0, table="off")
     off.write("k", b"a", None)

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from backends import open_backend
+from backends import open_backend, undated
 from servers import RedisServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import open_store
+from sessionlocker.stores.base import Version
 from sessionlocker.stores.redis import RedisStore
 from sessionlocker.stores.redis_watch import IDLE
 
@@ -139,7 +140,9 @@ def test_layout_is_one_hash_per_key_under_the_prefix(
 ) -> None:
     revision = store.write("players/1", b"data", None)
     prefix = store.prefix
-    assert client.hgetall(f"{prefix}r:players/1") == {b"v": b"data", b"rev": str(revision).encode()}
+    stored = client.hgetall(f"{prefix}r:players/1")
+    assert stored.keys() == {b"v", b"rev", b"t"}  # t: the server's time of the write
+    assert (stored[b"v"], stored[b"rev"]) == (b"data", str(revision).encode())
     assert not client.exists(f"{prefix}h:players/1")  # history is off by default
 
 
@@ -180,13 +183,13 @@ def test_history_keeps_the_last_n_versions_newest_first(store: RedisStore, redis
     revisions = [keeping.write("k", b"v0", None)]
     for index in range(1, 6):
         revisions.append(keeping.write("k", f"v{index}".encode(), revisions[-1]))
-    assert keeping.history("k") == [
+    assert undated(keeping.history("k")) == [
         Versioned(b"v5", revisions[5]),
         Versioned(b"v4", revisions[4]),
         Versioned(b"v3", revisions[3]),
     ]
     assert keeping.delete("k")
-    assert keeping.history("k")[0] == Versioned(b"v5", revisions[5])  # kept after a delete
+    assert undated(keeping.history("k"))[0] == Versioned(b"v5", revisions[5])  # kept after a delete
     assert keeping.history("never") == []
     assert store.history("other") == []
     keeping.close()
@@ -197,7 +200,23 @@ def test_history_holds_values_with_colons_and_any_bytes(store: RedisStore, redis
     value = b"a:b:\x00\xff:"
     written = keeping.update("k", lambda current: Put(value, None)).current
     assert written is not None
-    assert keeping.history("k") == [written]
+    assert undated(keeping.history("k")) == [written]
+    keeping.close()
+
+
+def test_versions_and_records_written_before_write_times_read_with_none(
+    store: RedisStore, redis_url: str, client: redis.Redis
+) -> None:
+    keeping = twin(store, redis_url, "history=3")
+    revision = keeping.write("k", b"new", None)
+    prefix = store.prefix.encode()
+    client.rpush(prefix + b"h:k", b"3:old:value")  # an entry kept by an earlier version
+    client.hset(prefix + b"r:old", mapping={"v": b"x", "rev": "5"})  # a record without "t"
+    kept = keeping.history("k")
+    assert [(v.value, v.revision) for v in kept] == [(b"new", revision), (b"old:value", 3)]
+    assert kept[0].written is not None
+    assert kept[1].written is None
+    assert keeping.read_version("old") == Version(b"x", 5, None)
     keeping.close()
 
 

@@ -6,16 +6,17 @@ this process, Redis and PostgreSQL on the run's real servers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from backends import open_backend
+from backends import open_backend, undated
 from sessionlocker.core.protocol import Keep, Put, Versioned
 from sessionlocker.errors import Conflict, UsageError
 from sessionlocker.stores import SQLiteStore, open_store
-from sessionlocker.stores.base import Versions
+from sessionlocker.stores.base import Dated, Versions
 
 DEPTH = 3
 
@@ -37,7 +38,7 @@ def test_keeps_the_last_versions_newest_first(versions: Versions) -> None:
         expected = store.write("k", f"v{n}".encode(), expected)
         revisions.append(expected)
     store.write("other", b"x", None)
-    assert store.history("k") == [
+    assert undated(store.history("k")) == [
         Versioned(b"v4", revisions[4]),
         Versioned(b"v3", revisions[3]),
         Versioned(b"v2", revisions[2]),
@@ -61,9 +62,9 @@ def test_history_outlives_a_delete(versions: Versions) -> None:
     revision = store.write("k", b"a", None)
     assert store.delete("k")
     assert store.read("k") is None
-    assert store.history("k") == [Versioned(b"a", revision)]
+    assert undated(store.history("k")) == [Versioned(b"a", revision)]
     again = store.write("k", b"b", None)
-    assert store.history("k") == [Versioned(b"b", again), Versioned(b"a", revision)]
+    assert undated(store.history("k")) == [Versioned(b"b", again), Versioned(b"a", revision)]
 
 
 def test_sqlite_history_by_url_default_and_off(tmp_path: Path) -> None:
@@ -86,3 +87,21 @@ def test_sqlite_history_by_url_default_and_off(tmp_path: Path) -> None:
         off.close()
     with pytest.raises(UsageError, match="history=-1 must be >= 0"):
         open_store(f"sqlite:///{tmp_path}/bad.db?history=-1")
+
+
+def test_each_kept_version_carries_the_store_s_write_time(versions: Versions) -> None:
+    store = versions
+    assert isinstance(store, Dated)
+    before = time.time()
+    first = store.write("k", b"a", None)
+    second = store.write("k", b"b", first)
+    after = time.time()
+    kept = store.history("k")
+    assert [(v.value, v.revision) for v in kept] == [(b"b", second), (b"a", first)]
+    # The server's clock (Redis, PostgreSQL) is this machine's: allow for rounding only.
+    for version in kept:
+        assert version.written is not None
+        assert before - 1 <= version.written <= after + 1
+    current = store.read_version("k")
+    assert current == kept[0]
+    assert store.read_version("never") is None

@@ -29,10 +29,9 @@ from sessionlocker.cli.options import (
 )
 from sessionlocker.cli.records_io import admin_session, read_record
 from sessionlocker.core.modes import LoadMode
-from sessionlocker.core.protocol import Versioned
 from sessionlocker.core.record import Record, decode
 from sessionlocker.errors import CorruptRecord, LockUnavailable
-from sessionlocker.stores.base import Store, Versions
+from sessionlocker.stores.base import Store, Version, Versions
 
 __all__ = ["register"]
 
@@ -78,7 +77,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(run=guarded(run_restore), parser=parser)
 
 
-def _versions(store: Store, args: argparse.Namespace) -> list[Versioned]:
+def _versions(store: Store, args: argparse.Namespace) -> list[Version]:
     if not isinstance(store, Versions):
         raise CommandError(f"this store ({type(store).__name__}) keeps no versions")
     return store.history(store_key(args, args.key))
@@ -116,7 +115,7 @@ def run_history(args: argparse.Namespace) -> int:
     return EXIT_FAILED if corrupt else EXIT_OK
 
 
-def _row(version: Versioned) -> dict[str, Any]:
+def _row(version: Version) -> dict[str, Any]:
     row: dict[str, Any] = {"revision": version.revision, "bytes": len(version.value)}
     try:
         record = decode(version.value)

@@ -234,6 +234,7 @@ class Statements:
     """Every statement of one store, as bytes. Parameters are named (``%(key)s``)."""
 
     read: bytes
+    read_version: bytes
     insert: bytes
     update: bytes
     delete: bytes
@@ -283,6 +284,12 @@ class Statements:
             read=_bytes(
                 sql.SQL("SELECT value, revision FROM {} WHERE key = %(key)s").format(records)
             ),
+            read_version=_bytes(
+                sql.SQL(
+                    "SELECT value, revision, extract(epoch FROM updated)::float8 FROM {}"
+                    " WHERE key = %(key)s"
+                ).format(records)
+            ),
             insert=_bytes(insert),
             update=_bytes(update),
             delete=_bytes(
@@ -303,8 +310,8 @@ class Statements:
             ),
             history=_bytes(
                 sql.SQL(
-                    "SELECT value, revision FROM {} WHERE key = %(key)s"
-                    " ORDER BY revision DESC LIMIT %(limit)s"
+                    "SELECT value, revision, extract(epoch FROM updated)::float8 FROM {}"
+                    " WHERE key = %(key)s ORDER BY revision DESC LIMIT %(limit)s"
                 ).format(names.ident("_history"))
             ),
             forget=_bytes(

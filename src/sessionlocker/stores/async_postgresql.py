@@ -26,7 +26,7 @@ from sessionlocker.core.protocol import SessionView, Transform, Updated, Version
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
 from sessionlocker.stores.async_base import async_cas_update
-from sessionlocker.stores.base import Wake
+from sessionlocker.stores.base import Version, Wake
 from sessionlocker.stores.postgresql import PostgreSQLStore
 from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
 from sessionlocker.stores.postgresql_settings import PostgreSQLOptions, PostgreSQLSettings
@@ -95,6 +95,11 @@ class AsyncPostgreSQLStore:
 
     # Records.
 
+    async def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the server's time (``now()``) of that write."""
+        found = self._layout.version_rows(await self._execute(self._layout.read_version(key)))
+        return found[0] if found else None
+
     async def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_rows(await self._execute(self._layout.read(key)))
@@ -139,12 +144,12 @@ class AsyncPostgreSQLStore:
                 return
             start, first = page[-1], False
 
-    async def history(self, key: str) -> list[Versioned]:
+    async def history(self, key: str) -> list[Version]:
         """The last ``history_depth`` versions written to ``key``, newest first."""
         statement = self._layout.history(key)
         if statement is None:
             return []
-        return self._layout.history_rows(await self._execute(statement))
+        return self._layout.version_rows(await self._execute(statement))
 
     # Sessions.
 

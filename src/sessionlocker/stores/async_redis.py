@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores.async_base import async_cas_update
-from sessionlocker.stores.base import Wake, Watch
+from sessionlocker.stores.base import Version, Wake, Watch
 from sessionlocker.stores.redis import RedisStore
 from sessionlocker.stores.redis_common import SCRIPTS, Call, whole
 from sessionlocker.stores.redis_settings import RedisOptions, RedisSettings
@@ -106,6 +106,11 @@ class AsyncRedisStore:
 
     # Records.
 
+    async def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the server's time (``TIME``) of that write."""
+        reply = await self._execute("read", *self._layout.read_version_args(key))
+        return self._layout.read_version_reply(reply)
+
     async def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         reply = await self._execute("read", *self._layout.read_args(key))
@@ -141,7 +146,7 @@ class AsyncRedisStore:
         for key in found:
             yield key
 
-    async def history(self, key: str) -> list[Versioned]:
+    async def history(self, key: str) -> list[Version]:
         """The last ``history`` versions written to ``key``, newest first."""
         entries = await self._execute("history", *self._layout.history_args(key))
         return self._layout.history_reply(entries)

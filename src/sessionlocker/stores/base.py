@@ -22,14 +22,17 @@ from sessionlocker.stores._checks import check_value
 
 __all__ = [
     "Attempt",
+    "Dated",
     "Notifying",
     "Store",
     "UserIndex",
+    "Version",
     "Versions",
     "Wake",
     "Watch",
     "cas_decide",
     "cas_update",
+    "read_version",
 ]
 
 T = TypeVar("T")
@@ -155,22 +158,56 @@ def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T]
     return Attempt(value, expected, decision.outcome, notify=not decision.quiet)
 
 
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Stored bytes, their revision, and when the store wrote them.
+
+    ``written`` is the store's own wall-clock time of the write, in seconds since the
+    Unix epoch (the server's clock on Redis and PostgreSQL, the host's on SQLite and
+    memory), or ``None`` when the store did not record it (a version kept before write
+    times were, or a store that keeps none).
+    """
+
+    value: bytes
+    revision: int
+    written: float | None = None
+
+
 @runtime_checkable
 class Versions(Protocol):
     """A store that keeps the last versions of each key (optional).
 
     SQLite and PostgreSQL keep 10 by default, Redis and memory none unless asked
-    (``history=N``). Each committed write adds a version; a conflict adds none; a
-    delete removes none, so the history is also the way back from a mistaken delete.
+    (``history=N``). Each committed write adds a version, with the store's time of
+    the write; a conflict adds none; a delete removes none, so the history is also the
+    way back from a mistaken delete.
     """
 
-    def history(self, key: str) -> list[Versioned]:
+    def history(self, key: str) -> list[Version]:
         """The kept versions of ``key``, newest first (empty when none or history is off)."""
         ...
 
     def forget(self, key: str) -> int:
         """Drop every kept version of ``key`` (an erasure); returns how many were dropped."""
         ...
+
+
+@runtime_checkable
+class Dated(Protocol):
+    """A store that knows when each record was last written (optional; every built-in
+    store is, and ``read_version`` falls back to ``written=None`` for others)."""
+
+    def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the store's time of that write."""
+        ...
+
+
+def read_version(store: Store, key: str) -> Version | None:
+    """The record at ``key`` with its write time when ``store`` knows it (``Dated``)."""
+    if isinstance(store, Dated):
+        return store.read_version(key)
+    current = store.read(key)
+    return None if current is None else Version(current.value, current.revision)
 
 
 @runtime_checkable

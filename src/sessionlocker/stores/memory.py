@@ -26,7 +26,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
-from sessionlocker.stores.base import Wake
+from sessionlocker.stores.base import Version, Wake
 
 __all__ = ["MemoryStore"]
 
@@ -54,15 +54,24 @@ class MemoryStore:
     ``clock`` is the store's own clock for session expiry (seconds, only differences
     matter). Inject a fake one to test expiry without waiting. ``history`` keeps that
     many versions of each key (default 0: none; off so simulations and benchmarks
-    pay nothing for it), as SQLite and PostgreSQL do (they keep 10).
+    pay nothing for it), as SQLite and PostgreSQL do (they keep 10). ``wall`` (epoch
+    seconds) dates each write (``read_version``, ``history``).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, *, history: int = 0) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        history: int = 0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         if not isinstance(history, int) or isinstance(history, bool) or history < 0:
             raise UsageError(f"history must be a whole number >= 0, not {history!r}")
         self._clock = clock
+        self._wall = wall
         self._history_depth = history
-        self._history: dict[str, list[Versioned]] = {}
+        self._history: dict[str, list[Version]] = {}
+        self._written: dict[str, float] = {}
         self._lock = threading.Lock()
         self._records: dict[str, Versioned] = {}
         self._sessions: dict[str, _Session] = {}
@@ -99,9 +108,10 @@ class MemoryStore:
             raise Conflict(key, current)
         self._revision += 1
         self._records[key] = Versioned(value, self._revision)
+        written = self._written[key] = self._wall()
         if self._history_depth:
             kept = self._history.setdefault(key, [])
-            kept.insert(0, self._records[key])
+            kept.insert(0, Version(value, self._revision, written))
             del kept[self._history_depth :]
         return self._revision
 
@@ -113,6 +123,16 @@ class MemoryStore:
         with self._lock:
             self._check_open()
             return self._records.get(key)
+
+    def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the ``wall`` time of that write."""
+        key = check_key(key)
+        with self._lock:
+            self._check_open()
+            current = self._records.get(key)
+            if current is None:
+                return None
+            return Version(current.value, current.revision, self._written.get(key))
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -135,7 +155,7 @@ class MemoryStore:
         """How many versions of each key ``history`` keeps (0: history is off)."""
         return self._history_depth
 
-    def history(self, key: str) -> list[Versioned]:
+    def history(self, key: str) -> list[Version]:
         """The last ``history_depth`` versions written to ``key``, newest first.
 
         The first is the current value unless the key was deleted since (the history
@@ -200,6 +220,7 @@ class MemoryStore:
             if expected is not None and current.revision != expected:
                 raise Conflict(key, current)
             del self._records[key]
+            del self._written[key]
             wakes = self._wakes_locked(key)
         self._call(wakes, key, None)
         return True

@@ -26,7 +26,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
-from sessionlocker.stores.base import Wake, cas_update
+from sessionlocker.stores.base import Version, Wake, cas_update
 from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
 from sessionlocker.stores.postgresql_settings import PostgreSQLOptions, PostgreSQLSettings
 
@@ -107,6 +107,11 @@ class PostgreSQLStore:
 
     # Records.
 
+    def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the server's time (``now()``) of that write."""
+        found = self._layout.version_rows(self._execute(self._layout.read_version(key)))
+        return found[0] if found else None
+
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_rows(self._execute(self._layout.read(key)))
@@ -182,7 +187,7 @@ class PostgreSQLStore:
         statement = self._layout.keys_for_user(user_id, prefix)
         return self._layout.user_keys(self._execute(statement))
 
-    def history(self, key: str) -> list[Versioned]:
+    def history(self, key: str) -> list[Version]:
         """The last ``history_depth`` versions written to ``key``, newest first.
 
         The first is the current value, unless the key was deleted since: the history
@@ -190,7 +195,7 @@ class PostgreSQLStore:
         the key is written. Empty when history is off (``history=0``).
         """
         statement = self._layout.history(key)
-        return [] if statement is None else self._layout.history_rows(self._execute(statement))
+        return [] if statement is None else self._layout.version_rows(self._execute(statement))
 
     def forget(self, key: str) -> int:
         """Drop every kept version of ``key`` (an erasure); how many were dropped."""

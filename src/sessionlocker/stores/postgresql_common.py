@@ -37,6 +37,7 @@ from sessionlocker.stores._pg_sql import (
     notify_payload,
     prefix_end,
 )
+from sessionlocker.stores.base import Version
 
 __all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement", "check_count"]
 
@@ -132,6 +133,17 @@ class PostgreSQLLayout:
         """The record ``read`` found."""
         return Versioned(bytes(rows[0][0]), int(rows[0][1])) if rows else None
 
+    def read_version(self, key: str) -> Statement:
+        """Read one record with the server's time of its write (rows: value, revision,
+        epoch seconds)."""
+        params = {"key": self.prefix + check_key(key)}
+        return Statement("read", self.sql.read_version, params)
+
+    @staticmethod
+    def version_rows(rows: list[TupleRow]) -> list[Version]:
+        """The dated versions ``read_version`` or ``history`` found."""
+        return [Version(bytes(row[0]), int(row[1]), float(row[2])) for row in rows]
+
     def write(
         self, key: str, value: bytes, expected: int | None, *, notify: bool = True
     ) -> Statement:
@@ -225,11 +237,6 @@ class PostgreSQLLayout:
     def user_keys(self, rows: list[TupleRow]) -> list[str]:
         """The keys ``keys_for_user`` found, without the store's prefix."""
         return [str(row[0])[len(self.prefix) :] for row in rows]
-
-    @staticmethod
-    def history_rows(rows: list[TupleRow]) -> list[Versioned]:
-        """The versions ``history`` found."""
-        return [Versioned(bytes(row[0]), int(row[1])) for row in rows]
 
     # Sessions.
 

@@ -2,11 +2,12 @@
 
 Layout, under the store's key prefix ``P`` (default ``sessionlocker:``):
 
-- ``P r:<key>``: a hash with the value ``v`` and its revision ``rev``;
+- ``P r:<key>``: a hash with the value ``v``, its revision ``rev`` and the server's time
+  of the write ``t`` (microseconds since the epoch);
 - ``P revision``: the counter revisions come from, so they only grow, across keys and
   across a delete and re-create;
 - ``P h:<key>``: the last N versions of the key, newest first (``history=N``; off by
-  default), kept also after a delete;
+  default), each ``revision,time:value``, kept also after a delete;
 - ``P s:<session>`` and ``P session-version``: session leases and their version counter;
 - ``P n:<key>``: the pub/sub channel every write and delete of the key publishes on;
 - ``P u:<user id>``: the keys whose record lists that user id (``keys_for_user``), kept
@@ -36,7 +37,7 @@ from redis.retry import Retry
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
 from sessionlocker.stores._checks import closed_error
-from sessionlocker.stores.base import Wake, Watch, cas_update
+from sessionlocker.stores.base import Version, Wake, Watch, cas_update
 from sessionlocker.stores.redis_common import SCRIPTS, Call, whole
 from sessionlocker.stores.redis_settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis_watch import RedisWatch
@@ -137,6 +138,12 @@ class RedisStore:
         revision = self._execute("read", "HGET", self._layout.name(b"r:", key), "rev")
         return None if revision is None else int(revision)
 
+    def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the server's time (``TIME``) of that write
+        (``None`` for a record written before write times were kept)."""
+        reply = self._execute("read", *self._layout.read_version_args(key))
+        return self._layout.read_version_reply(reply)
+
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_reply(self._execute("read", *self._layout.read_args(key)))
@@ -190,7 +197,7 @@ class RedisStore:
         members = self._execute("keys_for_user", *self._layout.users_args(user_id))
         return self._layout.users_reply(members, prefix)
 
-    def history(self, key: str) -> list[Versioned]:
+    def history(self, key: str) -> list[Version]:
         """The last ``history`` versions written to ``key``, newest first."""
         entries = self._execute("history", *self._layout.history_args(key))
         return self._layout.history_reply(entries)

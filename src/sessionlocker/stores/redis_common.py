@@ -40,6 +40,7 @@ from sessionlocker.stores._checks import (
     check_ttl,
     check_value,
 )
+from sessionlocker.stores.base import Version
 
 __all__ = ["SCRIPTS", "Call", "RedisLayout", "whole"]
 
@@ -103,6 +104,11 @@ def _versioned(reply: list[Any]) -> Versioned | None:
     if len(reply) < 2:
         return None
     return Versioned(bytes(reply[0]), int(reply[1]))
+
+
+def _seconds(microseconds: Any) -> float | None:
+    """Epoch seconds from the scripts' ``TIME`` in microseconds (``None``: not kept)."""
+    return None if microseconds is None else int(microseconds) / 1_000_000
 
 
 def _glob_escape(text: bytes) -> bytes:
@@ -188,6 +194,18 @@ class RedisLayout:
         value, revision = reply
         return None if revision is None else Versioned(bytes(value or b""), int(revision))
 
+    def read_version_args(self, key: str) -> tuple[Any, ...]:
+        """The command reading a record with its write time (reply: value, revision, time)."""
+        return (*self.read_args(key), "t")
+
+    @staticmethod
+    def read_version_reply(reply: list[Any]) -> Version | None:
+        """The record an ``HMGET`` of ``read_version_args`` found."""
+        value, revision, at = reply
+        if revision is None:
+            return None
+        return Version(bytes(value or b""), int(revision), _seconds(at))
+
     def write_call(
         self, key: str, value: bytes, expected: int | None, *, notify: bool = True
     ) -> Call:
@@ -263,12 +281,14 @@ class RedisLayout:
         return ("DEL", self.name(b"h:", check_key(key)))
 
     @staticmethod
-    def history_reply(entries: list[Any]) -> list[Versioned]:
-        """The versions of a history list (each ``revision:value``)."""
+    def history_reply(entries: list[Any]) -> list[Version]:
+        """The versions of a history list (each ``revision,microseconds:value``, or
+        ``revision:value`` when kept before write times were)."""
         versions = []
         for entry in entries:
-            revision, _, value = bytes(entry).partition(b":")
-            versions.append(Versioned(value, int(revision)))
+            head, _, value = bytes(entry).partition(b":")
+            revision, _, at = head.partition(b",")
+            versions.append(Version(value, int(revision), _seconds(at or None)))
         return versions
 
     # Sessions.

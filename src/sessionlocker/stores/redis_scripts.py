@@ -52,6 +52,9 @@ end
 #: KEYS: record hash, revision counter, history list.
 #: ARGV: expected revision ("" = the key must be absent), value, history length, channel
 #: ("" = publish nothing: a quiet write), user set prefix (``P u:``), key.
+#: The server's time of the write (``TIME``, in microseconds) is kept in the hash field
+#: ``t`` and in each history entry (``revision,time:value``; entries written before
+#: times were kept are ``revision:value``).
 #: Returns {1, new revision} when written, {0} when absent, {0, value, revision} on conflict.
 #: The stored value is read only on conflict: copying it into Lua costs a 100 KB write
 #: as much as the write itself.
@@ -71,11 +74,13 @@ if revision and tonumber(revision) >= new then
   redis.call('SET', KEYS[2], string.format('%d', new))
 end
 local text = string.format('%d', new)
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rev', text)
+local now = redis.call('TIME')
+local at = now[1] .. string.format('%06d', tonumber(now[2]))
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rev', text, 't', at)
 reindex(KEYS[1], stored[2], users_of(ARGV[2]), ARGV[5], ARGV[6])
 local keep = tonumber(ARGV[3])
 if keep > 0 then
-  redis.call('LPUSH', KEYS[3], text .. ':' .. ARGV[2])
+  redis.call('LPUSH', KEYS[3], text .. ',' .. at .. ':' .. ARGV[2])
   redis.call('LTRIM', KEYS[3], 0, keep - 1)
 end
 if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], text) end

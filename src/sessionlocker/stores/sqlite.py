@@ -31,6 +31,7 @@ from sessionlocker.stores._checks import (
     closed_error,
 )
 from sessionlocker.stores._sqlite_open import is_transient, open_connection
+from sessionlocker.stores.base import Version
 
 __all__ = ["SQLiteStore"]
 
@@ -289,6 +290,15 @@ class SQLiteStore:
         with self._reading("read") as connection:
             return self._select(connection, key)
 
+    def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with this host's time (``time.time()``) of that write."""
+        key = check_key(key)
+        with self._reading("read") as connection:
+            row = connection.execute(
+                "SELECT value, revision, updated FROM records WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else Version(bytes(row[0]), int(row[1]), float(row[2]))
+
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
 
@@ -352,8 +362,9 @@ class SQLiteStore:
             ).fetchall()
         return iter([str(row[0]) for row in rows])
 
-    def history(self, key: str) -> list[Versioned]:
-        """The last ``history_depth`` versions written to ``key``, newest first.
+    def history(self, key: str) -> list[Version]:
+        """The last ``history_depth`` versions written to ``key``, newest first, each
+        with this host's time of its write.
 
         The first is the current value, unless the key was deleted since: the history
         outlives a delete (it is the way back from a mistaken one). Empty when history is
@@ -362,10 +373,11 @@ class SQLiteStore:
         key = check_key(key)
         with self._reading("history") as connection:
             rows = connection.execute(
-                "SELECT value, revision FROM history WHERE key = ? ORDER BY revision DESC LIMIT ?",
+                "SELECT value, revision, updated FROM history WHERE key = ?"
+                " ORDER BY revision DESC LIMIT ?",
                 (key, self._history),
             ).fetchall()
-        return [Versioned(bytes(value), int(revision)) for value, revision in rows]
+        return [Version(bytes(value), int(rev), float(at)) for value, rev, at in rows]
 
     def forget(self, key: str) -> int:
         """Drop every kept version of ``key`` (an erasure); how many were dropped."""
