@@ -9,7 +9,8 @@ from sessionlocker.core.handles import Handle, Outcome
 from sessionlocker.core.loaded import LoadedRecord
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import Attempt, LoadMode, Mode, ModeName
-from sessionlocker.core.record import Message
+from sessionlocker.core.record import Lock, Message
+from sessionlocker.core.snapshot import SaveReason, Snapshot
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio import AsyncLockerService, Profile
@@ -32,6 +33,7 @@ from sessionlocker.errors import (
     UnstorableData,
     UsageError,
 )
+from sessionlocker.history import PastVersion
 from sessionlocker.purchases import Credit, Decision, Purchaser, Receipt
 from sessionlocker.stores import AsyncStore, Store, open_async_store, open_store
 from sessionlocker.trades import Trades
@@ -51,6 +53,7 @@ __all__ = [
     "Handle",
     "LoadMode",
     "LoadedRecord",
+    "Lock",
     "LockError",
     "LockLost",
     "LockUnavailable",
@@ -61,10 +64,13 @@ __all__ = [
     "Mode",
     "ModeName",
     "Outcome",
+    "PastVersion",
     "Profile",
     "Purchaser",
     "Receipt",
+    "SaveReason",
     "SessionLockerError",
+    "Snapshot",
     "Spec",
     "Status",
     "Store",

@@ -33,6 +33,7 @@ from sessionlocker.core.protocol import (
     Versioned,
 )
 from sessionlocker.core.record import ZLIB, Lock, Message
+from sessionlocker.core.snapshot import SaveReason, Snapshot, saved_snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
 from sessionlocker.core.storable import encode_data
@@ -80,6 +81,7 @@ class _Save:
     only_if_asked: bool
     encoding: str | None
     meta: Meta
+    reason: SaveReason
 
 
 class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
@@ -90,6 +92,11 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     or, with ``Spec.merge_offline``, the transient copy is merged into the loaded data.
     ``token`` is the fencing epoch while loaded: it grows with every acquire, so other
     systems can refuse a write carrying an older token.
+
+    Saves: ``save_reason`` says why the save being made happens (set before the
+    ``before_save`` event) and ``final_save`` whether it is meant to end the lock (true
+    once per lock: a release, a handoff or a shutdown); ``last_saved`` is a ``Snapshot``
+    of the last committed write (set before the ``saved`` event).
 
     Exactly-once operations (``apply_once``, ``purchase``, credit, ``send`` and the
     inbox, applied through ``handlers`` by message kind) are in ``operations``. User ids
@@ -125,6 +132,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     _attempt_expires: float
     _validity: float
     _ending: Callable[[], None] | None
+    _shutdown: bool
 
     def __init__(
         self,
@@ -164,6 +172,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         #: (``release_requested``) and not honoured: the driver's user is in the middle
         #: of a piece of work, and ``release()`` (which clears the request) honours it.
         self.defer_release_requests = False
+        self.save_reason: SaveReason | None = None
+        self.final_save = False
+        self.last_saved: Snapshot | None = None
         self._reset_session()
 
     # ----------------------------------------------------------------- intent
@@ -187,15 +198,20 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._edits.clear()
         self._ops = Operations(self, self._ops.handlers)
         self._reset_session()
+        self.save_reason, self.final_save, self.last_saved = None, False, None
         self._changes.start()
         self._due = float("-inf")
         self._wake()
 
-    def release(self) -> None:
-        """Save and release (or cancel a load). Does nothing when already ended or ending."""
+    def release(self, *, shutdown: bool = False) -> None:
+        """Save and release (or cancel a load). Does nothing when already ended or ending.
+
+        ``shutdown``: the service is closing (the last save's reason is ``SHUTDOWN``).
+        """
         if self.status in _ENDED or self.status is Status.RELEASING:
             return
         self._move(Event.RELEASE)
+        self._shutdown = shutdown
         self._outbox = None
         if self._inflight is None:
             self._due = float("-inf")
@@ -417,6 +433,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._send("save", Update(key=self.store_key, transform=transform, known=known))
 
     def _new_save(self, now: float, *, release: bool) -> _Save | None:
+        reason = self._reason()
+        self.save_reason = reason
+        self.final_save = release or reason is SaveReason.HANDOFF
         self._emit("before_save")
         force, self._force = self._force, False
         upto = self._changes.last
@@ -431,7 +450,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
                 self._autosave_at = now + self.spec.autosave_period
                 self._due = self._autosave_at
                 return None
-            return self._next_save(self._saved_json, self._changes.saved, self._saved_meta, release)
+            return self._next_save(
+                self._saved_json, self._changes.saved, self._saved_meta, release, reason
+            )
         quiet = (
             not (release or force) and data_json == self._saved_json and upto <= self._changes.saved
         )
@@ -444,15 +465,30 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             return None
         self._to_look = False
         meta = self._ops.ledger.snapshot()
-        return self._next_save(data_json, upto, meta, release, only_if_asked=quiet)
+        return self._next_save(data_json, upto, meta, release, reason, only_if_asked=quiet)
+
+    def _reason(self) -> SaveReason:
+        """Why the save about to be made happens."""
+        if self._handoff:
+            return SaveReason.HANDOFF
+        if self.status is Status.RELEASING:
+            return SaveReason.SHUTDOWN if self._shutdown else SaveReason.RELEASE
+        return SaveReason.FORCED if self._force else SaveReason.AUTOSAVE
 
     def _next_save(
-        self, data_json: str, upto: int, meta: Meta, release: bool, *, only_if_asked: bool = False
+        self,
+        data_json: str,
+        upto: int,
+        meta: Meta,
+        release: bool,
+        reason: SaveReason,
+        *,
+        only_if_asked: bool = False,
     ) -> _Save:
         self._seq += 1
         threshold = self.spec.compress_above
         encoding = ZLIB if threshold is not None and len(data_json) >= threshold else None
-        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding, meta)
+        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding, meta, reason)
 
     def _release_step(self, now: float) -> None:
         ledger = self._ops.ledger
@@ -703,6 +739,16 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._saved_meta = save.meta
         self._ops.ledger.saved(save.meta)
         self._changes.confirm(save.upto)
+        if outcome.written is not None and result.current is not None:
+            self.last_saved = saved_snapshot(
+                self.key,
+                outcome.written,
+                result.current,
+                data_json=save.data_json,
+                written=self.wall(),
+                reason=save.reason,
+                final=not outcome.held,
+            )
         if not save.only_if_asked or result.wrote:
             self._queued.append("saved")
         if outcome.held:
@@ -750,8 +796,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     def _too_large(self, save: _Save, size: int, now: float) -> None:
         self.error = RecordTooLarge(size, self.spec.max_record_bytes)
         self._queued.append("error")
-        if save.release:  # release anyway, keeping the last good value
-            retry = self._next_save(self._saved_json, self._changes.saved, self._saved_meta, True)
+        if save.release or save.reason is SaveReason.HANDOFF:  # end anyway, last good value
+            saved = self._changes.saved
+            retry = self._next_save(self._saved_json, saved, self._saved_meta, True, save.reason)
             self._pending = retry
             self._save(now, release=True)
             return
@@ -850,6 +897,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._attempt_expires = -NEVER
         self._validity = self.spec.lease
         self._ending = None
+        self._shutdown = False
 
     # ------------------------------------------------------------ for ``operations``
 

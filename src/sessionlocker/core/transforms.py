@@ -58,6 +58,7 @@ __all__ = [
     "confirm",
     "deliver",
     "known_after",
+    "load_data",
     "request_release",
     "save",
     "upgrade_unlocked",
@@ -236,6 +237,15 @@ def acquire(
         return Put(encode(upgraded, data_json), granted)
 
     return transform
+
+
+def load_data(record: Record, upgrade: Callable[[Record], Record]) -> tuple[Record, str]:
+    """The record upgraded as ``acquire`` would, with its data encoded; raises the
+    ``DataError`` a load would be refused with (nothing is written either way)."""
+    loaded = _loadable(record, upgrade)
+    if isinstance(loaded, Refused):
+        raise loaded.error
+    return loaded
 
 
 def _loadable(record: Record, upgrade: Callable[[Record], Record]) -> tuple[Record, str] | Refused:

@@ -33,13 +33,19 @@ from typing import Any, Generic, Self
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode, check_mode
 from sessionlocker.core.operations import Handler
+from sessionlocker.core.snapshot import SaveReason, Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
-from sessionlocker.drivers.service import LockerService, exit_error, watch_final_save
+from sessionlocker.drivers.service import (
+    LockerService,
+    exit_error,
+    snapshot_of,
+    watch_final_save,
+)
 from sessionlocker.errors import (
     AlreadyOpen,
     DataError,
@@ -49,8 +55,10 @@ from sessionlocker.errors import (
     StoreError,
     UsageError,
 )
+from sessionlocker.history import Moment, PastVersion, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, Store, open_async_store
+from sessionlocker.stores.async_base import AsyncDated, AsyncVersions
 from sessionlocker.stores.async_blocking import BlockingStore, blocking
 
 __all__ = ["AsyncLockerService", "Profile"]
@@ -154,6 +162,21 @@ class Profile(Generic[D]):
     def remove_tag(self, name: str) -> int:
         """Remove tag ``name`` (absent is fine); the change id."""
         return self.locker.remove_tag(name)
+
+    @property
+    def save_reason(self) -> SaveReason | None:
+        """Why the save being made happens (see ``Locker.save_reason``; ``before_save``)."""
+        return self.locker.save_reason
+
+    @property
+    def final_save(self) -> bool:
+        """The save being made is meant to end the lock (see ``Locker.final_save``)."""
+        return self.locker.final_save
+
+    @property
+    def last_saved(self) -> Snapshot | None:
+        """The last committed write of this session (``saved``), as a ``Snapshot``."""
+        return self.locker.last_saved
 
     def is_available(self) -> bool:
         """Loaded, and the lease still within its renew deadline."""
@@ -315,8 +338,7 @@ class AsyncLockerService(Generic[D]):
         if self._native is None:
             send = self.frames.send
             return await asyncio.to_thread(send, key, kind, body, id=id, timeout=timeout)
-        if self._closed:
-            raise UsageError(f"service {self.session_id} is closed")
+        self._check_open()
         frames = self.frames
         delivery = Delivery.build(self.spec, key, kind, body, id=id, now=frames.wall())
         updated = await adeliver(self._native.store, delivery, timeout, frames.clock)
@@ -334,6 +356,42 @@ class AsyncLockerService(Generic[D]):
         The awaitable twin of ``LockerService.keys_for_user`` (run on a worker thread).
         """
         return await asyncio.to_thread(self.frames.keys_for_user, user_id)
+
+    async def view(self, key: str) -> Snapshot | None:
+        """The record at ``key`` without its lock; the awaitable twin of
+        ``LockerService.view`` (awaited on an async store, else run on a thread)."""
+        store = self.async_store
+        if not isinstance(store, AsyncDated):
+            return await asyncio.to_thread(self.frames.view, key)
+        self._check_open()
+        stored = await store.read_version(self.spec.store_key(check_key(key)))
+        return snapshot_of(key, self.spec, stored)
+
+    async def history(
+        self,
+        key: str,
+        *,
+        before: Moment | None = None,
+        after: Moment | None = None,
+        limit: int | None = None,
+    ) -> list[PastVersion]:
+        """The kept versions of ``key``, newest first; the awaitable twin of
+        ``LockerService.history``."""
+        store = self.async_store
+        if store is None:
+            return await asyncio.to_thread(
+                self.frames.history, key, before=before, after=after, limit=limit
+            )
+        self._check_open()
+        if not isinstance(store, AsyncVersions):
+            raise UsageError(f"this store ({type(store).__name__}) keeps no versions")
+        versions = await store.history(self.spec.store_key(check_key(key)))
+        chosen = select(versions, before=before, after=after, limit=limit)
+        return [past_version(key, version) for version in chosen]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UsageError(f"service {self.session_id} is closed")
 
     # ------------------------------------------------------------------ frames
 
@@ -660,7 +718,7 @@ class AsyncLockerService(Generic[D]):
         released = True
         if self._task is not None and not self._task.done():
             for locker in self.frames.lockers():
-                locker.release()
+                locker.release(shutdown=True)
             released = await self.wait_until(self.frames.drained, timeout)
             self._stopping = True
             self._work.set()

@@ -40,7 +40,8 @@ from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.protocol import Request, Update, Updated
+from sessionlocker.core.protocol import Request, Update, Updated, Versioned
+from sessionlocker.core.snapshot import Snapshot, view_snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.delivery import Delivery, deliver_now
@@ -57,9 +58,10 @@ from sessionlocker.errors import (
     StoreError,
     UsageError,
 )
+from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import ReadOnlyStore, Store, open_store
-from sessionlocker.stores.base import Notifying, Watch
+from sessionlocker.stores.base import Notifying, Version, Watch, read_version
 from sessionlocker.stores.users import keys_for_user
 
 __all__ = ["LockerService"]
@@ -485,6 +487,38 @@ class LockerService(Generic[D]):
         prefix = self.spec.store_key("")
         return [key[len(prefix) :] for key in keys_for_user(self.store, user_id, prefix)]
 
+    def view(self, key: str) -> Snapshot | None:
+        """The record at ``key`` as stored now, without taking its lock; ``None`` if absent.
+
+        Whoever holds it (another server, this one, nobody), nothing is written: the
+        data is migrated in memory to ``Spec.version``, as a load would. One store read,
+        blocking; safe from any thread. Raises ``CorruptRecord``, ``NewerSchema`` or
+        ``MigrationError`` as a load would, and ``StoreError``.
+        """
+        self._check_open()
+        return snapshot_of(
+            key, self.spec, read_version(self.store, self.spec.store_key(check_key(key)))
+        )
+
+    def history(
+        self,
+        key: str,
+        *,
+        before: Moment | None = None,
+        after: Moment | None = None,
+        limit: int | None = None,
+    ) -> list[PastVersion]:
+        """The versions the store keeps of ``key``, newest first, with their write times.
+
+        ``before`` and ``after`` (epoch seconds or aware ``datetime``) keep those written
+        strictly between; ``limit`` the newest that many. Blocking; raises ``UsageError``
+        when the store keeps no versions, and ``StoreError``.
+        """
+        self._check_open()
+        versions = kept_versions(self.store, self.spec.store_key(check_key(key)))
+        chosen = select(versions, before=before, after=after, limit=limit)
+        return [past_version(key, version) for version in chosen]
+
     # ------------------------------------------------------------------ blocking helpers
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -559,7 +593,7 @@ class LockerService(Generic[D]):
         if self._closed:
             return True
         for locker in list(self._lockers.values()):
-            locker.release()
+            locker.release(shutdown=True)
         released = self.run_until(self.drained, timeout)
         request = self.end_lease(released)
         started = self.clock()
@@ -627,6 +661,13 @@ def exit_error(locker: Locker[Any], final: list[bool]) -> SessionLockerError | N
     if final != [True] and isinstance(locker.error, DataError):
         return locker.error
     return None
+
+
+def snapshot_of(key: str, spec: Spec, stored: Version | None) -> Snapshot | None:
+    """The view of the record ``stored`` at ``key`` (``None`` when absent)."""
+    if stored is None:
+        return None
+    return view_snapshot(key, spec, Versioned(stored.value, stored.revision), stored.written)
 
 
 def _new_session_id() -> str:

@@ -19,9 +19,9 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
-from sessionlocker.stores.base import cas_decide
+from sessionlocker.stores.base import Version, cas_decide
 
-__all__ = ["AsyncStore", "async_cas_update"]
+__all__ = ["AsyncDated", "AsyncStore", "AsyncVersions", "async_cas_update"]
 
 T = TypeVar("T")
 
@@ -68,6 +68,24 @@ class AsyncStore(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and files. Using the store afterwards is an error."""
+        ...
+
+
+@runtime_checkable
+class AsyncDated(Protocol):
+    """``Dated`` for an async store: the record with the store's time of its write."""
+
+    async def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the store's time of that write."""
+        ...
+
+
+@runtime_checkable
+class AsyncVersions(Protocol):
+    """``Versions`` for an async store (reading only)."""
+
+    async def history(self, key: str) -> list[Version]:
+        """The kept versions of ``key``, newest first, each with its write time."""
         ...
 
 

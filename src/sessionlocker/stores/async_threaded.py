@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.base import Notifying, Store, Wake, Watch
+from sessionlocker.stores.base import Notifying, Store, Version, Versions, Wake, Watch, read_version
 
 __all__ = ["NotifyingThreadedAsyncStore", "ThreadedAsyncStore", "threaded"]
 
@@ -36,6 +36,16 @@ class ThreadedAsyncStore:
     async def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return await asyncio.to_thread(self.sync.read, key)
+
+    async def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the sync store's time of the write (if it keeps one)."""
+        return await asyncio.to_thread(read_version, self.sync, key)
+
+    async def history(self, key: str) -> list[Version]:
+        """The sync store's kept versions; ``UsageError`` when it keeps none."""
+        if not isinstance(self.sync, Versions):
+            raise UsageError(f"this store ({type(self.sync).__name__}) keeps no versions")
+        return await asyncio.to_thread(self.sync.history, key)
 
     async def write(
         self, key: str, value: bytes, expected: int | None, *, notify: bool = True
