@@ -178,6 +178,37 @@ def test_restore_waits_for_a_live_holder(
     assert [v["data"] for v in json.loads(out)][:2] == [{"gold": 1}, {"gold": 3}]
 
 
+def test_history_shows_times_and_restore_takes_a_time(
+    store: Store, url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save(store, "alice", {"gold": 1})
+    code, out, _ = run(capsys, [*cli(url, "history", "alice"), "--json"])
+    first = json.loads(out)[0]  # the save that released {"gold": 1}
+    assert first["data"] == {"gold": 1}
+    assert first["written"].endswith("Z")
+    assert first["epoch"] == 1
+    save(store, "alice", {"gold": 2})
+    code, out, err = run(capsys, cli(url, "history", "alice"))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0].startswith("WRITTEN (UTC)")
+    assert first["written"] in out
+    code, out, _ = run(capsys, [*cli(url, "history", "alice", "--after", first["written"])])
+    assert first["written"] not in out  # strictly after
+    assert '{"gold": 2}' in out
+    code, out, _ = run(capsys, [*cli(url, "history", "alice", "--limit", "1"), "--json"])
+    assert [row["data"] for row in json.loads(out)] == [{"gold": 2}]
+    code, out, err = run(capsys, cli(url, "restore", "alice", "--at", first["written"]))
+    assert (code, err) == (0, "")
+    assert f"data of revision {first['revision']} restored" in out
+    assert stored(store, "alice") == {"gold": 1}
+    code, _, err = run(capsys, cli(url, "restore", "alice", "--at", "2000-01-01T00:00Z"))
+    assert code == 1
+    assert "no kept version" in err
+    code, _, err = run(capsys, cli(url, "restore", "alice", "--at", "2026-12-01T10:00"))
+    assert code == 2
+    assert "time zone" in err
+
+
 def test_release_waits_and_steal_takes(
     store: Store, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -240,6 +271,8 @@ def test_bad_input_writes_nothing(
         ([*cli(url, "edit", "nobody"), "--patch", "{}"], 1, "no record"),
         (cli(url, "restore", "alice", "x"), 2, "REVISION is a whole number"),
         (cli(url, "restore", "alice", "999999"), 2, "no kept revision 999999"),
+        (cli(url, "restore", "alice"), 2, "either REVISION or --at"),
+        ([*cli(url, "history", "alice"), "--before", "yesterday"], 2, "not an ISO 8601"),
         (cli(url, "send", "alice", "gift", "[1,"), 2, "BODY is not JSON"),
         (cli("sqlite:///no/such/dir/x.db", "list"), 2, "no such store file: no/such/dir/x.db"),
         (cli("sqlite:///no/such/dir/x.db", "release", "alice"), 2, "does not exist"),

@@ -13,7 +13,8 @@ import pytest
 
 from backends import Backend, open_backend
 from sessionlocker import LockerService, Spec
-from sessionlocker.erase import ERASED, LOCKED, erase_user
+from sessionlocker.cli.main import main
+from sessionlocker.erase import ERASED, LOCKED, erase_user, erased_at
 from sessionlocker.stores import Store
 from sessionlocker.stores.base import Versions
 
@@ -218,3 +219,23 @@ def test_erase_command_reports_audits_and_refuses(url: str, store: Store, tmp_pa
     nothing = cli(*common, "--yes")
     assert nothing.returncode == 0
     assert json.loads(nothing.stdout)["keys"] == []
+
+
+def test_history_says_a_key_was_erased(
+    url: str, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with LockerService(store, spec()) as service:
+        make(service, "p1", "u1")
+        report = erase_user(service, "u1", timeout=10)
+        assert [(k.key, k.result) for k in report.keys] == [("p1", ERASED)]
+        mark = erased_at(store, "players/p1")
+        assert mark is not None
+        assert mark[1] == service.session_id
+        assert erased_at(store, "players/p2") is None
+        assert service.keys_for_user("u1") == []
+        assert list(store.keys("players/")) == []  # the mark lives outside the namespace
+    code = main(["history", "p1", "--store", url, "--namespace", "players"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert "'p1' was erased at" in err
+    assert "is history on" not in err

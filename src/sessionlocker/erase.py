@@ -12,7 +12,9 @@ read: anything that slipped in between (a server loading it, a remote change) mo
 revision, so the delete is refused and the round is tried again. Nothing is
 overwritten, and no locker ends by finding its record gone. The record's kept versions
 are dropped too (``Versions.forget``), since they hold the data as well. A record
-that no longer lists the user is left alone.
+that no longer lists the user is left alone. An erased key leaves a mark beside the
+records (``ERASED_PREFIX`` + its store key; the time and the erasing session, no data
+and no user id), so ``sessionlocker history`` can say the key was erased.
 
 The report says, per key, what happened; ``audit_line`` is the JSON line an operator
 keeps (who, when, which user, which keys, the result; never the data), and
@@ -30,16 +32,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sessionlocker.core.modes import Attempt, LoadMode
+from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.core.record import decode
 from sessionlocker.core.states import Status
 from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, CorruptRecord, LockUnavailable, SessionLockerError
-from sessionlocker.stores.base import Versions
+from sessionlocker.stores.base import Store, Versions
 
 if TYPE_CHECKING:
     from sessionlocker.drivers.service import LockerService
 
-__all__ = ["ERASED", "GONE", "LOCKED", "NOT_LISTED", "EraseReport", "KeyResult", "erase_user"]
+__all__ = [
+    "ERASED",
+    "ERASED_PREFIX",
+    "GONE",
+    "LOCKED",
+    "NOT_LISTED",
+    "EraseReport",
+    "KeyResult",
+    "erase_user",
+    "erased_at",
+]
 
 log = logging.getLogger("sessionlocker.erase")
 
@@ -53,6 +66,9 @@ LOCKED = "locked"
 NOT_LISTED = "not_listed"
 #: Anything else (a store error, an unreadable record); the record is untouched.
 FAILED = "failed"
+
+#: Where an erasure leaves its mark: this prefix, then the erased record's store key.
+ERASED_PREFIX = "sessionlocker.erased/"
 
 _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
 #: Rounds of "take the lock, release it, delete the free record" before giving up.
@@ -144,6 +160,7 @@ def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -
                 service.store.delete(store_key, expected=stored.revision)
                 if isinstance(service.store, Versions):  # the old versions hold the data too
                     service.store.forget(store_key)
+                _mark_erased(service.store, store_key, service.session_id)
                 return KeyResult(key, ERASED)
         except Conflict:  # loaded, or sent a remote change, meanwhile: look again
             continue
@@ -153,6 +170,32 @@ def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -
         if result.result != ERASED:
             return result
     return result
+
+
+def _mark_erased(store: Store, store_key: str, session: str) -> None:
+    """Note that ``store_key`` was erased, now, by ``session`` (for ``erased_at``). Best
+    effort: the record is erased either way, so a failure is only logged."""
+    value = json.dumps({"erased": time.time(), "session": session}).encode()
+
+    def mark(current: Versioned | None) -> Put[None]:
+        return Put(value, None)
+
+    try:
+        store.update(ERASED_PREFIX + store_key, mark)
+    except SessionLockerError as exc:
+        log.warning("key=%s erased, but its erasure mark was not written: %s", store_key, exc)
+
+
+def erased_at(store: Store, store_key: str) -> tuple[float, str] | None:
+    """When ``store_key`` was last erased and by which session, if ``erase_user`` did."""
+    stored = store.read(ERASED_PREFIX + store_key)
+    if stored is None:
+        return None
+    try:
+        mark = json.loads(stored.value)
+        return float(mark["erased"]), str(mark["session"])
+    except (ValueError, KeyError, TypeError):  # not our mark: say nothing
+        return None
 
 
 def _have_released(service: LockerService, key: str, timeout: float) -> KeyResult:

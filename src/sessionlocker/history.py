@@ -99,16 +99,17 @@ def select(
     limit: int | None = None,
 ) -> list[Version]:
     """The versions (newest first) written strictly before ``before`` and strictly after
-    ``after``, at most ``limit`` of them. With a date given, undated versions are left out."""
+    ``after`` (to the microsecond), at most ``limit`` of them. With a date given, undated
+    versions are left out."""
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise UsageError(f"limit must be a whole number >= 1 or None, not {limit!r}")
-    upper = None if before is None else seconds(before, "before")
-    lower = None if after is None else seconds(after, "after")
+    upper = None if before is None else _micros(seconds(before, "before"))
+    lower = None if after is None else _micros(seconds(after, "after"))
     chosen = [
         v
         for v in versions
-        if (upper is None or (v.written is not None and v.written < upper))
-        and (lower is None or (v.written is not None and v.written > lower))
+        if (upper is None or (v.written is not None and _micros(v.written) < upper))
+        and (lower is None or (v.written is not None and _micros(v.written) > lower))
     ]
     return chosen if limit is None else chosen[:limit]
 
@@ -119,13 +120,20 @@ def version_at(versions: list[Version], moment: Moment) -> Version | None:
     ``None`` when none is known to be: every kept version is newer, or the newest one
     not after ``moment`` has no date (an older, undated one might have been current).
     """
-    when = seconds(moment, "the time")
+    when = _micros(seconds(moment, "the time"))
     for version in versions:  # newest first
         if version.written is None:
             return None
-        if version.written <= when:
+        if _micros(version.written) <= when:
             return version
     return None
+
+
+def _micros(seconds: float) -> int:
+    """Whole microseconds: times compare at the precision they are shown and kept with
+    (Redis and PostgreSQL keep microseconds), so a time copied from ``history`` selects
+    the version it was shown for."""
+    return round(seconds * 1_000_000)
 
 
 def kept_versions(store: Store, store_key: str) -> list[Version]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from sessionlocker.cli.options import (
@@ -30,18 +31,25 @@ from sessionlocker.cli.options import (
 from sessionlocker.cli.records_io import admin_session, read_record
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.record import Record, decode
+from sessionlocker.erase import erased_at
 from sessionlocker.errors import CorruptRecord, LockUnavailable
+from sessionlocker.history import select, version_at
 from sessionlocker.stores.base import Store, Version, Versions
 
 __all__ = ["register"]
 
 HISTORY_HELP = """\
-List the versions the store keeps of a record, newest first: revision, size, data
-version, who held the lock when it was written, and the start of the data. A corrupt
+List the versions the store keeps of a record, newest first: when the store wrote it
+(UTC), revision, lock epoch, size, data version, who held the lock when it was written,
+and the start of the data. --before and --after (ISO 8601 times with a zone, such as
+2026-12-01T10:00Z) keep the versions written strictly between; --limit the newest N.
+A key erased by 'sessionlocker erase' says so (its versions went with it). A corrupt
 version is listed as such and named on stderr, and the exit status is then 1."""
 
 RESTORE_HELP = """\
-Put back the data of an older version (REVISION, from 'history'). The record is loaded
+Put back the data of an older version: REVISION (from 'history'), or --at TIME, the
+version that was current at that instant (the newest written at or before it; ISO 8601
+with a zone, such as 2026-12-01T10:00Z). The record is loaded
 through a session, as a server loads it: a live holder gets a release request and the
 command waits (up to --timeout) for it to save and release, so nothing it saved is
 overwritten unseen (its last save stays in the history). The old data is then written
@@ -60,6 +68,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     add_common(parser, spec=False)
     parser.add_argument("key", metavar="KEY")
+    parser.add_argument("--before", metavar="TIME", help="only versions written before TIME")
+    parser.add_argument("--after", metavar="TIME", help="only versions written after TIME")
+    parser.add_argument("--limit", type=int, metavar="N", help="at most the newest N")
     parser.set_defaults(run=guarded(run_history), parser=parser)
 
     parser = subcommands.add_parser(
@@ -70,7 +81,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     add_common(parser)
     parser.add_argument("key", metavar="KEY")
-    parser.add_argument("revision", metavar="REVISION")
+    parser.add_argument("revision", metavar="REVISION", nargs="?")
+    parser.add_argument("--at", metavar="TIME", help="the version current at TIME")
     parser.add_argument(
         "--timeout", type=seconds, default=60.0, metavar="SECONDS", help="how long to wait (60)"
     )
@@ -85,25 +97,43 @@ def _versions(store: Store, args: argparse.Namespace) -> list[Version]:
 
 def run_history(args: argparse.Namespace) -> int:
     """Print the versions."""
+    before = None if args.before is None else parse_time(args.before, "--before")
+    after = None if args.after is None else parse_time(args.after, "--after")
+    if args.limit is not None and args.limit < 1:
+        usage("--limit must be a whole number >= 1")
     store = open_admin_store(args, read_only=True)
     try:
-        versions = _versions(store, args)
-        empty = None if versions else empty_namespace(store, args)
+        kept = _versions(store, args)
+        erased = None if kept else erased_at(store, store_key(args, args.key))
+        empty = None if kept or erased else empty_namespace(store, args)
     finally:
         store.close()
+    if erased is not None:
+        at, session = erased
+        raise CommandError(
+            f"{args.key!r} was erased at {_iso(at)} (session {session}); "
+            "its kept versions were dropped with it"
+        )
     if empty is not None:
         raise CommandError(f"no versions of {args.key!r}: {empty}")
-    if not versions:
+    if not kept:
         raise CommandError(f"no versions of {args.key!r} are kept (is history on?)")
+    versions = select(kept, before=before, after=after, limit=args.limit)
     rows = [_row(v) for v in versions]
-    lines = [f"{'REVISION':>10} {'BYTES':>9} {'SCHEMA':>6} {'HELD BY':<40} DATA"]
+    lines = [
+        f"{'WRITTEN (UTC)':<20} {'REVISION':>10} {'EPOCH':>6} {'BYTES':>9} {'SCHEMA':>6} "
+        f"{'HELD BY':<40} DATA"
+    ]
     for row in rows:
         data = json.dumps(row.get("data"), sort_keys=True)
         data = data if len(data) <= 60 else data[:57] + "..."
         lines.append(
-            f"{row['revision']:>10} {row['bytes']:>9,} {row.get('schema', '?'):>6} "
+            f"{row['written'] or '-':<20} {row['revision']:>10} {row.get('epoch', '?'):>6} "
+            f"{row['bytes']:>9,} {row.get('schema', '?'):>6} "
             f"{row.get('held_by') or '-':<40} {row.get('error', data)}"
         )
+    if not rows:
+        lines.append(f"(none of the {len(kept)} kept versions was written in that time)")
     emit(args, "\n".join(lines), rows)
     corrupt = [row for row in rows if "error" in row]
     for row in corrupt:
@@ -115,14 +145,34 @@ def run_history(args: argparse.Namespace) -> int:
     return EXIT_FAILED if corrupt else EXIT_OK
 
 
+def parse_time(text: str, option: str) -> float:
+    """Epoch seconds of an ISO 8601 time that names its zone (``2026-12-01T10:00Z``)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        usage(f"{option} {text!r} is not an ISO 8601 time (such as 2026-12-01T10:00Z)")
+    if moment.tzinfo is None:
+        usage(f"{option} {text!r} needs a time zone (Z for UTC, or +01:00...)")
+    return moment.timestamp()
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _row(version: Version) -> dict[str, Any]:
-    row: dict[str, Any] = {"revision": version.revision, "bytes": len(version.value)}
+    row: dict[str, Any] = {
+        "revision": version.revision,
+        "bytes": len(version.value),
+        "written": None if version.written is None else _iso(version.written),
+    }
     try:
         record = decode(version.value)
     except CorruptRecord as exc:
         row["error"] = f"corrupt, left as it is: {exc}"
         return row
     row.update(
+        epoch=record.epoch,
         schema=record.schema,
         held_by=None if record.lock is None else record.lock.session,
         data=record.data,
@@ -132,15 +182,15 @@ def _row(version: Version) -> dict[str, Any]:
 
 def run_restore(args: argparse.Namespace) -> int:
     """Load, replace the data, save."""
-    try:
-        revision = int(args.revision)
-    except ValueError:
-        usage(f"REVISION is a whole number from 'history', not {args.revision!r}")
+    if (args.revision is None) == (args.at is None):
+        usage("give either REVISION or --at TIME")
+    at = None if args.at is None else parse_time(args.at, "--at")
+    revision = None if args.revision is None else _revision(args.revision)
     store = open_admin_store(args)
     try:
         current = read_record(store, args, args.key).record
-        old = _old_record(store, args, revision)
-        data = _data_for(args, old, current)
+        revision, old = _old_record(store, args, revision, at)
+        data = _data_for(args, old, current, revision)
         try:
             with admin_session(store, args, args.key, LoadMode.FORCE, args.timeout) as locker:
                 locker.data = data
@@ -160,25 +210,43 @@ def run_restore(args: argparse.Namespace) -> int:
     return 0
 
 
-def _old_record(store: Store, args: argparse.Namespace, revision: int) -> Record:
+def _revision(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        usage(f"REVISION is a whole number from 'history', not {text!r}")
+
+
+def _old_record(
+    store: Store, args: argparse.Namespace, revision: int | None, at: float | None
+) -> tuple[int, Record]:
+    """The revision asked for (or current at ``at``) and its record."""
     versions = _versions(store, args)
+    if at is not None:
+        found = version_at(versions, at)
+        if found is None:
+            raise CommandError(
+                f"no kept version of {args.key!r} is known to be current at {args.at} "
+                "(every kept one is newer, or undated)"
+            )
+        revision = found.revision
     for version in versions:
         if version.revision == revision:
             try:
-                return decode(version.value)
+                return revision, decode(version.value)
             except CorruptRecord as exc:
                 raise CommandError(f"revision {revision} is corrupt: {exc}") from exc
     kept = ", ".join(str(v.revision) for v in versions) or "none"
     return usage(f"{args.key!r} has no kept revision {revision} (kept: {kept})")
 
 
-def _data_for(args: argparse.Namespace, old: Record, current: Record) -> Any:
+def _data_for(args: argparse.Namespace, old: Record, current: Record, revision: int) -> Any:
     """The old data, at the current record's data version."""
     if old.schema == current.schema:
         return old.data
     if not args.spec:
         raise CommandError(
-            f"revision {args.revision} holds data version {old.schema}, the record is at "
+            f"revision {revision} holds data version {old.schema}, the record is at "
             f"{current.schema}: give --spec so the old data can be migrated"
         )
     return admin_spec(args).upgrade(old).data
