@@ -132,8 +132,10 @@ def version_at(versions: list[Version], moment: Moment) -> Version | None:
 def _micros(seconds: float) -> int:
     """Whole microseconds: times compare at the precision they are shown and kept with
     (Redis and PostgreSQL keep microseconds), so a time copied from ``history`` selects
-    the version it was shown for."""
-    return round(seconds * 1_000_000)
+    the version it was shown for. The fraction is taken apart first, as ``datetime``
+    does: ``seconds * 1e6`` would round a large time's last digit the other way."""
+    whole = math.floor(seconds)
+    return whole * 1_000_000 + round((seconds - whole) * 1_000_000)
 
 
 def kept_versions(store: Store, store_key: str) -> list[Version]:

@@ -121,14 +121,14 @@ def run_history(args: argparse.Namespace) -> int:
     versions = select(kept, before=before, after=after, limit=args.limit)
     rows = [_row(v) for v in versions]
     lines = [
-        f"{'WRITTEN (UTC)':<20} {'REVISION':>10} {'EPOCH':>6} {'BYTES':>9} {'SCHEMA':>6} "
+        f"{'WRITTEN (UTC)':<27} {'REVISION':>10} {'EPOCH':>6} {'BYTES':>9} {'SCHEMA':>6} "
         f"{'HELD BY':<40} DATA"
     ]
     for row in rows:
         data = json.dumps(row.get("data"), sort_keys=True)
         data = data if len(data) <= 60 else data[:57] + "..."
         lines.append(
-            f"{row['written'] or '-':<20} {row['revision']:>10} {row.get('epoch', '?'):>6} "
+            f"{row['written'] or '-':<27} {row['revision']:>10} {row.get('epoch', '?'):>6} "
             f"{row['bytes']:>9,} {row.get('schema', '?'):>6} "
             f"{row.get('held_by') or '-':<40} {row.get('error', data)}"
         )
