@@ -90,3 +90,19 @@ def test_seed_writes_records_at_a_chosen_version_and_never_overwrites() -> None:
     assert (record.schema, record.data, record.lock) == (1, {"coins": 1}, None)
     with pytest.raises(Conflict):
         seed(store, spec(2), {"p1": {"coins": 2}})
+
+
+def test_a_read_only_service_views_the_real_record_with_its_write_time(real: SQLiteStore) -> None:
+    with LockerService(real, spec(2), read_only=True) as service:
+        seen = service.view("p1")
+        assert seen is not None
+        assert seen.data == {"coins": 10, "upgraded": True}
+        assert seen.written is not None  # the real store's time
+        with service.session("p1", timeout=5) as player:
+            player.data["coins"] = 11
+            player.mark_changed()
+        mine = service.view("p1")
+        assert mine is not None
+        assert mine.data["coins"] == 11  # the overlay's own write
+        assert mine.written is None  # never stored, so no store time
+    assert real.read("players/p1") is not None

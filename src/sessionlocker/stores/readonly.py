@@ -17,7 +17,7 @@ from typing import TypeVar
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_expected, check_key, check_prefix, check_value
-from sessionlocker.stores.base import Store, cas_update
+from sessionlocker.stores.base import Store, Version, cas_update, read_version
 from sessionlocker.stores.memory import MemoryStore
 
 __all__ = ["ReadOnlyStore"]
@@ -44,6 +44,15 @@ class ReadOnlyStore:
             if key in self._overlay:
                 return self._overlay[key]
         return self.inner.read(key)
+
+    def read_version(self, key: str) -> Version | None:
+        """``read`` with the write time: the inner store's, ``None`` for our own writes."""
+        key = check_key(key)
+        with self._lock:
+            if key in self._overlay:
+                mine = self._overlay[key]
+                return None if mine is None else Version(mine.value, mine.revision)
+        return read_version(self.inner, key)
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write to the overlay only (nothing is stored, so nothing to notify)."""
