@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from backends import Backend, drive, fast_spec, load, open_backend
-from sessionlocker import Locker, LockerService, SaveReason, Snapshot, Status
+from sessionlocker import EasyStore, Locker, LockerService, SaveReason, Snapshot, Status
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -124,3 +124,16 @@ def test_a_new_session_starts_with_no_last_saved(backend: Backend) -> None:
 def test_reasons_say_which_end_the_lock() -> None:
     ending = {reason for reason in SaveReason if reason.ends_lock}
     assert ending == {SaveReason.RELEASE, SaveReason.HANDOFF, SaveReason.SHUTDOWN}
+
+
+def test_the_easy_profile_shows_the_same(backend: Backend) -> None:
+    with LockerService(backend.store, fast_spec()) as service:
+        profile = EasyStore(service).start_session("p1")
+        reasons: list[tuple[SaveReason | None, bool]] = []
+        profile.on("before_save", lambda p: reasons.append((p.save_reason, p.final_save)))
+        drive([service], profile.is_loaded)
+        profile.end_session()
+        drive([service], lambda: not profile.is_active() and profile.last_saved is not None)
+        assert reasons == [(SaveReason.RELEASE, True)]
+        assert profile.last_saved is not None
+        assert profile.last_saved.final is True
