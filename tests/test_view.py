@@ -25,7 +25,7 @@ from sessionlocker import (
     UsageError,
 )
 from sessionlocker.core.migrations import Migrations
-from sessionlocker.core.record import Record, encode
+from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.errors import NewerSchema
 from sessionlocker.history import select, version_at
 from sessionlocker.stores import CountingStore, MemoryStore, open_async_store, threaded
@@ -201,3 +201,30 @@ def test_a_time_shown_by_history_selects_its_version() -> None:
     assert select(kept, after=shown) == [kept[0]]
     assert select(kept, before=shown) == []
     assert version_at([Version(b"x", 1, None)], shown) is None  # undated: not known
+
+
+def test_a_read_only_async_service_views_its_own_writes(backend: Backend) -> None:
+    seed(backend.store, fast_spec(), {"p1": {"log": ["real"]}})
+
+    async def main() -> tuple[Snapshot | None, Snapshot | None]:
+        store = _async_store(backend)
+        try:
+            async with AsyncLockerService(store, fast_spec(), read_only=True) as service:
+                real = await service.view("p1")
+                async with service.session("p1", timeout=10) as player:
+                    player.data["log"].append("trial")
+                    player.mark_changed()
+                return real, await service.view("p1")
+        finally:
+            if backend.url is not None:
+                await store.aclose()
+
+    real, mine = asyncio.run(main())
+    assert real is not None
+    assert real.written is not None  # the store's time, read through the read-only wrapper
+    assert mine is not None
+    assert mine.data == {"log": ["real", "trial"]}
+    assert mine.written is None  # a write kept in this process only
+    stored_now = backend.store.read("players/p1")
+    assert stored_now is not None
+    assert decode(stored_now.value).data == {"log": ["real"]}  # the store is unchanged

@@ -57,7 +57,7 @@ from sessionlocker.errors import (
 )
 from sessionlocker.history import Moment, PastVersion, past_version, select
 from sessionlocker.metrics import Metrics
-from sessionlocker.stores import AsyncStore, Store, open_async_store
+from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_async_store
 from sessionlocker.stores.async_base import AsyncDated, AsyncVersions
 from sessionlocker.stores.async_blocking import BlockingStore, blocking
 
@@ -361,8 +361,8 @@ class AsyncLockerService(Generic[D]):
         """The record at ``key`` without its lock; the awaitable twin of
         ``LockerService.view`` (awaited on an async store, else run on a thread)."""
         store = self.async_store
-        if not isinstance(store, AsyncDated):
-            return await asyncio.to_thread(self.frames.view, key)
+        if not isinstance(store, AsyncDated) or isinstance(self.store, ReadOnlyStore):
+            return await asyncio.to_thread(self.frames.view, key)  # read-only: the overlay
         self._check_open()
         stored = await store.read_version(self.spec.store_key(check_key(key)))
         return snapshot_of(key, self.spec, stored)

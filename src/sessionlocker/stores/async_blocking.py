@@ -16,8 +16,8 @@ from typing import TypeVar
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.async_base import AsyncStore
-from sessionlocker.stores.base import Notifying, Wake, Watch
+from sessionlocker.stores.async_base import AsyncDated, AsyncStore
+from sessionlocker.stores.base import Notifying, Version, Wake, Watch
 
 __all__ = ["BlockingStore", "NotifyingBlockingStore", "blocking"]
 
@@ -60,6 +60,13 @@ class BlockingStore:
     def read(self, key: str) -> Versioned | None:
         """``inner.read``, waited for."""
         return self._run(self.inner.read(key))
+
+    def read_version(self, key: str) -> Version | None:
+        """``read`` with the store's write time, when the async store keeps one."""
+        if isinstance(self.inner, AsyncDated):
+            return self._run(self.inner.read_version(key))
+        current = self.read(key)
+        return None if current is None else Version(current.value, current.revision)
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """``inner.write``, waited for."""
