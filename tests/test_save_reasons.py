@@ -61,10 +61,12 @@ def test_autosave_forced_and_release_reasons_and_snapshots(backend: Backend) -> 
         assert (first.revision, first.size) == (stored.revision, len(stored.value))
 
         locker.data["log"].append("b")
+        locker.set_tag("level", 2)
         locker.force_save()
         drive([service], lambda: len(audit.saved) == 2)
         assert audit.reasons[-1] == (SaveReason.FORCED, False)
         assert audit.saved[-1].reason is SaveReason.FORCED
+        assert dict(audit.saved[-1].tags) == {"level": 2}  # metadata as written
 
         locker.release()
         drive([service], lambda: locker.status is Status.IDLE)

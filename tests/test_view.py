@@ -61,6 +61,7 @@ def test_view_shows_a_record_held_by_another_server_and_writes_nothing(
     with LockerService(store, fast_spec()) as holder_service:
         holder = load(holder_service, "p1")
         holder.add_user_id("u1")
+        holder.set_tag("rank", "gold")
         holder.force_save()
         drive([holder_service], lambda: not holder.changes_pending)
         holder_service.send("p1", "gift", {"coins": 1})  # no handler here: it stays queued
@@ -81,6 +82,7 @@ def test_view_shows_a_record_held_by_another_server_and_writes_nothing(
         assert snapshot.lock.acquired <= started + 1
         assert snapshot.epoch == holder.token
         assert snapshot.user_ids == ("u1",)
+        assert dict(snapshot.tags) == {"rank": "gold"}
         assert snapshot.inbox == 1
         assert snapshot.written is not None
         assert started - 30 <= snapshot.written <= time.time() + 1
