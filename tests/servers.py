@@ -221,6 +221,7 @@ class PostgresServer:
                 ) from exc
         self.port = free_port()
         self.running = False
+        self.paused = False
         self._initialised = False
 
     @property
@@ -280,7 +281,42 @@ class PostgresServer:
         self.stop(hard=hard)
         self.start()
 
+    def processes(self) -> list[int]:
+        """The postmaster's pid, then its children's (the backends and helpers)."""
+        main = int((self.data / "postmaster.pid").read_text().split()[0])
+        return [main, *_children(main)]
+
+    def pause(self) -> None:
+        """SIGSTOP the postmaster, then its children: connections stay open, nothing
+        answers (the kernel still ACKs and answers keepalives)."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        for pid in reversed(self.processes()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.paused = False
+
     def cleanup(self) -> None:
         """Stop the server and remove its directory."""
+        if self.paused:
+            self.resume()
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is ``parent`` (from ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found

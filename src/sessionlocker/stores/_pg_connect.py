@@ -2,9 +2,12 @@
 
 Every connection is in autocommit at READ COMMITTED (the store's statements rely on
 PostgreSQL re-checking a row that changed while they waited for its lock), with a
-statement timeout and TCP keepalives and user timeout, so no call waits forever on a
-stuck server or a silent network. They are set as startup options, at no extra round
-trip.
+statement timeout and TCP keepalives and user timeout. They are set as startup
+options, at no extra round trip. None of them ends a call on a server that is stopped
+(SIGSTOP) or behind a network that holds packets back: its kernel, or the client's,
+keeps the connection open. So every statement also runs under a client-side deadline
+(``Connector.deadline``, ``_deadline``): past it, its socket is shut down and the
+connection discarded.
 """
 
 from __future__ import annotations
@@ -22,7 +25,17 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from sessionlocker.errors import UsageError
 
-__all__ = ["Connector", "check_idle", "check_idle_async", "check_seconds_above_zero"]
+__all__ = [
+    "GRACE",
+    "Connector",
+    "check_idle",
+    "check_idle_async",
+    "check_seconds_above_zero",
+]
+
+#: How long past the server's statement timeout the client waits for the reply before
+#: giving up on the connection: room for the server's own timeout error to arrive.
+GRACE = 1.0
 
 
 def check_seconds_above_zero(value: object, what: str) -> float:
@@ -69,11 +82,14 @@ class Connector:
     """The connection string, the libpq parameters and what may be shown of them.
 
     ``host`` and ``database`` are for messages; ``password`` only to scrub messages.
+    ``deadline``: how long a statement may wait for its reply (the statement timeout
+    plus ``GRACE``).
     """
 
     conninfo: str = field(repr=False)
     kwargs: Mapping[str, Any] = field(repr=False)
     connect_timeout: float
+    deadline: float
     host: str
     database: str
     password: str | None = field(default=None, repr=False)
@@ -118,6 +134,7 @@ class Connector:
             conninfo=conninfo,
             kwargs=kwargs,
             connect_timeout=connect_timeout,
+            deadline=timeout + GRACE,
             host=f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}",
             database=str(params.get("dbname") or params.get("user") or ""),
             password=str(password) if password else None,

@@ -5,7 +5,9 @@
   exhausted server resources (too many connections), no pool connection in time.
 - Not retryable: missing permissions (the message says which), a missing database or
   role, failed authentication, anything else the server refuses.
-- ``unknown_outcome``: a write whose connection broke after it was sent. The server may
+- A statement with no reply by its client-side deadline (``overrun``) is retryable.
+- ``unknown_outcome``: a write whose connection broke, or got no reply in time, after
+  it was sent. The server may
   have committed it; the caller must re-read. A statement the server answered with an
   error was rolled back (every statement runs alone in autocommit), so its outcome is
   known.
@@ -86,6 +88,15 @@ class ErrorTranslator:
             retryable=retryable,
             unknown_outcome=writing and (lost or (state or "").startswith(("08", "57P"))),
         )
+
+    def overrun(self, operation: str, *, writing: bool, seconds: float) -> StoreError:
+        """The error for a statement with no reply within ``seconds`` (its connection was
+        shut down and dropped): retryable, and a write's outcome is unknown."""
+        detail = (
+            f"no reply within {seconds:g} s (the server or the network is stuck); "
+            "the connection was dropped"
+        )
+        return StoreError(self._message(operation, detail), retryable=True, unknown_outcome=writing)
 
     def connect(self, exc: psycopg.Error, operation: str) -> StoreError:
         """The error for a failed connection attempt (nothing was sent, so nothing written)."""

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from sessionlocker.stores._deadline import DEADLINES
 from sessionlocker.stores._pg_sql import notify_payload
 from sessionlocker.stores.base import Wake
 
@@ -43,7 +44,8 @@ class PostgreSQLWatch:
 
     ``connect`` opens a new autocommit connection; ``prefix`` is the store's key prefix
     (notifications name stored keys, ``wake`` gets them without it); ``on_close``
-    tells the store this watch is gone; ``clean`` makes an error text safe to log.
+    tells the store this watch is gone; ``clean`` makes an error text safe to log;
+    ``deadline`` bounds the wait for LISTEN's reply (``_deadline``).
     ``connections`` counts the successful LISTENs so far (1 after the first connect, one
     more per reconnect): a figure for monitoring and tests.
     """
@@ -57,6 +59,7 @@ class PostgreSQLWatch:
         prefix: str,
         on_close: Callable[[PostgreSQLWatch], None],
         clean: Callable[[str], str],
+        deadline: float,
     ) -> None:
         self._wake = wake
         self._connect = connect
@@ -64,6 +67,7 @@ class PostgreSQLWatch:
         self._prefix = prefix
         self._on_close = on_close
         self._clean = clean
+        self._deadline = deadline
         self._lock = threading.Lock()
         self._keys: dict[str, str] = {}  # notify payload -> key
         self._closed = threading.Event()
@@ -130,7 +134,11 @@ class PostgreSQLWatch:
     def _listen_on(self, connection: psycopg.Connection[TupleRow]) -> None:
         if self._closed.is_set():  # closed while connecting: no wake-ups after close()
             return
-        connection.execute(self._listen)
+        pending = DEADLINES.start(connection.fileno(), self._deadline)
+        try:
+            connection.execute(self._listen)
+        finally:
+            DEADLINES.end(pending)
         self._wake_all()
         self._connections += 1
         while not self._closed.is_set():

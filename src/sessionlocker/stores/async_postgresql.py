@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
+from sessionlocker.stores._deadline import Pending, expire
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
 from sessionlocker.stores.async_base import async_cas_update
 from sessionlocker.stores.base import Version, Wake
@@ -82,16 +83,33 @@ class AsyncPostgreSQLStore:
         pool = await self._ready()
         try:
             async with pool.connection() as connection:
-                try:
-                    cursor = await connection.execute(statement.query, statement.params)
-                    return await cursor.fetchall() if cursor.description is not None else []
-                except psycopg.Error as exc:
-                    broken = connection.broken
-                    raise self._layout.failed(exc, statement, broken=broken) from exc
+                return await self._run(connection, statement)
         except PoolClosed:
             raise closed_error() from None
         except PoolTimeout as exc:
             raise self._layout.pool_timeout(exc, statement, self._pool_size) from exc
+
+    async def _run(
+        self, connection: psycopg.AsyncConnection[TupleRow], statement: Statement
+    ) -> list[TupleRow]:
+        """Run ``statement`` under the deadline: a loop timer shuts the socket down when
+        no reply came in time (``_deadline``); the connection is then closed and dropped."""
+        pending = Pending(connection.fileno(), 0.0)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._layout.connector.deadline, expire, pending)
+        try:
+            cursor = await connection.execute(statement.query, statement.params)
+            rows = await cursor.fetchall() if cursor.description is not None else []
+        except psycopg.Error as exc:
+            if pending.expired:
+                await connection.close()
+                raise self._layout.overrun(statement) from exc
+            raise self._layout.failed(exc, statement, broken=connection.broken) from exc
+        finally:
+            timer.cancel()
+        if pending.expired:  # the reply came just as the deadline passed
+            await connection.close()
+        return rows
 
     # Records.
 

@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
+from sessionlocker.stores._deadline import DEADLINES
 from sessionlocker.stores._pg_watch import PostgreSQLWatch
 from sessionlocker.stores.base import Version, Wake, cas_update
 from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
@@ -46,9 +47,11 @@ class PostgreSQLStore:
       table; ``keys()`` lists only this prefix and returns keys without it.
     - ``history``: how many versions of each key to keep (0: none).
     - ``pool_size``: the most pooled connections; give at least the driver's workers.
-    - ``timeout``: the server's statement timeout and the TCP timeouts, in seconds, so a
-      call never hangs on a dead server or network; ``connect_timeout`` bounds a
-      connection attempt and the wait for a pooled connection.
+    - ``timeout``: the server's statement timeout and the TCP timeouts, in seconds; the
+      client gives up on a reply one second later (``GRACE``) and drops the connection,
+      so a call never hangs on a dead or stopped server or a silent network;
+      ``connect_timeout`` bounds a connection attempt and the wait for a pooled
+      connection.
 
     No I/O happens before the first call. The password never appears in ``repr``, in
     logs or in error messages.
@@ -94,16 +97,31 @@ class PostgreSQLStore:
         pool = self._ready()
         try:
             with pool.connection() as connection:
-                try:
-                    cursor = connection.execute(statement.query, statement.params)
-                    return cursor.fetchall() if cursor.description is not None else []
-                except psycopg.Error as exc:
-                    broken = connection.broken
-                    raise self._layout.failed(exc, statement, broken=broken) from exc
+                return self._run(connection, statement)
         except PoolClosed:
             raise closed_error() from None
         except PoolTimeout as exc:
             raise self._layout.pool_timeout(exc, statement, self._pool_size) from exc
+
+    def _run(
+        self, connection: psycopg.Connection[TupleRow], statement: Statement
+    ) -> list[TupleRow]:
+        """Run ``statement`` on ``connection`` under the deadline (see ``_deadline``).
+
+        A connection whose socket the deadline shut down is closed, so the pool drops it.
+        """
+        pending = DEADLINES.start(connection.fileno(), self._layout.connector.deadline)
+        try:
+            cursor = connection.execute(statement.query, statement.params)
+            rows = cursor.fetchall() if cursor.description is not None else []
+        except psycopg.Error as exc:
+            if DEADLINES.end(pending):
+                connection.close()
+                raise self._layout.overrun(statement) from exc
+            raise self._layout.failed(exc, statement, broken=connection.broken) from exc
+        if DEADLINES.end(pending):  # the reply came just as the deadline passed
+            connection.close()
+        return rows
 
     # Records.
 
@@ -237,6 +255,7 @@ class PostgreSQLStore:
                 prefix=layout.prefix,
                 on_close=self._forget,
                 clean=layout.errors.clean,
+                deadline=layout.connector.deadline,
             )
             self._watches.add(watch)
         return watch

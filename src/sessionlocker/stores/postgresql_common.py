@@ -27,6 +27,7 @@ from sessionlocker.stores._checks import (
     check_ttl,
     check_value,
 )
+from sessionlocker.stores._deadline import DEADLINES
 from sessionlocker.stores._pg_connect import Connector
 from sessionlocker.stores._pg_errors import ErrorTranslator
 from sessionlocker.stores._pg_sql import (
@@ -115,12 +116,20 @@ class PostgreSQLLayout:
         except psycopg.Error as exc:
             raise self.errors.connect(exc, "connect") from exc
         with connection:
+            # Several statements, each bounded by the server's timeout: give them as long.
+            pending = DEADLINES.start(connection.fileno(), 4 * self.connector.deadline)
             try:
                 create_missing(connection, self.names, self.depth > 0)
             except psycopg.Error as exc:
+                if DEADLINES.end(pending):
+                    seconds = 4 * self.connector.deadline
+                    raise self.errors.overrun(
+                        "table creation", writing=False, seconds=seconds
+                    ) from exc
                 raise self.errors.statement(
                     exc, "table creation", writing=False, broken=connection.broken
                 ) from exc
+            DEADLINES.end(pending)
 
     # Records.
 
@@ -271,6 +280,12 @@ class PostgreSQLLayout:
         """The ``StoreError`` for a statement that raised ``exc``."""
         return self.errors.statement(
             exc, statement.operation, writing=statement.writing, broken=broken
+        )
+
+    def overrun(self, statement: Statement) -> StoreError:
+        """``statement`` got no reply by its deadline; its connection was shut down."""
+        return self.errors.overrun(
+            statement.operation, writing=statement.writing, seconds=self.connector.deadline
         )
 
     def pool_timeout(self, exc: Any, statement: Statement, size: int) -> StoreError:
