@@ -14,6 +14,7 @@ from sessionlocker.core.snapshot import SaveReason, Snapshot
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio import AsyncLockerService, Profile
+from sessionlocker.drivers.closing import CloseReport
 from sessionlocker.drivers.easy import EasyProfile, EasyStore
 from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.service import LockerService
@@ -43,6 +44,7 @@ __all__ = [
     "AsyncLockerService",
     "AsyncStore",
     "Attempt",
+    "CloseReport",
     "Conflict",
     "CorruptRecord",
     "Credit",

@@ -205,7 +205,7 @@ def test_close_saves_and_releases_everything(store: Store) -> None:
     for i in range(20):
         record = stored(store, f"p{i}")
         assert (record.lock, record.data) == (None, {"log": ["bye"]})
-    assert service.close() is True  # idempotent
+    assert service.close().released  # idempotent
     with pytest.raises(UsageError, match="closed"):
         service.locker("p1")
 

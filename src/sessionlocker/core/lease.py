@@ -7,6 +7,11 @@ when its last successful renewal was *sent*. The store expires the lease no earl
 than one TTL after it *received* that renewal, so the holder goes quiet before any
 other session may take over (given clocks that run at nearly the same rate).
 
+Once a whole TTL has passed since the last successful renewal's reply came back, the
+store has let the lease expire, so another session may have taken any of its locks:
+the lease has *lapsed* (``lapsed``), and the lockers that held a lock under it give up
+as ``lost`` instead of waiting for a store that does not answer.
+
 No I/O here: ``update(now)`` returns the ``PutSession`` to send, ``handle`` takes its
 result. The clocks are passed in by the driver.
 """
@@ -45,6 +50,7 @@ class Lease:
         self.closed = False
         self._sending_since: float | None = None
         self._renewed_sent: float | None = None
+        self._renewed_reply: float | None = None
         self._renew_at = float("-inf")
         self._failures = 0
         #: Times the lease lapsed locally before a renewal's reply came back. A lapse
@@ -72,6 +78,12 @@ class Lease:
         at = self.clock() if now is None else now
         return at < self._renewed_sent + self.ttl * RENEW_DEADLINE
 
+    def lapsed(self, now: float) -> bool:
+        """True once a whole TTL has passed since the last successful renewal's reply
+        (the store has expired the lease: another session may hold our locks now)."""
+        reply = self._renewed_reply
+        return reply is not None and not self.closed and now >= reply + self.ttl
+
     def next_deadline(self) -> float | None:
         """When ``update`` has something to do; ``None`` while a renewal is in flight."""
         if self._sending_since is not None or self.closed:
@@ -97,6 +109,7 @@ class Lease:
             self._failures = 0
             self.error = None
             self._renewed_sent = sent
+            self._renewed_reply = now
             self._renew_at = sent + self.ttl / 3
             self._call_waiting()
             return

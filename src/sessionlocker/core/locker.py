@@ -365,6 +365,8 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._move(Event.RETRY)
         if self.status is Status.LOADING:
             self._attempt(now)
+        elif self.token is not None and self._lease.lapsed(now):
+            self._lapse()
         elif self.status is Status.LOADED:
             if self._ops.ledger.deliverable() is not None:
                 self._deliver()
@@ -853,6 +855,17 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._end_after_strays(self._lost, now)
 
     def _lost(self) -> None:
+        self._move(Event.LOSE)
+        self._finish("lost")
+
+    def _lapse(self) -> None:
+        """Our lease lapsed with no store call in flight (the store kept failing): another
+        session may hold the lock now, so give it up; nothing more of ours is written."""
+        ttl = self._lease.ttl
+        self.error = LockLost(
+            f"{self.key!r}: our lease lapsed (no successful renewal for {ttl:g} s); "
+            "another session may hold it"
+        )
         self._move(Event.LOSE)
         self._finish("lost")
 

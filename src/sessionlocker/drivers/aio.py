@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Self
 
 from sessionlocker.core.locker import Locker
@@ -37,6 +37,7 @@ from sessionlocker.core.snapshot import SaveReason, Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
+from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, thread_within
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
@@ -257,6 +258,9 @@ class AsyncLockerService(Generic[D]):
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[bool]]] = []
         self._stopping = False
         self._closed = False
+        self._report = CloseReport(released=True)
+        #: Tasks a timed-out ``aclose`` left running (kept referenced until they end).
+        self._abandoned: set[asyncio.Task[Any]] = set()
         #: The async store given, if any: the frames see it as a ``BlockingStore`` and
         #: their requests are awaited on it by an ``AsyncExecutor`` (no thread hop).
         self.async_store: AsyncStore | None = None
@@ -702,19 +706,20 @@ class AsyncLockerService(Generic[D]):
         ended.add_done_callback(next_turn)
         return ended
 
-    async def aclose(self, timeout: float = 10.0) -> bool:
+    async def aclose(self, timeout: float = 10.0) -> CloseReport:
         """Save and release every locker within ``timeout`` seconds, then end the lease.
 
-        Returns True when every locker was released in time. Idempotent.
+        As ``LockerService.close``: returns within ``timeout`` plus ``CLOSE_MARGIN``
+        whatever the store does, with a ``CloseReport``. Idempotent.
         """
         if self._closed:
-            return True
+            return self._report
         self._closing = True  # no user hands a locker on now: each one is released
         for line in list(self._lines.values()):
             if line.idle is not None:
                 self._end_linger(line, line.idle)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        end = loop.time() + timeout
         released = True
         if self._task is not None and not self._task.done():
             for locker in self.frames.lockers():
@@ -727,22 +732,49 @@ class AsyncLockerService(Generic[D]):
         if self._native is None or not self.frames.drained():
             # A sync store's close (the lease, the pool) blocks, and so does waiting for
             # calls still in flight after a timeout (frames driven by ``run_until``): on a
-            # thread. Otherwise the lease drop is awaited on the async store.
-            left = max(0.1, deadline - loop.time())
-            released = await asyncio.to_thread(self.frames.close, left) and released
+            # thread, which returns in time by itself (``LockerService.close``).
+            left = max(0.1, end - loop.time())
+            closed = await thread_within(lambda: self.frames.close(left), left + 1, "aclose")
+            report = closed[0] if closed else CloseReport(released=False, lease_dropped=False)
+            if not released:
+                report = replace(report, released=False)
         else:
-            await self._drop_lease(self._native.store, released)
+            dropped = await self._drop_lease(self._native.store, released, end)
+            report = CloseReport(released=released, lease_dropped=dropped)
         if self._owns_async_store and self.async_store is not None:
-            await self.async_store.aclose()
-        return released
+            await self._close_store(self.async_store, end + CLOSE_MARGIN - loop.time())
+        self._report = report
+        return report
 
-    async def _drop_lease(self, store: AsyncStore, released: bool) -> None:
+    async def _drop_lease(self, store: AsyncStore, released: bool, end: float) -> bool:
         """``LockerService.close`` after the frames, with the lease drop awaited on
-        ``store``; only the watch (its thread is joined) is closed off the loop."""
+        ``store`` until ``end`` (plus the margin); the watch (its thread is joined) is
+        closed off the loop. True when the lease was dropped in time."""
         frames = self.frames
-        request = await asyncio.to_thread(frames.end_lease, released)
+        loop = asyncio.get_running_loop()
+        ending = await thread_within(
+            lambda: frames.end_lease(released), end + CLOSE_MARGIN - loop.time(), "end lease"
+        )
+        if not ending:
+            return False
+        request = ending[0]
         started = frames.clock()
-        frames.finish_close(request, await aexecute(store, request), frames.clock() - started)
+        drop = loop.create_task(aexecute(store, request))
+        self._abandoned.add(drop)
+        drop.add_done_callback(self._abandoned.discard)
+        await asyncio.wait({drop}, timeout=max(0.0, end + CLOSE_MARGIN - loop.time()))
+        if not drop.done():
+            return False  # it ends by itself (the store's deadline); the lease lapses
+        result = drop.result()
+        frames.finish_close(request, result, frames.clock() - started)
+        return not isinstance(result, StoreError)
+
+    async def _close_store(self, store: AsyncStore, seconds: float) -> None:
+        """Close the store this service opened, waiting at most ``seconds`` for it."""
+        closing = asyncio.get_running_loop().create_task(store.aclose())
+        self._abandoned.add(closing)
+        closing.add_done_callback(self._abandoned.discard)
+        await asyncio.wait({closing}, timeout=max(0.0, seconds))
 
     async def __aenter__(self) -> Self:
         self.start()

@@ -44,6 +44,7 @@ from sessionlocker.core.protocol import Request, Update, Updated, Versioned
 from sessionlocker.core.snapshot import Snapshot, view_snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
+from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, run_within
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
 from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
@@ -148,6 +149,7 @@ class LockerService(Generic[D]):
         self._on_work = on_work
         self._inflight = 0
         self._closed = False
+        self._report = CloseReport(released=True)
         self._telemetry = Telemetry(metrics, self.session_id)
         self.metrics = self._telemetry.metrics
         self._telemetry.service_event(
@@ -585,20 +587,37 @@ class LockerService(Generic[D]):
         if error is not None:
             raise error
 
-    def close(self, timeout: float = 10.0) -> bool:
+    def close(self, timeout: float = 10.0) -> CloseReport:
         """Save and release every locker within ``timeout`` seconds, then end the lease.
 
-        Returns True when every locker was released in time. Idempotent.
+        Returns within ``timeout`` plus ``CLOSE_MARGIN`` (half a second) whatever the
+        store does, with a ``CloseReport``: true when every locker was released in time,
+        and naming the keys abandoned to the lease and whether the lease was dropped.
+        Idempotent: a second call returns the first report.
         """
         if self._closed:
-            return True
+            return self._report
+        started = time.monotonic()
         for locker in list(self._lockers.values()):
             locker.release(shutdown=True)
         released = self.run_until(self.drained, timeout)
+        abandoned = tuple(sorted(self._lockers))
+        self._closed = True
+        left = timeout + CLOSE_MARGIN - (time.monotonic() - started)
+        dropped = run_within(lambda: self._end(released), left, "close")
+        self._report = CloseReport(
+            released=released, abandoned=abandoned, lease_dropped=dropped == [True]
+        )
+        return self._report
+
+    def _end(self, released: bool) -> bool:
+        """Drop the lease and stop: ``close`` after the frames (on a thread of its own).
+        True when the lease was dropped."""
         request = self.end_lease(released)
         started = self.clock()
-        self.finish_close(request, execute(self.store, request), self.clock() - started)
-        return released
+        result = execute(self.store, request)
+        self.finish_close(request, result, self.clock() - started)
+        return not isinstance(result, StoreError)
 
     def drained(self) -> bool:
         """No live locker and no store call in flight: the frames have nothing left."""
