@@ -70,7 +70,9 @@ class FaultProxy:
         self._delay = 0.0
         self._pairs: set[_Pair] = set()
         self._closed = False
+        #: Connections accepted, and connections cut or reset by a fault, so far.
         self.connections = 0
+        self.faults = 0
         threading.Thread(target=self._accept, name="faultproxy-accept", daemon=True).start()
 
     @classmethod
@@ -108,6 +110,7 @@ class FaultProxy:
         """Reset every open connection now (new ones are served as the mode says)."""
         with self._state:
             pairs = list(self._pairs)
+            self.faults += len(pairs)
         for pair in pairs:
             pair.close(reset=True)
 
@@ -168,6 +171,8 @@ class FaultProxy:
                     continue
                 sink.sendall(data)
                 if mode == _CUT and up:
+                    with self._state:
+                        self.faults += 1
                     return
         except OSError:
             return

@@ -9,13 +9,13 @@ own thread would wait on itself forever, so that raises ``UsageError`` instead.
 from __future__ import annotations
 
 import asyncio
-import inspect
+import concurrent.futures
 import threading
-from collections.abc import Awaitable, Iterator
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar, cast
 
 from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
-from sessionlocker.errors import UsageError
+from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores.async_base import AsyncDated, AsyncStore
 from sessionlocker.stores.base import Notifying, Version, Wake, Watch
 
@@ -24,8 +24,26 @@ __all__ = ["BlockingStore", "NotifyingBlockingStore", "blocking"]
 T = TypeVar("T")
 
 
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+def _started(
+    loop: asyncio.AbstractEventLoop,
+    make: Callable[[], Awaitable[T]],
+    result: concurrent.futures.Future[T],
+) -> None:
+    """On ``loop``: start ``make()`` and pass its outcome to ``result``."""
+    if not result.set_running_or_notify_cancel():
+        return
+    task = asyncio.ensure_future(make(), loop=loop)
+
+    def settle(done: asyncio.Future[T]) -> None:
+        if done.cancelled():
+            ended = StoreError("the event loop ended the store call", unknown_outcome=True)
+            result.set_exception(ended)
+        elif done.exception() is not None:
+            result.set_exception(cast("BaseException", done.exception()))
+        else:
+            result.set_result(done.result())
+
+    task.add_done_callback(settle)
 
 
 class BlockingStore:
@@ -44,43 +62,46 @@ class BlockingStore:
         """Run calls on ``loop`` (whose thread is ``thread``, when known)."""
         self._loop, self._loop_thread = loop, thread
 
-    def _run(self, awaitable: Awaitable[T]) -> T:
+    def _run(self, make: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make()`` on the loop and wait for it. The coroutine is made on the loop
+        itself, so a loop that ends before running it leaves no coroutine unawaited."""
         loop = self._loop
-        problem = None
         if loop is None:
-            problem = "this store is not bound to an event loop yet"
-        elif threading.get_ident() == self._loop_thread:
-            problem = "a blocking call on the event loop's own thread: await it instead"
-        if problem is not None or loop is None:
-            if inspect.iscoroutine(awaitable):
-                awaitable.close()  # never started: nothing to warn about
-            raise UsageError(problem)
-        return asyncio.run_coroutine_threadsafe(_await(awaitable), loop).result()
+            raise UsageError("this store is not bound to an event loop yet")
+        if threading.get_ident() == self._loop_thread:
+            raise UsageError("a blocking call on the event loop's own thread: await it instead")
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            loop.call_soon_threadsafe(_started, loop, make, result)
+        except RuntimeError:
+            raise UsageError("the event loop of this store is closed") from None
+        return result.result()
 
     def read(self, key: str) -> Versioned | None:
         """``inner.read``, waited for."""
-        return self._run(self.inner.read(key))
+        return self._run(lambda: self.inner.read(key))
 
     def read_version(self, key: str) -> Version | None:
         """``read`` with the store's write time, when the async store keeps one."""
         if isinstance(self.inner, AsyncDated):
-            return self._run(self.inner.read_version(key))
+            inner = self.inner
+            return self._run(lambda: inner.read_version(key))
         current = self.read(key)
         return None if current is None else Version(current.value, current.revision)
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """``inner.write``, waited for."""
-        return self._run(self.inner.write(key, value, expected, notify=notify))
+        return self._run(lambda: self.inner.write(key, value, expected, notify=notify))
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
     ) -> Updated[T]:
         """``inner.update``, waited for."""
-        return self._run(self.inner.update(key, transform, known))
+        return self._run(lambda: self.inner.update(key, transform, known))
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """``inner.delete``, waited for."""
-        return self._run(self.inner.delete(key, expected))
+        return self._run(lambda: self.inner.delete(key, expected))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """``inner.keys``, gathered now."""
@@ -88,23 +109,23 @@ class BlockingStore:
         async def listed() -> list[str]:
             return [key async for key in self.inner.keys(prefix)]
 
-        return iter(self._run(listed()))
+        return iter(self._run(listed))
 
     def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
         """``inner.put_session``, waited for."""
-        self._run(self.inner.put_session(session_id, ttl, info))
+        self._run(lambda: self.inner.put_session(session_id, ttl, info))
 
     def get_session(self, session_id: str) -> SessionView:
         """``inner.get_session``, waited for."""
-        return self._run(self.inner.get_session(session_id))
+        return self._run(lambda: self.inner.get_session(session_id))
 
     def drop_session(self, session_id: str) -> None:
         """``inner.drop_session``, waited for."""
-        self._run(self.inner.drop_session(session_id))
+        self._run(lambda: self.inner.drop_session(session_id))
 
     def close(self) -> None:
         """``inner.aclose``, waited for."""
-        self._run(self.inner.aclose())
+        self._run(self.inner.aclose)
 
 
 class NotifyingBlockingStore(BlockingStore):

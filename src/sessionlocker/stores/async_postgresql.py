@@ -196,6 +196,7 @@ class AsyncPostgreSQLStore:
         """Close every watch and the pool; later calls raise ``StoreError``. Idempotent."""
         self._closed = True
         pool, self._pool = self._pool, None
-        await asyncio.to_thread(self._watcher.close)  # joins the LISTEN threads
-        if pool is not None:
+        if pool is not None:  # first: its first step stops the pool's workers, even if
+            # this close is cancelled later (a worker cancelled in a connect would not stop)
             await pool.close(timeout=self._layout.connector.connect_timeout)
+        await asyncio.to_thread(self._watcher.close)  # joins the LISTEN threads
