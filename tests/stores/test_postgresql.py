@@ -24,6 +24,7 @@ from servers import PostgresServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import Store, open_store
+from sessionlocker.stores._pg_connect import _readable
 from sessionlocker.stores._pg_sql import prefix_end
 from sessionlocker.stores.base import Notifying
 from sessionlocker.stores.postgresql import PostgreSQLStore
@@ -470,11 +471,20 @@ def test_pool_drops_connections_the_server_closed(
     pids = backends(admin, app, listening=False)
     assert pids
     terminate(admin, pids)
-    wait_until(lambda: not backends(admin, app, listening=False))
-    time.sleep(0.1)  # let the closed sockets show as readable
+    wait_until(lambda: not backends(admin, app, listening=False), 120)
+    wait_until(lambda: all_closed_by_the_server(store), 120)
     # Idle connections the server closed are checked out of the pool without an error.
     assert store.read("k") == Versioned(b"1", revision)
     assert store.write("k", b"2", revision) > revision
+
+
+def all_closed_by_the_server(store: PostgreSQLStore) -> bool:
+    """Whether every idle pooled connection shows the server's close (its socket is
+    readable): only then can the pool's check see it."""
+    pool = store._pool  # what the pool holds: private, looked at by this test only
+    assert pool is not None
+    idle = list(pool._pool)  # psycopg_pool's idle connections
+    return all(_readable(connection.fileno()) for connection in idle)
 
 
 def test_server_crash_and_restart(private_postgres: PostgresServer) -> None:
