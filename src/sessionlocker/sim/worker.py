@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(store, FaultyStore):
             history.write("faults", counts=dict(store.faults))
         store.close()
-        history.write("done", released=released)
+        history.write("done", released=bool(released))
         history.close()
     return 0 if released else 1
 
