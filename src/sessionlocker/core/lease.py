@@ -7,10 +7,11 @@ when its last successful renewal was *sent*. The store expires the lease no earl
 than one TTL after it *received* that renewal, so the holder goes quiet before any
 other session may take over (given clocks that run at nearly the same rate).
 
-Once a whole TTL has passed since the last successful renewal's reply came back, the
-store has let the lease expire, so another session may have taken any of its locks:
-the lease has *lapsed* (``lapsed``), and the lockers that held a lock under it give up
-as ``lost`` instead of waiting for a store that does not answer.
+When renewals keep failing and a whole TTL has passed since the last successful
+renewal's reply came back, the store has let the lease expire, so another session may
+have taken any of its locks: the lease has *lapsed* (``lapsed``), and the lockers that
+held a lock under it give up as ``lost`` instead of waiting for a store that does not
+answer.
 
 No I/O here: ``update(now)`` returns the ``PutSession`` to send, ``handle`` takes its
 result. The clocks are passed in by the driver.
@@ -28,6 +29,8 @@ __all__ = ["Lease"]
 
 #: Share of the TTL after which a holder that could not renew stops being available.
 RENEW_DEADLINE = 2 / 3
+#: Renewals that must fail in a row (past a TTL since the last success) to lapse a lease.
+LAPSE_FAILURES = 3
 
 
 class Lease:
@@ -79,10 +82,15 @@ class Lease:
         return at < self._renewed_sent + self.ttl * RENEW_DEADLINE
 
     def lapsed(self, now: float) -> bool:
-        """True once a whole TTL has passed since the last successful renewal's reply
-        (the store has expired the lease: another session may hold our locks now)."""
+        """True when the last ``LAPSE_FAILURES`` renewals failed and a whole TTL has
+        passed since the last successful renewal's reply: the store has expired the
+        lease (another session may hold our locks now) and is still failing. A renewal
+        that is only slow, or a failure or two of an overloaded store, does not lapse the
+        lease: when a renewal succeeds the lockers re-check their locks (``gaps``)."""
         reply = self._renewed_reply
-        return reply is not None and not self.closed and now >= reply + self.ttl
+        if reply is None or self.closed or self._failures < LAPSE_FAILURES:
+            return False
+        return now >= reply + self.ttl
 
     def next_deadline(self) -> float | None:
         """When ``update`` has something to do; ``None`` while a renewal is in flight."""
