@@ -124,7 +124,8 @@ def test_a_locker_on_a_stopped_server_goes_lost_and_close_returns_in_time(
         assert not locker.is_available()
         with ended_within(CLOSE_TIMEOUT + 1 + MARGIN):
             report = service.close(timeout=CLOSE_TIMEOUT)
-        assert report.released  # the lost locker was let go
+        # The lost locker holds nothing: not abandoned. (A store call of the service may
+        # still be in flight against the stopped server, so ``released`` may be False.)
         assert report.abandoned == ()
     finally:
         server.resume()
