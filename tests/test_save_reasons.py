@@ -102,7 +102,7 @@ def test_shutdown_is_the_reason_when_the_service_closes(backend: Backend) -> Non
     service = LockerService(backend.store, fast_spec())
     locker = load(service, "p1")
     audit = Audit(locker)
-    assert service.close() is True
+    assert service.close().released
     assert audit.reasons[-1] == (SaveReason.SHUTDOWN, True)
     assert [reason for reason, final in audit.reasons if final] == [SaveReason.SHUTDOWN]
     assert audit.saved[-1].reason is SaveReason.SHUTDOWN
