@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 import sessionlocker
 
@@ -43,6 +48,39 @@ STORES_FORBIDDEN = {
 }
 
 
+# What a pure import must not load at run time, directly or through a package __init__.
+RUNTIME_FORBIDDEN = {
+    "asyncio",
+    "threading",
+    "sqlite3",
+    "socket",
+    "concurrent",
+    "redis",
+    "psycopg",
+    "sessionlocker.stores",
+    "sessionlocker.drivers",
+}
+
+
+def loaded_by(statement: str) -> list[str]:
+    """The forbidden modules that ``statement`` loads in a fresh interpreter."""
+    code = (
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
+        f"{statement}\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    new: list[str] = json.loads(result.stdout)
+    return sorted(name for name in new if is_under(name, RUNTIME_FORBIDDEN))
+
+
+def is_under(name: str, modules: set[str]) -> bool:
+    return any(name == module or name.startswith(module + ".") for module in modules)
+
+
 def imports_of(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -57,7 +95,7 @@ def violations(folder: str, forbidden: set[str]) -> list[str]:
     found = []
     for path in sorted((PACKAGE / folder).rglob("*.py")):
         for name in imports_of(path):
-            if any(name == bad or name.startswith(bad + ".") for bad in forbidden):
+            if is_under(name, forbidden):
                 found.append(f"{path.relative_to(PACKAGE)} imports {name}")
     return found
 
@@ -81,3 +119,23 @@ def test_public_api_is_what_all_says() -> None:
     names = {name for name in dir(sessionlocker) if not name.startswith("_")}
     public = {name for name in names if not isinstance(getattr(sessionlocker, name), ModuleType)}
     assert public == set(sessionlocker.__all__)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import sessionlocker",
+        "import sessionlocker.core",
+        "import sessionlocker.core.locker",
+        "from sessionlocker import Locker, Migrations, Spec, SessionLockerError, reconcile",
+    ],
+)
+def test_importing_the_core_loads_no_thread_asyncio_or_database(statement: str) -> None:
+    assert loaded_by(statement) == []
+
+
+def test_the_runtime_check_sees_a_driver_import() -> None:
+    assert "asyncio" in loaded_by("import sessionlocker.core; from sessionlocker import Profile")
+    assert {"sqlite3", "sessionlocker.stores.memory"} <= set(
+        loaded_by("from sessionlocker import MemoryStore")
+    )

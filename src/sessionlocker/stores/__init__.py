@@ -6,12 +6,17 @@
 - ``FaultyStore``: wraps any store and injects latency and failures, for tests.
 - ``ReadOnlyStore``: wraps any store; reads it, keeps every write in this process.
 - ``CountingStore``: wraps any store and counts its round trips by kind.
+- ``RedisStore``, ``AsyncRedisStore``, ``PostgreSQLStore``, ``AsyncPostgreSQLStore``: the
+  database stores, loaded on first use so this package imports without redis or psycopg.
 - ``open_store(url)``: any of them from a URL such as ``sqlite:///data/app.db``.
 - ``AsyncStore`` and ``open_async_store(url)``: the same stores for asyncio (native
   clients for Redis and PostgreSQL, ``threaded(store)`` for the others).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 from sessionlocker.stores.async_base import AsyncStore, async_cas_update
 from sessionlocker.stores.async_threaded import ThreadedAsyncStore, threaded
@@ -23,12 +28,22 @@ from sessionlocker.stores.opening import open_async_store, open_store
 from sessionlocker.stores.readonly import ReadOnlyStore
 from sessionlocker.stores.sqlite import SQLiteStore
 
+if TYPE_CHECKING:
+    from sessionlocker.stores.async_postgresql import AsyncPostgreSQLStore
+    from sessionlocker.stores.async_redis import AsyncRedisStore
+    from sessionlocker.stores.postgresql import PostgreSQLStore
+    from sessionlocker.stores.redis import RedisStore
+
 __all__ = [
+    "AsyncPostgreSQLStore",
+    "AsyncRedisStore",
     "AsyncStore",
     "CountingStore",
     "FaultyStore",
     "MemoryStore",
+    "PostgreSQLStore",
     "ReadOnlyStore",
+    "RedisStore",
     "SQLiteStore",
     "Store",
     "ThreadedAsyncStore",
@@ -38,3 +53,22 @@ __all__ = [
     "open_store",
     "threaded",
 ]
+
+# The database stores import their client library: loaded on first use (PEP 562).
+_LAZY = {
+    "AsyncPostgreSQLStore": "sessionlocker.stores.async_postgresql",
+    "AsyncRedisStore": "sessionlocker.stores.async_redis",
+    "PostgreSQLStore": "sessionlocker.stores.postgresql",
+    "RedisStore": "sessionlocker.stores.redis",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
