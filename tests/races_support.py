@@ -11,13 +11,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from sessionlocker import Locker, Status
 from sessionlocker.core.protocol import SessionView, Transform, Update, Updated, Versioned
+from sessionlocker.core.record import Record, decode
 from sessionlocker.drivers.mailbox import PREFIX as MAILBOXES
 from sessionlocker.errors import StoreError
 from sessionlocker.stores import MemoryStore
 from sessionlocker.testing import ManualExecutor
 
 T = TypeVar("T")
+ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
 
 
 class TrueTime:
@@ -187,3 +190,91 @@ class RecordingStore:
 
     def close(self) -> None:
         """Views share the store; closing one view closes nothing."""
+
+
+@dataclass
+class Window:
+    """A force request against a loaded holder, from its commit until the lock leaves
+    the record (or, after a cooperative handoff, until the holder's locker ends)."""
+
+    holder: str
+    taker: str
+    #: The holder or the taker was frozen (true time moved while it ran no frames) or
+    #: cut off (a call of theirs lost, held back or hung) since the window opened.
+    disturbed: bool = False
+
+
+@dataclass
+class ForceWindows:
+    """Checks that every force against a live, driven holder ends in a cooperative
+    handoff unless the holder (or the taker, whose notice tells it) was frozen or cut off:
+    the holder's own write clears its lock with every change its locker made, and its
+    locker then never ends ``lost``.
+
+    ``locker_of(session, store key)`` is that live session's locker for the key (None
+    if it has none, or the session is dead); ``made`` maps (session, store
+    key) to the tokens its current locker made; ``modes`` to the mode it loads with.
+    The machine calls ``disturb`` for each step that freezes or cuts off a session.
+    """
+
+    locker_of: Callable[[str, str], Locker | None]
+    made: dict[tuple[str, str], list[str]]
+    modes: dict[tuple[str, str], str]
+    problems: list[str] = field(default_factory=list)
+    #: (store key, holder epoch) -> the force request on it
+    open: dict[tuple[str, int], Window] = field(default_factory=dict)
+    #: (holder, store key) -> the window its cooperative handoff closed
+    handed: dict[tuple[str, str], Window] = field(default_factory=dict)
+    #: how many windows ended each way (to show the check is exercised)
+    cooperative: int = 0
+    undisturbed: int = 0
+
+    def disturb(self, *sessions: str) -> None:
+        """``sessions`` (all, if none named) were frozen or cut off just now."""
+        for window in [*self.open.values(), *self.handed.values()]:
+            if not sessions or window.holder in sessions or window.taker in sessions:
+                window.disturbed = True
+
+    def on_commit(self, commit: Commit) -> None:
+        rec = decode(commit.value)
+        key, lock = commit.key, rec.lock
+        for (store_key, epoch), window in list(self.open.items()):
+            if store_key != key or (lock is not None and lock.epoch == epoch):
+                continue
+            del self.open[(store_key, epoch)]
+            self._closed(window, commit, rec, epoch)
+        if lock is None or not rec.release_requests or commit.writer == lock.session:
+            return
+        if self.modes.get((commit.writer, key)) != "force" or (key, lock.epoch) in self.open:
+            return
+        holder = self.locker_of(lock.session, key)
+        if holder is not None and holder.token == lock.epoch and holder.status is Status.LOADED:
+            self.open[(key, lock.epoch)] = Window(lock.session, commit.writer)
+
+    def _closed(self, window: Window, commit: Commit, rec: Record, epoch: int) -> None:
+        key, holder = commit.key, window.holder
+        if rec.lock is None and commit.writer == holder:
+            self.cooperative += 1
+            self.undisturbed += not window.disturbed
+            tokens = rec.data["tokens"]
+            missing = [t for t in self.made.get((holder, key), []) if t not in tokens]
+            if missing:
+                self.problems.append(
+                    f"{holder} handed {key} (epoch {epoch}) off without its changes {missing}"
+                )
+            self.handed[(holder, key)] = window
+        elif rec.lock is not None and not window.disturbed:
+            if self.modes.get((commit.writer, key)) == "steal":
+                return  # a steal takes without asking, by design
+            locker = self.locker_of(holder, key)
+            if locker is not None and locker.token == epoch and locker.status not in ENDED:
+                self.problems.append(
+                    f"{commit.writer} took {key} epoch {epoch} from {holder}, live and "
+                    f"driven throughout its force window, without a handoff"
+                )
+
+    def ended(self, session: str, store_key: str, name: str) -> None:
+        """The locker of ``session`` for ``store_key`` ended with event ``name``."""
+        window = self.handed.pop((session, store_key), None)
+        if window is not None and name == "lost" and not window.disturbed:
+            self.problems.append(f"{session} handed {store_key} off but ended lost")

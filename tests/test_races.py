@@ -28,7 +28,13 @@ Invariants (see ``History`` and ``RaceMachine``):
 6. No orphan locks: a lock in the store that names a live service's session has a
    locker of that service for its key (a locker whose acquire may still land late
    stays ``releasing`` until that acquire has expired, and then clears it).
-7. Hand-over (liveness, at teardown): once faults stop and every live locker is
+7. Forces hand off: a ``force`` against a loaded holder ends in its cooperative
+   handoff (its own write clears its lock with every change its locker made, and that
+   locker does not end ``lost``) unless, while the request stood, the holder or the
+   taker was frozen (true time moved while it ran no frames) or cut off (a call of
+   theirs lost, held back, hung, or a crash); see ``ForceWindows``. The ``calm`` rule
+   drives every service long enough for such a request to be answered or time out.
+8. Hand-over (liveness, at teardown): once faults stop and every live locker is
    released, a new service loads both keys within a few seconds and finds every
    acknowledged token in them.
 
@@ -59,7 +65,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from races_support import Commit, CommitLog, LossyExecutor, RecordingStore, SkewedClock, TrueTime
+from races_support import (
+    Commit,
+    CommitLog,
+    ForceWindows,
+    LossyExecutor,
+    RecordingStore,
+    SkewedClock,
+    TrueTime,
+)
 from sessionlocker import Locker, LockerService, Spec, Status
 from sessionlocker.core.record import Lock, Record, decode
 from sessionlocker.stores import MemoryStore
@@ -288,8 +302,19 @@ class World:
         self.true = TrueTime()
         self.store = MemoryStore(clock=self.true)
         self.history = History(self.store)
-        self.log = CommitLog(listeners=[self.history.on_commit])
+        #: the live services by session
+        self.services: dict[str, Node] = {}
+        #: (session, store key) -> the tokens its current locker made
+        self.made: dict[tuple[str, str], list[str]] = {}
+        self.forces = ForceWindows(self.locker_of, self.made, self.history.modes)
+        self.log = CommitLog(listeners=[self.history.on_commit, self.forces.on_commit])
         self.tokens = itertools.count(1)
+
+    def locker_of(self, session: str, store_key: str) -> Locker | None:
+        node = self.services.get(session)
+        if node is None:
+            return None
+        return next((lk for lk in node.service.lockers() if lk.store_key == store_key), None)
 
     def service(
         self, session: str, *, slot: int = 0, offset: float = 0.0, rate: float = 1.0
@@ -305,12 +330,19 @@ class World:
             wall=wall,
             executor=executor,
         )
-        return Node(slot, session, clock, executor, service)
+        node = Node(slot, session, clock, executor, service)
+        self.services[session] = node
+        return node
 
     def open(self, node: Node, key: str, mode: str) -> Locker:
         locker = node.service.locker(key)
+        store_key = locker.store_key
         locker.on("loaded", lambda lk: self.history.loaded(node.session, lk))
-        self.history.modes[(node.session, locker.store_key)] = mode
+        for end in ("released", "replaced", "lost"):
+            locker.on(end, lambda _, end=end: self.forces.ended(node.session, store_key, end))
+        self.history.modes[(node.session, store_key)] = mode
+        self.made[(node.session, store_key)] = []
+        self.forces.handed.pop((node.session, store_key), None)
         locker.acquire(mode)
         return locker
 
@@ -319,6 +351,7 @@ class World:
         token = f"{node.session}#{next(self.tokens)}"
         change = locker.edit(lambda data: data["tokens"].append(token))
         store_key = locker.store_key
+        self.made[(node.session, store_key)].append(token)
         locker.when_saved(change, lambda ok: self.history.answer(store_key, token, ok))
         return token
 
@@ -332,7 +365,8 @@ class World:
                 node.service.update()
 
     def assert_ok(self) -> None:
-        assert not self.history.problems, "\n".join(self.history.problems)
+        problems = self.history.problems + self.forces.problems
+        assert not problems, "\n".join(problems)
 
 
 # --------------------------------------------------------------------------- machine
@@ -418,6 +452,7 @@ class RaceMachine(RuleBasedStateMachine):
     @rule(dt=st.floats(0.01, 0.5))
     def advance(self, dt: float) -> None:
         self.world.true.advance(dt)
+        self.world.forces.disturb()  # every service frozen meanwhile
 
     @precondition(lambda self: self.live())
     @rule(data=st.data())
@@ -433,9 +468,22 @@ class RaceMachine(RuleBasedStateMachine):
         sessions = [node.session for node in self.live()]
         chosen = data.draw(st.sets(st.sampled_from(sessions), min_size=1), label="nodes")
         nodes = [self.by_session(s) for s in sorted(chosen)]
+        if dt:
+            frozen = [node.session for node in self.live() if node.session not in chosen]
+            if frozen:
+                self.world.forces.disturb(*frozen)
         for _ in range(rounds):
             self.world.true.advance(dt)
             self.world.pump(*nodes)
+
+    @precondition(lambda self: self.live())
+    @rule(rounds=st.integers(4, 12))
+    def calm(self, rounds: int) -> None:
+        """A calm spell: every live service runs frames 0.1 s apart with every call
+        answered, long enough for a force request to be answered or time out."""
+        for _ in range(rounds):
+            self.world.true.advance(0.1)
+            self.world.pump(*self.live())
 
     @precondition(lambda self: self.busy())
     @rule(data=st.data(), outcome=st.sampled_from(OUTCOMES))
@@ -452,6 +500,8 @@ class RaceMachine(RuleBasedStateMachine):
             outcome = outcome.replace("hang", "lose")
         if outcome == "late" and not node.executor.is_record_write(index):
             outcome = "lose-before"
+        if outcome != "run":
+            self.world.forces.disturb(node.session)  # cut off
         if outcome == "late":
             self.lates += 1
             self.late.append(node.executor.time_out_late(index))
@@ -470,6 +520,7 @@ class RaceMachine(RuleBasedStateMachine):
         for nobody: its caller was told it timed out)."""
         index = data.draw(st.integers(0, len(self.late) - 1), label="late call")
         self.late.pop(index)()
+        self.world.forces.disturb()
 
     @precondition(lambda self: self.closed_slots())
     @rule(data=st.data())
@@ -504,6 +555,8 @@ class RaceMachine(RuleBasedStateMachine):
             execute = data.draw(st.booleans(), label="executed")
             node.executor.drop_next(execute=execute)
         self.nodes[node.slot] = None
+        del self.world.services[node.session]
+        self.world.forces.disturb(node.session)
         self.crashes += 1
 
     @precondition(lambda self: len(self.live()) < SLOTS)
@@ -520,7 +573,7 @@ class RaceMachine(RuleBasedStateMachine):
             self.hand_over()
 
     def hand_over(self) -> None:
-        """5 (liveness): once faults stop and every live locker is released, a new
+        """8 (liveness): once faults stop and every live locker is released, a new
         service loads every key within one lease plus polling and retry slack, and
         finds every acknowledged token. Skipped after a ``hang``: a call that never
         returns keeps its locker busy for ever (the driver has no call timeout)."""
