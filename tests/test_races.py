@@ -1060,3 +1060,33 @@ def test_a_frame_that_began_before_the_pause_does_not_announce_the_late_grant() 
     assert announced == []
     assert locker.status is Status.LOADING
     world.assert_ok()
+
+
+def test_a_confirmation_whose_reply_comes_after_another_lapse_is_confirmed_again() -> None:
+    """The late grant's confirmation commits, then ``a`` is paused again past its lease
+    and ``b`` takes the record over before ``a`` handles that reply: ``a`` must confirm
+    again (and find its lock gone) rather than announce the superseded epoch."""
+    world = World()
+    node, stale, announced = paused_acquire(world)
+    for _ in range(5):  # the late grant, the lease renewed, then the confirmation sent
+        node.service.update()
+        if stale.request_in_flight == "confirm":
+            break
+        node.executor.run_all()
+    assert stale.request_in_flight == "confirm"
+    node.executor.run_all()  # the confirmation commits; its reply waits for a's next frame
+    world.true.advance(SPEC.lease + 0.1)  # a is paused again: its session expires
+    taker = world.service("b")
+    fresh = world.open(taker, CALM, "repeat")
+    for _ in range(6):  # b takes the record over (epoch 2)
+        world.pump(taker)
+        world.true.advance(0.05)
+    assert fresh.token == 2
+    for _ in range(6):  # a handles its confirmation's reply at last
+        world.pump(node)
+        world.true.advance(0.05)
+        assert not stale.is_available(node.clock())
+    assert announced == [], "a announced loaded for an epoch b had taken over"
+    assert stale.status is Status.LOST
+    assert held_in_store(world, taker, fresh)
+    world.assert_ok()

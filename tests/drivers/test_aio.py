@@ -28,7 +28,8 @@ from sessionlocker import (
 )
 from sessionlocker.core.modes import Attempt, Mode
 from sessionlocker.core.record import decode
-from sessionlocker.stores import SQLiteStore, Store
+from sessionlocker.stores import FaultyStore, MemoryStore, SQLiteStore, Store
+from sessionlocker.stores.async_threaded import threaded
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
@@ -392,5 +393,23 @@ def test_every_load_mode_against_a_record_another_async_service_holds(
         assert record.release_requests == ()
         if mode == "callable":
             assert attempts[:2] == [1, 2]
+
+    asyncio.run(main())
+
+
+def test_the_lease_renewal_does_not_queue_behind_lockers_calls() -> None:
+    # 100 loads of 50 ms each on an async store whose calls share the loop's few threads:
+    # all at once they would queue the renewal for over twice its renew deadline (0.4 s).
+    # At most ``workers`` record updates run at once, so the renewal finds a thread free.
+    async def main() -> None:
+        store = threaded(FaultyStore(MemoryStore(), latency=0.05))
+        async with AsyncLockerService(store, spec(autosave_period=30.0), workers=4) as service:
+            lockers = [service.locker(f"p{i}") for i in range(100)]
+            for locker in lockers:
+                locker.acquire()
+            loaded = lambda: all(one.status is Status.LOADED for one in lockers)  # noqa: E731
+            assert await service.wait_until(loaded, 60)
+            assert service.frames.lease.gaps == 0
+            assert all(locker.is_available() for locker in lockers)
 
     asyncio.run(main())

@@ -581,10 +581,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         another session may have taken the record over meanwhile. The clock is read
         afresh: the frame's ``now`` may be older than a pause that just ended."""
         lapsed = self._lease.gaps != self._sent_gaps or not self._lease.available()
-        # A confirmation's own reply is not confirmed again: while the lease keeps
-        # lapsing (a store too slow to renew it in time) that would never end. Loaded
-        # then, the locker stays unavailable until a save re-checks the lock.
-        return self.status is Status.LOADING and lapsed and self._confirm is None
+        # A confirmation's own reply is judged the same way: confirmed again until one
+        # comes back with the lease unlapsed (or the load times out, or is cancelled).
+        return self.status is Status.LOADING and lapsed
 
     def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
         self._confirm = None

@@ -221,7 +221,9 @@ class AsyncLockerService(Generic[D]):
     (then the service closes it in ``aclose``); with ``read_only`` an async store's
     calls run on threads (the writes stay in a ``ReadOnlyStore``);
     ``max_waiters`` bounds the ``session()`` calls waiting for one key (see ``session``);
-    the other arguments are ``LockerService``'s (``executor``: where store calls run).
+    the other arguments are ``LockerService``'s (``executor``: where store calls run;
+    ``workers``: on an async store, how many record updates are awaited at once, so the
+    lease renewal never queues behind them).
     The frame task starts at the first ``session()``, ``start()`` or ``async with``, on
     the running loop; use the service from that loop only (``send`` may be awaited from
     it concurrently).
@@ -276,7 +278,7 @@ class AsyncLockerService(Generic[D]):
             store = blocking(store)
             self._bound.append(store)
             if not read_only and executor is None:  # read-only writes stay local: threads
-                executor = self._native = AsyncExecutor(self.async_store)
+                executor = self._native = AsyncExecutor(self.async_store, workers)
                 self._bound.append(executor)
         self.frames = LockerService(
             store,

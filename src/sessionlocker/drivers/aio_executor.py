@@ -6,6 +6,12 @@ request is awaited on the async store (``aexecute``, the async twin of ``execute
 task on the loop; any other call (a wrapped store, such as ``ReadOnlyStore``) runs as it
 is on the loop's default thread pool. Then the result goes to ``done``. ``submit`` may be
 called from any thread (the asyncio driver's close runs a last frame off the loop).
+
+At most ``limit`` record updates (the lockers' calls) run at once; the others wait
+here, not in the store's own queue (a connection pool's), so the lease renewal and the
+session reads, which never wait here, are not queued behind a burst of them: the async
+twin of the sync driver's own lease thread. A lease queued behind a thousand saves would
+lapse every round, and each lapse makes every loading locker confirm its lock again.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from sessionlocker.core.protocol import Request
+from sessionlocker.core.protocol import Request, Update
 from sessionlocker.drivers.executor import StoreCall, dispatch, failure
 from sessionlocker.errors import UsageError
 from sessionlocker.stores.async_base import AsyncStore
@@ -33,10 +39,13 @@ async def aexecute(store: AsyncStore, request: Request) -> object:
 
 
 class AsyncExecutor:
-    """Runs each ``StoreCall``'s request on ``store`` in a task of the bound loop."""
+    """Runs each ``StoreCall``'s request on ``store`` in a task of the bound loop,
+    at most ``limit`` record updates at once."""
 
-    def __init__(self, store: AsyncStore) -> None:
+    def __init__(self, store: AsyncStore, limit: int = 4) -> None:
         self.store = store
+        self._limit = limit
+        self._updates: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -44,6 +53,7 @@ class AsyncExecutor:
     def bind(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
         """Run on ``loop``, whose thread is ``thread`` (before the first ``submit``)."""
         self._loop, self._loop_thread = loop, thread
+        self._updates = asyncio.Semaphore(self._limit)
 
     def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
         """Await ``call``'s request on the store (or run ``call`` on a thread); then ``done``."""
@@ -62,11 +72,18 @@ class AsyncExecutor:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
-        if isinstance(call, StoreCall) and self._native(call):
-            result = await aexecute(self.store, call.request)
+        if isinstance(call, StoreCall) and isinstance(call.request, Update):
+            assert self._updates is not None  # made when bound
+            async with self._updates:
+                result = await self._call(call)
         else:
-            result = await asyncio.to_thread(call)
+            result = await self._call(call)
         done(result)
+
+    async def _call(self, call: Callable[[], object]) -> object:
+        if isinstance(call, StoreCall) and self._native(call):
+            return await aexecute(self.store, call.request)
+        return await asyncio.to_thread(call)
 
     def _native(self, call: Callable[[], object]) -> bool:
         """Whether ``call`` is a request on this executor's async store itself."""
