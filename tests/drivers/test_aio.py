@@ -413,3 +413,8 @@ def test_the_lease_renewal_does_not_queue_behind_lockers_calls() -> None:
             assert all(locker.is_available() for locker in lockers)
 
     asyncio.run(main())
+
+
+def test_workers_below_one_are_refused_on_an_async_store() -> None:
+    with pytest.raises(UsageError, match="workers must be at least 1"):
+        AsyncLockerService(threaded(MemoryStore()), spec(), workers=0)

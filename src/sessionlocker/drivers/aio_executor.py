@@ -43,6 +43,8 @@ class AsyncExecutor:
     at most ``limit`` record updates at once."""
 
     def __init__(self, store: AsyncStore, limit: int = 4) -> None:
+        if limit < 1:
+            raise UsageError(f"workers must be at least 1, not {limit!r}")
         self.store = store
         self._limit = limit
         self._updates: asyncio.Semaphore | None = None
