@@ -199,6 +199,8 @@ class Window:
 
     holder: str
     taker: str
+    #: true time the request committed
+    opened: float
     #: The holder or the taker was frozen (true time moved while it ran no frames) or
     #: cut off (a call of theirs lost, held back or hung) since the window opened.
     disturbed: bool = False
@@ -220,6 +222,10 @@ class ForceWindows:
     locker_of: Callable[[str, str], Locker | None]
     made: dict[tuple[str, str], list[str]]
     modes: dict[tuple[str, str], str]
+    #: true time, and the least true time a taker waits before it forces (its timer may
+    #: have started before its request committed: then the holder had less, exempt)
+    now: Callable[[], float]
+    patience: float
     problems: list[str] = field(default_factory=list)
     #: (store key, holder epoch) -> the force request on it
     open: dict[tuple[str, int], Window] = field(default_factory=dict)
@@ -249,7 +255,7 @@ class ForceWindows:
             return
         holder = self.locker_of(lock.session, key)
         if holder is not None and holder.token == lock.epoch and holder.status is Status.LOADED:
-            self.open[(key, lock.epoch)] = Window(lock.session, commit.writer)
+            self.open[(key, lock.epoch)] = Window(lock.session, commit.writer, self.now())
 
     def _closed(self, window: Window, commit: Commit, rec: Record, epoch: int) -> None:
         key, holder = commit.key, window.holder
@@ -264,6 +270,8 @@ class ForceWindows:
                 )
             self.handed[(holder, key)] = window
         elif rec.lock is not None and not window.disturbed:
+            if self.now() - window.opened < self.patience:
+                return  # the taker's force timeout began before its request committed
             if self.modes.get((commit.writer, key)) == "steal":
                 return  # a steal takes without asking, by design
             locker = self.locker_of(holder, key)

@@ -306,7 +306,9 @@ class World:
         self.services: dict[str, Node] = {}
         #: (session, store key) -> the tokens its current locker made
         self.made: dict[tuple[str, str], list[str]] = {}
-        self.forces = ForceWindows(self.locker_of, self.made, self.history.modes)
+        self.forces = ForceWindows(
+            self.locker_of, self.made, self.history.modes, self.true, spec.force_timeout / 1.05
+        )
         self.log = CommitLog(listeners=[self.history.on_commit, self.forces.on_commit])
         self.tokens = itertools.count(1)
 
