@@ -16,14 +16,17 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from sessionlocker.core.protocol import Versioned
 from sessionlocker.core.record import Lock, Record, decode
-from sessionlocker.core.spec import Spec
+from sessionlocker.core.spec import D, Spec
 from sessionlocker.core.transforms import load_data
 
-__all__ = ["SaveReason", "Snapshot", "saved_snapshot", "view_snapshot"]
+if TYPE_CHECKING:
+    from sessionlocker.core.locker import Locker
+
+__all__ = ["SaveFacts", "SaveReason", "Snapshot", "saved_snapshot", "view_snapshot"]
 
 
 class SaveReason(StrEnum):
@@ -129,3 +132,24 @@ def saved_snapshot(
     return _snapshot(
         key, record, stored, written=written, data_json=data_json, reason=reason, final=final
     )
+
+
+class SaveFacts(Generic[D]):
+    """What a handle that wraps a locker (``Profile``, ``EasyProfile``) says of its saves."""
+
+    locker: Locker[D]
+
+    @property
+    def save_reason(self) -> SaveReason | None:
+        """Why the save being made happens (see ``Locker.save_reason``; ``before_save``)."""
+        return self.locker.save_reason
+
+    @property
+    def final_save(self) -> bool:
+        """The save being made is meant to end the lock (see ``Locker.final_save``)."""
+        return self.locker.final_save
+
+    @property
+    def last_saved(self) -> Snapshot | None:
+        """The last committed write of this session (``saved``), as a ``Snapshot``."""
+        return self.locker.last_saved

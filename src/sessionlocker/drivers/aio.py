@@ -33,7 +33,7 @@ from typing import Any, Generic, Self
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode, check_mode
 from sessionlocker.core.operations import Handler
-from sessionlocker.core.snapshot import SaveReason, Snapshot
+from sessionlocker.core.snapshot import SaveFacts, Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
@@ -94,7 +94,7 @@ class _TimedOut(Exception):
     """A waiter's turn did not come before its deadline."""
 
 
-class Profile(Generic[D]):
+class Profile(SaveFacts[D]):
     """The loaded locker of one ``AsyncLockerService.session()``; ``data`` is a ``D``.
 
     ``data``, ``mark_changed``, ``edit``, ``token`` and ``is_available`` are the
@@ -163,21 +163,6 @@ class Profile(Generic[D]):
     def remove_tag(self, name: str) -> int:
         """Remove tag ``name`` (absent is fine); the change id."""
         return self.locker.remove_tag(name)
-
-    @property
-    def save_reason(self) -> SaveReason | None:
-        """Why the save being made happens (see ``Locker.save_reason``; ``before_save``)."""
-        return self.locker.save_reason
-
-    @property
-    def final_save(self) -> bool:
-        """The save being made is meant to end the lock (see ``Locker.final_save``)."""
-        return self.locker.final_save
-
-    @property
-    def last_saved(self) -> Snapshot | None:
-        """The last committed write of this session (``saved``), as a ``Snapshot``."""
-        return self.locker.last_saved
 
     def is_available(self) -> bool:
         """Loaded, and the lease still within its renew deadline."""

@@ -22,7 +22,7 @@ from typing import Any, Generic
 
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
-from sessionlocker.core.snapshot import SaveReason, Snapshot
+from sessionlocker.core.snapshot import SaveFacts
 from sessionlocker.core.spec import D
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio import AsyncLockerService
@@ -33,7 +33,7 @@ __all__ = ["EasyProfile", "EasyStore"]
 _ACTIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED})
 
 
-class EasyProfile(Generic[D]):
+class EasyProfile(SaveFacts[D]):
     """One key's profile: its data (a ``D``), its session's state, and callbacks for its
     events."""
 
@@ -57,21 +57,6 @@ class EasyProfile(Generic[D]):
     def mark_changed(self) -> int:
         """Note a change made to ``data`` in place; returns its change id."""
         return self.locker.mark_changed()
-
-    @property
-    def save_reason(self) -> SaveReason | None:
-        """Why the save being made happens (see ``Locker.save_reason``; ``before_save``)."""
-        return self.locker.save_reason
-
-    @property
-    def final_save(self) -> bool:
-        """The save being made is meant to end the lock (see ``Locker.final_save``)."""
-        return self.locker.final_save
-
-    @property
-    def last_saved(self) -> Snapshot | None:
-        """The last committed write of this session (``saved``), as a ``Snapshot``."""
-        return self.locker.last_saved
 
     def is_loaded(self) -> bool:
         """The session holds the lock and the data is the stored one."""
