@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sessionlocker import Locker, Status
-from sessionlocker.core.protocol import SessionView, Transform, Update, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
 from sessionlocker.core.record import Record, decode
 from sessionlocker.drivers.mailbox import PREFIX as MAILBOXES
 from sessionlocker.errors import StoreError
@@ -179,14 +179,14 @@ class RecordingStore:
     def keys(self, prefix: str = "") -> Iterator[str]:
         return self.inner.keys(prefix)
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
-        self.inner.put_session(session_id, ttl, info)
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
+        self.inner.put_lease(lease_id, ttl, info)
 
-    def get_session(self, session_id: str) -> SessionView:
-        return self.inner.get_session(session_id)
+    def get_lease(self, lease_id: str) -> LeaseView:
+        return self.inner.get_lease(lease_id)
 
-    def drop_session(self, session_id: str) -> None:
-        self.inner.drop_session(session_id)
+    def drop_lease(self, lease_id: str) -> None:
+        self.inner.drop_lease(lease_id)
 
     def close(self) -> None:
         """Views share the store; closing one view closes nothing."""

@@ -101,7 +101,7 @@ def test_list_show_and_json(store: Store, url: str, capsys: pytest.CaptureFixtur
         code, out, _ = run(capsys, cli(url, "list"))
         assert code == 0
         assert "alice" in out
-        assert holder.service.session_id in out
+        assert holder.service.lease_id in out
         assert "live" in out
         assert "2 records" in out
         code, out, _ = run(capsys, [*cli(url, "list", "b"), "--json"])
@@ -110,7 +110,7 @@ def test_list_show_and_json(store: Store, url: str, capsys: pytest.CaptureFixtur
         code, out, _ = run(capsys, [*cli(url, "show", "alice"), "--json"])
         shown = json.loads(out)
         assert shown["data"] == {"gold": 5}
-        assert shown["lock"]["session"] == holder.service.session_id
+        assert shown["lock"]["session"] == holder.service.lease_id
         assert shown["lock"]["state"] == "live"
         assert len(shown["versions"]) >= 2
         code, out, _ = run(capsys, cli(url, "show", "bob"))

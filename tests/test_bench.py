@@ -109,14 +109,14 @@ def test_counting_store_counts_each_call_by_kind_and_passes_it_through() -> None
     result = store.update("k", lambda current: Put(b"2", "wrote"))
     assert result.outcome == "wrote"
     assert store.update("k", lambda current: Keep("kept")).wrote is False
-    store.put_session("s", 5.0, b"{}")
-    store.get_session("s")
+    store.put_lease("s", 5.0, b"{}")
+    store.get_lease("s")
     assert sorted(store.keys()) == ["k"]
     assert store.delete("k", result.current.revision if result.current else revision)
 
     counts = store.counts()
     assert (counts["write"], counts["read"], counts["update"], counts["delete"]) == (1, 1, 2, 1)
-    assert (counts["put_session"], counts["get_session"], counts["keys"]) == (1, 1, 1)
+    assert (counts["put_lease"], counts["get_lease"], counts["keys"]) == (1, 1, 1)
     assert store.total() == 8
     assert store.total(records_only=True) == 6
     assert store.reset() == counts

@@ -230,7 +230,7 @@ def test_history_says_a_key_was_erased(
         assert [(k.key, k.result) for k in report.keys] == [("p1", ERASED)]
         mark = erased_at(store, "players/p1")
         assert mark is not None
-        assert mark[1] == service.session_id
+        assert mark[1] == service.lease_id
         assert erased_at(store, "players/p2") is None
         assert service.keys_for_user("u1") == []
         assert list(store.keys("players/")) == []  # the mark lives outside the namespace

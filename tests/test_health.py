@@ -151,7 +151,7 @@ def test_a_raising_callback_does_not_stop_the_frames(
     assert watched.service.close()
     failed = [r for r in caplog.records if "store health callback failed" in r.getMessage()]
     assert failed
-    assert failed[0].session == watched.service.session_id  # type: ignore[attr-defined]
+    assert failed[0].session == watched.service.lease_id  # type: ignore[attr-defined]
 
 
 def test_the_async_service_toggles_from_its_frame_task(backend: Backend) -> None:

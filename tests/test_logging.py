@@ -114,7 +114,7 @@ def test_every_line_names_key_and_session_and_leaks_nothing(
     live, dead = urls
     with caplog.at_level(logging.DEBUG, logger="sessionlocker"):
         services = lifecycle(live, dead)
-    sessions = {service.session_id for service in services}
+    sessions = {service.lease_id for service in services}
     ours = [r for r in caplog.records if r.name.startswith("sessionlocker")]
     assert ours
     assert MARKER not in caplog.text

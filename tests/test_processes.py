@@ -125,7 +125,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 def service(db: Path) -> Iterator[LockerService]:
     store = SQLiteStore(db)
-    service = LockerService(store, SPEC, session_id="test-B")
+    service = LockerService(store, SPEC, lease_id="test-B")
     try:
         yield service
     finally:

@@ -20,7 +20,7 @@ from sessionlocker import LockerService, Spec, Status
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.record import decode
 from sessionlocker.stores import Store, open_store
-from sessionlocker.stores.url import supported_forms
+from sessionlocker.stores.opening import supported_forms
 
 #: Options that keep every store call short while the server is away.
 _OPTIONS = {"redis": "timeout=1", "postgresql": "timeout=2&connect_timeout=1"}

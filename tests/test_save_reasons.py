@@ -54,7 +54,7 @@ def test_autosave_forced_and_release_reasons_and_snapshots(backend: Backend) -> 
         assert (first.reason, first.final) == (SaveReason.AUTOSAVE, False)
         assert first.data == {"log": ["a"]}
         assert first.lock is not None
-        assert first.lock.session == service.session_id
+        assert first.lock.session == service.lease_id
         assert first.epoch == locker.token
         stored = backend.store.read("players/p1")
         assert stored is not None

@@ -45,8 +45,8 @@ def _calls(store: object) -> list[tuple[str, object]]:
     return [
         ("write", lambda: store.write("k", b"{}", 1)),  # type: ignore[attr-defined]
         ("read", lambda: store.read("k")),  # type: ignore[attr-defined]
-        ("put_session", lambda: store.put_session("s", 5.0, b"{}")),  # type: ignore[attr-defined]
-        ("get_session", lambda: store.get_session("s")),  # type: ignore[attr-defined]
+        ("put_lease", lambda: store.put_lease("s", 5.0, b"{}")),  # type: ignore[attr-defined]
+        ("get_lease", lambda: store.get_lease("s")),  # type: ignore[attr-defined]
     ]
 
 
@@ -81,8 +81,8 @@ def test_every_async_store_call_ends_while_the_server_is_stopped(
             calls = [
                 ("write", lambda: store.write("k", b"{}", 1)),
                 ("read", lambda: store.read("k")),
-                ("put_session", lambda: store.put_session("s", 5.0, b"{}")),
-                ("get_session", lambda: store.get_session("s")),
+                ("put_lease", lambda: store.put_lease("s", 5.0, b"{}")),
+                ("get_lease", lambda: store.get_lease("s")),
             ]
             for name, call in calls:
                 with ended_within(BOUND), pytest.raises(StoreError) as raised:

@@ -21,7 +21,7 @@ from sessionlocker.cli.main import main
 from sessionlocker.drivers.offline import migrate_records
 from sessionlocker.errors import CorruptRecord, LockLost
 from sessionlocker.stores.base import Store
-from sessionlocker.stores.users import keys_for_user
+from sessionlocker.stores.user_keys import keys_for_user
 
 SPEC = Spec("players", dict, lease=2.0, autosave_period=0.5)
 

@@ -13,7 +13,7 @@ from backends import fast_spec, open_backend
 from sessionlocker import AsyncLockerService, CorruptRecord, LockerService, Spec, UsageError
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.stores import MemoryStore, SQLiteStore, Store
-from sessionlocker.stores.users import keys_for_user
+from sessionlocker.stores.user_keys import keys_for_user
 
 
 def spec(namespace: str = "players", **overrides: object) -> Spec:

@@ -76,7 +76,7 @@ def test_view_shows_a_record_held_by_another_server_and_writes_nothing(
         assert snapshot.schema == 1  # as stored
         assert snapshot.lock is not None
         assert (snapshot.lock.session, snapshot.lock.epoch) == (
-            holder_service.session_id,
+            holder_service.lease_id,
             holder.token,
         )
         assert snapshot.lock.acquired <= started + 1

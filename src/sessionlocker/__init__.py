@@ -61,10 +61,10 @@ if TYPE_CHECKING:
         open_async_store,
         open_store,
     )
-    from sessionlocker.stores.async_postgresql import AsyncPostgreSQLStore
-    from sessionlocker.stores.async_redis import AsyncRedisStore
     from sessionlocker.stores.postgresql import PostgreSQLStore
+    from sessionlocker.stores.postgresql._async import AsyncPostgreSQLStore
     from sessionlocker.stores.redis import RedisStore
+    from sessionlocker.stores.redis._async import AsyncRedisStore
     from sessionlocker.trades import Trades
 
 __all__ = [
@@ -173,8 +173,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
         "open_async_store",
         "open_store",
     ),
-    "sessionlocker.stores.async_postgresql": ("AsyncPostgreSQLStore",),
-    "sessionlocker.stores.async_redis": ("AsyncRedisStore",),
+    "sessionlocker.stores.postgresql._async": ("AsyncPostgreSQLStore",),
+    "sessionlocker.stores.redis._async": ("AsyncRedisStore",),
     "sessionlocker.stores.postgresql": ("PostgreSQLStore",),
     "sessionlocker.stores.redis": ("RedisStore",),
     "sessionlocker.trades": ("Trades",),

@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING
 
 from sessionlocker.core.modes import Attempt, LoadMode
 from sessionlocker.core.protocol import Put, Versioned
-from sessionlocker.core.record import decode
+from sessionlocker.core.record import check_user_id, decode
 from sessionlocker.core.states import Status
-from sessionlocker.core.users import check_user_id
 from sessionlocker.errors import Conflict, CorruptRecord, LockUnavailable, SessionLockerError
 from sessionlocker.stores.base import Store, Versions
 
@@ -136,7 +135,7 @@ def erase_user(service: LockerService, user_id: str, timeout: float = 10.0) -> E
     report = EraseReport(
         user_id=user_id,
         namespace=service.spec.namespace,
-        session=service.session_id,
+        session=service.lease_id,
         started=started,
         finished=time.time(),
         keys=tuple(results),
@@ -160,7 +159,7 @@ def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -
                 service.store.delete(store_key, expected=stored.revision)
                 if isinstance(service.store, Versions):  # the old versions hold the data too
                     service.store.forget(store_key)
-                _mark_erased(service.store, store_key, service.session_id)
+                _mark_erased(service.store, store_key, service.lease_id)
                 return KeyResult(key, ERASED)
         except Conflict:  # loaded, or sent a remote change, meanwhile: look again
             continue

@@ -214,7 +214,7 @@ class Purchaser:
         self.metrics.count("purchases", {"result": "granted" if granted else "deferred"})
         level = logging.INFO if granted else logging.DEBUG
         if log.isEnabledFor(level):
-            session = getattr(self.service, "session_id", None)
+            session = getattr(self.service, "lease_id", None)
             spec = getattr(self.service, "spec", None)
             key = buyer if spec is None else spec.store_key(buyer)
             why = "" if handle.error is None else f" ({type(handle.error).__name__})"

@@ -74,7 +74,7 @@ class Rig:
 
     def check_mail(self) -> None:
         """As the drivers do with each renewal: poke the lockers our mailbox names."""
-        keys = Collect(self.store, self.lease.session_id)().keys
+        keys = Collect(self.store, self.lease.lease_id)().keys
         for locker in self.lockers:
             if locker.store_key in keys:
                 locker.poke()
@@ -82,7 +82,7 @@ class Rig:
     def tell(self, request: Request, result: object) -> None:
         """As the drivers do: post to the mailbox of a session a result names."""
         if isinstance(request, Update) and isinstance(result, Updated):
-            session = addressee(result.outcome, self.lease.session_id)
+            session = addressee(result.outcome, self.lease.lease_id)
             if session is not None:
                 execute(self.store, Tell(session, request.key).request())
 

@@ -20,7 +20,7 @@ class Down:
     def _fail(self, *args: Any, **kwargs: Any) -> Any:
         raise StoreError("no reply within 1 s", retryable=True, unknown_outcome=True)
 
-    update = put_session = get_session = drop_session = _fail
+    update = put_lease = get_lease = drop_lease = _fail
 
 
 def test_a_holder_whose_store_keeps_failing_goes_lost_once_its_lease_lapsed() -> None:

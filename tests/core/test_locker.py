@@ -8,7 +8,7 @@ import pytest
 
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import Attempt
-from sessionlocker.core.protocol import SessionView, Transform, Update, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.core.states import EVENTS, TRANSITIONS, Status
 from sessionlocker.errors import (
@@ -92,7 +92,7 @@ def test_no_lock_is_taken_before_the_session_lease_is_written() -> None:
     assert locker.next_deadline() is None
     rig.step()
     assert isinstance(rig.sent[0], Update)
-    assert store.get_session("A").exists
+    assert store.get_lease("A").exists
 
 
 def test_an_uncontended_save_is_one_conditional_write_and_no_read() -> None:
@@ -448,11 +448,11 @@ class RefusedSession(LoseOneReply):
         self.refused = 0
         self.mended = False
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         if not self.mended:
             self.refused += 1
             raise StoreError("password authentication failed", retryable=False)
-        self.inner.put_session(session_id, ttl, info)
+        self.inner.put_lease(lease_id, ttl, info)
 
 
 def test_a_load_fails_at_once_when_the_session_record_cannot_be_written() -> None:
@@ -593,9 +593,9 @@ SPEC_SLOW_SAVES = Spec(
 class ClocklessStore(MemoryStore):
     """A store with no clock of its own: it cannot say whether a lease expired."""
 
-    def get_session(self, session_id: str) -> SessionView:
-        view = super().get_session(session_id)
-        return SessionView(exists=view.exists, expired=None, version=view.version, ttl=view.ttl)
+    def get_lease(self, lease_id: str) -> LeaseView:
+        view = super().get_lease(lease_id)
+        return LeaseView(exists=view.exists, expired=None, version=view.version, ttl=view.ttl)
 
 
 def test_without_a_store_clock_the_waiter_watches_the_lease_for_a_full_ttl() -> None:
@@ -605,11 +605,11 @@ def test_without_a_store_clock_the_waiter_watches_the_lease_for_a_full_ttl() -> 
     holder = loaded(a)
     waiter = b.locker("k")
     waiter.acquire("repeat")
-    last_renewal, version = clock.now, store.get_session("A").version
+    last_renewal, version = clock.now, store.get_lease("A").version
     for _ in range(60):  # A renews: its session record keeps moving
         run([a, b], clock, 0.05)
-        if store.get_session("A").version != version:
-            last_renewal, version = clock.now, store.get_session("A").version
+        if store.get_lease("A").version != version:
+            last_renewal, version = clock.now, store.get_lease("A").version
     assert waiter.status is Status.WAITING
     while waiter.status is not Status.LOADED:
         run([b], clock, 0.05)

@@ -29,7 +29,7 @@ from sessionlocker import (
 from sessionlocker.core.modes import Attempt, Mode
 from sessionlocker.core.record import decode
 from sessionlocker.stores import FaultyStore, MemoryStore, SQLiteStore, Store
-from sessionlocker.stores.async_threaded import threaded
+from sessionlocker.stores._bridges import threaded
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
@@ -77,7 +77,7 @@ def test_session_loads_saves_and_releases(store: Store) -> None:
         record = stored(store, "p1")
         assert record.data == {"log": ["hello", "bye"]}
         assert record.lock is None
-        assert not store.get_session(service.session_id).exists  # the lease ended cleanly
+        assert not store.get_lease(service.lease_id).exists  # the lease ended cleanly
 
     asyncio.run(main())
 

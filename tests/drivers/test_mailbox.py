@@ -129,8 +129,8 @@ def test_idle_loaded_lockers_make_no_store_calls(tmp_path: Path) -> None:
         assert all(lk.is_available() for lk in lockers)
     assert counts["update"] == counts["write"] == 0
     # The one read per lease renewal is the mailbox's, for the whole process.
-    assert counts["read"] <= counts["put_session"] + 1
-    assert counts["put_session"] < 10
+    assert counts["read"] <= counts["put_lease"] + 1
+    assert counts["put_lease"] < 10
 
 
 def wait_for(condition: Callable[[], bool], service: LockerService, timeout: float = 30) -> None:

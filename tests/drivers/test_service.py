@@ -52,7 +52,7 @@ def test_session_loads_saves_and_releases(store: Store) -> None:
     record = stored(store, "p1")
     assert record.data == {"log": ["hello"]}
     assert record.lock is None
-    assert not store.get_session(service.session_id).exists  # the lease ended cleanly
+    assert not store.get_lease(service.lease_id).exists  # the lease ended cleanly
 
 
 def test_one_process_one_owner(store: Store) -> None:

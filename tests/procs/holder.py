@@ -119,8 +119,8 @@ def main() -> int:
     )
     parent = os.getppid()
     store = SQLiteStore(args.db)
-    service = LockerService(store, spec, session_id=args.session)
-    say("started", session=service.session_id, pid=os.getpid())
+    service = LockerService(store, spec, lease_id=args.session)
+    say("started", session=service.lease_id, pid=os.getpid())
     holder = Holder(service, args.keys.split(","), args.name)
     clock = service.clock
     give_up = clock() + args.max_seconds

@@ -1,7 +1,7 @@
 """An event loop in a thread, for running async stores behind ``BlockingStore``.
 
 ``LoopThread`` is one event loop running in a thread of its own; ``blocking(store,
-loop)`` (``sessionlocker.stores.async_blocking``) is a ``Store`` whose every call runs
+loop)`` (``sessionlocker.stores._bridges``) is a ``Store`` whose every call runs
 the async store's coroutine on that loop and waits for it. Calls may come from several
 threads at once (they interleave on the loop), which the conformance suite's
 concurrency test relies on.
@@ -14,8 +14,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from sessionlocker.stores.async_base import AsyncStore
-from sessionlocker.stores.async_blocking import BlockingStore, blocking
+from sessionlocker.stores._bridges import BlockingStore, blocking
+from sessionlocker.stores.base import AsyncStore
 
 T = TypeVar("T")
 

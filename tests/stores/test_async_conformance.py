@@ -2,7 +2,7 @@
 
 Each test of ``test_conformance`` is collected here too, with a ``backend`` fixture
 whose store is an ``AsyncStore`` from ``open_async_store`` seen through
-``BlockingStore`` (``async_blocking``): every call is the async store's coroutine,
+``BlockingStore`` (``_bridges``): every call is the async store's coroutine,
 run on one event loop thread. Redis and PostgreSQL are the native async clients, on
 the run's real servers.
 """
@@ -16,10 +16,8 @@ import pytest
 
 from backends import Backend, FakeClock, open_backend
 from sessionlocker.stores import MemoryStore
-from sessionlocker.stores.async_base import AsyncStore
-from sessionlocker.stores.async_blocking import BlockingStore
-from sessionlocker.stores.async_threaded import NotifyingThreadedAsyncStore, threaded
-from sessionlocker.stores.base import Notifying, Store
+from sessionlocker.stores._bridges import BlockingStore, NotifyingThreadedAsyncStore, threaded
+from sessionlocker.stores.base import AsyncStore, Notifying, Store
 from sessionlocker.stores.opening import open_async_store
 
 from .async_support import LoopThread

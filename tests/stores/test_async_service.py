@@ -20,7 +20,7 @@ import pytest
 from backends import fast_spec as spec
 from backends import open_backend
 from sessionlocker import AsyncLockerService, Status, StoreError, UsageError
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.core.record import decode
 from sessionlocker.drivers.aio_executor import AsyncExecutor
 from sessionlocker.purchases import Decision, Purchaser
@@ -31,7 +31,7 @@ from sessionlocker.stores import (
     open_async_store,
     threaded,
 )
-from sessionlocker.stores.async_blocking import blocking
+from sessionlocker.stores._bridges import blocking
 
 T = TypeVar("T")
 
@@ -99,7 +99,7 @@ def test_session_loads_saves_and_releases(case: Case) -> None:
         record = stored(case.sync, "p1")
         assert record.data == {"log": ["hello", "bye"]}
         assert record.lock is None
-        assert not case.sync.get_session(service.session_id).exists  # the lease ended
+        assert not case.sync.get_lease(service.lease_id).exists  # the lease ended
         await store.aclose()
 
     asyncio.run(main())
@@ -161,17 +161,17 @@ class Callers:
         async for key in self.inner.keys(prefix):
             yield key
 
-    async def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
-        self._note("put_session")
-        await self.inner.put_session(session_id, ttl, info)
+    async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
+        self._note("put_lease")
+        await self.inner.put_lease(lease_id, ttl, info)
 
-    async def get_session(self, session_id: str) -> SessionView:
-        self._note("get_session")
-        return await self.inner.get_session(session_id)
+    async def get_lease(self, lease_id: str) -> LeaseView:
+        self._note("get_lease")
+        return await self.inner.get_lease(lease_id)
 
-    async def drop_session(self, session_id: str) -> None:
-        self._note("drop_session")
-        await self.inner.drop_session(session_id)
+    async def drop_lease(self, lease_id: str) -> None:
+        self._note("drop_lease")
+        await self.inner.drop_lease(lease_id)
 
     async def aclose(self) -> None:
         self._note("aclose")
@@ -191,7 +191,7 @@ def test_send_is_awaited_in_the_callers_task_and_the_lease_drop_on_the_loop(case
         assert store.tasks == {"update": [me]}
         assert await service.aclose(5)
         # A task of its own on the loop (no thread), which aclose may leave at its deadline.
-        (drop,) = store.tasks["drop_session"]
+        (drop,) = store.tasks["drop_lease"]
         assert drop is not None
         assert drop is not me
         assert drop.get_loop() is asyncio.get_running_loop()
@@ -199,7 +199,7 @@ def test_send_is_awaited_in_the_callers_task_and_the_lease_drop_on_the_loop(case
         with pytest.raises(UsageError, match="closed"):
             await service.send("p2", "note", "again")
         assert [m.id for m in stored(case.sync, "p2").inbox] == [message_id]
-        assert not case.sync.get_session(service.session_id).exists
+        assert not case.sync.get_lease(service.lease_id).exists
         await store.aclose()
 
     asyncio.run(main())

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from backends import Backend
-from sessionlocker.core.protocol import Keep, Put, SessionView, Versioned
+from sessionlocker.core.protocol import Keep, LeaseView, Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import Store
 
@@ -235,7 +235,7 @@ def test_concurrent_updates_count_exactly(store: Store) -> None:
     errors: list[BaseException] = []
     # A retryable StoreError with a known outcome is retried, as every driver does, and
     # the count must still be exact. (SQLite's early "database is locked" when threads
-    # opened a new file at once was the WAL switch on open, fixed in ``_sqlite_open``
+    # opened a new file at once was the WAL switch on open, fixed in ``sqlite``
     # and tested in test_sqlite.py, where no retry would hide its return.)
 
     def work() -> None:
@@ -266,48 +266,46 @@ def test_concurrent_updates_count_exactly(store: Store) -> None:
 
 
 def test_session_absent(store: Store) -> None:
-    assert store.get_session("nobody") == SessionView(
-        exists=False, expired=True, version=0, ttl=None
-    )
+    assert store.get_lease("nobody") == LeaseView(exists=False, expired=True, version=0, ttl=None)
 
 
 def test_session_put_renew_drop(store: Store, backend: Backend) -> None:
-    store.put_session("s1", backend.ttl, b"host=a")
-    first = store.get_session("s1")
+    store.put_lease("s1", backend.ttl, b"host=a")
+    first = store.get_lease("s1")
     assert first.exists is True
     assert first.expired is False
     assert first.ttl == pytest.approx(backend.ttl)
     assert first.version > 0
 
-    store.put_session("s1", backend.ttl, b"host=a")
-    second = store.get_session("s1")
+    store.put_lease("s1", backend.ttl, b"host=a")
+    second = store.get_lease("s1")
     assert second.version > first.version
     assert second.expired is False
 
-    store.drop_session("s1")
-    assert store.get_session("s1").exists is False
-    store.drop_session("s1")  # absent is fine
+    store.drop_lease("s1")
+    assert store.get_lease("s1").exists is False
+    store.drop_lease("s1")  # absent is fine
 
 
 def test_session_expires(store: Store, backend: Backend) -> None:
-    store.put_session("s1", backend.ttl, b"")
-    store.put_session("s2", backend.ttl * 10, b"")
+    store.put_lease("s1", backend.ttl, b"")
+    store.put_lease("s2", backend.ttl * 10, b"")
     backend.pass_time(backend.ttl)
-    view = store.get_session("s1")
+    view = store.get_lease("s1")
     assert view.exists is True
     assert view.expired is True
-    assert store.get_session("s2").expired is False
+    assert store.get_lease("s2").expired is False
 
-    store.put_session("s1", backend.ttl, b"")  # renewal revives it
-    assert store.get_session("s1").expired is False
+    store.put_lease("s1", backend.ttl, b"")  # renewal revives it
+    assert store.get_lease("s1").expired is False
 
 
 def test_session_version_never_repeats_after_drop(store: Store, backend: Backend) -> None:
-    store.put_session("s1", backend.ttl, b"")
-    before = store.get_session("s1").version
-    store.drop_session("s1")
-    store.put_session("s1", backend.ttl, b"")
-    assert store.get_session("s1").version > before
+    store.put_lease("s1", backend.ttl, b"")
+    before = store.get_lease("s1").version
+    store.drop_lease("s1")
+    store.put_lease("s1", backend.ttl, b"")
+    assert store.get_lease("s1").version > before
 
 
 # Bad arguments and closed stores.
@@ -334,13 +332,13 @@ def test_other_bad_arguments(store: Store) -> None:
     with pytest.raises(UsageError):
         store.keys(None)  # type: ignore[arg-type]
     with pytest.raises(UsageError):
-        store.put_session("", 1.0, b"")
+        store.put_lease("", 1.0, b"")
     with pytest.raises(UsageError):
-        store.put_session("s", 0.0, b"")
+        store.put_lease("s", 0.0, b"")
     with pytest.raises(UsageError):
-        store.put_session("s", float("nan"), b"")
+        store.put_lease("s", float("nan"), b"")
     with pytest.raises(UsageError):
-        store.put_session("s", 1.0, "info")  # type: ignore[arg-type]
+        store.put_lease("s", 1.0, "info")  # type: ignore[arg-type]
 
 
 def test_closed_store_refuses_every_call(store: Store) -> None:
@@ -353,9 +351,9 @@ def test_closed_store_refuses_every_call(store: Store) -> None:
         lambda: store.update("k", increment),
         lambda: store.delete("k"),
         lambda: list(store.keys()),
-        lambda: store.put_session("s", 1.0, b""),
-        lambda: store.get_session("s"),
-        lambda: store.drop_session("s"),
+        lambda: store.put_lease("s", 1.0, b""),
+        lambda: store.get_lease("s"),
+        lambda: store.drop_lease("s"),
     ]
     for call in calls:
         with pytest.raises(StoreError, match="closed") as caught:

@@ -29,8 +29,8 @@ def test_fail_rate_one_fails_every_call_and_changes_nothing() -> None:
     with pytest.raises(StoreError):
         store.update("k", increment)
     with pytest.raises(StoreError):
-        store.put_session("s", 1.0, b"")
-    assert inner.get_session("s").exists is False
+        store.put_lease("s", 1.0, b"")
+    assert inner.get_lease("s").exists is False
     assert inner.read("k") is None
     assert store.faults["fail"] == 4
     assert store.faults["throttle"] == store.faults["unknown"] == 0
@@ -84,7 +84,7 @@ def test_latency_sleeps_before_each_round_trip() -> None:
     store = FaultyStore(MemoryStore(), latency=0.25, sleep=naps.append)
     store.write("k", b"v", None)
     store.read("k")
-    store.get_session("s")
+    store.get_lease("s")
     assert naps == [0.25, 0.25, 0.25]
     assert store.faults["latency"] == 3
 

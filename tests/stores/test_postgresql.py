@@ -24,12 +24,12 @@ from servers import PostgresServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import Store, open_store
-from sessionlocker.stores._pg_connect import _readable
-from sessionlocker.stores._pg_sql import prefix_end
 from sessionlocker.stores.base import Notifying
+from sessionlocker.stores.opening import parse_store_url, supported_forms
 from sessionlocker.stores.postgresql import PostgreSQLStore
-from sessionlocker.stores.postgresql_url import OPTIONS
-from sessionlocker.stores.url import parse_store_url, supported_forms
+from sessionlocker.stores.postgresql._connect import _readable
+from sessionlocker.stores.postgresql._sql import prefix_end
+from sessionlocker.stores.postgresql._url import OPTIONS
 
 URL = os.environ.get("SESSIONLOCKER_POSTGRES_URL", "")
 if not URL:
@@ -376,8 +376,8 @@ def test_permission_errors_say_what_is_missing(
         limited.update("k", increment)
         revision = limited.write("k2", b"1", None)
         assert limited.delete("k2", expected=revision) is True
-        limited.put_session("s", 5.0, b"")
-        assert limited.get_session("s").exists is True
+        limited.put_lease("s", 5.0, b"")
+        assert limited.get_lease("s").exists is True
     finally:
         limited.close()
 

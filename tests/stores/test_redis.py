@@ -22,7 +22,7 @@ from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import open_store
 from sessionlocker.stores.base import Version
 from sessionlocker.stores.redis import RedisStore
-from sessionlocker.stores.redis_watch import IDLE
+from sessionlocker.stores.redis._watch import IDLE
 
 
 @pytest.fixture
@@ -131,8 +131,8 @@ def test_a_flushed_script_cache_is_reloaded(store: RedisStore, client: redis.Red
     revision = store.write("k", b"a", None)
     client.script_flush()  # as after a server restart
     assert store.write("k", b"b", revision) > revision
-    store.put_session("s", 5.0, b"")
-    assert store.get_session("s").expired is False
+    store.put_lease("s", 5.0, b"")
+    assert store.get_lease("s").expired is False
 
 
 def test_layout_is_one_hash_per_key_under_the_prefix(
@@ -536,9 +536,9 @@ def test_the_least_privileged_acl_user_of_the_docs_is_enough(private_redis: Redi
     store.update("k", increment, Versioned(b"1", revision))
     assert len(store.history("k")) == 2
     assert list(store.keys()) == ["k"]
-    store.put_session("s", 5.0, b"")
-    assert store.get_session("s").expired is False
-    store.drop_session("s")
+    store.put_lease("s", 5.0, b"")
+    assert store.get_lease("s").expired is False
+    store.drop_lease("s")
     deadline = time.monotonic() + 30
     while not wakes.keys and time.monotonic() < deadline:  # the subscription may be late
         store.update("k", increment)

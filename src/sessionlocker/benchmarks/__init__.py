@@ -15,7 +15,7 @@ records change hands, beside the Roblox libraries this design comes from.
 from __future__ import annotations
 
 from sessionlocker.benchmarks.common import FULL, QUICK, TINY, Sizes
-from sessionlocker.benchmarks.report import markdown
 from sessionlocker.benchmarks.runner import PARTS, errors, run
+from sessionlocker.benchmarks.tables import markdown
 
 __all__ = ["FULL", "PARTS", "QUICK", "TINY", "Sizes", "errors", "markdown", "run"]

@@ -97,7 +97,7 @@ def _run_all(
 
 
 #: Not counted: one's own lease upkeep (per process) and notification subscriptions.
-_NOT_REQUESTS = frozenset({"put_session", "drop_session", "watch_add", "watch_discard"})
+_NOT_REQUESTS = frozenset({"put_lease", "drop_lease", "watch_add", "watch_discard"})
 
 
 def _requests(counting: CountingStore) -> int:
@@ -112,7 +112,7 @@ def _ours(spec: Spec, dead: bool, mode: str, rng: random.Random, *, notification
         LockerService(
             counting,
             spec,
-            session_id=name,
+            lease_id=name,
             clock=world.clock,
             wall=world.clock.wall,
             executor=world.executor(),

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sessionlocker.stores.url import parse_store_url
+from sessionlocker.stores.opening import parse_store_url
 
 __all__ = [
     "FULL",

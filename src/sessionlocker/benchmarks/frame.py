@@ -78,7 +78,7 @@ def frame_cost(sizes: Sizes) -> dict[str, Any]:
 def _measure(count: int, frames: int) -> tuple[list[float], float | None]:
     executor = _Collecting()
     spec = Spec("bench", lambda: {"coins": 0}, autosave_period=1e6, lease=1e6, poll_period=1.0)
-    service = LockerService(MemoryStore(), spec, session_id="bench-frames", executor=executor)
+    service = LockerService(MemoryStore(), spec, lease_id="bench-frames", executor=executor)
     try:
         lockers = _load(service, count)
         gc.collect()

@@ -68,7 +68,7 @@ class _Pair:
         self.in_process = backend_name(url) == "memory"
         self.shared: Store | None = MemoryStore() if self.in_process else None
         self.store = self._store()
-        self.service = LockerService(self.store, timings.spec(), session_id=_session_id())
+        self.service = LockerService(self.store, timings.spec(), lease_id=_lease_id())
         self.locker = self.service.locker(self.key)
         self.loaded_at = 0.0
         self.locker.on("loaded", self._loaded)
@@ -116,7 +116,7 @@ class _Pair:
 _WAITING = frozenset({Status.LOADING, Status.WAITING})
 
 
-def _session_id() -> str:
+def _lease_id() -> str:
     return f"bench-waiter-{uuid.uuid4().hex[:8]}"
 
 

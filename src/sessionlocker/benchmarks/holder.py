@@ -85,14 +85,14 @@ class HolderLoop:
         timings: Timings,
         report: Callable[[dict[str, Any]], None],
     ) -> None:
-        self.service = LockerService(store, timings.spec(), session_id=_session_id())
+        self.service = LockerService(store, timings.spec(), lease_id=_lease_id())
         self.locker = self.service.locker(key)
         self.loads = 0
         self._report = report
         self._stop = threading.Event()
         self._permits = threading.Semaphore(0)
         self.locker.on("loaded", self._loaded)
-        report({"event": "started", "session": self.service.session_id, "pid": os.getpid()})
+        report({"event": "started", "session": self.service.lease_id, "pid": os.getpid()})
 
     def _loaded(self, locker: Any) -> None:
         self.loads += 1
@@ -127,7 +127,7 @@ class HolderLoop:
         self.service.close(timeout=2.0)
 
 
-def _session_id() -> str:
+def _lease_id() -> str:
     return f"bench-holder-{os.getpid()}-{threading.get_ident() % 100_000}"
 
 

@@ -29,7 +29,7 @@ def driver_uses_notifications() -> bool:
         "probe", dict, autosave_period=slow, poll_period=slow, force_timeout=slow
     )
     holder, waiter = (
-        LockerService(store, spec, session_id=name, clock=world.clock, executor=world.executor())
+        LockerService(store, spec, lease_id=name, clock=world.clock, executor=world.executor())
         for name in ("probe-holder", "probe-waiter")
     )
     for service in (holder, waiter):

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.url import parse_store_url
+from sessionlocker.stores.opening import parse_store_url
 
 __all__ = ["RawWriter", "open_raw", "without_query"]
 

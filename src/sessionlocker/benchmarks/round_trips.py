@@ -17,7 +17,7 @@ requests it received in the step, where it can tell (``wire.py``): a generic upd
 without a known revision is one call but two round trips (a read, then the write).
 
 Counted are requests about records and other sessions' leases. Renewing one's own
-lease (``put_session``, one per service per third of a TTL, however many records it
+lease (``put_lease``, one per service per third of a TTL, however many records it
 holds) is per process, not per record, and is shown apart as ``lease_renewals``;
 adding a key to the store's notifications or removing it (``watch_add`` and
 ``watch_discard``, where the driver watches) is shown apart as ``watch_requests``.
@@ -41,7 +41,7 @@ from sessionlocker.stores import CountingStore, Store, open_store
 __all__ = ["lifecycle_round_trips"]
 
 #: Lease upkeep of one's own session: per process, not per record.
-_UPKEEP = frozenset({"put_session", "drop_session"})
+_UPKEEP = frozenset({"put_lease", "drop_lease"})
 #: Subscriptions to notifications (counted apart: they are not record requests).
 _WATCH = frozenset({"watch_add", "watch_discard"})
 
@@ -70,7 +70,7 @@ class _Side:
         self.service = LockerService(
             self.counting,
             spec,
-            session_id=f"bench-{name}-{uuid.uuid4().hex[:8]}",
+            lease_id=f"bench-{name}-{uuid.uuid4().hex[:8]}",
             clock=world.clock,
             wall=world.clock.wall,
             executor=world.executor(),
@@ -240,7 +240,7 @@ def _summary(steps: dict[str, dict[str, Any]], counted_wire: bool) -> dict[str, 
         sides = [step["holder"], step["waiter"]]
         figures[name] = sum(_requests(counts) for counts in sides)
         watches[name] = sum(n for c in sides for kind, n in c.items() if kind in _WATCH)
-        renewals += sum(counts.get("put_session", 0) for counts in sides)
+        renewals += sum(counts.get("put_lease", 0) for counts in sides)
         wire[name] = step["wire"]
     return {
         **figures,

@@ -16,14 +16,14 @@ from typing import Any
 
 from sessionlocker.benchmarks.baselines import baselines
 from sessionlocker.benchmarks.common import Sizes, backend_name, machine, rounded
+from sessionlocker.benchmarks.environment import library_versions, server_version
 from sessionlocker.benchmarks.footprint import memory_per_locker
 from sessionlocker.benchmarks.frame import frame_cost
 from sessionlocker.benchmarks.handoff import handoff_latency, notifying, takeover_time
 from sessionlocker.benchmarks.probe import driver_uses_notifications
 from sessionlocker.benchmarks.round_trips import lifecycle_round_trips
 from sessionlocker.benchmarks.throughput import save_throughput
-from sessionlocker.benchmarks.versions import library_versions, server_version
-from sessionlocker.stores.url import redact
+from sessionlocker.stores.opening import redact
 
 __all__ = ["PARTS", "errors", "run"]
 

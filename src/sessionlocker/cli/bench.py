@@ -9,7 +9,7 @@ import sys
 from sessionlocker.benchmarks import FULL, PARTS, QUICK, TINY, errors, markdown, run
 from sessionlocker.benchmarks.common import quiet_library_logs
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.url import parse_store_url
+from sessionlocker.stores.opening import parse_store_url
 
 __all__ = ["register", "run_command"]
 

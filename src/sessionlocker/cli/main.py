@@ -15,8 +15,17 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from types import ModuleType
 
-from sessionlocker.cli import bench, changes, erase, locks, migrate, records, simulate, transfer
-from sessionlocker.cli import versions as versions_command
+from sessionlocker.cli import (
+    bench,
+    erasure,
+    locks,
+    migrate,
+    records,
+    remote,
+    restore,
+    simulate,
+    transfer,
+)
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -27,10 +36,10 @@ COMMANDS: tuple[ModuleType, ...] = (
     bench,
     records,
     locks,
-    changes,
+    remote,
     transfer,
-    versions_command,
-    erase,
+    restore,
+    erasure,
 )
 
 DESCRIPTION = """\

@@ -30,7 +30,7 @@ from sessionlocker.core.spec import Spec
 from sessionlocker.errors import DataError, LockError, SessionLockerError, StoreError, UsageError
 from sessionlocker.stores import open_store
 from sessionlocker.stores.base import Store
-from sessionlocker.stores.url import parse_store_url
+from sessionlocker.stores.opening import parse_store_url
 
 __all__ = [
     "CommandError",

@@ -68,7 +68,7 @@ def holder_state(store: Store, lock: Lock | None) -> str:
     """``"free"``, ``"live"`` (its session's lease is current) or ``"expired"``."""
     if lock is None:
         return "free"
-    return "expired" if store.get_session(lock.session).expired else "live"
+    return "expired" if store.get_lease(lock.session).expired else "live"
 
 
 def lock_json(store: Store, lock: Lock | None) -> dict[str, Any] | None:

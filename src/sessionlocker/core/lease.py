@@ -13,7 +13,7 @@ have taken any of its locks: the lease has *lapsed* (``lapsed``), and the locker
 held a lock under it give up as ``lost`` instead of waiting for a store that does not
 answer.
 
-No I/O here: ``update(now)`` returns the ``PutSession`` to send, ``handle`` takes its
+No I/O here: ``update(now)`` returns the ``PutLease`` to send, ``handle`` takes its
 result. The clocks are passed in by the driver.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sessionlocker.core.backoff import retry_delay
-from sessionlocker.core.protocol import DropSession, PutSession
+from sessionlocker.core.protocol import DropLease, PutLease
 from sessionlocker.errors import StoreError
 
 __all__ = ["Lease"]
@@ -34,18 +34,18 @@ LAPSE_FAILURES = 3
 
 
 class Lease:
-    """The lease of ``session_id``. ``clock`` is monotonic; ``wall`` is for records."""
+    """The lease of ``lease_id``. ``clock`` is monotonic; ``wall`` is for records."""
 
     def __init__(
         self,
-        session_id: str,
+        lease_id: str,
         ttl: float,
         info: bytes,
         *,
         clock: Callable[[], float],
         wall: Callable[[], float],
     ) -> None:
-        self.session_id = session_id
+        self.lease_id = lease_id
         self.ttl = ttl
         self.info = info
         self.clock = clock
@@ -98,12 +98,12 @@ class Lease:
             return None
         return self._renew_at
 
-    def update(self, now: float) -> PutSession | None:
+    def update(self, now: float) -> PutLease | None:
         """The renewal to send now, if one is due."""
         if self.closed or self._sending_since is not None or now < self._renew_at:
             return None
         self._sending_since = now
-        return PutSession(session_id=self.session_id, ttl=self.ttl, info=self.info)
+        return PutLease(lease_id=self.lease_id, ttl=self.ttl, info=self.info)
 
     def handle(self, error: StoreError | None, now: float) -> None:
         """The result of the renewal sent by ``update``."""
@@ -123,7 +123,7 @@ class Lease:
             return
         self._failures += 1
         self.error = error
-        delay = retry_delay(self.session_id, self._failures, cap=self.ttl / 6, error=error)
+        delay = retry_delay(self.lease_id, self._failures, cap=self.ttl / 6, error=error)
         self._renew_at = now + delay
         self._call_waiting()
 
@@ -132,7 +132,7 @@ class Lease:
         for callback in waiting:
             callback()
 
-    def close(self) -> DropSession:
+    def close(self) -> DropLease:
         """Stop renewing; the request removes the session record."""
         self.closed = True
-        return DropSession(session_id=self.session_id)
+        return DropLease(lease_id=self.lease_id)

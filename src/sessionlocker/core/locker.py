@@ -25,9 +25,9 @@ from sessionlocker.core.ledger import Meta
 from sessionlocker.core.modes import Attempt, LoadMode, Mode, check_mode
 from sessionlocker.core.operations import Handler, OperationCalls, Operations
 from sessionlocker.core.protocol import (
-    ReadSession,
+    LeaseView,
+    ReadLease,
     Request,
-    SessionView,
     Update,
     Updated,
     Versioned,
@@ -335,7 +335,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._store_failed(kind, result, now)
         elif kind in ("acquire", "confirm") and isinstance(result, Updated):
             self._on_acquire(result, now)
-        elif kind == "session" and isinstance(result, SessionView):
+        elif kind == "session" and isinstance(result, LeaseView):
             self._on_session(result, now)
         elif kind == "request" and isinstance(result, Updated):
             self._on_request(result.outcome, now)
@@ -393,13 +393,13 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             return
         if self._confirm is not None:
             check = tx.confirm(
-                session=self._lease.session_id, epoch=self._confirm, checked=self._lease.gaps
+                session=self._lease.lease_id, epoch=self._confirm, checked=self._lease.gaps
             )
             self._send("confirm", Update(key=self.store_key, transform=check))
             return
         at = self._lease.wall()
         transform = tx.acquire(
-            session=self._lease.session_id,
+            session=self._lease.lease_id,
             at=at,
             fresh=self._fresh,
             fresh_json=self._fresh_json,
@@ -417,7 +417,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             return
         self._pending = save
         transform = tx.save(
-            session=self._lease.session_id,
+            session=self._lease.lease_id,
             epoch=self._epoch(),
             seq=save.seq,
             data_json=save.data_json,
@@ -502,12 +502,12 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._save(now, release=True)
         elif self._requested is not None or self._unsure or self._confirm is not None:
             # our request may be there, or our lock (a lost reply, or an unconfirmed grant)
-            transform = tx.withdraw(session=self._lease.session_id)
+            transform = tx.withdraw(session=self._lease.lease_id)
             self._send("withdraw", Update(key=self.store_key, transform=transform))
         elif self._stray_until > now:  # an acquire of ours may still land: outwait it
             self._due = self._stray_until
         elif self._stray_until > -NEVER:  # it can no longer land: clear it if it did
-            transform = tx.withdraw(session=self._lease.session_id, fence=True)
+            transform = tx.withdraw(session=self._lease.lease_id, fence=True)
             self._send("fence", Update(key=self.store_key, transform=transform))
         else:
             ending, self._ending = self._ending, None
@@ -591,7 +591,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         stamp = record.stamp
         self._checked = self._sent_gaps
         mine = stamp is not None and (stamp.session, stamp.epoch) == (
-            self._lease.session_id,
+            self._lease.lease_id,
             record.epoch,
         )
         self.token = record.epoch
@@ -657,13 +657,13 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if mode is LoadMode.STEAL:
             self._take_over_now(lock, now)
         elif mode is LoadMode.FORCE and not outcome.requested:
-            transform = tx.request_release(session=self._lease.session_id, at=self._lease.wall())
+            transform = tx.request_release(session=self._lease.lease_id, at=self._lease.wall())
             # The record as just read: one conditional write when it has not moved since.
             self._send("request", Update(key=self.store_key, transform=transform, known=current))
         elif mode is LoadMode.FORCE and self._force_expired(lock, now):
             self._take_over_now(lock, now)
         else:
-            self._send("session", ReadSession(session_id=lock.session))
+            self._send("session", ReadLease(lease_id=lock.session))
 
     def _decide(self, lock: Lock, now: float) -> LoadMode | None:
         mode = self._mode
@@ -701,7 +701,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         else:
             self._due = now
 
-    def _on_session(self, view: SessionView, now: float) -> None:
+    def _on_session(self, view: LeaseView, now: float) -> None:
         lock = self._holder
         if self.status is Status.RELEASING or lock is None:
             self._due = now
@@ -925,9 +925,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         return self.token is not None and (self.status is Status.LOADED or releasing)
 
     @property
-    def session_id(self) -> str:
+    def lease_id(self) -> str:
         """The session this locker holds (or seeks) the lock for."""
-        return self._lease.session_id
+        return self._lease.lease_id
 
     def wall(self) -> float:
         """Wall-clock time for timestamps in the record (from the driver)."""

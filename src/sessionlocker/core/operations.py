@@ -172,7 +172,7 @@ class Operations:
         check_storable(body)
         if message_id is None:
             self.sent += 1
-            message_id = f"{self.locker.session_id}/{self.locker.token}/{self.sent}"
+            message_id = f"{self.locker.lease_id}/{self.locker.token}/{self.sent}"
         elif not isinstance(message_id, str) or not message_id:
             raise UsageError(f"a message id must be a non-empty string, not {message_id!r}")
         if all(m.id != message_id for m in self.ledger.outbox):

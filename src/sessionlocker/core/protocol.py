@@ -1,7 +1,7 @@
 """The values that cross between the core, the drivers and the stores.
 
-The core never calls a store. It returns *requests* (``Update``, ``ReadSession``,
-``PutSession``, ``DropSession``); a driver executes each against a store and feeds the
+The core never calls a store. It returns *requests* (``Update``, ``ReadLease``,
+``PutLease``, ``DropLease``); a driver executes each against a store and feeds the
 result back. A store deals only in bytes and revisions; what the bytes mean is the
 core's business, expressed as a pure ``Transform`` that the store may run several times.
 """
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 __all__ = [
-    "DropSession",
+    "DropLease",
     "Keep",
+    "LeaseView",
     "Put",
-    "PutSession",
-    "ReadSession",
+    "PutLease",
+    "ReadLease",
     "Request",
-    "SessionView",
     "Transform",
     "Update",
     "Updated",
@@ -76,7 +76,7 @@ class Updated(Generic[T_co]):
 
 
 @dataclass(frozen=True, slots=True)
-class SessionView:
+class LeaseView:
     """What a store knows of a session's lease.
 
     ``expired`` is the store's own judgement by its own clock, or ``None`` when the
@@ -106,26 +106,26 @@ class Update(Generic[T_co]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ReadSession:
-    """Ask the store about another session's lease. The result is a ``SessionView``."""
+class ReadLease:
+    """Ask the store about another session's lease. The result is a ``LeaseView``."""
 
-    session_id: str
+    lease_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PutSession:
+class PutLease:
     """Write (renew) our own session record, alive for ``ttl`` seconds of store time."""
 
-    session_id: str
+    lease_id: str
     ttl: float
     info: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DropSession:
+class DropLease:
     """Remove our session record after a clean close."""
 
-    session_id: str
+    lease_id: str
 
 
-Request = Update[object] | ReadSession | PutSession | DropSession
+Request = Update[object] | ReadLease | PutLease | DropLease

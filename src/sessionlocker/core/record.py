@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sessionlocker.core.strictjson import MAX_DEPTH, loads
-from sessionlocker.errors import CorruptRecord
+from sessionlocker.errors import CorruptRecord, UsageError
 
 __all__ = [
     "FORMAT",
@@ -49,6 +49,7 @@ __all__ = [
     "Record",
     "ReleaseRequest",
     "Stamp",
+    "check_user_id",
     "decode",
     "encode",
 ]
@@ -392,3 +393,10 @@ def _credit(value: Any) -> dict[str, int]:
         if not isinstance(amount, int) or isinstance(amount, bool):
             raise CorruptRecord(f"'credit.{product}' must be a whole number, found {amount!r}")
     return credit
+
+
+def check_user_id(user_id: object) -> str:
+    """``user_id`` if it is a non-empty string; ``UsageError`` otherwise."""
+    if not isinstance(user_id, str) or not user_id:
+        raise UsageError(f"a user id must be a non-empty string, not {user_id!r}")
+    return user_id

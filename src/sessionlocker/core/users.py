@@ -12,20 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from sessionlocker.core.record import check_user_id
 from sessionlocker.errors import UsageError
 
 if TYPE_CHECKING:
     from sessionlocker.core.locker import Locker
     from sessionlocker.core.operations import Operations
 
-__all__ = ["UserCalls", "check_user_id"]
-
-
-def check_user_id(user_id: object) -> str:
-    """``user_id`` if it is a non-empty string; ``UsageError`` otherwise."""
-    if not isinstance(user_id, str) or not user_id:
-        raise UsageError(f"a user id must be a non-empty string, not {user_id!r}")
-    return user_id
+__all__ = ["UserCalls"]
 
 
 class UserCalls:

@@ -41,6 +41,7 @@ from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, thread_with
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
+from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
 from sessionlocker.drivers.service import (
     LockerService,
     exit_error,
@@ -59,8 +60,8 @@ from sessionlocker.errors import (
 from sessionlocker.history import Moment, PastVersion, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_async_store
-from sessionlocker.stores.async_base import AsyncDated, AsyncVersions
-from sessionlocker.stores.async_blocking import BlockingStore, blocking
+from sessionlocker.stores._bridges import BlockingStore, blocking
+from sessionlocker.stores.base import AsyncDated, AsyncVersions
 
 __all__ = ["AsyncLockerService", "Profile"]
 
@@ -198,7 +199,7 @@ class Profile(SaveFacts[D]):
         return f"<Profile {self.key!r} {self.status.value}>"
 
 
-class AsyncLockerService(Generic[D]):
+class AsyncLockerService(LeaseIdAlias, Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, driven from the event loop.
 
     ``store`` is a ``Store``, an ``AsyncStore`` (``open_async_store``), whose requests,
@@ -218,7 +219,7 @@ class AsyncLockerService(Generic[D]):
         self,
         store: Store | AsyncStore | str,
         spec: Spec[D],
-        session_id: str | None = None,
+        lease_id: str | None = None,
         *,
         clock: Callable[[], float] | None = None,
         wall: Callable[[], float] | None = None,
@@ -229,7 +230,9 @@ class AsyncLockerService(Generic[D]):
         critical_errors: int = 5,
         critical_window: float = 30.0,
         max_waiters: int = MAX_WAITERS,
+        session_id: str | None = None,
     ) -> None:
+        lease_id = lease_id_of(lease_id, session_id)
         if not isinstance(max_waiters, int) or isinstance(max_waiters, bool) or max_waiters < 0:
             raise UsageError(f"max_waiters must be a whole number >= 0, not {max_waiters!r}")
         #: How many ``session()`` calls may wait for one key (``LockUnavailable`` past it).
@@ -268,7 +271,7 @@ class AsyncLockerService(Generic[D]):
         self.frames = LockerService(
             store,
             spec,
-            session_id,
+            lease_id,
             clock,
             wall=wall,
             workers=workers,
@@ -282,7 +285,7 @@ class AsyncLockerService(Generic[D]):
         self.metrics = self.frames.metrics
         self.store = self.frames.store
         self.spec = spec
-        self.session_id = self.frames.session_id
+        self.lease_id = self.frames.lease_id
 
     # ------------------------------------------------------------------ lockers
 
@@ -382,14 +385,14 @@ class AsyncLockerService(Generic[D]):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise UsageError(f"service {self.session_id} is closed")
+            raise UsageError(f"service {self.lease_id} is closed")
 
     # ------------------------------------------------------------------ frames
 
     def start(self) -> None:
         """Start the frame task on the running loop (done for you by the other calls)."""
         if self._closed or self._stopping:
-            raise UsageError(f"service {self.session_id} is closed")
+            raise UsageError(f"service {self.lease_id} is closed")
         if self._task is not None:
             if self._task.done():
                 raise UsageError("the frame task ended") from self._task.exception()
@@ -398,7 +401,7 @@ class AsyncLockerService(Generic[D]):
         self._loop_thread = threading.get_ident()
         for bound in self._bound:
             bound.bind(self._loop, self._loop_thread)
-        self._task = self._loop.create_task(self._run(), name=f"sessionlocker {self.session_id}")
+        self._task = self._loop.create_task(self._run(), name=f"sessionlocker {self.lease_id}")
 
     def wake(self) -> None:
         """Run a frame now: for a caller whose ``clock`` jumped (a test's manual clock).
@@ -422,7 +425,7 @@ class AsyncLockerService(Generic[D]):
         try:
             await self._frames()
         finally:
-            self._fail_waiters(UsageError(f"service {self.session_id} is not running"))
+            self._fail_waiters(UsageError(f"service {self.lease_id} is not running"))
 
     async def _frames(self) -> None:
         frames = self.frames
@@ -474,7 +477,7 @@ class AsyncLockerService(Generic[D]):
             return True
         task = self._task
         if task is None or task.done():
-            raise UsageError(f"service {self.session_id} is not running")
+            raise UsageError(f"service {self.lease_id} is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._waiters.append((done, future))
@@ -518,7 +521,7 @@ class AsyncLockerService(Generic[D]):
         check_key(key)
         self.start()
         if self._closing:
-            raise UsageError(f"service {self.session_id} is closing")
+            raise UsageError(f"service {self.lease_id} is closing")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         line = self._lines.get(key)
@@ -528,7 +531,7 @@ class AsyncLockerService(Generic[D]):
             line = self._lines.get(key)  # gone if that locker had ended meanwhile
         if line is None:
             if self.frames.get(key) is not None:  # a locker not made by session()
-                raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
+                raise AlreadyOpen(f"{key!r} is already open in session {self.lease_id}")
             line = self._lines[key] = _Line(key)
         elif locker is None:
             if checked is LoadMode.CANCEL:
@@ -588,7 +591,7 @@ class AsyncLockerService(Generic[D]):
                     raise LockUnavailable(f"{line.key!r} could not be loaded within {timeout} s")
                 await asyncio.sleep(pause)
             if self._closing:
-                raise UsageError(f"service {self.session_id} is closing")
+                raise UsageError(f"service {self.lease_id} is closing")
             locker = self.locker(line.key)
             locker.defer_release_requests = True  # honoured between two users, not within
             locker.acquire(mode)
@@ -772,7 +775,7 @@ class AsyncLockerService(Generic[D]):
 
     def __repr__(self) -> str:
         live = len(self.frames.lockers())
-        return f"<AsyncLockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
+        return f"<AsyncLockerService {self.spec.namespace!r} session={self.lease_id} live={live}>"
 
 
 def _expire_turn(turn: asyncio.Future[Locker[Any] | None]) -> None:

@@ -24,8 +24,8 @@ from typing import cast
 from sessionlocker.core.protocol import Request, Update
 from sessionlocker.drivers.executor import StoreCall, dispatch, failure
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.async_base import AsyncStore
-from sessionlocker.stores.async_blocking import BlockingStore
+from sessionlocker.stores._bridges import BlockingStore
+from sessionlocker.stores.base import AsyncStore
 
 __all__ = ["AsyncExecutor", "aexecute"]
 

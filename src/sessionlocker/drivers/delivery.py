@@ -24,8 +24,7 @@ from sessionlocker.core.record import Message
 from sessionlocker.core.spec import Spec, check_key
 from sessionlocker.core.storable import check_storable, encode_data
 from sessionlocker.errors import RecordTooLarge, StoreError, UsageError
-from sessionlocker.stores.async_base import AsyncStore
-from sessionlocker.stores.base import Store
+from sessionlocker.stores.base import AsyncStore, Store
 
 __all__ = ["Delivery", "adeliver", "deliver_now", "next_delay"]
 

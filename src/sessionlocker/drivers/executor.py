@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sessionlocker.core.protocol import PutSession, ReadSession, Request, Update
+from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update
 from sessionlocker.errors import StoreError, UsageError
-from sessionlocker.stores.async_base import AsyncStore
-from sessionlocker.stores.base import Store
+from sessionlocker.stores.base import AsyncStore, Store
 
 __all__ = ["Executor", "StoreCall", "ThreadExecutor", "dispatch", "execute", "failure"]
 
@@ -106,11 +105,11 @@ def dispatch(store: Store | AsyncStore, request: Request) -> object:
     the awaitable of it. The one place that maps a request to a store call."""
     if isinstance(request, Update):
         return store.update(request.key, request.transform, request.known)
-    if isinstance(request, ReadSession):
-        return store.get_session(request.session_id)
-    if isinstance(request, PutSession):
-        return store.put_session(request.session_id, request.ttl, request.info)
-    return store.drop_session(request.session_id)
+    if isinstance(request, ReadLease):
+        return store.get_lease(request.lease_id)
+    if isinstance(request, PutLease):
+        return store.put_lease(request.lease_id, request.ttl, request.info)
+    return store.drop_lease(request.lease_id)
 
 
 def failure(store: Store | AsyncStore, request: Request, exc: Exception) -> StoreError:

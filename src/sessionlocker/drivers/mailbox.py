@@ -34,9 +34,9 @@ __all__ = ["PREFIX", "Collect", "Mail", "Tell", "addressee", "mailbox_key", "pos
 PREFIX = "sessionlocker.mailbox/"
 
 
-def mailbox_key(session_id: str) -> str:
-    """The store key of ``session_id``'s mailbox."""
-    return PREFIX + session_id
+def mailbox_key(lease_id: str) -> str:
+    """The store key of ``lease_id``'s mailbox."""
+    return PREFIX + lease_id
 
 
 def _keys(current: Versioned | None) -> list[str]:
@@ -97,7 +97,7 @@ class Mail:
 
 @dataclass(frozen=True, slots=True)
 class Collect:
-    """Read (and empty) ``session_id``'s mailbox: a call for an executor, returning
+    """Read (and empty) ``lease_id``'s mailbox: a call for an executor, returning
     the ``Mail`` found.
 
     The mailbox is deleted only at the revision read, so a post that lands meanwhile
@@ -105,10 +105,10 @@ class Collect:
     """
 
     store: Store
-    session_id: str
+    lease_id: str
 
     def __call__(self) -> Mail:
-        key = mailbox_key(self.session_id)
+        key = mailbox_key(self.lease_id)
         try:
             current = self.store.read(key)
         except Exception as exc:  # every failure is reported, never raised

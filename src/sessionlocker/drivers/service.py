@@ -49,6 +49,7 @@ from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
 from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
 from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
+from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
 from sessionlocker.drivers.telemetry import Telemetry, service_log
 from sessionlocker.errors import (
     AlreadyOpen,
@@ -63,7 +64,7 @@ from sessionlocker.history import Moment, PastVersion, kept_versions, past_versi
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import ReadOnlyStore, Store, open_store
 from sessionlocker.stores.base import Notifying, Version, Watch, read_version
-from sessionlocker.stores.users import keys_for_user
+from sessionlocker.stores.user_keys import keys_for_user
 
 __all__ = ["LockerService"]
 
@@ -72,7 +73,7 @@ _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASI
 _TICK = 0.05
 
 
-class LockerService(Generic[D]):
+class LockerService(LeaseIdAlias, Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, under one session lease.
 
     Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
@@ -96,7 +97,7 @@ class LockerService(Generic[D]):
         self,
         store: Store | str,
         spec: Spec[D],
-        session_id: str | None = None,
+        lease_id: str | None = None,
         clock: Callable[[], float] | None = None,
         *,
         wall: Callable[[], float] | None = None,
@@ -107,7 +108,9 @@ class LockerService(Generic[D]):
         metrics: Metrics | None = None,
         critical_errors: int = 5,
         critical_window: float = 30.0,
+        session_id: str | None = None,
     ) -> None:
+        lease_id = lease_id_of(lease_id, session_id)
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
         self._owns_store = isinstance(store, str)
@@ -115,11 +118,11 @@ class LockerService(Generic[D]):
         if read_only:
             self.store = ReadOnlyStore(self.store)
         self.spec = spec
-        self.session_id = session_id or _new_session_id()
+        self.lease_id = lease_id or _new_lease_id()
         self.clock = clock or time.monotonic
         info = json.dumps({"host": socket.gethostname(), "pid": os.getpid()}).encode()
         self.wall = wall or time.time
-        self.lease = Lease(self.session_id, spec.lease, info, clock=self.clock, wall=self.wall)
+        self.lease = Lease(self.lease_id, spec.lease, info, clock=self.clock, wall=self.wall)
         self._executor = executor or ThreadExecutor(workers)
         # The lease renewal gets a thread of its own: queued behind a burst of lockers'
         # calls it could come too late and lapse the lease (every lock re-checked).
@@ -135,7 +138,7 @@ class LockerService(Generic[D]):
         self._own_writes: dict[str, int] = {}
         self._done: queue.SimpleQueue[tuple[_Owner, object, Request | None]] = queue.SimpleQueue()
         #: Reads this session's mailbox once per lease renewal (see ``drivers.mailbox``).
-        self._collect = Collect(self.store, self.session_id)
+        self._collect = Collect(self.store, self.lease_id)
         #: Posts to other sessions' mailboxes that failed, sent again at the next renewal.
         self._untold: set[Tell] = set()
         self._watch: Watch | None = None
@@ -150,7 +153,7 @@ class LockerService(Generic[D]):
         self._inflight = 0
         self._closed = False
         self._report = CloseReport(released=True)
-        self._telemetry = Telemetry(metrics, self.session_id)
+        self._telemetry = Telemetry(metrics, self.lease_id)
         self.metrics = self._telemetry.metrics
         self._telemetry.service_event(
             logging.INFO, "started on %r (%s)", self.store, spec.namespace
@@ -163,7 +166,7 @@ class LockerService(Generic[D]):
         self._check_open()
         check_key(key)
         if key in self._lockers:
-            raise AlreadyOpen(f"{key!r} is already open in session {self.session_id}")
+            raise AlreadyOpen(f"{key!r} is already open in session {self.lease_id}")
         locker = Locker(key, self.spec, self.lease, host=self, handlers=self._handlers)
         self._telemetry.attach(locker)
         return locker
@@ -222,7 +225,7 @@ class LockerService(Generic[D]):
     def to_tell(self, delivery: Delivery, outcome: tx.DeliverOutcome) -> Tell | None:
         """After a ``send``: the other session holding the record, whose mailbox the
         sender posts the key to (so the holder applies the message soon), if any."""
-        holder = addressee(outcome, self.session_id)
+        holder = addressee(outcome, self.lease_id)
         return None if holder is None else Tell(holder, delivery.store_key)
 
     def untold(self, tell: Tell) -> None:
@@ -275,8 +278,8 @@ class LockerService(Generic[D]):
         except Exception:  # a user's callback must not stop the frames
             service_log.exception(
                 "session=%s a store health callback failed",
-                self.session_id,
-                extra={"key": None, "session": self.session_id},
+                self.lease_id,
+                extra={"key": None, "session": self.lease_id},
             )
 
     def opening(self, locker: Locker[D]) -> None:
@@ -284,7 +287,7 @@ class LockerService(Generic[D]):
         self._check_open()
         current = self._lockers.get(locker.key)
         if current is not None and current is not locker:
-            raise AlreadyOpen(f"{locker.key!r} is already open in session {self.session_id}")
+            raise AlreadyOpen(f"{locker.key!r} is already open in session {self.lease_id}")
         self._lockers[locker.key] = locker
         if self._watch is not None:
             self._watch.add(locker.store_key)
@@ -379,7 +382,7 @@ class LockerService(Generic[D]):
         """Tell another session's process what this result says it must look at, and
         poke a local locker of another record this one delivered to."""
         outcome = result.outcome if isinstance(result, Updated) else None
-        told = addressee(outcome, self.session_id)
+        told = addressee(outcome, self.lease_id)
         if told is not None:
             self._tell(Tell(told, request.key))
         if request.key != locker.store_key:
@@ -561,7 +564,7 @@ class LockerService(Generic[D]):
             raise UsageError(f"timeout must be positive seconds or None, not {timeout!r}")
         if key in self._lockers:
             raise AlreadyOpen(
-                f"{key!r} is already open in session {self.session_id}; the blocking "
+                f"{key!r} is already open in session {self.lease_id}; the blocking "
                 "session() cannot wait for it (one thread drives the service, so a nested "
                 "session would wait for itself): AsyncLockerService.session() queues callers"
             )
@@ -648,7 +651,7 @@ class LockerService(Generic[D]):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise UsageError(f"service {self.session_id} is closed")
+            raise UsageError(f"service {self.lease_id} is closed")
 
     def __enter__(self) -> Self:
         return self
@@ -658,7 +661,7 @@ class LockerService(Generic[D]):
 
     def __repr__(self) -> str:
         live = len(self._lockers)
-        return f"<LockerService {self.spec.namespace!r} session={self.session_id} live={live}>"
+        return f"<LockerService {self.spec.namespace!r} session={self.lease_id} live={live}>"
 
 
 def watch_final_save(locker: Locker[Any]) -> list[bool]:
@@ -689,5 +692,5 @@ def snapshot_of(key: str, spec: Spec, stored: Version | None) -> Snapshot | None
     return view_snapshot(key, spec, Versioned(stored.value, stored.revision), stored.written)
 
 
-def _new_session_id() -> str:
+def _new_lease_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"

@@ -22,7 +22,7 @@ import threading
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.locker import Locker
-from sessionlocker.core.protocol import PutSession, ReadSession, Request, Update, Updated
+from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update, Updated
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.health import StoreHealth
 from sessionlocker.errors import DataError, StoreError
@@ -37,11 +37,11 @@ _COUNTED = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELE
 
 
 class Telemetry:
-    """Logs and metrics for the lockers of one service (session ``session_id``)."""
+    """Logs and metrics for the lockers of one service (session ``lease_id``)."""
 
-    def __init__(self, metrics: Metrics | None, session_id: str) -> None:
+    def __init__(self, metrics: Metrics | None, lease_id: str) -> None:
         self.metrics: Metrics = NO_METRICS if metrics is None else metrics
-        self.session_id = session_id
+        self.lease_id = lease_id
         self._measuring = not isinstance(self.metrics, NoMetrics)
         self._states: dict[Locker, Status] = {}
         self._lock = threading.Lock()
@@ -118,12 +118,12 @@ class Telemetry:
 
     def _say(self, locker: Locker, level: int, text: str, *args: object) -> None:
         if locker_log.isEnabledFor(level):
-            extra = {"key": locker.store_key, "session": self.session_id}
+            extra = {"key": locker.store_key, "session": self.lease_id}
             locker_log.log(
                 level,
                 f"key=%s session=%s {text}",
                 locker.store_key,
-                self.session_id,
+                self.lease_id,
                 *args,
                 extra=extra,
             )
@@ -161,11 +161,11 @@ class Telemetry:
                 level,
                 "%ssession=%s %s failed (%s): %s",
                 "" if key is None else f"key={key} ",
-                self.session_id,
+                self.lease_id,
                 what,
                 kind,
                 error,
-                extra={"key": key, "session": self.session_id},
+                extra={"key": key, "session": self.lease_id},
             )
 
     def service_event(self, level: int, text: str, *args: object) -> None:
@@ -174,9 +174,9 @@ class Telemetry:
             service_log.log(
                 level,
                 f"session=%s {text}",
-                self.session_id,
+                self.lease_id,
                 *args,
-                extra={"key": None, "session": self.session_id},
+                extra={"key": None, "session": self.lease_id},
             )
 
 
@@ -194,8 +194,8 @@ def _call_name(request: Request) -> str:
     """What failed, in an operator's words."""
     if isinstance(request, Update):
         return "a record update"
-    if isinstance(request, ReadSession):
-        return f"reading the lease of session {request.session_id}"
-    if isinstance(request, PutSession):
+    if isinstance(request, ReadLease):
+        return f"reading the lease of session {request.lease_id}"
+    if isinstance(request, PutLease):
         return "renewing our lease"
     return "dropping our lease"

@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     history = HistoryWriter(args.history, args.name)
     store = open_faulty(args.store, args.fault_rate, args.seed)
     clock = skewed_clock(args.skew_offset, args.skew_rate)
-    service = LockerService(store, timings.spec(), session_id=args.session, clock=clock)
+    service = LockerService(store, timings.spec(), lease_id=args.session, clock=clock)
     server = Server(service, history, args.seed)
     commands: queue.Queue[dict[str, Any]] = queue.Queue()
     threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()

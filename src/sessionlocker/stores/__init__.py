@@ -1,13 +1,15 @@
 """Stores: where records and session leases are kept, behind one small protocol.
 
-- ``Store`` and ``cas_update``: the protocol and the generic update (``base``).
+- ``Store`` and ``AsyncStore``, ``cas_update`` and ``async_cas_update``: the protocols
+  and the generic updates (``base``).
 - ``MemoryStore``: in this process; the reference implementation.
 - ``SQLiteStore``: one SQLite file, shared by the processes of one machine.
 - ``FaultyStore``: wraps any store and injects latency and failures, for tests.
 - ``ReadOnlyStore``: wraps any store; reads it, keeps every write in this process.
 - ``CountingStore``: wraps any store and counts its round trips by kind.
 - ``RedisStore``, ``AsyncRedisStore``, ``PostgreSQLStore``, ``AsyncPostgreSQLStore``: the
-  database stores, loaded on first use so this package imports without redis or psycopg.
+  database stores (packages ``redis`` and ``postgresql``), loaded on first use so this
+  package imports without redis or psycopg.
 - ``open_store(url)``: any of them from a URL such as ``sqlite:///data/app.db``.
 - ``AsyncStore`` and ``open_async_store(url)``: the same stores for asyncio (native
   clients for Redis and PostgreSQL, ``threaded(store)`` for the others).
@@ -18,9 +20,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from sessionlocker.stores.async_base import AsyncStore, async_cas_update
-from sessionlocker.stores.async_threaded import ThreadedAsyncStore, threaded
-from sessionlocker.stores.base import Store, cas_update
+from sessionlocker.stores._bridges import ThreadedAsyncStore, threaded
+from sessionlocker.stores.base import AsyncStore, Store, async_cas_update, cas_update
 from sessionlocker.stores.counting import CountingStore
 from sessionlocker.stores.faults import FaultyStore
 from sessionlocker.stores.memory import MemoryStore
@@ -29,10 +30,8 @@ from sessionlocker.stores.readonly import ReadOnlyStore
 from sessionlocker.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from sessionlocker.stores.async_postgresql import AsyncPostgreSQLStore
-    from sessionlocker.stores.async_redis import AsyncRedisStore
-    from sessionlocker.stores.postgresql import PostgreSQLStore
-    from sessionlocker.stores.redis import RedisStore
+    from sessionlocker.stores.postgresql import AsyncPostgreSQLStore, PostgreSQLStore
+    from sessionlocker.stores.redis import AsyncRedisStore, RedisStore
 
 __all__ = [
     "AsyncPostgreSQLStore",
@@ -56,8 +55,8 @@ __all__ = [
 
 # The database stores import their client library: loaded on first use (PEP 562).
 _LAZY = {
-    "AsyncPostgreSQLStore": "sessionlocker.stores.async_postgresql",
-    "AsyncRedisStore": "sessionlocker.stores.async_redis",
+    "AsyncPostgreSQLStore": "sessionlocker.stores.postgresql",
+    "AsyncRedisStore": "sessionlocker.stores.redis",
     "PostgreSQLStore": "sessionlocker.stores.postgresql",
     "RedisStore": "sessionlocker.stores.redis",
 }

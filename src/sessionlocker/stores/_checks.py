@@ -11,12 +11,13 @@ import math
 from sessionlocker.errors import StoreError, UsageError
 
 __all__ = [
+    "check_count",
     "check_expected",
     "check_key",
+    "check_lease_id",
     "check_prefix",
     "check_rate",
     "check_seconds",
-    "check_session_id",
     "check_ttl",
     "check_value",
     "closed_error",
@@ -47,9 +48,9 @@ def check_prefix(prefix: object) -> str:
     return prefix
 
 
-def check_session_id(session_id: object) -> str:
+def check_lease_id(lease_id: object) -> str:
     """A session id is a non-empty ``str`` that can be stored as UTF-8."""
-    return _check_text(session_id, "session id")
+    return _check_text(lease_id, "session id")
 
 
 def check_value(value: object, what: str = "value") -> bytes:
@@ -99,3 +100,10 @@ def check_rate(value: object, what: str) -> float:
 def closed_error() -> StoreError:
     """The error every store raises when used after ``close()``."""
     return StoreError("store is closed", retryable=False)
+
+
+def check_count(value: object, what: str, minimum: int) -> int:
+    """A whole number of at least ``minimum``, else ``UsageError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
+    return value

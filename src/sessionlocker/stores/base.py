@@ -1,26 +1,38 @@
-"""The store protocol: bytes and revisions, nothing more.
+"""The store protocols, sync and async side by side: bytes and revisions, nothing more.
 
 A store keeps, per key, some bytes and a revision that only grows (also across a
 delete and re-create, so an old revision never names new bytes). Every write is
 conditional on the revision the writer expects. Beside the records a store keeps small
-*session* records, the leases of live services, judged alive or expired by the
-store's own clock where it has one.
+*lease* records, one per live service, judged alive or expired by the store's own clock
+where it has one.
 
 Backends raise ``Conflict`` for a moved revision and translate every other failure of
 their client library into ``StoreError`` (retryable or not, outcome known or not).
+
+``AsyncStore`` keeps exactly what a ``Store`` keeps with the same guarantees and errors;
+only the calls are awaited. The decisions are shared, not copied: ``async_cas_update``
+runs ``cas_decide``, as ``cas_update`` does, and each native backend (``redis``,
+``postgresql``) sends the same scripts or SQL from its sync and its async store and reads
+the replies with the same functions. Notifications stay synchronous on purpose: an async
+store that notifies has the sync ``watch(wake) -> Watch`` of ``Notifying`` (a wake may
+come from any thread; the drivers already handle that), so ``isinstance(store,
+Notifying)`` works for both kinds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
-from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import Keep, LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_value
 
 __all__ = [
+    "AsyncDated",
+    "AsyncStore",
+    "AsyncVersions",
     "Attempt",
     "Dated",
     "Notifying",
@@ -30,10 +42,12 @@ __all__ = [
     "Versions",
     "Wake",
     "Watch",
+    "async_cas_update",
     "cas_decide",
     "cas_update",
     "read_version",
 ]
+
 
 T = TypeVar("T")
 
@@ -69,15 +83,15 @@ class Store(Protocol):
         """Every key starting with ``prefix``, in no promised order."""
         ...
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the store's time."""
         ...
 
-    def get_session(self, session_id: str) -> SessionView:
+    def get_lease(self, lease_id: str) -> LeaseView:
         """What the store knows of a session's lease."""
         ...
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_lease(self, lease_id: str) -> None:
         """Remove a session record (a clean close); absent is fine."""
         ...
 
@@ -244,6 +258,85 @@ def cas_update(
             return step
         try:
             revision = store.write(key, step.value, step.expected, notify=step.notify)
+            return step.written(revision)
+        except Conflict as conflict:
+            current = conflict.current
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """What every async backend offers; each call means what the ``Store`` call means."""
+
+    async def read(self, key: str) -> Versioned | None:
+        """The bytes and revision stored at ``key``, or ``None`` when absent."""
+        ...
+
+    async def write(
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
+    ) -> int:
+        """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
+        ...
+
+    async def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        """Read (or start from ``known``), transform, write conditionally; retry on conflict."""
+        ...
+
+    async def delete(self, key: str, expected: int | None = None) -> bool:
+        """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
+        ...
+
+    def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every key starting with ``prefix``, in no promised order (``async for``)."""
+        ...
+
+    async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
+        """Write our session record, alive for ``ttl`` seconds of the store's time."""
+        ...
+
+    async def get_lease(self, lease_id: str) -> LeaseView:
+        """What the store knows of a session's lease."""
+        ...
+
+    async def drop_lease(self, lease_id: str) -> None:
+        """Remove a session record (a clean close); absent is fine."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and files. Using the store afterwards is an error."""
+        ...
+
+
+@runtime_checkable
+class AsyncDated(Protocol):
+    """``Dated`` for an async store: the record with the store's time of its write."""
+
+    async def read_version(self, key: str) -> Version | None:
+        """What ``read`` returns, with the store's time of that write."""
+        ...
+
+
+@runtime_checkable
+class AsyncVersions(Protocol):
+    """``Versions`` for an async store (reading only)."""
+
+    async def history(self, key: str) -> list[Version]:
+        """The kept versions of ``key``, newest first, each with its write time."""
+        ...
+
+
+async def async_cas_update(
+    store: AsyncStore, key: str, transform: Transform[T], known: Versioned | None = None
+) -> Updated[T]:
+    """``cas_update`` awaited: the same decisions (``cas_decide``), the same round trips."""
+    current = known if known is not None else await store.read(key)
+    while True:
+        step = cas_decide(transform, current)
+        if isinstance(step, Updated):
+            return step
+        try:
+            revision = await store.write(key, step.value, step.expected, notify=step.notify)
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import TypeVar
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
 from sessionlocker.stores.base import Notifying, Store, Wake, Watch
 
@@ -33,9 +33,9 @@ KINDS = (
     "update",
     "delete",
     "keys",
-    "put_session",
-    "get_session",
-    "drop_session",
+    "put_lease",
+    "get_lease",
+    "drop_lease",
     "watch_add",
     "watch_discard",
 )
@@ -119,20 +119,20 @@ class CountingStore:
         self.count("keys")
         return self.inner.keys(prefix)
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
-        """Count, then ``inner.put_session``."""
-        self.count("put_session")
-        self.inner.put_session(session_id, ttl, info)
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
+        """Count, then ``inner.put_lease``."""
+        self.count("put_lease")
+        self.inner.put_lease(lease_id, ttl, info)
 
-    def get_session(self, session_id: str) -> SessionView:
-        """Count, then ``inner.get_session``."""
-        self.count("get_session")
-        return self.inner.get_session(session_id)
+    def get_lease(self, lease_id: str) -> LeaseView:
+        """Count, then ``inner.get_lease``."""
+        self.count("get_lease")
+        return self.inner.get_lease(lease_id)
 
-    def drop_session(self, session_id: str) -> None:
-        """Count, then ``inner.drop_session``."""
-        self.count("drop_session")
-        self.inner.drop_session(session_id)
+    def drop_lease(self, lease_id: str) -> None:
+        """Count, then ``inner.drop_lease``."""
+        self.count("drop_lease")
+        self.inner.drop_lease(lease_id)
 
     def close(self) -> None:
         """Close ``inner`` (not counted)."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import StoreError, Throttled
 from sessionlocker.stores._checks import check_rate, check_seconds
 from sessionlocker.stores.base import Store, cas_update
@@ -38,7 +38,7 @@ class FaultyStore:
     - ``throttle_rate``: the call is refused with ``Throttled(retry_after=...)``,
       nothing changed;
     - ``unknown_rate`` (calls that change the store: ``write``, ``delete``,
-      ``put_session``, ``drop_session``): the call reaches ``inner`` and succeeds, then
+      ``put_lease``, ``drop_lease``): the call reaches ``inner`` and succeeds, then
       its reply is lost: ``StoreError(retryable=True, unknown_outcome=True)``. When
       ``inner`` itself raises (``Conflict`` included), that error is passed on as is.
 
@@ -143,19 +143,17 @@ class FaultyStore:
 
     # Sessions.
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
-        """``inner.put_session`` with faults."""
-        self._call(
-            "put_session", lambda: self.inner.put_session(session_id, ttl, info), changes=True
-        )
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
+        """``inner.put_lease`` with faults."""
+        self._call("put_lease", lambda: self.inner.put_lease(lease_id, ttl, info), changes=True)
 
-    def get_session(self, session_id: str) -> SessionView:
-        """``inner.get_session`` with faults."""
-        return self._call("get_session", lambda: self.inner.get_session(session_id))
+    def get_lease(self, lease_id: str) -> LeaseView:
+        """``inner.get_lease`` with faults."""
+        return self._call("get_lease", lambda: self.inner.get_lease(lease_id))
 
-    def drop_session(self, session_id: str) -> None:
-        """``inner.drop_session`` with faults."""
-        self._call("drop_session", lambda: self.inner.drop_session(session_id), changes=True)
+    def drop_lease(self, lease_id: str) -> None:
+        """``inner.drop_lease`` with faults."""
+        self._call("drop_lease", lambda: self.inner.drop_lease(lease_id), changes=True)
 
     def close(self) -> None:
         """Close ``inner``; never faulty."""

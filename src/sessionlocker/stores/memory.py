@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import Keep, LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict, UsageError
 from sessionlocker.stores._checks import (
     check_expected,
     check_key,
+    check_lease_id,
     check_prefix,
-    check_session_id,
     check_ttl,
     check_value,
     closed_error,
@@ -235,36 +235,34 @@ class MemoryStore:
 
     # Sessions.
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of this store's clock."""
-        session_id = check_session_id(session_id)
+        lease_id = check_lease_id(lease_id)
         ttl = check_ttl(ttl)
         info = check_value(info, "session info")
         with self._lock:
             self._check_open()
             self._session_version += 1
             expires = self._clock() + ttl
-            self._sessions[session_id] = _Session(expires, self._session_version, ttl, info)
+            self._sessions[lease_id] = _Session(expires, self._session_version, ttl, info)
 
-    def get_session(self, session_id: str) -> SessionView:
+    def get_lease(self, lease_id: str) -> LeaseView:
         """What the store knows of a session; expired when its clock reached the expiry."""
-        session_id = check_session_id(session_id)
+        lease_id = check_lease_id(lease_id)
         with self._lock:
             self._check_open()
-            session = self._sessions.get(session_id)
+            session = self._sessions.get(lease_id)
             if session is None:
-                return SessionView(exists=False, expired=True, version=0, ttl=None)
+                return LeaseView(exists=False, expired=True, version=0, ttl=None)
             expired = self._clock() >= session.expires
-            return SessionView(
-                exists=True, expired=expired, version=session.version, ttl=session.ttl
-            )
+            return LeaseView(exists=True, expired=expired, version=session.version, ttl=session.ttl)
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_lease(self, lease_id: str) -> None:
         """Remove a session record; absent is fine."""
-        session_id = check_session_id(session_id)
+        lease_id = check_lease_id(lease_id)
         with self._lock:
             self._check_open()
-            self._sessions.pop(session_id, None)
+            self._sessions.pop(lease_id, None)
 
     # Notifications.
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import TypeVar
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_expected, check_key, check_prefix, check_value
 from sessionlocker.stores.base import Store, Version, cas_update, read_version
@@ -91,15 +91,15 @@ class ReadOnlyStore:
         }
         return iter(sorted(below | mine))
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
-        self._sessions.put_session(session_id, ttl, info)
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
+        self._sessions.put_lease(lease_id, ttl, info)
 
-    def get_session(self, session_id: str) -> SessionView:
-        mine = self._sessions.get_session(session_id)
-        return mine if mine.exists else self.inner.get_session(session_id)
+    def get_lease(self, lease_id: str) -> LeaseView:
+        mine = self._sessions.get_lease(lease_id)
+        return mine if mine.exists else self.inner.get_lease(lease_id)
 
-    def drop_session(self, session_id: str) -> None:
-        self._sessions.drop_session(session_id)
+    def drop_lease(self, lease_id: str) -> None:
+        self._sessions.drop_lease(lease_id)
 
     def close(self) -> None:
         self._sessions.close()

@@ -4,6 +4,17 @@ It is meant for one machine: several processes may open the same file, and SQLit
 own file locking keeps their writes apart. It is not meant for a network file system.
 Each key's last versions are kept beside it (``history``, default 10), as the
 PostgreSQL store does, so a bad save can be undone (``sessionlocker restore``).
+
+Opening a connection (``open_connection``) sets the busy timeout and WAL mode and waits
+for both. Why this is its own step: SQLite's busy handler does not cover every lock it takes.
+Switching a file into WAL mode (``PRAGMA journal_mode = WAL`` on a new file, or one left
+in rollback mode) first reads the header, then upgrades that read to a write to mark the
+file as WAL. SQLite never calls the busy handler for an upgrade from a read (waiting
+could deadlock two upgraders), so when two connections switch at once, or anyone holds
+the write lock, the pragma fails at once with ``SQLITE_BUSY``, whatever the busy
+timeout. That is how several threads or processes opening a new file together got
+"database is locked" long before their timeout. Here the switch is retried until the
+busy timeout has passed, as the busy handler would have waited.
 """
 
 from __future__ import annotations
@@ -17,25 +28,26 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
-from sessionlocker.core.protocol import Keep, SessionView, Transform, Updated, Versioned
-from sessionlocker.core.users import check_user_id
+from sessionlocker.core.protocol import Keep, LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.record import check_user_id
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores._checks import (
     check_expected,
     check_key,
+    check_lease_id,
     check_prefix,
     check_seconds,
-    check_session_id,
     check_ttl,
     check_value,
     closed_error,
 )
-from sessionlocker.stores._sqlite_open import is_transient, open_connection
 from sessionlocker.stores.base import Version
 
 __all__ = ["SQLiteStore"]
 
+
 T = TypeVar("T")
+
 
 #: A record's ``"user_ids"`` as compact JSON writes it, when there is at least one: the
 #: triggers parse only records holding it, so a record without users costs one byte scan.
@@ -70,12 +82,14 @@ _USER_INDEX = (
     " DELETE FROM record_users WHERE key = OLD.key; END",
 )
 
+
 #: Fills the index from the records of a file made before it existed.
 _USER_BACKFILL = (
     "INSERT OR IGNORE INTO record_users (user_id, key) "
     + _user_rows("records", scan=True)
     + f" AND instr(records.value, {_USERS_MARK}) > 0"
 )
+
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records ("
@@ -114,7 +128,7 @@ class SQLiteStore:
       a retryable ``StoreError``.
     - Each thread gets its own connection, opened on first use and kept until
       ``close()``. Opening waits up to ``busy_timeout`` too, also for the switch of a new
-      file to WAL, which SQLite's busy handler does not cover (see ``_sqlite_open``).
+      file to WAL, which SQLite's busy handler does not cover (see ``sqlite``).
       The schema is created on first use if missing.
     - Revisions come from a one-row counter table bumped in the same transaction as
       each write, so they only grow across keys, deletes and processes.
@@ -403,12 +417,12 @@ class SQLiteStore:
 
     # Sessions.
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of this host's clock."""
-        session_id = check_session_id(session_id)
+        lease_id = check_lease_id(lease_id)
         ttl = check_ttl(ttl)
         info = check_value(info, "session info")
-        with self._writing("put_session") as connection:
+        with self._writing("put_lease") as connection:
             connection.execute(
                 "UPDATE counter SET session_version = session_version + 1 WHERE id = 1"
             )
@@ -420,26 +434,26 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET "
                 "expires = excluded.expires, version = excluded.version, "
                 "ttl = excluded.ttl, info = excluded.info",
-                (session_id, time.time() + ttl, version, ttl, info),
+                (lease_id, time.time() + ttl, version, ttl, info),
             )
 
-    def get_session(self, session_id: str) -> SessionView:
+    def get_lease(self, lease_id: str) -> LeaseView:
         """What the store knows of a session; expired once ``time.time()`` reaches it."""
-        session_id = check_session_id(session_id)
-        with self._reading("get_session") as connection:
+        lease_id = check_lease_id(lease_id)
+        with self._reading("get_lease") as connection:
             row = connection.execute(
-                "SELECT expires, version, ttl FROM sessions WHERE session_id = ?", (session_id,)
+                "SELECT expires, version, ttl FROM sessions WHERE session_id = ?", (lease_id,)
             ).fetchone()
         if row is None:
-            return SessionView(exists=False, expired=True, version=0, ttl=None)
+            return LeaseView(exists=False, expired=True, version=0, ttl=None)
         expires, version, ttl = float(row[0]), int(row[1]), float(row[2])
-        return SessionView(exists=True, expired=time.time() >= expires, version=version, ttl=ttl)
+        return LeaseView(exists=True, expired=time.time() >= expires, version=version, ttl=ttl)
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_lease(self, lease_id: str) -> None:
         """Remove a session record; absent is fine."""
-        session_id = check_session_id(session_id)
-        with self._writing("drop_session") as connection:
-            connection.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+        lease_id = check_lease_id(lease_id)
+        with self._writing("drop_lease") as connection:
+            connection.execute("DELETE FROM sessions WHERE session_id = ?", (lease_id,))
 
     def close(self) -> None:
         """Close the connections of every thread; later calls raise. Idempotent."""
@@ -449,3 +463,64 @@ class SQLiteStore:
         for connection in connections:
             with suppress(sqlite3.Error):  # best effort; the file stays consistent anyway
                 connection.close()
+
+
+#: SQLite result codes that mean "another connection is busy; try again later".
+_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PROTOCOL})
+
+
+#: Longest pause between two tries of the WAL switch, in seconds.
+_MAX_PAUSE = 0.025
+
+
+def is_transient(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` means another connection was busy (so a retry may succeed)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _TRANSIENT  # extended codes keep the primary in the low byte
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def open_connection(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    """A connection to ``path`` in WAL mode with ``synchronous=NORMAL``.
+
+    It waits up to ``busy_timeout`` seconds for the locks of the WAL switch, then lets
+    SQLite's busy error through. A file SQLite cannot put in WAL mode raises a
+    permanent ``StoreError``.
+    """
+    connection = sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,  # no implicit transactions: the store says BEGIN itself
+        check_same_thread=False,  # only so close() may close it from another thread
+    )
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = _use_wal(connection, time.monotonic() + busy_timeout)
+        if mode.lower() != "wal":
+            raise StoreError(
+                f"SQLite database {str(path)!r} could not use WAL journal mode "
+                f"(it reports {mode!r})",
+                retryable=False,
+            )
+        connection.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _use_wal(connection: sqlite3.Connection, deadline: float) -> str:
+    """Switch to WAL mode, retrying a busy file until ``deadline`` (``time.monotonic``)."""
+    pause = 0.001
+    while True:
+        try:
+            (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+            return str(mode)
+        except sqlite3.Error as exc:
+            remaining = deadline - time.monotonic()
+            if not is_transient(exc) or remaining <= 0:
+                raise
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, _MAX_PAUSE)

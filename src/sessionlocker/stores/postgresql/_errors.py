@@ -22,7 +22,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from sessionlocker.errors import StoreError
-from sessionlocker.stores._pg_sql import Names
+from sessionlocker.stores.postgresql._sql import Names
 
 __all__ = ["ErrorTranslator"]
 

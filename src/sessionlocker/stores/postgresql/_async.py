@@ -1,7 +1,7 @@
 """``AsyncPostgreSQLStore``: the PostgreSQL store on psycopg's async connections.
 
 The same tables, statements, results and error translation as ``PostgreSQLStore``: both
-build every statement and read every result with ``postgresql_common.PostgreSQLLayout``,
+build every statement and read every result with ``_layout.PostgreSQLLayout``,
 and differ only in how a statement travels (here through a
 ``psycopg_pool.AsyncConnectionPool``). So sync and async stores on the same table share
 records, revisions, sessions and notifications.
@@ -22,15 +22,14 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import Pending, expire
-from sessionlocker.stores._pg_watch import PostgreSQLWatch
-from sessionlocker.stores.async_base import async_cas_update
-from sessionlocker.stores.base import Version, Wake
-from sessionlocker.stores.postgresql import PostgreSQLStore
-from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
-from sessionlocker.stores.postgresql_settings import PostgreSQLOptions, PostgreSQLSettings
+from sessionlocker.stores.base import Version, Wake, async_cas_update
+from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
+from sessionlocker.stores.postgresql._store import PostgreSQLStore
+from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
 
 __all__ = ["AsyncPostgreSQLStore"]
 
@@ -171,18 +170,18 @@ class AsyncPostgreSQLStore:
 
     # Sessions.
 
-    async def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the server's clock."""
-        await self._execute(self._layout.put_session(session_id, ttl, info))
+        await self._execute(self._layout.put_lease(lease_id, ttl, info))
 
-    async def get_session(self, session_id: str) -> SessionView:
+    async def get_lease(self, lease_id: str) -> LeaseView:
         """What the store knows of a session; expired once the server's ``now()`` reaches it."""
-        rows = await self._execute(self._layout.get_session(session_id))
+        rows = await self._execute(self._layout.get_lease(lease_id))
         return self._layout.session_rows(rows)
 
-    async def drop_session(self, session_id: str) -> None:
+    async def drop_lease(self, lease_id: str) -> None:
         """Remove a session record; absent is fine."""
-        await self._execute(self._layout.drop_session(session_id))
+        await self._execute(self._layout.drop_lease(lease_id))
 
     # Notifications.
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from sessionlocker.stores.async_redis import AsyncRedisStore
-from sessionlocker.stores.redis import RedisStore
-from sessionlocker.stores.url import StoreURL, made_from
+from sessionlocker.stores.opening import StoreURL, made_from
+from sessionlocker.stores.redis._async import AsyncRedisStore
+from sessionlocker.stores.redis._store import RedisStore
 
 __all__ = ["open_async_redis_url", "open_redis_url"]
 

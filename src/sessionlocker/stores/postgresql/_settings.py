@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypedDict, cast
 
-from sessionlocker.stores.postgresql_common import PostgreSQLLayout, check_count
+from sessionlocker.stores._checks import check_count
+from sessionlocker.stores.postgresql._layout import PostgreSQLLayout
 
 __all__ = ["PostgreSQLOptions", "PostgreSQLSettings"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypedDict, cast
 
-from sessionlocker.stores.redis_common import RedisLayout
+from sessionlocker.stores.redis._layout import RedisLayout
 
 __all__ = ["RedisOptions", "RedisSettings"]
 

@@ -3,7 +3,7 @@
 ``RedisLayout`` knows one store's key names and settings; from them it builds the
 arguments of every command and script, reads every reply, and turns every redis-py
 error into a ``StoreError``. ``RedisStore`` (``redis``) and ``AsyncRedisStore``
-(``async_redis``) only send what it builds and hand it what came back, so the two can
+(``_async``) only send what it builds and hand it what came back, so the two can
 never disagree on the layout, the scripts or what an error means. redis-py raises the
 same exception classes from both of its clients.
 """
@@ -27,22 +27,23 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from sessionlocker.core.protocol import SessionView, Versioned
-from sessionlocker.core.users import check_user_id
+from sessionlocker.core.protocol import LeaseView, Versioned
+from sessionlocker.core.record import check_user_id
 from sessionlocker.errors import Conflict, StoreError, UsageError
-from sessionlocker.stores import redis_scripts
 from sessionlocker.stores._checks import (
+    check_count,
     check_expected,
     check_key,
+    check_lease_id,
     check_prefix,
     check_seconds,
-    check_session_id,
     check_ttl,
     check_value,
 )
 from sessionlocker.stores.base import Version
+from sessionlocker.stores.redis import _scripts
 
-__all__ = ["SCRIPTS", "Call", "RedisLayout", "whole"]
+__all__ = ["SCRIPTS", "Call", "RedisLayout"]
 
 #: Server replies that mean "not now": the command was refused, so it did not run.
 _RETRYABLE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
@@ -59,19 +60,12 @@ def _sha1(text: str) -> str:
 SCRIPTS = {
     name: (text, _sha1(text))
     for name, text in (
-        ("write", redis_scripts.WRITE),
-        ("delete", redis_scripts.DELETE),
-        ("put_session", redis_scripts.PUT_SESSION),
-        ("get_session", redis_scripts.GET_SESSION),
+        ("write", _scripts.WRITE),
+        ("delete", _scripts.DELETE),
+        ("put_lease", _scripts.PUT_LEASE),
+        ("get_lease", _scripts.GET_LEASE),
     )
 }
-
-
-def whole(value: object, what: str, minimum: int) -> int:
-    """A whole number of at least ``minimum``, else ``UsageError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
-    return value
 
 
 def _untrusted_certificate(exc: BaseException) -> bool:
@@ -128,7 +122,7 @@ class RedisLayout:
         self, *, prefix: str, history: int, timeout: float, where: str, password: str | None
     ) -> None:
         self.prefix = check_prefix(prefix).encode()
-        self.history = whole(history, "history", 0)
+        self.history = check_count(history, "history", 0)
         self.timeout = check_seconds(timeout, "timeout")
         if self.timeout <= 0:
             raise UsageError("timeout must be above zero")
@@ -151,8 +145,8 @@ class RedisLayout:
         """
         kwargs: dict[str, Any] = {
             "host": host,
-            "port": whole(port, "port", 1),
-            "db": whole(db, "db", 0),
+            "port": check_count(port, "port", 1),
+            "db": check_count(db, "db", 0),
             "username": username,
             "password": self._password,
             "socket_timeout": self.timeout,
@@ -293,31 +287,31 @@ class RedisLayout:
 
     # Sessions.
 
-    def put_session_call(self, session_id: str, ttl: float, info: bytes) -> Call:
+    def put_session_call(self, lease_id: str, ttl: float, info: bytes) -> Call:
         """The script writing a lease that expires by the server's clock."""
-        session_id = check_session_id(session_id)
+        lease_id = check_lease_id(lease_id)
         ttl = check_ttl(ttl)
         info = check_value(info, "session info")
         keep_ms = max(1, math.ceil((ttl + max(ttl, _SESSION_GRACE)) * 1000))
-        keys = [self.name(b"s:", session_id), self.prefix + b"session-version"]
+        keys = [self.name(b"s:", lease_id), self.prefix + b"session-version"]
         args = [max(1, math.ceil(ttl * 1_000_000)), repr(ttl), info, keep_ms]
-        return Call("put_session", keys, args)
+        return Call("put_lease", keys, args)
 
-    def get_session_call(self, session_id: str) -> Call:
+    def get_session_call(self, lease_id: str) -> Call:
         """The script judging a lease by the server's clock."""
-        return Call("get_session", [self.name(b"s:", check_session_id(session_id))], [])
+        return Call("get_lease", [self.name(b"s:", check_lease_id(lease_id))], [])
 
     @staticmethod
-    def session_reply(reply: list[Any]) -> SessionView:
-        """The lease a ``get_session`` script reported (``[]``: absent, so expired)."""
+    def session_reply(reply: list[Any]) -> LeaseView:
+        """The lease a ``get_lease`` script reported (``[]``: absent, so expired)."""
         if not reply:
-            return SessionView(exists=False, expired=True, version=0, ttl=None)
+            return LeaseView(exists=False, expired=True, version=0, ttl=None)
         expired, version, ttl = reply
-        return SessionView(exists=True, expired=expired == 1, version=int(version), ttl=float(ttl))
+        return LeaseView(exists=True, expired=expired == 1, version=int(version), ttl=float(ttl))
 
-    def drop_session_args(self, session_id: str) -> tuple[Any, ...]:
+    def drop_session_args(self, lease_id: str) -> tuple[Any, ...]:
         """The command removing a session record."""
-        return ("DEL", self.name(b"s:", check_session_id(session_id)))
+        return ("DEL", self.name(b"s:", check_lease_id(lease_id)))
 
     # Errors.
 

@@ -16,21 +16,23 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
-from sessionlocker.core.protocol import SessionView, Versioned
-from sessionlocker.core.users import check_user_id
-from sessionlocker.errors import Conflict, StoreError, UsageError
+from sessionlocker.core.protocol import LeaseView, Versioned
+from sessionlocker.core.record import check_user_id
+from sessionlocker.errors import Conflict, StoreError
 from sessionlocker.stores._checks import (
+    check_count,
     check_expected,
     check_key,
+    check_lease_id,
     check_prefix,
-    check_session_id,
     check_ttl,
     check_value,
 )
 from sessionlocker.stores._deadline import DEADLINES
-from sessionlocker.stores._pg_connect import Connector
-from sessionlocker.stores._pg_errors import ErrorTranslator
-from sessionlocker.stores._pg_sql import (
+from sessionlocker.stores.base import Version
+from sessionlocker.stores.postgresql._connect import Connector
+from sessionlocker.stores.postgresql._errors import ErrorTranslator
+from sessionlocker.stores.postgresql._sql import (
     Names,
     Statements,
     create_missing,
@@ -38,22 +40,14 @@ from sessionlocker.stores._pg_sql import (
     notify_payload,
     prefix_end,
 )
-from sessionlocker.stores.base import Version
 
-__all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement", "check_count"]
+__all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement"]
 
 #: Keys fetched per page by ``keys()``.
 PAGE = 1000
 #: A conditional write that finds the revision it expected, but only in a snapshot older
 #: than a concurrent commit, is sent again; this bounds how often in a row.
 STALE_ROUNDS = 100
-
-
-def check_count(value: object, what: str, minimum: int) -> int:
-    """A whole number of at least ``minimum``, else ``UsageError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UsageError(f"{what} must be a whole number >= {minimum}, not {value!r}")
-    return value
 
 
 def _versioned(rows: list[TupleRow]) -> Versioned | None:
@@ -249,32 +243,32 @@ class PostgreSQLLayout:
 
     # Sessions.
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> Statement:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> Statement:
         """Write a lease that expires by the server's ``now()``."""
         params = {
-            "session": check_session_id(session_id),
+            "session": check_lease_id(lease_id),
             "ttl": check_ttl(ttl),
             "info": check_value(info, "session info"),
         }
-        return Statement("put_session", self.sql.put_session, params, writing=True)
+        return Statement("put_lease", self.sql.put_lease, params, writing=True)
 
-    def get_session(self, session_id: str) -> Statement:
+    def get_lease(self, lease_id: str) -> Statement:
         """Read a lease, judged by the server's ``now()``."""
-        params = {"session": check_session_id(session_id)}
-        return Statement("get_session", self.sql.get_session, params)
+        params = {"session": check_lease_id(lease_id)}
+        return Statement("get_lease", self.sql.get_lease, params)
 
     @staticmethod
-    def session_rows(rows: list[TupleRow]) -> SessionView:
-        """The lease ``get_session`` found (none: absent, so expired)."""
+    def session_rows(rows: list[TupleRow]) -> LeaseView:
+        """The lease ``get_lease`` found (none: absent, so expired)."""
         if not rows:
-            return SessionView(exists=False, expired=True, version=0, ttl=None)
+            return LeaseView(exists=False, expired=True, version=0, ttl=None)
         version, ttl, expired = rows[0]
-        return SessionView(exists=True, expired=bool(expired), version=int(version), ttl=float(ttl))
+        return LeaseView(exists=True, expired=bool(expired), version=int(version), ttl=float(ttl))
 
-    def drop_session(self, session_id: str) -> Statement:
+    def drop_lease(self, lease_id: str) -> Statement:
         """Remove a session record."""
-        params = {"session": check_session_id(session_id)}
-        return Statement("drop_session", self.sql.drop_session, params, writing=True)
+        params = {"session": check_lease_id(lease_id)}
+        return Statement("drop_lease", self.sql.drop_lease, params, writing=True)
 
     def failed(self, exc: psycopg.Error, statement: Statement, *, broken: bool) -> StoreError:
         """The ``StoreError`` for a statement that raised ``exc``."""

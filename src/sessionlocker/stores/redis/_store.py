@@ -13,7 +13,7 @@ Layout, under the store's key prefix ``P`` (default ``sessionlocker:``):
 - ``P u:<user id>``: the keys whose record lists that user id (``keys_for_user``), kept
   by the write and delete scripts, which also keep the record's user ids in field ``u``.
 
-Every conditional write is one script (``redis_scripts``): compare the revision, write,
+Every conditional write is one script (``_scripts``): compare the revision, write,
 bump, record history, publish. Session expiry is judged by the server's clock (``TIME``
 inside a script); Redis key expiry only cleans up a lease some time after it expired,
 so no client clock is ever involved.
@@ -34,13 +34,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
-from sessionlocker.stores._checks import closed_error
+from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Version, Wake, Watch, cas_update
-from sessionlocker.stores.redis_common import SCRIPTS, Call, whole
-from sessionlocker.stores.redis_settings import RedisOptions, RedisSettings
-from sessionlocker.stores.redis_watch import RedisWatch
+from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
+from sessionlocker.stores.redis._watch import RedisWatch
 
 __all__ = ["RedisStore"]
 
@@ -58,7 +58,7 @@ class RedisStore:
 
     Redis Cluster is not supported: a script touches the key and the counter, which
     live in different slots. Nothing connects until the first call. What is not I/O
-    (names, script arguments, replies, errors) is ``redis_common.RedisLayout``, shared
+    (names, script arguments, replies, errors) is ``_layout.RedisLayout``, shared
     with ``AsyncRedisStore``.
     """
 
@@ -74,7 +74,7 @@ class RedisStore:
         )
         # redis-py leaves the pool's methods unannotated, hence the ignores below.
         self._pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-            max_connections=whole(settings.pool, "pool", 1),
+            max_connections=check_count(settings.pool, "pool", 1),
             timeout=layout.timeout,
             **self._connection_kwargs,
         )
@@ -210,22 +210,22 @@ class RedisStore:
 
     # Sessions.
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the server's clock."""
-        self._script(self._layout.put_session_call(session_id, ttl, info), writes=True)
+        self._script(self._layout.put_session_call(lease_id, ttl, info), writes=True)
 
-    def get_session(self, session_id: str) -> SessionView:
+    def get_lease(self, lease_id: str) -> LeaseView:
         """What the server knows of a session; expired once its clock reached the expiry.
 
         An expired record stays readable (``exists``) for a while, then Redis removes
         it; an absent one reads as expired.
         """
-        reply = self._script(self._layout.get_session_call(session_id), writes=False)
+        reply = self._script(self._layout.get_session_call(lease_id), writes=False)
         return self._layout.session_reply(reply)
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_lease(self, lease_id: str) -> None:
         """Remove a session record; absent is fine."""
-        self._execute("drop_session", *self._layout.drop_session_args(session_id), writes=True)
+        self._execute("drop_lease", *self._layout.drop_session_args(lease_id), writes=True)
 
     # Notifications.
 

@@ -11,7 +11,7 @@ holds them as doubles, and its default conversion would turn a large one into
 
 from __future__ import annotations
 
-__all__ = ["DELETE", "GET_SESSION", "PUT_SESSION", "WRITE"]
+__all__ = ["DELETE", "GET_LEASE", "PUT_LEASE", "WRITE"]
 
 #: Shared by the write and delete scripts: the user index (a set ``P u:<user id>`` of
 #: keys per user). ``users_of`` reads a record's ``user_ids`` with ``cjson.decode`` only
@@ -107,7 +107,7 @@ return {1}
 #: ARGV: ttl in microseconds, ttl as written, info, how long Redis keeps the hash (ms).
 #: The expiry is an instant of the server's clock (``TIME``); key expiry only cleans up.
 #: Returns the new session version.
-PUT_SESSION = """
+PUT_LEASE = """
 local now = redis.call('TIME')
 local expires = tonumber(now[1]) * 1000000 + tonumber(now[2]) + tonumber(ARGV[1])
 local version = redis.call('INCR', KEYS[2])
@@ -119,7 +119,7 @@ return version
 
 #: KEYS: session hash. Judged by the server's clock (``TIME``) inside the script.
 #: Returns {} when absent, else {expired (0 or 1), version, ttl as written}.
-GET_SESSION = """
+GET_LEASE = """
 local stored = redis.call('HMGET', KEYS[1], 'expires', 'version', 'ttl')
 if not stored[1] then return {} end
 local now = redis.call('TIME')

@@ -26,8 +26,8 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from sessionlocker.stores._deadline import DEADLINES
-from sessionlocker.stores._pg_sql import notify_payload
 from sessionlocker.stores.base import Wake
+from sessionlocker.stores.postgresql._sql import notify_payload
 
 __all__ = ["PostgreSQLWatch"]
 

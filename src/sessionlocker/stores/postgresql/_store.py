@@ -1,9 +1,9 @@
 """``PostgreSQLStore``: records, session leases, history and wake-ups in PostgreSQL.
 
-Needs the ``postgresql`` extra (psycopg 3 and psycopg_pool). The SQL is in ``_pg_sql``,
-the error translation in ``_pg_errors``, connections and the pool in ``_pg_connect``, the
-LISTEN thread in ``_pg_watch``; every statement and result is built and read by
-``postgresql_common.PostgreSQLLayout``, shared with ``AsyncPostgreSQLStore``.
+Needs the ``postgresql`` extra (psycopg 3 and psycopg_pool). The SQL is in ``_sql``,
+the error translation in ``_errors``, connections and the pool in ``_connect``, the
+LISTEN thread in ``_watch``; every statement and result is built and read by
+``_layout.PostgreSQLLayout``, shared with ``AsyncPostgreSQLStore``.
 
 Every call is one statement in autocommit, so one round trip: a conditional write is an
 ``UPDATE … WHERE key = … AND revision = …`` (an ``INSERT … ON CONFLICT DO NOTHING`` for
@@ -23,15 +23,15 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import DEADLINES
-from sessionlocker.stores._pg_watch import PostgreSQLWatch
 from sessionlocker.stores.base import Version, Wake, cas_update
-from sessionlocker.stores.postgresql_common import PAGE, STALE_ROUNDS, Statement
-from sessionlocker.stores.postgresql_settings import PostgreSQLOptions, PostgreSQLSettings
+from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
+from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
 
-__all__ = ["PostgreSQLStore", "PostgreSQLWatch"]
+__all__ = ["PostgreSQLStore"]
 
 T = TypeVar("T")
 
@@ -222,17 +222,17 @@ class PostgreSQLStore:
 
     # Sessions.
 
-    def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the server's clock."""
-        self._execute(self._layout.put_session(session_id, ttl, info))
+        self._execute(self._layout.put_lease(lease_id, ttl, info))
 
-    def get_session(self, session_id: str) -> SessionView:
+    def get_lease(self, lease_id: str) -> LeaseView:
         """What the store knows of a session; expired once the server's ``now()`` reaches it."""
-        return self._layout.session_rows(self._execute(self._layout.get_session(session_id)))
+        return self._layout.session_rows(self._execute(self._layout.get_lease(lease_id)))
 
-    def drop_session(self, session_id: str) -> None:
+    def drop_lease(self, lease_id: str) -> None:
         """Remove a session record; absent is fine."""
-        self._execute(self._layout.drop_session(session_id))
+        self._execute(self._layout.drop_lease(lease_id))
 
     # Notifications.
 

@@ -22,7 +22,7 @@ from sessionlocker.cli.records_io import decode_stored
 from sessionlocker.drivers.service import LockerService
 from sessionlocker.erase import EraseReport, erase_user
 from sessionlocker.stores.base import Store
-from sessionlocker.stores.users import keys_for_user
+from sessionlocker.stores.user_keys import keys_for_user
 
 __all__ = ["register"]
 

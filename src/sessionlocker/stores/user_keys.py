@@ -8,8 +8,7 @@ user are kept. A record that does not decode is skipped (it lists no one we can 
 
 from __future__ import annotations
 
-from sessionlocker.core.record import decode
-from sessionlocker.core.users import check_user_id
+from sessionlocker.core.record import check_user_id, decode
 from sessionlocker.errors import CorruptRecord
 from sessionlocker.stores._checks import check_prefix
 from sessionlocker.stores.base import Store, UserIndex

@@ -241,9 +241,9 @@ class Statements:
     delete_expected: bytes
     history: bytes
     forget: bytes
-    put_session: bytes
-    get_session: bytes
-    drop_session: bytes
+    put_lease: bytes
+    get_lease: bytes
+    drop_lease: bytes
     keys_for_user: bytes
 
     @classmethod
@@ -319,7 +319,7 @@ class Statements:
                     names.ident("_history")
                 )
             ),
-            put_session=_bytes(
+            put_lease=_bytes(
                 sql.SQL(
                     "WITH gone AS (DELETE FROM {sessions} WHERE session_id IN"
                     " (SELECT session_id FROM {sessions} WHERE expires < now() - {grace}"
@@ -331,12 +331,12 @@ class Statements:
                     " ttl = excluded.ttl, expires = excluded.expires, info = excluded.info"
                 ).format(sessions=sessions, grace=sql.SQL(_SESSION_GRACE), version=session_version)
             ),
-            get_session=_bytes(
+            get_lease=_bytes(
                 sql.SQL(
                     "SELECT version, ttl, expires <= now() FROM {} WHERE session_id = %(session)s"
                 ).format(sessions)
             ),
-            drop_session=_bytes(
+            drop_lease=_bytes(
                 sql.SQL("DELETE FROM {} WHERE session_id = %(session)s").format(sessions)
             ),
             keys_for_user=_bytes(

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from sessionlocker.stores.async_postgresql import AsyncPostgreSQLStore
-from sessionlocker.stores.postgresql import PostgreSQLStore
-from sessionlocker.stores.url import StoreURL, made_from
+from sessionlocker.stores.opening import StoreURL, made_from
+from sessionlocker.stores.postgresql._async import AsyncPostgreSQLStore
+from sessionlocker.stores.postgresql._store import PostgreSQLStore
 
 __all__ = ["OPTIONS", "open_async_postgresql_url", "open_postgresql_url"]
 

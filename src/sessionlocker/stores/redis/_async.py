@@ -1,7 +1,7 @@
 """``AsyncRedisStore``: the Redis store on ``redis.asyncio``, for the event loop.
 
 The same layout, Lua scripts, replies and error translation as ``RedisStore``: both
-build every call with ``redis_common.RedisLayout`` and differ only in how the bytes
+build every call with ``_layout.RedisLayout`` and differ only in how the bytes
 travel (awaited here). So a sync and an async store on the same server and prefix see
 the same records, revisions and sessions, and wake each other.
 
@@ -22,13 +22,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from sessionlocker.core.protocol import SessionView, Transform, Updated, Versioned
-from sessionlocker.stores._checks import closed_error
-from sessionlocker.stores.async_base import async_cas_update
-from sessionlocker.stores.base import Version, Wake, Watch
-from sessionlocker.stores.redis import RedisStore
-from sessionlocker.stores.redis_common import SCRIPTS, Call, whole
-from sessionlocker.stores.redis_settings import RedisOptions, RedisSettings
+from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
+from sessionlocker.stores._checks import check_count, closed_error
+from sessionlocker.stores.base import Version, Wake, Watch, async_cas_update
+from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
+from sessionlocker.stores.redis._store import RedisStore
 
 __all__ = ["AsyncRedisStore"]
 
@@ -52,7 +51,7 @@ class AsyncRedisStore:
             ssl_class=redis.asyncio.SSLConnection,
         )
         self._pool = redis.asyncio.BlockingConnectionPool(
-            max_connections=whole(settings.pool, "pool", 1), timeout=layout.timeout, **kwargs
+            max_connections=check_count(settings.pool, "pool", 1), timeout=layout.timeout, **kwargs
         )
         self._watcher = RedisStore(host, port, **settings.options(pool=1))
         self._closed = False
@@ -153,19 +152,19 @@ class AsyncRedisStore:
 
     # Sessions.
 
-    async def put_session(self, session_id: str, ttl: float, info: bytes) -> None:
+    async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
         """Write our session record, alive for ``ttl`` seconds of the server's clock."""
-        await self._script(self._layout.put_session_call(session_id, ttl, info), writes=True)
+        await self._script(self._layout.put_session_call(lease_id, ttl, info), writes=True)
 
-    async def get_session(self, session_id: str) -> SessionView:
+    async def get_lease(self, lease_id: str) -> LeaseView:
         """What the server knows of a session; expired once its clock reached the expiry."""
-        reply = await self._script(self._layout.get_session_call(session_id), writes=False)
+        reply = await self._script(self._layout.get_session_call(lease_id), writes=False)
         return self._layout.session_reply(reply)
 
-    async def drop_session(self, session_id: str) -> None:
+    async def drop_lease(self, lease_id: str) -> None:
         """Remove a session record; absent is fine."""
-        args = self._layout.drop_session_args(session_id)
-        await self._execute("drop_session", *args, writes=True)
+        args = self._layout.drop_session_args(lease_id)
+        await self._execute("drop_lease", *args, writes=True)
 
     # Notifications.
 
