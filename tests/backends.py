@@ -29,7 +29,7 @@ from sessionlocker import LockerService, Spec, Status
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.protocol import Versioned
 from sessionlocker.stores import MemoryStore, Store, open_store
-from sessionlocker.stores.base import Version
+from sessionlocker.stores.base import Entry
 
 __all__ = [
     "FAST",
@@ -206,6 +206,6 @@ def load(service: LockerService, key: str, mode: str = "repeat") -> Locker:
     return locker
 
 
-def undated(versions: list[Version]) -> list[Versioned]:
+def undated(versions: list[Entry]) -> list[Versioned]:
     """Kept versions without their write times, to compare with ``Versioned`` values."""
     return [Versioned(version.value, version.revision) for version in versions]

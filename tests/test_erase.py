@@ -16,7 +16,7 @@ from sessionlocker import LockerService, Spec
 from sessionlocker.cli.main import main
 from sessionlocker.erase import ERASED, LOCKED, erase_user, erased_at
 from sessionlocker.stores import Store
-from sessionlocker.stores.base import Versions
+from sessionlocker.stores.base import KeepsHistory
 
 HOLDER = Path(__file__).parent / "procs" / "user_holder.py"
 
@@ -111,7 +111,7 @@ def test_erase_three_records_one_held_by_a_live_process(
             before = snapshot(store, others)
             assert service.keys_for_user("u1") == ["guild", "house", "p1"]
 
-            kept = store.history("players/p2") if isinstance(store, Versions) else []
+            kept = store.history("players/p2") if isinstance(store, KeepsHistory) else []
             report = erase_user(service, "u1", timeout=20)
 
             assert [(k.key, k.result) for k in report.keys] == [
@@ -126,7 +126,7 @@ def test_erase_three_records_one_held_by_a_live_process(
                 ["guild", "house", "p1"]
             )
             assert snapshot(store, others) == before
-            if isinstance(store, Versions):  # the kept versions are erased too
+            if isinstance(store, KeepsHistory):  # the kept versions are erased too
                 assert store.history("players/guild") == []
                 assert store.history("players/p1") == []
                 assert store.history("players/p2") == kept  # others' versions stay

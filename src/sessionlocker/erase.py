@@ -10,8 +10,8 @@ dead holder's lock is taken over after its lease expires, as for any load.
 Once the lock is ours we release it and delete the now free record at the revision we
 read: anything that slipped in between (a server loading it, a remote change) moves the
 revision, so the delete is refused and the round is tried again. Nothing is
-overwritten, and no locker ends by finding its record gone. The record's kept versions
-are dropped too (``Versions.forget``), since they hold the data as well. A record
+overwritten, and no locker ends by finding its record gone. The record's history entries
+are dropped too (``KeepsHistory.forget``), since they hold the data as well. A record
 that no longer lists the user is left alone. An erased key leaves a mark beside the
 records (``ERASED_PREFIX`` + its store key; the time and the erasing session, no data
 and no user id), so ``sessionlocker history`` can say the key was erased.
@@ -36,7 +36,7 @@ from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.core.record import check_user_id, decode
 from sessionlocker.core.states import Status
 from sessionlocker.errors import Conflict, CorruptRecord, LockUnavailable, SessionLockerError
-from sessionlocker.stores.base import Store, Versions
+from sessionlocker.stores.base import KeepsHistory, Store
 
 if TYPE_CHECKING:
     from sessionlocker.drivers.service import LockerService
@@ -157,7 +157,7 @@ def _erase_key(service: LockerService, key: str, user_id: str, timeout: float) -
                 return KeyResult(key, NOT_LISTED)
             if record.lock is None:  # free: delete it unless it moved since this read
                 service.store.delete(store_key, expected=stored.revision)
-                if isinstance(service.store, Versions):  # the old versions hold the data too
+                if isinstance(service.store, KeepsHistory):  # the old versions hold the data too
                     service.store.forget(store_key)
                 _mark_erased(service.store, store_key, service.lease_id)
                 return KeyResult(key, ERASED)

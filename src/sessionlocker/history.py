@@ -1,7 +1,7 @@
-"""The kept versions of a record, by date (``LockerService.history``, ``sessionlocker
+"""The history entries of a record, by date (``LockerService.history``, ``sessionlocker
 history`` and ``restore --at``).
 
-A store that keeps versions (``Versions``: SQLite and PostgreSQL by default, memory and
+A store that keeps versions (``KeepsHistory``: SQLite and PostgreSQL by default, memory and
 Redis with ``history=N``) dates each one with its own clock at the write. A version
 kept before stores dated them has ``written`` ``None``: it is listed, but left out of
 any selection by date, since when it was written is not known.
@@ -16,7 +16,7 @@ from typing import Any
 
 from sessionlocker.core.record import Record, decode
 from sessionlocker.errors import CorruptRecord, UsageError
-from sessionlocker.stores.base import Store, Version, Versions
+from sessionlocker.stores.base import Entry, KeepsHistory, Store
 from sessionlocker.stores.readonly import ReadOnlyStore
 
 __all__ = [
@@ -35,7 +35,7 @@ Moment = float | int | datetime
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PastVersion:
-    """One kept version of a record: when the store wrote it (epoch seconds, ``None``
+    """One history entry of a record: when the store wrote it (epoch seconds, ``None``
     when not recorded), its revision, the lock epoch it was written in, its size in
     bytes, its data version (``schema``) and the session that held the lock then.
     ``epoch``, ``schema`` and ``held_by`` are ``None`` when the bytes are not a readable
@@ -63,7 +63,7 @@ class PastVersion:
         return self.record.data
 
 
-def past_version(key: str, version: Version) -> PastVersion:
+def past_version(key: str, version: Entry) -> PastVersion:
     """``version`` described, without raising on bytes that are not a record."""
     found = PastVersion(
         key=key,
@@ -92,12 +92,12 @@ def seconds(moment: object, name: str) -> float:
 
 
 def select(
-    versions: list[Version],
+    versions: list[Entry],
     *,
     before: Moment | None = None,
     after: Moment | None = None,
     limit: int | None = None,
-) -> list[Version]:
+) -> list[Entry]:
     """The versions (newest first) written strictly before ``before`` and strictly after
     ``after`` (to the microsecond), at most ``limit`` of them. With a date given, undated
     versions are left out."""
@@ -114,10 +114,10 @@ def select(
     return chosen if limit is None else chosen[:limit]
 
 
-def version_at(versions: list[Version], moment: Moment) -> Version | None:
+def version_at(versions: list[Entry], moment: Moment) -> Entry | None:
     """The version that was current at ``moment``: the newest written at or before it.
 
-    ``None`` when none is known to be: every kept version is newer, or the newest one
+    ``None`` when none is known to be: every history entry is newer, or the newest one
     not after ``moment`` has no date (an older, undated one might have been current).
     """
     when = _micros(seconds(moment, "the time"))
@@ -138,11 +138,11 @@ def _micros(seconds: float) -> int:
     return whole * 1_000_000 + round((seconds - whole) * 1_000_000)
 
 
-def kept_versions(store: Store, store_key: str) -> list[Version]:
+def kept_versions(store: Store, store_key: str) -> list[Entry]:
     """The versions ``store`` keeps of ``store_key``, newest first; ``UsageError`` when
     it keeps none (a read-only service reads those of the store it wraps)."""
     if isinstance(store, ReadOnlyStore):
         store = store.inner
-    if not isinstance(store, Versions):
+    if not isinstance(store, KeepsHistory):
         raise UsageError(f"this store ({type(store).__name__}) keeps no versions")
     return store.history(store_key)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessionlocker.core.migrations import Migrations, Versions, reconcile
+from sessionlocker.core.migrations import KeepsHistory, Migrations, reconcile
 from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.core.spec import Spec
 from sessionlocker.core.states import Status
@@ -63,17 +63,17 @@ def test_a_gap_in_the_chain_fails_when_the_spec_is_made() -> None:
 
 def test_upgrade_runs_remaining_patches_then_each_step() -> None:
     migrations = chain().patch(1, lambda d: {**d, "patched1": True})
-    done = migrations.upgrade(Versions({"gold": -5}, 1, 0, 1), 3)
-    assert done == Versions({"patched1": True, "inventory": [], "coins": 0}, 3, 1, 3)
-    already = migrations.upgrade(Versions({"gold": -5}, 1, 1, 1), 3)
+    done = migrations.upgrade(KeepsHistory({"gold": -5}, 1, 0, 1), 3)
+    assert done == KeepsHistory({"patched1": True, "inventory": [], "coins": 0}, 3, 1, 3)
+    already = migrations.upgrade(KeepsHistory({"gold": -5}, 1, 1, 1), 3)
     assert "patched1" not in already.data
-    current = Versions({"coins": 1}, 3, 1, 3)
+    current = KeepsHistory({"coins": 1}, 3, 1, 3)
     assert migrations.upgrade(current, 3) is current
 
 
 def test_a_migrator_may_change_the_data_in_place_and_return_none() -> None:
     migrations = Migrations().step(1, lambda d: d.update(b=2))
-    assert migrations.upgrade(Versions({"a": 1}, 1, 0, 1), 2).data == {"a": 1, "b": 2}
+    assert migrations.upgrade(KeepsHistory({"a": 1}, 1, 0, 1), 2).data == {"a": 1, "b": 2}
 
 
 def test_a_migration_is_loaded_locked_and_saved_in_one_write() -> None:
@@ -240,9 +240,9 @@ def test_step_by_step_equals_all_at_once_and_only_meant_keys_are_dropped(
         migrations.step(number, as_migrator(ops))
     top = len(steps) + 1
     middle = 1 + stop % top
-    at_once = migrations.upgrade(Versions(copy.deepcopy(data), 1, 0, 1), top)
-    halfway = migrations.upgrade(Versions(copy.deepcopy(data), 1, 0, 1), middle)
-    stepwise = migrations.upgrade(Versions(copy.deepcopy(halfway.data), middle, 0, middle), top)
+    at_once = migrations.upgrade(KeepsHistory(copy.deepcopy(data), 1, 0, 1), top)
+    halfway = migrations.upgrade(KeepsHistory(copy.deepcopy(data), 1, 0, 1), middle)
+    stepwise = migrations.upgrade(KeepsHistory(copy.deepcopy(halfway.data), middle, 0, middle), top)
     assert at_once.data == stepwise.data
     assert at_once.schema == stepwise.schema == top
     dropped = {key for ops in steps for kind, key, _ in ops if kind == "drop"}

@@ -20,7 +20,7 @@ from servers import RedisServer
 from sessionlocker.core.protocol import Put, Versioned
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import open_store
-from sessionlocker.stores.base import Version
+from sessionlocker.stores.base import Entry
 from sessionlocker.stores.redis import RedisStore
 from sessionlocker.stores.redis._watch import IDLE
 
@@ -216,7 +216,7 @@ def test_versions_and_records_written_before_write_times_read_with_none(
     assert [(v.value, v.revision) for v in kept] == [(b"new", revision), (b"old:value", 3)]
     assert kept[0].written is not None
     assert kept[1].written is None
-    assert keeping.read_version("old") == Version(b"x", 5, None)
+    assert keeping.read_entry("old") == Entry(b"x", 5, None)
     keeping.close()
 
 

@@ -1,4 +1,4 @@
-"""Versions of what was measured: this library, its client libraries, the servers."""
+"""KeepsHistory of what was measured: this library, its client libraries, the servers."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from sessionlocker.cli.records_io import (
     read_record,
 )
 from sessionlocker.core.record import Lock, Record
-from sessionlocker.stores.base import Store, Versions
+from sessionlocker.stores.base import KeepsHistory, Store
 
 __all__ = ["register"]
 
@@ -134,7 +134,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         stored = read_record(store, args, args.key)
         shown = describe(store, stored)
-        if isinstance(store, Versions):
+        if isinstance(store, KeepsHistory):
             revisions = [v.revision for v in store.history(f"{args.namespace}/{args.key}")]
             shown["versions"] = revisions
     finally:

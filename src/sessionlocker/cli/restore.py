@@ -1,4 +1,4 @@
-"""``sessionlocker history`` and ``sessionlocker restore``: the kept versions of a record.
+"""``sessionlocker history`` and ``sessionlocker restore``: the history entries of a record.
 
 The store keeps them (SQLite and PostgreSQL: the last 10 by default, ``history=N`` in
 the URL; Redis only with ``history=N``). ``restore`` never overwrites the record
@@ -34,7 +34,7 @@ from sessionlocker.core.record import Record, decode
 from sessionlocker.erase import erased_at
 from sessionlocker.errors import CorruptRecord, LockUnavailable
 from sessionlocker.history import select, version_at
-from sessionlocker.stores.base import Store, Version, Versions
+from sessionlocker.stores.base import Entry, KeepsHistory, Store
 
 __all__ = ["register"]
 
@@ -62,7 +62,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     """Add the ``history`` and ``restore`` subcommands."""
     parser = subcommands.add_parser(
         "history",
-        help="list the kept versions of a record",
+        help="list the history entries of a record",
         description=HISTORY_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -89,8 +89,8 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(run=guarded(run_restore), parser=parser)
 
 
-def _versions(store: Store, args: argparse.Namespace) -> list[Version]:
-    if not isinstance(store, Versions):
+def _versions(store: Store, args: argparse.Namespace) -> list[Entry]:
+    if not isinstance(store, KeepsHistory):
         raise CommandError(f"this store ({type(store).__name__}) keeps no versions")
     return store.history(store_key(args, args.key))
 
@@ -112,7 +112,7 @@ def run_history(args: argparse.Namespace) -> int:
         at, session = erased
         raise CommandError(
             f"{args.key!r} was erased at {_iso(at)} (session {session}); "
-            "its kept versions were dropped with it"
+            "its history entries were dropped with it"
         )
     if empty is not None:
         raise CommandError(f"no versions of {args.key!r}: {empty}")
@@ -133,7 +133,7 @@ def run_history(args: argparse.Namespace) -> int:
             f"{row.get('held_by') or '-':<40} {row.get('error', data)}"
         )
     if not rows:
-        lines.append(f"(none of the {len(kept)} kept versions was written in that time)")
+        lines.append(f"(none of the {len(kept)} history entries was written in that time)")
     emit(args, "\n".join(lines), rows)
     corrupt = [row for row in rows if "error" in row]
     for row in corrupt:
@@ -160,7 +160,7 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _row(version: Version) -> dict[str, Any]:
+def _row(version: Entry) -> dict[str, Any]:
     row: dict[str, Any] = {
         "revision": version.revision,
         "bytes": len(version.value),
@@ -226,7 +226,7 @@ def _old_record(
         found = version_at(versions, at)
         if found is None:
             raise CommandError(
-                f"no kept version of {args.key!r} is known to be current at {args.at} "
+                f"no history entry of {args.key!r} is known to be current at {args.at} "
                 "(every kept one is newer, or undated)"
             )
         revision = found.revision

@@ -1,4 +1,4 @@
-"""The session lease of one service: one small record, renewed every third of its TTL.
+"""The lease of one service: one small record, renewed every third of its TTL.
 
 Locks name a session; a lock may be taken over once its session's lease has expired in
 the store. The holder fences itself first: it stops reporting its lockers available
@@ -133,6 +133,6 @@ class Lease:
             callback()
 
     def close(self) -> DropLease:
-        """Stop renewing; the request removes the session record."""
+        """Stop renewing; the request removes the lease record."""
         self.closed = True
         return DropLease(lease_id=self.lease_id)

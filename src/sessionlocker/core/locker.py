@@ -382,7 +382,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._load_started = now
         if not self._lease.available(now):
             failed = self._lease.failed()
-            if failed is not None:  # the session record cannot be written: no load can be
+            if failed is not None:  # the lease record cannot be written: no load can be
                 self._fail("store_error", failed)
                 return
             error = self._lease.error

@@ -26,13 +26,13 @@ from typing import Any
 
 from sessionlocker.errors import MigrationError, NewerSchema, UsageError
 
-__all__ = ["Migrations", "Versions", "fill_missing", "reconcile"]
+__all__ = ["KeepsHistory", "Migrations", "fill_missing", "reconcile"]
 
 Migrator = Callable[[Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class Versions:
+class KeepsHistory:
     """Data with its version numbers, as stored in a record."""
 
     data: Any
@@ -103,7 +103,7 @@ class Migrations:
         """(patch, compatible) for data just made by ``create`` at ``version``."""
         return self.patch_level(version), self.compatible_from(version)
 
-    def upgrade(self, stored: Versions, version: int) -> Versions:
+    def upgrade(self, stored: KeepsHistory, version: int) -> KeepsHistory:
         """Bring ``stored`` up to ``version``, or leave it when it is newer but compatible.
 
         Raises ``NewerSchema`` when code at ``version`` must not touch the data, and
@@ -124,7 +124,7 @@ class Migrations:
             schema, patch = schema + 1, 0
         if (schema, patch) == (stored.schema, stored.patch):
             return stored
-        return Versions(data, schema, patch, self.compatible_from(schema))
+        return KeepsHistory(data, schema, patch, self.compatible_from(schema))
 
 
 def reconcile(create: Callable[[], Any]) -> Migrator:

@@ -1,7 +1,7 @@
 """Load modes: what a loading locker does when another session holds the record.
 
 ``repeat``
-    wait until the holder releases or its session lease expires, then take over.
+    wait until the holder releases or its lease expires, then take over.
 ``force``
     write a release request (the holder saves and releases at its next save), wait,
     and take over anyway once ``Spec.force_timeout`` has passed since the request.

@@ -114,7 +114,7 @@ class ReadLease:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PutLease:
-    """Write (renew) our own session record, alive for ``ttl`` seconds of store time."""
+    """Write (renew) our own lease record, alive for ``ttl`` seconds of store time."""
 
     lease_id: str
     ttl: float
@@ -123,7 +123,7 @@ class PutLease:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DropLease:
-    """Remove our session record after a clean close."""
+    """Remove our lease after a clean close."""
 
     lease_id: str
 

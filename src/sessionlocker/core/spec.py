@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Generic
 
-from sessionlocker.core.migrations import Migrations, Versions, fill_missing
+from sessionlocker.core.migrations import KeepsHistory, Migrations, fill_missing
 from sessionlocker.core.record import Record
 from sessionlocker.core.validation import Validator, make_validator
 from sessionlocker.errors import MigrationError, UsageError
@@ -43,7 +43,7 @@ class Spec(Generic[D]):
     ``create`` returns fresh data for a key that has never been stored. Times are in
     seconds and may be sub-second for tests and fast stores:
 
-    - ``lease``: the TTL of the service's session lease. A crashed service's locks can
+    - ``lease``: the TTL of the service's lease. A crashed service's locks can
       be taken over about one lease after its last renewal; renewal happens every third.
     - ``force_timeout``: how long ``force`` waits for a live holder to answer its
       release request before taking over.
@@ -51,7 +51,7 @@ class Spec(Generic[D]):
       it renews nothing).
     - ``poll_period``: how often a waiting locker looks again at a held record.
 
-    Versions: ``version`` is the data version this code writes; ``migrations`` must lead
+    KeepsHistory: ``version`` is the data version this code writes; ``migrations`` must lead
     from version 1 up to it (checked here, so a gap fails at start-up). ``validator``
     (a callable, or a dataclass, pydantic model or msgspec Struct type) is run before
     every save. ``max_record_bytes`` bounds the stored record; ``compress_above`` stores
@@ -128,7 +128,7 @@ class Spec(Generic[D]):
 
         Raises ``NewerSchema`` or ``MigrationError``; the record given is not changed.
         """
-        stored = Versions(record.data, record.schema, record.patch, record.compatible)
+        stored = KeepsHistory(record.data, record.schema, record.patch, record.compatible)
         done = self.migrations.upgrade(stored, self.version)
         data = done.data
         if self.reconcile:

@@ -61,7 +61,7 @@ from sessionlocker.history import Moment, PastVersion, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_async_store
 from sessionlocker.stores._bridges import BlockingStore, blocking
-from sessionlocker.stores.base import AsyncDated, AsyncVersions
+from sessionlocker.stores.base import AsyncDated, AsyncKeepsHistory
 
 __all__ = ["AsyncLockerService", "Profile"]
 
@@ -358,7 +358,7 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
         if not isinstance(store, AsyncDated) or isinstance(self.store, ReadOnlyStore):
             return await asyncio.to_thread(self.frames.view, key)  # read-only: the overlay
         self._check_open()
-        stored = await store.read_version(self.spec.store_key(check_key(key)))
+        stored = await store.read_entry(self.spec.store_key(check_key(key)))
         return snapshot_of(key, self.spec, stored)
 
     async def history(
@@ -369,7 +369,7 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
         after: Moment | None = None,
         limit: int | None = None,
     ) -> list[PastVersion]:
-        """The kept versions of ``key``, newest first; the awaitable twin of
+        """The history entries of ``key``, newest first; the awaitable twin of
         ``LockerService.history``."""
         store = self.async_store
         if store is None:
@@ -377,7 +377,7 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
                 self.frames.history, key, before=before, after=after, limit=limit
             )
         self._check_open()
-        if not isinstance(store, AsyncVersions):
+        if not isinstance(store, AsyncKeepsHistory):
             raise UsageError(f"this store ({type(store).__name__}) keeps no versions")
         versions = await store.history(self.spec.store_key(check_key(key)))
         chosen = select(versions, before=before, after=after, limit=limit)

@@ -39,7 +39,7 @@ class CloseReport:
       locks stay in the store, held by this session's lease, until the lease lapses
       (``Spec.lease`` TTL after its last renewal); then another process may take them.
       A change not confirmed saved may be lost.
-    - ``lease_dropped``: the session record was removed in time, so the locks it held
+    - ``lease_dropped``: the lease record was removed in time, so the locks it held
       are free at once; False when the store did not answer in time (or failed): the
       lease then lapses by itself.
     """

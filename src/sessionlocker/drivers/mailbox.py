@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.protocol import Keep, Put, Transform, Update, Versioned
 from sessionlocker.errors import Conflict, StoreError
-from sessionlocker.stores.base import Store, Versions
+from sessionlocker.stores.base import KeepsHistory, Store
 
 __all__ = ["PREFIX", "Collect", "Mail", "Tell", "addressee", "mailbox_key", "post"]
 
@@ -101,7 +101,7 @@ class Collect:
     the ``Mail`` found.
 
     The mailbox is deleted only at the revision read, so a post that lands meanwhile
-    stays for the next read; its kept versions (SQLite, PostgreSQL) are forgotten too.
+    stays for the next read; its history entries (SQLite, PostgreSQL) are forgotten too.
     """
 
     store: Store
@@ -118,7 +118,7 @@ class Collect:
             return Mail(keys, [])
         try:
             self.store.delete(key, current.revision)
-            if isinstance(self.store, Versions):
+            if isinstance(self.store, KeepsHistory):
                 self.store.forget(key)
         except Conflict:  # a post landed since: it stays for the next read
             pass

@@ -63,7 +63,7 @@ from sessionlocker.errors import (
 from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import ReadOnlyStore, Store, open_store
-from sessionlocker.stores.base import Notifying, Version, Watch, read_version
+from sessionlocker.stores.base import Entry, Notifying, Watch, read_entry
 from sessionlocker.stores.user_keys import keys_for_user
 
 __all__ = ["LockerService"]
@@ -74,7 +74,7 @@ _TICK = 0.05
 
 
 class LockerService(LeaseIdAlias, Generic[D]):
-    """Owns the lockers of one ``Spec`` on one store, under one session lease.
+    """Owns the lockers of one ``Spec`` on one store, under one lease.
 
     Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
 
@@ -502,7 +502,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """
         self._check_open()
         return snapshot_of(
-            key, self.spec, read_version(self.store, self.spec.store_key(check_key(key)))
+            key, self.spec, read_entry(self.store, self.spec.store_key(check_key(key)))
         )
 
     def history(
@@ -685,7 +685,7 @@ def exit_error(locker: Locker[Any], final: list[bool]) -> SessionLockerError | N
     return None
 
 
-def snapshot_of(key: str, spec: Spec, stored: Version | None) -> Snapshot | None:
+def snapshot_of(key: str, spec: Spec, stored: Entry | None) -> Snapshot | None:
     """The view of the record ``stored`` at ``key`` (``None`` when absent)."""
     if stored is None:
         return None

@@ -1,4 +1,4 @@
-"""Stores: where records and session leases are kept, behind one small protocol.
+"""Stores: where records and leases are kept, behind one small protocol.
 
 - ``Store`` and ``AsyncStore``, ``cas_update`` and ``async_cas_update``: the protocols
   and the generic updates (``base``).

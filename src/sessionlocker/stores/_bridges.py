@@ -28,13 +28,13 @@ from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores.base import (
     AsyncDated,
     AsyncStore,
+    Entry,
+    KeepsHistory,
     Notifying,
     Store,
-    Version,
-    Versions,
     Wake,
     Watch,
-    read_version,
+    read_entry,
 )
 
 __all__ = [
@@ -63,13 +63,13 @@ class ThreadedAsyncStore:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return await asyncio.to_thread(self.sync.read, key)
 
-    async def read_version(self, key: str) -> Version | None:
+    async def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the sync store's time of the write (if it keeps one)."""
-        return await asyncio.to_thread(read_version, self.sync, key)
+        return await asyncio.to_thread(read_entry, self.sync, key)
 
-    async def history(self, key: str) -> list[Version]:
-        """The sync store's kept versions; ``UsageError`` when it keeps none."""
-        if not isinstance(self.sync, Versions):
+    async def history(self, key: str) -> list[Entry]:
+        """The sync store's history entries; ``UsageError`` when it keeps none."""
+        if not isinstance(self.sync, KeepsHistory):
             raise UsageError(f"this store ({type(self.sync).__name__}) keeps no versions")
         return await asyncio.to_thread(self.sync.history, key)
 
@@ -96,7 +96,7 @@ class ThreadedAsyncStore:
             yield key
 
     async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the store's time."""
+        """Write our lease, alive for ``ttl`` seconds of the store's time."""
         await asyncio.to_thread(self.sync.put_lease, lease_id, ttl, info)
 
     async def get_lease(self, lease_id: str) -> LeaseView:
@@ -104,7 +104,7 @@ class ThreadedAsyncStore:
         return await asyncio.to_thread(self.sync.get_lease, lease_id)
 
     async def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         await asyncio.to_thread(self.sync.drop_lease, lease_id)
 
     async def aclose(self) -> None:
@@ -190,13 +190,13 @@ class BlockingStore:
         """``inner.read``, waited for."""
         return self._run(lambda: self.inner.read(key))
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """``read`` with the store's write time, when the async store keeps one."""
         if isinstance(self.inner, AsyncDated):
             inner = self.inner
-            return self._run(lambda: inner.read_version(key))
+            return self._run(lambda: inner.read_entry(key))
         current = self.read(key)
-        return None if current is None else Version(current.value, current.revision)
+        return None if current is None else Entry(current.value, current.revision)
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """``inner.write``, waited for."""

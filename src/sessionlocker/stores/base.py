@@ -21,6 +21,7 @@ Notifying)`` works for both kinds.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
@@ -31,21 +32,21 @@ from sessionlocker.stores._checks import check_value
 
 __all__ = [
     "AsyncDated",
+    "AsyncKeepsHistory",
     "AsyncStore",
-    "AsyncVersions",
     "Attempt",
     "Dated",
+    "Entry",
+    "KeepsHistory",
     "Notifying",
     "Store",
     "UserIndex",
-    "Version",
-    "Versions",
     "Wake",
     "Watch",
     "async_cas_update",
     "cas_decide",
     "cas_update",
-    "read_version",
+    "read_entry",
 ]
 
 
@@ -84,7 +85,7 @@ class Store(Protocol):
         ...
 
     def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the store's time."""
+        """Write our lease, alive for ``ttl`` seconds of the store's time."""
         ...
 
     def get_lease(self, lease_id: str) -> LeaseView:
@@ -92,7 +93,7 @@ class Store(Protocol):
         ...
 
     def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record (a clean close); absent is fine."""
+        """Remove a lease record (a clean close); absent is fine."""
         ...
 
     def close(self) -> None:
@@ -173,12 +174,13 @@ def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T]
 
 
 @dataclass(frozen=True, slots=True)
-class Version:
-    """Stored bytes, their revision, and when the store wrote them.
+class Entry:
+    """An entry of a record's history: stored bytes, their revision, and when the store
+    wrote them. The record's current value is its newest entry (``read_entry``).
 
     ``written`` is the store's own wall-clock time of the write, in seconds since the
     Unix epoch (the server's clock on Redis and PostgreSQL, the host's on SQLite and
-    memory), or ``None`` when the store did not record it (a version kept before write
+    memory), or ``None`` when the store did not record it (an entry kept before write
     times were, or a store that keeps none).
     """
 
@@ -188,40 +190,40 @@ class Version:
 
 
 @runtime_checkable
-class Versions(Protocol):
-    """A store that keeps the last versions of each key (optional).
+class KeepsHistory(Protocol):
+    """A store that keeps a history of each key: its last entries (optional).
 
     SQLite and PostgreSQL keep 10 by default, Redis and memory none unless asked
-    (``history=N``). Each committed write adds a version, with the store's time of
+    (``history=N``). Each committed write adds an entry, with the store's time of
     the write; a conflict adds none; a delete removes none, so the history is also the
     way back from a mistaken delete.
     """
 
-    def history(self, key: str) -> list[Version]:
-        """The kept versions of ``key``, newest first (empty when none or history is off)."""
+    def history(self, key: str) -> list[Entry]:
+        """The history entries of ``key``, newest first (empty when none or history is off)."""
         ...
 
     def forget(self, key: str) -> int:
-        """Drop every kept version of ``key`` (an erasure); returns how many were dropped."""
+        """Drop every history entry of ``key`` (an erasure); returns how many were dropped."""
         ...
 
 
 @runtime_checkable
 class Dated(Protocol):
     """A store that knows when each record was last written (optional; every built-in
-    store is, and ``read_version`` falls back to ``written=None`` for others)."""
+    store is, and ``read_entry`` falls back to ``written=None`` for others)."""
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the store's time of that write."""
         ...
 
 
-def read_version(store: Store, key: str) -> Version | None:
+def read_entry(store: Store, key: str) -> Entry | None:
     """The record at ``key`` with its write time when ``store`` knows it (``Dated``)."""
     if isinstance(store, Dated):
-        return store.read_version(key)
+        return store.read_entry(key)
     current = store.read(key)
-    return None if current is None else Version(current.value, current.revision)
+    return None if current is None else Entry(current.value, current.revision)
 
 
 @runtime_checkable
@@ -292,7 +294,7 @@ class AsyncStore(Protocol):
         ...
 
     async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the store's time."""
+        """Write our lease, alive for ``ttl`` seconds of the store's time."""
         ...
 
     async def get_lease(self, lease_id: str) -> LeaseView:
@@ -300,7 +302,7 @@ class AsyncStore(Protocol):
         ...
 
     async def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record (a clean close); absent is fine."""
+        """Remove a lease record (a clean close); absent is fine."""
         ...
 
     async def aclose(self) -> None:
@@ -312,17 +314,17 @@ class AsyncStore(Protocol):
 class AsyncDated(Protocol):
     """``Dated`` for an async store: the record with the store's time of its write."""
 
-    async def read_version(self, key: str) -> Version | None:
+    async def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the store's time of that write."""
         ...
 
 
 @runtime_checkable
-class AsyncVersions(Protocol):
-    """``Versions`` for an async store (reading only)."""
+class AsyncKeepsHistory(Protocol):
+    """``KeepsHistory`` for an async store (reading only)."""
 
-    async def history(self, key: str) -> list[Version]:
-        """The kept versions of ``key``, newest first, each with its write time."""
+    async def history(self, key: str) -> list[Entry]:
+        """The history entries of ``key``, newest first, each with its write time."""
         ...
 
 
@@ -340,3 +342,16 @@ async def async_cas_update(
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current
+
+
+#: Old names of ``Entry`` and ``KeepsHistory`` (issue 16: "version" now means only the
+#: data's schema version), still importable with a ``DeprecationWarning``.
+_RENAMED = {"Version": "Entry", "Versions": "KeepsHistory", "AsyncVersions": "AsyncKeepsHistory"}
+
+
+def __getattr__(name: str) -> object:
+    new = _RENAMED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+    return globals()[new]

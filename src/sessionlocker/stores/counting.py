@@ -40,7 +40,7 @@ KINDS = (
     "watch_discard",
 )
 
-#: Kinds that touch records (the rest are session leases and watches).
+#: Kinds that touch records (the rest are leases and watches).
 RECORD_KINDS = frozenset({"read", "write", "update", "delete", "keys"})
 
 

@@ -26,7 +26,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
-from sessionlocker.stores.base import Version, Wake
+from sessionlocker.stores.base import Entry, Wake
 
 __all__ = ["MemoryStore"]
 
@@ -55,7 +55,7 @@ class MemoryStore:
     matter). Inject a fake one to test expiry without waiting. ``history`` keeps that
     many versions of each key (default 0: none; off so simulations and benchmarks
     pay nothing for it), as SQLite and PostgreSQL do (they keep 10). ``wall`` (epoch
-    seconds) dates each write (``read_version``, ``history``).
+    seconds) dates each write (``read_entry``, ``history``).
     """
 
     def __init__(
@@ -70,7 +70,7 @@ class MemoryStore:
         self._clock = clock
         self._wall = wall
         self._history_depth = history
-        self._history: dict[str, list[Version]] = {}
+        self._history: dict[str, list[Entry]] = {}
         self._written: dict[str, float] = {}
         self._lock = threading.Lock()
         self._records: dict[str, Versioned] = {}
@@ -111,7 +111,7 @@ class MemoryStore:
         written = self._written[key] = self._wall()
         if self._history_depth:
             kept = self._history.setdefault(key, [])
-            kept.insert(0, Version(value, self._revision, written))
+            kept.insert(0, Entry(value, self._revision, written))
             del kept[self._history_depth :]
         return self._revision
 
@@ -124,7 +124,7 @@ class MemoryStore:
             self._check_open()
             return self._records.get(key)
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the ``wall`` time of that write."""
         key = check_key(key)
         with self._lock:
@@ -132,7 +132,7 @@ class MemoryStore:
             current = self._records.get(key)
             if current is None:
                 return None
-            return Version(current.value, current.revision, self._written.get(key))
+            return Entry(current.value, current.revision, self._written.get(key))
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -155,7 +155,7 @@ class MemoryStore:
         """How many versions of each key ``history`` keeps (0: history is off)."""
         return self._history_depth
 
-    def history(self, key: str) -> list[Version]:
+    def history(self, key: str) -> list[Entry]:
         """The last ``history_depth`` versions written to ``key``, newest first.
 
         The first is the current value unless the key was deleted since (the history
@@ -167,7 +167,7 @@ class MemoryStore:
             return list(self._history.get(key, ()))
 
     def forget(self, key: str) -> int:
-        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        """Drop every history entry of ``key`` (an erasure); how many were dropped."""
         key = check_key(key)
         with self._lock:
             self._check_open()
@@ -236,7 +236,7 @@ class MemoryStore:
     # Sessions.
 
     def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of this store's clock."""
+        """Write our lease, alive for ``ttl`` seconds of this store's clock."""
         lease_id = check_lease_id(lease_id)
         ttl = check_ttl(ttl)
         info = check_value(info, "session info")
@@ -258,7 +258,7 @@ class MemoryStore:
             return LeaseView(exists=True, expired=expired, version=session.version, ttl=session.ttl)
 
     def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         lease_id = check_lease_id(lease_id)
         with self._lock:
             self._check_open()

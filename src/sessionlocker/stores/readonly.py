@@ -3,7 +3,7 @@
 For staging servers and for trying a migration on production data safely
 (SessionLocker's ReadOnlyDataStores): loads, migrations and saves run through the same
 transforms as always, and their writes land in a local overlay that later reads see,
-but nothing is ever written to the store underneath. Our own session leases live in
+but nothing is ever written to the store underneath. Our own leases live in
 the overlay too (a read-only service never announces itself to the real fleet); other
 sessions' leases are read from the real store, so waiting behaves as it would live.
 """
@@ -17,7 +17,7 @@ from typing import TypeVar
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_expected, check_key, check_prefix, check_value
-from sessionlocker.stores.base import Store, Version, cas_update, read_version
+from sessionlocker.stores.base import Entry, Store, cas_update, read_entry
 from sessionlocker.stores.memory import MemoryStore
 
 __all__ = ["ReadOnlyStore"]
@@ -45,14 +45,14 @@ class ReadOnlyStore:
                 return self._overlay[key]
         return self.inner.read(key)
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """``read`` with the write time: the inner store's, ``None`` for our own writes."""
         key = check_key(key)
         with self._lock:
             if key in self._overlay:
                 mine = self._overlay[key]
-                return None if mine is None else Version(mine.value, mine.revision)
-        return read_version(self.inner, key)
+                return None if mine is None else Entry(mine.value, mine.revision)
+        return read_entry(self.inner, key)
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write to the overlay only (nothing is stored, so nothing to notify)."""

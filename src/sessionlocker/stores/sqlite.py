@@ -41,7 +41,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
-from sessionlocker.stores.base import Version
+from sessionlocker.stores.base import Entry
 
 __all__ = ["SQLiteStore"]
 
@@ -304,14 +304,14 @@ class SQLiteStore:
         with self._reading("read") as connection:
             return self._select(connection, key)
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with this host's time (``time.time()``) of that write."""
         key = check_key(key)
         with self._reading("read") as connection:
             row = connection.execute(
                 "SELECT value, revision, updated FROM records WHERE key = ?", (key,)
             ).fetchone()
-        return None if row is None else Version(bytes(row[0]), int(row[1]), float(row[2]))
+        return None if row is None else Entry(bytes(row[0]), int(row[1]), float(row[2]))
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -376,7 +376,7 @@ class SQLiteStore:
             ).fetchall()
         return iter([str(row[0]) for row in rows])
 
-    def history(self, key: str) -> list[Version]:
+    def history(self, key: str) -> list[Entry]:
         """The last ``history_depth`` versions written to ``key``, newest first, each
         with this host's time of its write.
 
@@ -391,10 +391,10 @@ class SQLiteStore:
                 " ORDER BY revision DESC LIMIT ?",
                 (key, self._history),
             ).fetchall()
-        return [Version(bytes(value), int(rev), float(at)) for value, rev, at in rows]
+        return [Entry(bytes(value), int(rev), float(at)) for value, rev, at in rows]
 
     def forget(self, key: str) -> int:
-        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        """Drop every history entry of ``key`` (an erasure); how many were dropped."""
         key = check_key(key)
         with self._writing("forget") as connection:
             return connection.execute("DELETE FROM history WHERE key = ?", (key,)).rowcount
@@ -418,7 +418,7 @@ class SQLiteStore:
     # Sessions.
 
     def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of this host's clock."""
+        """Write our lease, alive for ``ttl`` seconds of this host's clock."""
         lease_id = check_lease_id(lease_id)
         ttl = check_ttl(ttl)
         info = check_value(info, "session info")
@@ -450,7 +450,7 @@ class SQLiteStore:
         return LeaseView(exists=True, expired=time.time() >= expires, version=version, ttl=ttl)
 
     def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         lease_id = check_lease_id(lease_id)
         with self._writing("drop_lease") as connection:
             connection.execute("DELETE FROM sessions WHERE session_id = ?", (lease_id,))

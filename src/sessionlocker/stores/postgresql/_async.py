@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import Pending, expire
-from sessionlocker.stores.base import Version, Wake, async_cas_update
+from sessionlocker.stores.base import Entry, Wake, async_cas_update
 from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._store import PostgreSQLStore
@@ -112,9 +112,9 @@ class AsyncPostgreSQLStore:
 
     # Records.
 
-    async def read_version(self, key: str) -> Version | None:
+    async def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``now()``) of that write."""
-        found = self._layout.version_rows(await self._execute(self._layout.read_version(key)))
+        found = self._layout.version_rows(await self._execute(self._layout.read_entry(key)))
         return found[0] if found else None
 
     async def read(self, key: str) -> Versioned | None:
@@ -161,7 +161,7 @@ class AsyncPostgreSQLStore:
                 return
             start, first = page[-1], False
 
-    async def history(self, key: str) -> list[Version]:
+    async def history(self, key: str) -> list[Entry]:
         """The last ``history_depth`` versions written to ``key``, newest first."""
         statement = self._layout.history(key)
         if statement is None:
@@ -171,7 +171,7 @@ class AsyncPostgreSQLStore:
     # Sessions.
 
     async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the server's clock."""
+        """Write our lease, alive for ``ttl`` seconds of the server's clock."""
         await self._execute(self._layout.put_lease(lease_id, ttl, info))
 
     async def get_lease(self, lease_id: str) -> LeaseView:
@@ -180,7 +180,7 @@ class AsyncPostgreSQLStore:
         return self._layout.session_rows(rows)
 
     async def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         await self._execute(self._layout.drop_lease(lease_id))
 
     # Notifications.

@@ -29,7 +29,7 @@ from sessionlocker.stores._checks import (
     check_value,
 )
 from sessionlocker.stores._deadline import DEADLINES
-from sessionlocker.stores.base import Version
+from sessionlocker.stores.base import Entry
 from sessionlocker.stores.postgresql._connect import Connector
 from sessionlocker.stores.postgresql._errors import ErrorTranslator
 from sessionlocker.stores.postgresql._sql import (
@@ -136,16 +136,16 @@ class PostgreSQLLayout:
         """The record ``read`` found."""
         return Versioned(bytes(rows[0][0]), int(rows[0][1])) if rows else None
 
-    def read_version(self, key: str) -> Statement:
+    def read_entry(self, key: str) -> Statement:
         """Read one record with the server's time of its write (rows: value, revision,
         epoch seconds)."""
         params = {"key": self.prefix + check_key(key)}
-        return Statement("read", self.sql.read_version, params)
+        return Statement("read", self.sql.read_entry, params)
 
     @staticmethod
-    def version_rows(rows: list[TupleRow]) -> list[Version]:
-        """The dated versions ``read_version`` or ``history`` found."""
-        return [Version(bytes(row[0]), int(row[1]), float(row[2])) for row in rows]
+    def version_rows(rows: list[TupleRow]) -> list[Entry]:
+        """The dated versions ``read_entry`` or ``history`` found."""
+        return [Entry(bytes(row[0]), int(row[1]), float(row[2])) for row in rows]
 
     def write(
         self, key: str, value: bytes, expected: int | None, *, notify: bool = True
@@ -266,7 +266,7 @@ class PostgreSQLLayout:
         return LeaseView(exists=True, expired=bool(expired), version=int(version), ttl=float(ttl))
 
     def drop_lease(self, lease_id: str) -> Statement:
-        """Remove a session record."""
+        """Remove a lease record."""
         params = {"session": check_lease_id(lease_id)}
         return Statement("drop_lease", self.sql.drop_lease, params, writing=True)
 

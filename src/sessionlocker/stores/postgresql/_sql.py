@@ -10,7 +10,7 @@ Objects, for a table named ``t`` in schema ``s``:
   they sort by code point and a key prefix is one index range.
 - ``s.t_revisions``: the sequence every record revision comes from (``CACHE 1``, so
   revisions grow in the order they are drawn, across keys, deletes and connections).
-- ``s.t_sessions`` and ``s.t_session_versions``: session leases and their versions.
+- ``s.t_sessions`` and ``s.t_session_versions``: leases and their versions.
 - ``s.t_history``: the last versions of each key (only when history is on).
 - ``s.t_user_ids_of(value)``: the user ids a record lists (an IMMUTABLE function that
   parses only values holding ``"user_ids":["``), and ``s.t_user_ids``, a GIN index on
@@ -234,7 +234,7 @@ class Statements:
     """Every statement of one store, as bytes. Parameters are named (``%(key)s``)."""
 
     read: bytes
-    read_version: bytes
+    read_entry: bytes
     insert: bytes
     update: bytes
     delete: bytes
@@ -284,7 +284,7 @@ class Statements:
             read=_bytes(
                 sql.SQL("SELECT value, revision FROM {} WHERE key = %(key)s").format(records)
             ),
-            read_version=_bytes(
+            read_entry=_bytes(
                 sql.SQL(
                     "SELECT value, revision, extract(epoch FROM updated)::float8 FROM {}"
                     " WHERE key = %(key)s"

@@ -1,4 +1,4 @@
-"""``PostgreSQLStore``: records, session leases, history and wake-ups in PostgreSQL.
+"""``PostgreSQLStore``: records, leases, history and wake-ups in PostgreSQL.
 
 Needs the ``postgresql`` extra (psycopg 3 and psycopg_pool). The SQL is in ``_sql``,
 the error translation in ``_errors``, connections and the pool in ``_connect``, the
@@ -26,7 +26,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import DEADLINES
-from sessionlocker.stores.base import Version, Wake, cas_update
+from sessionlocker.stores.base import Entry, Wake, cas_update
 from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
@@ -125,9 +125,9 @@ class PostgreSQLStore:
 
     # Records.
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``now()``) of that write."""
-        found = self._layout.version_rows(self._execute(self._layout.read_version(key)))
+        found = self._layout.version_rows(self._execute(self._layout.read_entry(key)))
         return found[0] if found else None
 
     def read(self, key: str) -> Versioned | None:
@@ -205,7 +205,7 @@ class PostgreSQLStore:
         statement = self._layout.keys_for_user(user_id, prefix)
         return self._layout.user_keys(self._execute(statement))
 
-    def history(self, key: str) -> list[Version]:
+    def history(self, key: str) -> list[Entry]:
         """The last ``history_depth`` versions written to ``key``, newest first.
 
         The first is the current value, unless the key was deleted since: the history
@@ -216,14 +216,14 @@ class PostgreSQLStore:
         return [] if statement is None else self._layout.version_rows(self._execute(statement))
 
     def forget(self, key: str) -> int:
-        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        """Drop every history entry of ``key`` (an erasure); how many were dropped."""
         statement = self._layout.forget(key)
         return 0 if statement is None else len(self._execute(statement))
 
     # Sessions.
 
     def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the server's clock."""
+        """Write our lease, alive for ``ttl`` seconds of the server's clock."""
         self._execute(self._layout.put_lease(lease_id, ttl, info))
 
     def get_lease(self, lease_id: str) -> LeaseView:
@@ -231,7 +231,7 @@ class PostgreSQLStore:
         return self._layout.session_rows(self._execute(self._layout.get_lease(lease_id)))
 
     def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         self._execute(self._layout.drop_lease(lease_id))
 
     # Notifications.

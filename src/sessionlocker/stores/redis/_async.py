@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import check_count, closed_error
-from sessionlocker.stores.base import Version, Wake, Watch, async_cas_update
+from sessionlocker.stores.base import Entry, Wake, Watch, async_cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._store import RedisStore
@@ -105,7 +105,7 @@ class AsyncRedisStore:
 
     # Records.
 
-    async def read_version(self, key: str) -> Version | None:
+    async def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``TIME``) of that write."""
         reply = await self._execute("read", *self._layout.read_version_args(key))
         return self._layout.read_version_reply(reply)
@@ -145,7 +145,7 @@ class AsyncRedisStore:
         for key in found:
             yield key
 
-    async def history(self, key: str) -> list[Version]:
+    async def history(self, key: str) -> list[Entry]:
         """The last ``history`` versions written to ``key``, newest first."""
         entries = await self._execute("history", *self._layout.history_args(key))
         return self._layout.history_reply(entries)
@@ -153,7 +153,7 @@ class AsyncRedisStore:
     # Sessions.
 
     async def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the server's clock."""
+        """Write our lease, alive for ``ttl`` seconds of the server's clock."""
         await self._script(self._layout.put_session_call(lease_id, ttl, info), writes=True)
 
     async def get_lease(self, lease_id: str) -> LeaseView:
@@ -162,7 +162,7 @@ class AsyncRedisStore:
         return self._layout.session_reply(reply)
 
     async def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         args = self._layout.drop_session_args(lease_id)
         await self._execute("drop_lease", *args, writes=True)
 

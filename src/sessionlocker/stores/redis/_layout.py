@@ -40,7 +40,7 @@ from sessionlocker.stores._checks import (
     check_ttl,
     check_value,
 )
-from sessionlocker.stores.base import Version
+from sessionlocker.stores.base import Entry
 from sessionlocker.stores.redis import _scripts
 
 __all__ = ["SCRIPTS", "Call", "RedisLayout"]
@@ -48,7 +48,7 @@ __all__ = ["SCRIPTS", "Call", "RedisLayout"]
 #: Server replies that mean "not now": the command was refused, so it did not run.
 _RETRYABLE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
 
-#: How long an expired session record stays readable before Redis removes it.
+#: How long an expired lease record stays readable before Redis removes it.
 _SESSION_GRACE = 60.0
 
 
@@ -193,12 +193,12 @@ class RedisLayout:
         return (*self.read_args(key), "t")
 
     @staticmethod
-    def read_version_reply(reply: list[Any]) -> Version | None:
+    def read_version_reply(reply: list[Any]) -> Entry | None:
         """The record an ``HMGET`` of ``read_version_args`` found."""
         value, revision, at = reply
         if revision is None:
             return None
-        return Version(bytes(value or b""), int(revision), _seconds(at))
+        return Entry(bytes(value or b""), int(revision), _seconds(at))
 
     def write_call(
         self, key: str, value: bytes, expected: int | None, *, notify: bool = True
@@ -275,14 +275,14 @@ class RedisLayout:
         return ("DEL", self.name(b"h:", check_key(key)))
 
     @staticmethod
-    def history_reply(entries: list[Any]) -> list[Version]:
+    def history_reply(entries: list[Any]) -> list[Entry]:
         """The versions of a history list (each ``revision,microseconds:value``, or
         ``revision:value`` when kept before write times were)."""
         versions = []
         for entry in entries:
             head, _, value = bytes(entry).partition(b":")
             revision, _, at = head.partition(b",")
-            versions.append(Version(value, int(revision), _seconds(at or None)))
+            versions.append(Entry(value, int(revision), _seconds(at or None)))
         return versions
 
     # Sessions.
@@ -310,7 +310,7 @@ class RedisLayout:
         return LeaseView(exists=True, expired=expired == 1, version=int(version), ttl=float(ttl))
 
     def drop_session_args(self, lease_id: str) -> tuple[Any, ...]:
-        """The command removing a session record."""
+        """The command removing a lease record."""
         return ("DEL", self.name(b"s:", check_lease_id(lease_id)))
 
     # Errors.

@@ -1,4 +1,4 @@
-"""``RedisStore``: records and session leases in Redis, written by atomic Lua scripts.
+"""``RedisStore``: records and leases in Redis, written by atomic Lua scripts.
 
 Layout, under the store's key prefix ``P`` (default ``sessionlocker:``):
 
@@ -8,7 +8,7 @@ Layout, under the store's key prefix ``P`` (default ``sessionlocker:``):
   across a delete and re-create;
 - ``P h:<key>``: the last N versions of the key, newest first (``history=N``; off by
   default), each ``revision,time:value``, kept also after a delete;
-- ``P s:<session>`` and ``P session-version``: session leases and their version counter;
+- ``P s:<session>`` and ``P session-version``: leases and their version counter;
 - ``P n:<key>``: the pub/sub channel every write and delete of the key publishes on;
 - ``P u:<user id>``: the keys whose record lists that user id (``keys_for_user``), kept
   by the write and delete scripts, which also keep the record's user ids in field ``u``.
@@ -37,7 +37,7 @@ from redis.retry import Retry
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import UsageError
 from sessionlocker.stores._checks import check_count, closed_error
-from sessionlocker.stores.base import Version, Wake, Watch, cas_update
+from sessionlocker.stores.base import Entry, Wake, Watch, cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._watch import RedisWatch
@@ -138,7 +138,7 @@ class RedisStore:
         revision = self._execute("read", "HGET", self._layout.name(b"r:", key), "rev")
         return None if revision is None else int(revision)
 
-    def read_version(self, key: str) -> Version | None:
+    def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``TIME``) of that write
         (``None`` for a record written before write times were kept)."""
         reply = self._execute("read", *self._layout.read_version_args(key))
@@ -197,13 +197,13 @@ class RedisStore:
         members = self._execute("keys_for_user", *self._layout.users_args(user_id))
         return self._layout.users_reply(members, prefix)
 
-    def history(self, key: str) -> list[Version]:
+    def history(self, key: str) -> list[Entry]:
         """The last ``history`` versions written to ``key``, newest first."""
         entries = self._execute("history", *self._layout.history_args(key))
         return self._layout.history_reply(entries)
 
     def forget(self, key: str) -> int:
-        """Drop every kept version of ``key`` (an erasure); how many were dropped."""
+        """Drop every history entry of ``key`` (an erasure); how many were dropped."""
         dropped = len(self.history(key))
         self._execute("forget", *self._layout.forget_args(key))
         return dropped
@@ -211,7 +211,7 @@ class RedisStore:
     # Sessions.
 
     def put_lease(self, lease_id: str, ttl: float, info: bytes) -> None:
-        """Write our session record, alive for ``ttl`` seconds of the server's clock."""
+        """Write our lease, alive for ``ttl`` seconds of the server's clock."""
         self._script(self._layout.put_session_call(lease_id, ttl, info), writes=True)
 
     def get_lease(self, lease_id: str) -> LeaseView:
@@ -224,7 +224,7 @@ class RedisStore:
         return self._layout.session_reply(reply)
 
     def drop_lease(self, lease_id: str) -> None:
-        """Remove a session record; absent is fine."""
+        """Remove a lease record; absent is fine."""
         self._execute("drop_lease", *self._layout.drop_session_args(lease_id), writes=True)
 
     # Notifications.

@@ -1,4 +1,4 @@
-"""The optional ``Versions`` capability, the same on every backend that has it.
+"""The optional ``KeepsHistory`` capability, the same on every backend that has it.
 
 Each store keeps its last three versions here (``history=3``): memory and SQLite in
 this process, Redis and PostgreSQL on the run's real servers.
@@ -16,20 +16,20 @@ from backends import open_backend, undated
 from sessionlocker.core.protocol import Keep, Put, Versioned
 from sessionlocker.errors import Conflict, UsageError
 from sessionlocker.stores import SQLiteStore, open_store
-from sessionlocker.stores.base import Dated, Versions
+from sessionlocker.stores.base import Dated, KeepsHistory
 
 DEPTH = 3
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
-def versions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Versions]:
+def versions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeepsHistory]:
     made = open_backend(request.param, tmp_path, history=DEPTH)
-    assert isinstance(made.store, Versions)
+    assert isinstance(made.store, KeepsHistory)
     yield made.store
     made.close()
 
 
-def test_keeps_the_last_versions_newest_first(versions: Versions) -> None:
+def test_keeps_the_last_versions_newest_first(versions: KeepsHistory) -> None:
     store = versions
     assert store.history("k") == []
     revisions = []
@@ -46,7 +46,7 @@ def test_keeps_the_last_versions_newest_first(versions: Versions) -> None:
     assert [v.value for v in store.history("other")] == [b"x"]
 
 
-def test_a_conflict_or_a_keep_adds_no_version(versions: Versions) -> None:
+def test_a_conflict_or_a_keep_adds_no_version(versions: KeepsHistory) -> None:
     store = versions
     first = store.write("k", b"a", None)
     with pytest.raises(Conflict):
@@ -57,7 +57,7 @@ def test_a_conflict_or_a_keep_adds_no_version(versions: Versions) -> None:
     assert [v.value for v in store.history("k")] == [b"b", b"a"]
 
 
-def test_history_outlives_a_delete(versions: Versions) -> None:
+def test_history_outlives_a_delete(versions: KeepsHistory) -> None:
     store = versions
     revision = store.write("k", b"a", None)
     assert store.delete("k")
@@ -89,7 +89,7 @@ def test_sqlite_history_by_url_default_and_off(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path}/bad.db?history=-1")
 
 
-def test_each_kept_version_carries_the_store_s_write_time(versions: Versions) -> None:
+def test_each_kept_version_carries_the_store_s_write_time(versions: KeepsHistory) -> None:
     store = versions
     assert isinstance(store, Dated)
     before = time.time()
@@ -102,6 +102,6 @@ def test_each_kept_version_carries_the_store_s_write_time(versions: Versions) ->
     for version in kept:
         assert version.written is not None
         assert before - 1 <= version.written <= after + 1
-    current = store.read_version("k")
+    current = store.read_entry("k")
     assert current == kept[0]
-    assert store.read_version("never") is None
+    assert store.read_entry("never") is None
