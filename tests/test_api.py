@@ -225,3 +225,46 @@ def test_every_name_in_the_docs_code_blocks_exists() -> None:
         except (AttributeError, ImportError):
             missing.append(dotted)
     assert missing == []
+
+
+def test_the_store_packages_export_their_stores() -> None:
+    redis = importlib.import_module("sessionlocker.stores.redis")
+    postgresql = importlib.import_module("sessionlocker.stores.postgresql")
+    assert set(redis.__all__) == {
+        "AsyncRedisStore",
+        "RedisOptions",
+        "RedisSettings",
+        "RedisStore",
+        "RedisWatch",
+    }
+    assert set(postgresql.__all__) == {
+        "AsyncPostgreSQLStore",
+        "PostgreSQLOptions",
+        "PostgreSQLSettings",
+        "PostgreSQLStore",
+        "PostgreSQLWatch",
+    }
+    assert redis.RedisStore is sessionlocker.RedisStore
+    assert postgresql.PostgreSQLStore is sessionlocker.PostgreSQLStore
+
+
+def test_the_old_session_id_spelling_still_works_with_a_warning() -> None:
+    spec = sessionlocker.Spec("players", dict)
+    with pytest.warns(DeprecationWarning, match="lease_id"):
+        service = sessionlocker.LockerService("memory://", spec, session_id="s-1")
+    with service:
+        assert service.lease_id == "s-1"
+        with pytest.warns(DeprecationWarning, match="lease_id"):
+            assert service.session_id == "s-1"
+    with pytest.raises(sessionlocker.UsageError, match="not both"):
+        sessionlocker.LockerService("memory://", spec, "a", session_id="b")
+
+
+def test_the_old_history_names_still_import_with_a_warning() -> None:
+    base = importlib.import_module("sessionlocker.stores.base")
+    with pytest.warns(DeprecationWarning, match="Entry"):
+        assert base.Version is base.Entry
+    with pytest.warns(DeprecationWarning, match="KeepsHistory"):
+        assert base.Versions is base.KeepsHistory
+    with pytest.raises(AttributeError):
+        _ = base.NoSuchName

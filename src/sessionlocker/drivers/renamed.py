@@ -17,11 +17,11 @@ def lease_id_of(lease_id: str | None, session_id: str | None) -> str | None:
     """``lease_id``, or the deprecated ``session_id`` argument (with a warning)."""
     if session_id is None:
         return lease_id
+    if lease_id is not None and lease_id != session_id:
+        raise UsageError("give lease_id or its old name session_id, not both")
     warnings.warn(
         "session_id= is deprecated: the argument is now lease_id=", DeprecationWarning, stacklevel=3
     )
-    if lease_id is not None and lease_id != session_id:
-        raise UsageError("give lease_id or its old name session_id, not both")
     return session_id
 
 
