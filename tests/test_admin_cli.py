@@ -203,7 +203,7 @@ def test_history_shows_times_and_restore_takes_a_time(
     assert stored(store, "alice") == {"gold": 1}
     code, _, err = run(capsys, cli(url, "restore", "alice", "--at", "2000-01-01T00:00Z"))
     assert code == 1
-    assert "no kept version" in err
+    assert "no history entry" in err
     code, _, err = run(capsys, cli(url, "restore", "alice", "--at", "2026-12-01T10:00"))
     assert code == 2
     assert "time zone" in err

@@ -29,7 +29,7 @@ from sessionlocker.core.record import Record, decode, encode
 from sessionlocker.errors import NewerSchema
 from sessionlocker.history import select, version_at
 from sessionlocker.stores import CountingStore, MemoryStore, open_async_store, threaded
-from sessionlocker.stores.base import Version
+from sessionlocker.stores.base import Entry
 from sessionlocker.testing import seed
 
 BACKENDS = ["memory", "sqlite", "redis", "postgresql"]
@@ -195,14 +195,14 @@ def test_history_needs_a_store_that_keeps_versions() -> None:
 def test_a_time_shown_by_history_selects_its_version() -> None:
     # 1796208929.6625674 * 1e6 rounds up to ...568 in floating point; it is shown as
     # .662567 (as datetime rounds), and that shown time must select it.
-    kept = [Version(b"b", 4, 1796208929.6628633), Version(b"a", 3, 1796208929.6625674)]
+    kept = [Entry(b"b", 4, 1796208929.6628633), Entry(b"a", 3, 1796208929.6625674)]
     shown = datetime.fromtimestamp(kept[1].written or 0, UTC)
     assert shown.microsecond == 662567
     assert version_at(kept, shown) == kept[1]
     assert version_at(kept, shown.timestamp() - 1e-6) is None
     assert select(kept, after=shown) == [kept[0]]
     assert select(kept, before=shown) == []
-    assert version_at([Version(b"x", 1, None)], shown) is None  # undated: not known
+    assert version_at([Entry(b"x", 1, None)], shown) is None  # undated: not known
 
 
 def test_a_read_only_async_service_views_its_own_writes(backend: Backend) -> None:
