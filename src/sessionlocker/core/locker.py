@@ -35,7 +35,7 @@ from sessionlocker.core.protocol import (
 from sessionlocker.core.record import ZLIB, Lock, Message
 from sessionlocker.core.snapshot import SaveReason, Snapshot, saved_snapshot
 from sessionlocker.core.spec import D, Spec, check_key
-from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
+from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Lifecycle, RequestKind, Status
 from sessionlocker.core.storable import encode_data
 from sessionlocker.core.tags import TagCalls
 from sessionlocker.core.users import UserCalls
@@ -153,13 +153,13 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self.failure: str | None = None
         self._lease = lease
         self._host = host
-        self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENTS}
-        self._queued: list[str] = []
+        self._callbacks: dict[str, list[Callback]] = {name: [] for name in Lifecycle}
+        self._queued: list[Lifecycle] = []
         self._mode: LoadMode | Callable[[Attempt], LoadMode | str] = LoadMode.REPEAT
         self._fresh_json = "null"
         self._fresh = spec.fresh(None)
-        self._inflight: str | None = None
-        self._outbox: tuple[str, Request] | None = None
+        self._inflight: RequestKind | None = None
+        self._outbox: tuple[RequestKind, Request] | None = None
         self._due = NEVER
         self._failures = 0
         self._changes = Changes()
@@ -288,7 +288,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         )
 
     @property
-    def request_in_flight(self) -> str | None:
+    def request_in_flight(self) -> RequestKind | None:
         """The kind of the store request out now (``acquire``, ``confirm``, ``save``,
         ``session``, ``request``, ``deliver``, ``withdraw`` or ``fence``), or ``None``."""
         return self._inflight
@@ -329,25 +329,29 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         kind, self._inflight = self._inflight, None
         if kind is None:
             raise UsageError("handle() called with no request in flight")
-        if isinstance(result, Updated) and kind != "deliver" and result.current is not None:
+        if (
+            isinstance(result, Updated)
+            and kind is not RequestKind.DELIVER
+            and result.current is not None
+        ):
             self._seen = max(self._seen, result.current.revision)
         if isinstance(result, StoreError):
             self._store_failed(kind, result, now)
-        elif kind in ("acquire", "confirm") and isinstance(result, Updated):
+        elif kind in (RequestKind.ACQUIRE, RequestKind.CONFIRM) and isinstance(result, Updated):
             self._on_acquire(result, now)
-        elif kind == "session" and isinstance(result, LeaseView):
+        elif kind is RequestKind.LEASE and isinstance(result, LeaseView):
             self._on_session(result, now)
-        elif kind == "request" and isinstance(result, Updated):
+        elif kind is RequestKind.REQUEST and isinstance(result, Updated):
             self._on_request(result.outcome, now)
-        elif kind == "save" and isinstance(result, Updated):
+        elif kind is RequestKind.SAVE and isinstance(result, Updated):
             self._on_save(result, now)
-        elif kind == "deliver" and isinstance(result, Updated):
+        elif kind is RequestKind.DELIVER and isinstance(result, Updated):
             self._on_deliver(result.outcome, now)
-        elif kind in ("withdraw", "fence"):
+        elif kind in (RequestKind.WITHDRAW, RequestKind.FENCE):
             self._requested = None
             self._unsure = False
             self._confirm = None
-            if kind == "fence":
+            if kind is RequestKind.FENCE:
                 self._stray_until = -NEVER
             self._due = now
         else:
@@ -395,7 +399,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             check = tx.confirm(
                 session=self._lease.lease_id, epoch=self._confirm, checked=self._lease.gaps
             )
-            self._send("confirm", Update(key=self.store_key, transform=check))
+            self._send(RequestKind.CONFIRM, Update(key=self.store_key, transform=check))
             return
         at = self._lease.wall()
         transform = tx.acquire(
@@ -409,7 +413,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             wall=self._lease.wall,
         )
         self._attempt_expires = now + self._validity
-        self._send("acquire", Update(key=self.store_key, transform=transform))
+        self._send(RequestKind.ACQUIRE, Update(key=self.store_key, transform=transform))
 
     def _save(self, now: float, *, release: bool) -> None:
         save = self._pending or self._new_save(now, release=release)
@@ -432,13 +436,13 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
         known = None if save.only_if_asked else self._known
-        self._send("save", Update(key=self.store_key, transform=transform, known=known))
+        self._send(RequestKind.SAVE, Update(key=self.store_key, transform=transform, known=known))
 
     def _new_save(self, now: float, *, release: bool) -> _Save | None:
         reason = self._reason()
         self.save_reason = reason
         self.final_save = release or reason is SaveReason.HANDOFF
-        self._emit("before_save")
+        self._emit(Lifecycle.BEFORE_SAVE)
         force, self._force = self._force, False
         upto = self._changes.last
         try:
@@ -447,7 +451,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
                 self.spec.validate(self.data)
         except (UnstorableData, InvalidData) as exc:
             self.error = exc
-            self._queued.append("error")
+            self._queued.append(Lifecycle.ERROR)
             if not release:
                 self._autosave_at = now + self.spec.autosave_period
                 self._due = self._autosave_at
@@ -503,16 +507,16 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         elif self._requested is not None or self._unsure or self._confirm is not None:
             # our request may be there, or our lock (a lost reply, or an unconfirmed grant)
             transform = tx.withdraw(session=self._lease.lease_id)
-            self._send("withdraw", Update(key=self.store_key, transform=transform))
+            self._send(RequestKind.WITHDRAW, Update(key=self.store_key, transform=transform))
         elif self._stray_until > now:  # an acquire of ours may still land: outwait it
             self._due = self._stray_until
         elif self._stray_until > -NEVER:  # it can no longer land: clear it if it did
             transform = tx.withdraw(session=self._lease.lease_id, fence=True)
-            self._send("fence", Update(key=self.store_key, transform=transform))
+            self._send(RequestKind.FENCE, Update(key=self.store_key, transform=transform))
         else:
             ending, self._ending = self._ending, None
             if ending is None:
-                self._end(Event.RELEASED, "idle")
+                self._end(Event.RELEASED, Lifecycle.IDLE)
             else:
                 ending()
 
@@ -527,9 +531,11 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             fresh_json=self._fresh_json,
             max_bytes=self.spec.max_record_bytes,
         )
-        self._send("deliver", Update(key=self.spec.store_key(message.to), transform=transform))
+        self._send(
+            RequestKind.DELIVER, Update(key=self.spec.store_key(message.to), transform=transform)
+        )
 
-    def _send(self, kind: str, request: Request) -> None:
+    def _send(self, kind: RequestKind, request: Request) -> None:
         """Queue the one request ``update`` hands out next (from a step or a result)."""
         self._outbox = (kind, request)
         self._sent_gaps = self._lease.gaps
@@ -537,16 +543,16 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     # ---------------------------------------------------------------- results
 
-    def _store_failed(self, kind: str, error: StoreError, now: float) -> None:
+    def _store_failed(self, kind: RequestKind, error: StoreError, now: float) -> None:
         self._failures += 1
         self.error = error
-        self._queued.append("error")
-        if kind in ("acquire", "request") and error.unknown_outcome:
+        self._queued.append(Lifecycle.ERROR)
+        if kind in (RequestKind.ACQUIRE, RequestKind.REQUEST) and error.unknown_outcome:
             self._unsure = True  # our lock or request may be there; a cancel must clear it
-        if kind == "acquire" and error.unknown_outcome:
+        if kind is RequestKind.ACQUIRE and error.unknown_outcome:
             # It may still reach the store, until it expires: we must not end before.
             self._stray_until = max(self._stray_until, self._attempt_expires)
-        if kind == "acquire" and not error.retryable and self.status is Status.LOADING:
+        if kind is RequestKind.ACQUIRE and not error.retryable and self.status is Status.LOADING:
             self._fail("store_error", error)
             return
         cap = min(5.0, self.spec.lease / 2)
@@ -606,11 +612,11 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._saved_meta = self._ops.ledger.snapshot()
         if self.status is Status.LOADING:
             self._move(Event.GRANTED)
-            self._queued.append("loaded")
+            self._queued.append(Lifecycle.LOADED)
             if self._take_over is not None:
-                self._queued.append("takeover")
+                self._queued.append(Lifecycle.TAKEOVER)
             elif self._requested is not None:
-                self._queued.append("handoff")
+                self._queued.append(Lifecycle.HANDOFF)
         merge = self.spec.merge_offline
         if merge is not None:
             self._merge_offline(merge, offline, outcome.data_json)
@@ -659,11 +665,13 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         elif mode is LoadMode.FORCE and not outcome.requested:
             transform = tx.request_release(session=self._lease.lease_id, at=self._lease.wall())
             # The record as just read: one conditional write when it has not moved since.
-            self._send("request", Update(key=self.store_key, transform=transform, known=current))
+            self._send(
+                RequestKind.REQUEST, Update(key=self.store_key, transform=transform, known=current)
+            )
         elif mode is LoadMode.FORCE and self._force_expired(lock, now):
             self._take_over_now(lock, now)
         else:
-            self._send("session", ReadLease(lease_id=lock.session))
+            self._send(RequestKind.LEASE, ReadLease(lease_id=lock.session))
 
     def _decide(self, lock: Lock, now: float) -> LoadMode | None:
         mode = self._mode
@@ -751,7 +759,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
                 final=not outcome.held,
             )
         if not save.only_if_asked or result.wrote:
-            self._queued.append("saved")
+            self._queued.append(Lifecycle.SAVED)
         if outcome.held:
             self._checked = self._sent_gaps
             self._autosave_at = now + self.spec.autosave_period
@@ -762,9 +770,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             elif outcome.asked and self.status is Status.LOADED:
                 self._hand_off(now)
         elif outcome.released or save.release:
-            event, name = (Event.RELEASED, "released")
+            event, name = Event.RELEASED, Lifecycle.RELEASED
             if self._handoff:
-                event, name = Event.REPLACED, "replaced"
+                event, name = Event.REPLACED, Lifecycle.REPLACED
             self._end_after_strays(lambda: self._end(event, name), now)
         else:
             self._lose(None, now)
@@ -796,7 +804,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def _too_large(self, save: _Save, size: int, now: float) -> None:
         self.error = RecordTooLarge(size, self.spec.max_record_bytes)
-        self._queued.append("error")
+        self._queued.append(Lifecycle.ERROR)
         if save.release or save.reason is SaveReason.HANDOFF:  # end anyway, last good value
             saved = self._changes.saved
             retry = self._next_save(self._saved_json, saved, self._saved_meta, True, save.reason)
@@ -840,13 +848,13 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._move(Event.RELEASE)
             self._due = now
         else:
-            self._end(Event.CANCEL, "idle")
+            self._end(Event.CANCEL, Lifecycle.IDLE)
 
     def _fail(self, reason: str, error: SessionLockerError) -> None:
         self.failure = reason
         self.error = error
         self._move(Event.FAIL)
-        self._finish("failed")
+        self._finish(Lifecycle.FAILED)
 
     def _lose(self, lock: Lock | None, now: float) -> None:
         holder = "no session" if lock is None else f"session {lock.session} (epoch {lock.epoch})"
@@ -855,7 +863,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def _lost(self) -> None:
         self._move(Event.LOSE)
-        self._finish("lost")
+        self._finish(Lifecycle.LOST)
 
     def _lapse(self) -> None:
         """Our lease lapsed with no store call in flight (the store kept failing): another
@@ -866,15 +874,15 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             "another session may hold it"
         )
         self._move(Event.LOSE)
-        self._finish("lost")
+        self._finish(Lifecycle.LOST)
 
-    def _end(self, event: Event, name: str) -> None:
+    def _end(self, event: Event, name: Lifecycle) -> None:
         self._move(event)
-        if name != "idle":
+        if name is not Lifecycle.IDLE:
             self._queued.append(name)
-        self._finish("idle")
+        self._finish(Lifecycle.IDLE)
 
-    def _finish(self, name: str) -> None:
+    def _finish(self, name: Lifecycle) -> None:
         self._ops.drop_queued(self.error)
         self.token = None
         self._due = NEVER
@@ -936,9 +944,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     def report(self, error: SessionLockerError) -> None:
         """Record ``error`` and fire ``error`` at the next callback point."""
         self.error = error
-        self._queued.append("error")
+        self._queued.append(Lifecycle.ERROR)
 
-    def emit_later(self, name: str) -> None:
+    def emit_later(self, name: Lifecycle) -> None:
         """Fire the lifecycle event ``name`` at the next callback point."""
         self._queued.append(name)
 
@@ -961,7 +969,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if self._host is not None:
             self._host.wake(self)
 
-    def _emit(self, name: str) -> None:
+    def _emit(self, name: Lifecycle) -> None:
         for callback in list(self._callbacks[name]):
             callback(self)
 

@@ -19,6 +19,7 @@ from sessionlocker.core.ledger import Ledger
 from sessionlocker.core.patching import BUILTIN_HANDLERS
 from sessionlocker.core.record import Message, Purchase
 from sessionlocker.core.spec import check_key
+from sessionlocker.core.states import Lifecycle
 from sessionlocker.core.storable import check_storable
 from sessionlocker.errors import MessageError, SessionLockerError, UnhandledMessage, UsageError
 
@@ -159,7 +160,7 @@ class Operations:
 
     def _credit_changed(self) -> None:
         self.locker.mark_changed()
-        self.locker.emit_later("credit")
+        self.locker.emit_later(Lifecycle.CREDIT)
 
     # ------------------------------------------------------------------ outbox
 
