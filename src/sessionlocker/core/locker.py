@@ -23,7 +23,7 @@ from sessionlocker.core.changes import Changes
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.ledger import Meta
 from sessionlocker.core.modes import Attempt, LoadMode, Mode, check_mode
-from sessionlocker.core.operations import Handler, OperationCalls, Operations
+from sessionlocker.core.operations import OperationCalls, Operations
 from sessionlocker.core.protocol import (
     LeaseView,
     ReadLease,
@@ -50,7 +50,7 @@ from sessionlocker.errors import (
     UsageError,
 )
 
-__all__ = ["Host", "Locker"]
+__all__ = ["Handler", "Host", "Locker"]
 
 NEVER = float("inf")
 
@@ -58,6 +58,10 @@ NEVER = float("inf")
 _ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
 
 Callback = Callable[["Locker[Any]"], None]
+
+#: A remote-change handler: ``handler(locker, message)`` changes ``locker.data`` (and may
+#: use the locker's credit and ``send``); all of it is saved in one write.
+Handler = Callable[["Locker[Any]", Message], object]
 
 
 class Host(Protocol):
@@ -166,7 +170,8 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         #: Changes made while loading, to make again on the loaded record: data edits
         #: (``edit``) with True, changes of the ledger's user ids and tags with False.
         self._edits: list[tuple[bool, Callable[[Any], object]]] = []
-        self._ops = Operations(self, {} if handlers is None else handlers)
+        self._port = _Port(self)
+        self._ops = Operations(self._port, {} if handlers is None else handlers, spec.history_limit)
         self._seen = self._look = -1
         #: While True, a release request another session writes is noted
         #: (``release_requested``) and not honoured: the driver's user is in the middle
@@ -196,7 +201,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self.data = fresh
         self.error = self.failure = None
         self._edits.clear()
-        self._ops = Operations(self, self._ops.handlers)
+        self._ops = Operations(self._port, self._ops.handlers, self.spec.history_limit)
         self._reset_session()
         self.save_reason, self.final_save, self.last_saved = None, False, None
         self._changes.start()
@@ -249,7 +254,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         loading or loaded: ended, or ending with its final write sent); ``when_saved(0,
         ...)`` answers False at once.
         """
-        if not (self.loading or self.writable):
+        if not (self._port.loading or self._port.writable):
             return 0
         return self._changes.mark()
 
@@ -391,7 +396,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
                 return
             error = self._lease.error
             if error is not None and error is not self.error:  # once per failed renewal
-                self.report(error)
+                self._report(error)
             self._due = NEVER
             self._lease.when_available(self.poke)
             return
@@ -626,7 +631,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             try:
                 change(self.data)
             except Exception as exc:  # a user's edit; report it, keep the rest
-                self.report(
+                self._report(
                     UsageError(f"an edit made before load failed on the loaded data: {exc!r}")
                 )
         self._edits.clear()
@@ -645,7 +650,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             changed = encode_data(merged) != loaded
         except Exception as exc:  # the user's merge; the loaded data stays as it is
             self.data = json.loads(loaded)  # the merge may have changed it halfway
-            self.report(UsageError(f"merge_offline failed on {self.key!r}: {exc!r}"))
+            self._report(UsageError(f"merge_offline failed on {self.key!r}: {exc!r}"))
             return
         self.data = merged
         if changed:
@@ -754,7 +759,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
                 outcome.written,
                 result.current,
                 data_json=save.data_json,
-                written=self.wall(),
+                written=self._lease.wall(),
                 reason=save.reason,
                 final=not outcome.held,
             )
@@ -789,7 +794,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._ops.ledger.failed.add(message.id)
             size = outcome.size if isinstance(outcome, tx.TooLarge) else 0
             reason = outcome.error if isinstance(outcome, tx.Refused) else None
-            self.report(
+            self._report(
                 reason or RecordTooLarge(size, self.spec.max_record_bytes),
             )
         self._due = now if self._urgent() else self._autosave_at
@@ -919,36 +924,10 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._ending = None
         self._shutdown = False
 
-    # ------------------------------------------------------------ for ``operations``
-
-    @property
-    def loading(self) -> bool:
-        """Loading or waiting: operations asked for now run on the loaded data."""
-        return self.status in (Status.LOADING, Status.WAITING)
-
-    @property
-    def writable(self) -> bool:
-        """Data and ledger changes made now will be in a save of this session."""
-        releasing = self.status is Status.RELEASING and self._pending is None
-        return self.token is not None and (self.status is Status.LOADED or releasing)
-
-    @property
-    def lease_id(self) -> str:
-        """The session this locker holds (or seeks) the lock for."""
-        return self._lease.lease_id
-
-    def wall(self) -> float:
-        """Wall-clock time for timestamps in the record (from the driver)."""
-        return self._lease.wall()
-
-    def report(self, error: SessionLockerError) -> None:
+    def _report(self, error: SessionLockerError) -> None:
         """Record ``error`` and fire ``error`` at the next callback point."""
         self.error = error
         self._queued.append(Lifecycle.ERROR)
-
-    def emit_later(self, name: Lifecycle) -> None:
-        """Fire the lifecycle event ``name`` at the next callback point."""
-        self._queued.append(name)
 
     def _stale_check(self) -> bool:
         """Our lock was last confirmed before the lease's latest lapse."""
@@ -980,3 +959,72 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def __repr__(self) -> str:
         return f"<Locker {self.store_key!r} {self.status.value} token={self.token}>"
+
+
+class _Port:
+    """The locker as its ``Operations`` and the ledger calls see it (``operations.Port``):
+    the few facts and calls they need, kept off the public ``Locker``."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Locker[Any]) -> None:
+        self.owner = owner
+
+    @property
+    def data(self) -> Any:
+        return self.owner.data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self.owner.data = value
+
+    @property
+    def key(self) -> str:
+        return self.owner.key
+
+    @property
+    def status(self) -> Status:
+        return self.owner.status
+
+    @property
+    def token(self) -> int | None:
+        return self.owner.token
+
+    @property
+    def error(self) -> SessionLockerError | None:
+        return self.owner.error
+
+    @property
+    def loading(self) -> bool:
+        return self.owner.status in (Status.LOADING, Status.WAITING)
+
+    @property
+    def writable(self) -> bool:
+        owner = self.owner
+        releasing = owner.status is Status.RELEASING and owner._pending is None
+        return owner.token is not None and (owner.status is Status.LOADED or releasing)
+
+    @property
+    def lease_id(self) -> str:
+        return self.owner._lease.lease_id
+
+    def wall(self) -> float:
+        return self.owner._lease.wall()
+
+    def report(self, error: SessionLockerError) -> None:
+        self.owner._report(error)
+
+    def emit_later(self, event: Lifecycle) -> None:
+        self.owner._queued.append(event)
+
+    def mark_changed(self) -> int:
+        return self.owner.mark_changed()
+
+    def force_save(self) -> None:
+        self.owner.force_save()
+
+    def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None:
+        self.owner.when_saved(change_id, callback)
+
+    def edit_meta(self, change: Callable[[], object]) -> int:
+        return self.owner._edit_meta(change)
