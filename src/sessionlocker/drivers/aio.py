@@ -102,6 +102,8 @@ class Profile(SaveFacts[D]):
     addition: it waits until the current data is in a committed write.
     """
 
+    locker: Locker[D]
+
     def __init__(self, locker: Locker[D], service: AsyncLockerService[D]) -> None:
         self.locker = locker
         self._service = service

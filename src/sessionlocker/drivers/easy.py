@@ -37,6 +37,8 @@ class EasyProfile(SaveFacts[D]):
     """One key's profile: its data (a ``D``), its session's state, and callbacks for its
     events."""
 
+    locker: Locker[D]
+
     def __init__(self, locker: Locker[D]) -> None:
         self.locker = locker
 
