@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol
 
 from sessionlocker.core import transforms as tx
@@ -88,6 +88,77 @@ class _Save:
     reason: SaveReason
 
 
+@dataclass(slots=True, kw_only=True)
+class _Load:
+    """How taking the lock goes, for one acquire (see ``_loading``)."""
+
+    #: ``now`` at the first attempt (``Attempt.waited`` counts from it)
+    started: float | None = None
+    #: attempts that found the record held (``Attempt.number``)
+    attempts: int = 0
+    #: the lock another session holds, as last seen
+    holder: Lock | None = None
+    #: the lock we take over at the next acquire (its holder's lease expired, a steal,
+    #: or a force timeout)
+    take_over: Lock | None = None
+    #: the lock our release request went to, and when we saw it asked
+    requested: tuple[Lock, float] | None = None
+    #: what the holder's lease looked like, and since when (to time a lease with no ttl)
+    watch: tuple[tuple[str, bool, int], float] | None = None
+    #: an acquire or request of ours with an unknown outcome may be on the record
+    unsure: bool = False
+    #: the epoch of a grant to confirm before announcing it
+    confirm: int | None = None
+    #: until when an acquire of ours with an unknown outcome may still land
+    stray_until: float = -NEVER
+    #: when the acquire in flight expires, if it is still queued in the store
+    attempt_expires: float = -NEVER
+    #: how long an acquire stays valid (doubled each time one expired in a queue)
+    validity: float
+
+
+@dataclass(slots=True, kw_only=True)
+class _Saves:
+    """What this lock has written and is writing (see ``_saving``)."""
+
+    #: the record as last read or written, and as decoded (for a conditional write)
+    known: Versioned | None = None
+    decoded: tx.Known | None = None
+    #: the number of our last save (the stamp that finds a save after a lost reply)
+    seq: int = 0
+    #: the save in flight or to retry, the same write each time
+    pending: _Save | None = None
+    #: the data and ledger of the last committed write
+    saved_json: str = "null"
+    saved_meta: Meta = field(default_factory=Meta)
+    #: a save is asked for at the next step, even with nothing new
+    force: bool = False
+    autosave_at: float = NEVER
+    #: the lease's lapse count when our lock was last confirmed, and when the last
+    #: request was sent (a lock confirmed before the lease's latest lapse is rechecked)
+    checked: int = -1
+    sent_gaps: int = -1
+    #: the record may have changed: a save with nothing new still calls the store
+    #: (and writes only if a release request is there)
+    to_look: bool = False
+    #: the outbox message being delivered
+    delivering: Message | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class _Leaving:
+    """How this lock ends (see ``_hand_off``, ``_end_after_strays``)."""
+
+    #: another session asked for the record while ``defer_release_requests`` held it
+    asked: bool = False
+    #: the release honours a release request (the last save's reason is ``HANDOFF``)
+    handoff: bool = False
+    #: what to do once no stray acquire of ours can land any more
+    then: Callable[[], None] | None = None
+    #: the service is closing (the last save's reason is ``SHUTDOWN``)
+    shutdown: bool = False
+
+
 class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     """Exclusive ownership of one record, as a state machine; ``data`` is a ``D``.
 
@@ -108,35 +179,11 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     (``tags``, ``set_tag``, ``remove_tag``) in ``tags``.
     """
 
-    _known: Versioned | None
-    _decoded: tx.Known | None
-    _seq: int
-    _pending: _Save | None
-    _saved_json: str
-    _force: bool
-    _autosave_at: float
-    _load_started: float | None
-    _attempts: int
-    _holder: Lock | None
-    _take_over: Lock | None
-    _requested: tuple[Lock, float] | None
-    _watch: tuple[tuple[str, bool, int], float] | None
-    _unsure: bool
-    _checked: int
-    _sent_gaps: int
     _seen: int
     _look: float
-    _to_look: bool
-    _saved_meta: Meta
-    _delivering: Message | None
-    _asked: bool
-    _confirm: int | None
-    _handoff: bool
-    _stray_until: float
-    _attempt_expires: float
-    _validity: float
-    _ending: Callable[[], None] | None
-    _shutdown: bool
+    _load: _Load
+    _saves: _Saves
+    _leaving: _Leaving
 
     def __init__(
         self,
@@ -216,7 +263,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if self.status in _ENDED or self.status is Status.RELEASING:
             return
         self._move(Event.RELEASE)
-        self._shutdown = shutdown
+        self._leaving.shutdown = shutdown
         self._outbox = None
         if self._inflight is None:
             self._due = float("-inf")
@@ -224,7 +271,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def force_save(self) -> None:
         """Save at the next update (or right after the load completes)."""
-        self._force = True
+        self._saves.force = True
         if self.status is Status.LOADED and self._inflight is None and self._outbox is None:
             self._due = float("-inf")
             self._wake()
@@ -243,7 +290,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if self._inflight is not None or self._outbox is not None:
             self._look = max(self._look, NEVER if revision is None else revision)
             return
-        self._to_look = self._to_look or self.status is Status.LOADED
+        self._saves.to_look = self._saves.to_look or self.status is Status.LOADED
         self._due = float("-inf")
         self._wake()
 
@@ -301,7 +348,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     @property
     def release_requested(self) -> bool:
         """Another session asked for the record while ``defer_release_requests`` held it."""
-        return self._asked
+        return self._leaving.asked
 
     @property
     def changes_pending(self) -> bool:
@@ -353,17 +400,17 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         elif kind is RequestKind.DELIVER and isinstance(result, Updated):
             self._on_deliver(result.outcome, now)
         elif kind in (RequestKind.WITHDRAW, RequestKind.FENCE):
-            self._requested = None
-            self._unsure = False
-            self._confirm = None
+            self._load.requested = None
+            self._load.unsure = False
+            self._load.confirm = None
             if kind is RequestKind.FENCE:
-                self._stray_until = -NEVER
+                self._load.stray_until = -NEVER
             self._due = now
         else:
             raise UsageError(f"unexpected result {result!r} for a {kind} request")
         look, self._look = self._look, -1
         if look > self._seen and self.status not in _ENDED:
-            self._to_look = self._to_look or self.status is Status.LOADED
+            self._saves.to_look = self._saves.to_look or self.status is Status.LOADED
             self._due = min(self._due, now)
         self._fire()
 
@@ -387,8 +434,8 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._due = NEVER
 
     def _attempt(self, now: float) -> None:
-        if self._load_started is None:
-            self._load_started = now
+        if self._load.started is None:
+            self._load.started = now
         if not self._lease.available(now):
             failed = self._lease.failed()
             if failed is not None:  # the lease record cannot be written: no load can be
@@ -400,9 +447,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._due = NEVER
             self._lease.when_available(self.poke)
             return
-        if self._confirm is not None:
+        if self._load.confirm is not None:
             check = tx.confirm(
-                session=self._lease.lease_id, epoch=self._confirm, checked=self._lease.gaps
+                session=self._lease.lease_id, epoch=self._load.confirm, checked=self._lease.gaps
             )
             self._send(RequestKind.CONFIRM, Update(key=self.store_key, transform=check))
             return
@@ -413,18 +460,18 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             fresh=self._fresh,
             fresh_json=self._fresh_json,
             upgrade=self.spec.upgrade,
-            take_over=self._take_over,
-            expires=at + self._validity,
+            take_over=self._load.take_over,
+            expires=at + self._load.validity,
             wall=self._lease.wall,
         )
-        self._attempt_expires = now + self._validity
+        self._load.attempt_expires = now + self._load.validity
         self._send(RequestKind.ACQUIRE, Update(key=self.store_key, transform=transform))
 
     def _save(self, now: float, *, release: bool) -> None:
-        save = self._pending or self._new_save(now, release=release)
+        save = self._saves.pending or self._new_save(now, release=release)
         if save is None:
             return
-        self._pending = save
+        self._saves.pending = save
         transform = tx.save(
             session=self._lease.lease_id,
             epoch=self._epoch(),
@@ -436,11 +483,11 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             max_bytes=self.spec.max_record_bytes,
             checked=self._lease.gaps if self._stale_check() else None,
             meta=save.meta,
-            known=self._decoded,
+            known=self._saves.decoded,
         )
         # After a lost reply ``known`` may be stale: the conditional write then conflicts,
         # the store hands back what is stored, and the transform finds its own stamp.
-        known = None if save.only_if_asked else self._known
+        known = None if save.only_if_asked else self._saves.known
         self._send(RequestKind.SAVE, Update(key=self.store_key, transform=transform, known=known))
 
     def _new_save(self, now: float, *, release: bool) -> _Save | None:
@@ -448,7 +495,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self.save_reason = reason
         self.final_save = release or reason is SaveReason.HANDOFF
         self._emit(Lifecycle.BEFORE_SAVE)
-        force, self._force = self._force, False
+        force, self._saves.force = self._saves.force, False
         upto = self._changes.last
         try:
             data_json = encode_data(self.data)
@@ -458,33 +505,35 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self.error = exc
             self._queued.append(Lifecycle.ERROR)
             if not release:
-                self._autosave_at = now + self.spec.autosave_period
-                self._due = self._autosave_at
+                self._saves.autosave_at = now + self.spec.autosave_period
+                self._due = self._saves.autosave_at
                 return None
             return self._next_save(
-                self._saved_json, self._changes.saved, self._saved_meta, release, reason
+                self._saves.saved_json, self._changes.saved, self._saves.saved_meta, release, reason
             )
         quiet = (
-            not (release or force) and data_json == self._saved_json and upto <= self._changes.saved
+            not (release or force)
+            and data_json == self._saves.saved_json
+            and upto <= self._changes.saved
         )
-        if quiet and not self._to_look and not self._stale_check():
+        if quiet and not self._saves.to_look and not self._stale_check():
             # Nothing to save and nobody asked us to look: no store call. A release
             # request, a message or a takeover reaches us as a notice (a notification,
             # or the service's mailbox read once per lease renewal), not by polling.
-            self._autosave_at = now + self.spec.autosave_period
-            self._due = self._autosave_at
+            self._saves.autosave_at = now + self.spec.autosave_period
+            self._due = self._saves.autosave_at
             return None
-        self._to_look = False
+        self._saves.to_look = False
         meta = self._ops.ledger.snapshot()
         return self._next_save(data_json, upto, meta, release, reason, only_if_asked=quiet)
 
     def _reason(self) -> SaveReason:
         """Why the save about to be made happens."""
-        if self._handoff:
+        if self._leaving.handoff:
             return SaveReason.HANDOFF
         if self.status is Status.RELEASING:
-            return SaveReason.SHUTDOWN if self._shutdown else SaveReason.RELEASE
-        return SaveReason.FORCED if self._force else SaveReason.AUTOSAVE
+            return SaveReason.SHUTDOWN if self._leaving.shutdown else SaveReason.RELEASE
+        return SaveReason.FORCED if self._saves.force else SaveReason.AUTOSAVE
 
     def _next_save(
         self,
@@ -496,30 +545,34 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         *,
         only_if_asked: bool = False,
     ) -> _Save:
-        self._seq += 1
+        self._saves.seq += 1
         threshold = self.spec.compress_above
         encoding = ZLIB if threshold is not None and len(data_json) >= threshold else None
-        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding, meta, reason)
+        return _Save(
+            self._saves.seq, data_json, upto, release, only_if_asked, encoding, meta, reason
+        )
 
     def _release_step(self, now: float) -> None:
         ledger = self._ops.ledger
-        if self.token is not None and self._pending is None and ledger.uncommitted():
+        if self.token is not None and self._saves.pending is None and ledger.uncommitted():
             self._save(now, release=False)  # commit the outbox, so it can be delivered first
-        elif self.token is not None and self._pending is None and ledger.deliverable():
+        elif self.token is not None and self._saves.pending is None and ledger.deliverable():
             self._deliver()
         elif self.token is not None:
             self._save(now, release=True)
-        elif self._requested is not None or self._unsure or self._confirm is not None:
+        elif (
+            self._load.requested is not None or self._load.unsure or self._load.confirm is not None
+        ):
             # our request may be there, or our lock (a lost reply, or an unconfirmed grant)
             transform = tx.withdraw(session=self._lease.lease_id)
             self._send(RequestKind.WITHDRAW, Update(key=self.store_key, transform=transform))
-        elif self._stray_until > now:  # an acquire of ours may still land: outwait it
-            self._due = self._stray_until
-        elif self._stray_until > -NEVER:  # it can no longer land: clear it if it did
+        elif self._load.stray_until > now:  # an acquire of ours may still land: outwait it
+            self._due = self._load.stray_until
+        elif self._load.stray_until > -NEVER:  # it can no longer land: clear it if it did
             transform = tx.withdraw(session=self._lease.lease_id, fence=True)
             self._send(RequestKind.FENCE, Update(key=self.store_key, transform=transform))
         else:
-            ending, self._ending = self._ending, None
+            ending, self._leaving.then = self._leaving.then, None
             if ending is None:
                 self._end(Event.RELEASED, Lifecycle.IDLE)
             else:
@@ -529,7 +582,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         message = self._ops.ledger.deliverable()
         if message is None or message.to is None:
             raise UsageError("no committed message to deliver")
-        self._delivering = message
+        self._saves.delivering = message
         transform = tx.deliver(
             message=message,
             fresh=self._fresh,
@@ -543,7 +596,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     def _send(self, kind: RequestKind, request: Request) -> None:
         """Queue the one request ``update`` hands out next (from a step or a result)."""
         self._outbox = (kind, request)
-        self._sent_gaps = self._lease.gaps
+        self._saves.sent_gaps = self._lease.gaps
         self._due = float("-inf")
 
     # ---------------------------------------------------------------- results
@@ -553,10 +606,10 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self.error = error
         self._queued.append(Lifecycle.ERROR)
         if kind in (RequestKind.ACQUIRE, RequestKind.REQUEST) and error.unknown_outcome:
-            self._unsure = True  # our lock or request may be there; a cancel must clear it
+            self._load.unsure = True  # our lock or request may be there; a cancel must clear it
         if kind is RequestKind.ACQUIRE and error.unknown_outcome:
             # It may still reach the store, until it expires: we must not end before.
-            self._stray_until = max(self._stray_until, self._attempt_expires)
+            self._load.stray_until = max(self._load.stray_until, self._load.attempt_expires)
         if kind is RequestKind.ACQUIRE and not error.retryable and self.status is Status.LOADING:
             self._fail("store_error", error)
             return
@@ -567,9 +620,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._failures = 0
         outcome = result.outcome
         if not isinstance(outcome, tx.Expired):  # an expired one read nothing: still unsure
-            self._unsure = False
+            self._load.unsure = False
         if isinstance(outcome, tx.Granted) and self._unconfirmed():
-            self._confirm = outcome.record.epoch  # confirm the lock before announcing it
+            self._load.confirm = outcome.record.epoch  # confirm the lock before announcing it
             self._due = now
         elif isinstance(outcome, tx.Granted):
             self._granted(outcome, result.current, now)
@@ -577,7 +630,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._lose(outcome.lock, now)
         elif isinstance(outcome, tx.Expired):  # our calls queue up: give the next one longer
             # (no cap: a cap below the queue's delay would starve the load for ever)
-            self._validity *= 2
+            self._load.validity *= 2
             self._due = now
         elif self.status is Status.RELEASING:
             self._due = now
@@ -591,36 +644,36 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         lease lapsed (or its renew deadline passed) since the request was sent, so
         another session may have taken the record over meanwhile. The clock is read
         afresh: the frame's ``now`` may be older than a pause that just ended."""
-        lapsed = self._lease.gaps != self._sent_gaps or not self._lease.available()
+        lapsed = self._lease.gaps != self._saves.sent_gaps or not self._lease.available()
         # A confirmation's own reply is judged the same way: confirmed again until one
         # comes back with the lease unlapsed (or the load times out, or is cancelled).
         return self.status is Status.LOADING and lapsed
 
     def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
-        self._confirm = None
+        self._load.confirm = None
         record = outcome.record
         stamp = record.stamp
-        self._checked = self._sent_gaps
+        self._saves.checked = self._saves.sent_gaps
         mine = stamp is not None and (stamp.session, stamp.epoch) == (
             self._lease.lease_id,
             record.epoch,
         )
         self.token = record.epoch
-        self._known = current
-        self._decoded = (
+        self._saves.known = current
+        self._saves.decoded = (
             None if current is None else tx.Known(current.value, record.with_(data=None))
         )
-        self._seq = stamp.seq if mine and stamp is not None else 0
+        self._saves.seq = stamp.seq if mine and stamp is not None else 0
         offline, self.data = self.data, record.data
-        self._saved_json = outcome.data_json
+        self._saves.saved_json = outcome.data_json
         self._ops.ledger.load(record)
-        self._saved_meta = self._ops.ledger.snapshot()
+        self._saves.saved_meta = self._ops.ledger.snapshot()
         if self.status is Status.LOADING:
             self._move(Event.GRANTED)
             self._queued.append(Lifecycle.LOADED)
-            if self._take_over is not None:
+            if self._load.take_over is not None:
                 self._queued.append(Lifecycle.TAKEOVER)
-            elif self._requested is not None:
+            elif self._load.requested is not None:
                 self._queued.append(Lifecycle.HANDOFF)
         merge = self.spec.merge_offline
         if merge is not None:
@@ -638,10 +691,10 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._ops.replay()
         self._ops.take(record.inbox)
         if self.changes_pending:
-            self._force = True
-        self._autosave_at = now + self.spec.autosave_period
-        urgent = self._force or self._ops.ledger.deliverable() is not None
-        self._due = now if urgent or self.status is Status.RELEASING else self._autosave_at
+            self._saves.force = True
+        self._saves.autosave_at = now + self.spec.autosave_period
+        urgent = self._saves.force or self._ops.ledger.deliverable() is not None
+        self._due = now if urgent or self.status is Status.RELEASING else self._saves.autosave_at
 
     def _merge_offline(self, merge: Callable[[Any, Any], Any], offline: Any, loaded: str) -> None:
         """``data`` from ``merge(loaded data, transient copy)``; marked when it differs."""
@@ -659,9 +712,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     def _held(self, outcome: tx.Held, now: float, current: Versioned | None) -> None:
         lock = outcome.lock
         self._move(Event.HELD)
-        if lock != self._holder:
-            self._holder, self._watch = lock, None
-        self._attempts += 1
+        if lock != self._load.holder:
+            self._load.holder, self._load.watch = lock, None
+        self._load.attempts += 1
         mode = self._decide(lock, now)
         if mode is None:
             return
@@ -681,8 +734,10 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     def _decide(self, lock: Lock, now: float) -> LoadMode | None:
         mode = self._mode
         if callable(mode) and not isinstance(mode, LoadMode):
-            started = now if self._load_started is None else self._load_started
-            attempt = Attempt(key=self.key, number=self._attempts, lock=lock, waited=now - started)
+            started = now if self._load.started is None else self._load.started
+            attempt = Attempt(
+                key=self.key, number=self._load.attempts, lock=lock, waited=now - started
+            )
             try:
                 mode = check_mode(mode(attempt))
             except Exception as exc:  # the user's mode callable failed; give up the load
@@ -697,15 +752,15 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         return mode
 
     def _force_expired(self, lock: Lock, now: float) -> bool:
-        if self._requested is None or self._requested[0] != lock:
-            self._requested = (lock, now)
-        return now >= self._requested[1] + self.spec.force_timeout
+        if self._load.requested is None or self._load.requested[0] != lock:
+            self._load.requested = (lock, now)
+        return now >= self._load.requested[1] + self.spec.force_timeout
 
     def _on_request(self, outcome: object, now: float) -> None:
         if self.status is Status.RELEASING:
             self._due = now
             if isinstance(outcome, tx.Requested):
-                self._requested = (outcome.lock, now)
+                self._load.requested = (outcome.lock, now)
         elif isinstance(outcome, tx.Requested):
             self._force_expired(outcome.lock, now)
             self._due = now + self.spec.poll_period
@@ -715,27 +770,27 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._due = now
 
     def _on_session(self, view: LeaseView, now: float) -> None:
-        lock = self._holder
+        lock = self._load.holder
         if self.status is Status.RELEASING or lock is None:
             self._due = now
             return
         expired = view.expired
         if expired is None:
             seen = (lock.session, view.exists, view.version)
-            if self._watch is None or self._watch[0] != seen:
-                self._watch = (seen, now)
+            if self._load.watch is None or self._load.watch[0] != seen:
+                self._load.watch = (seen, now)
             ttl = view.ttl if view.ttl is not None else self.spec.lease
-            expired = now - self._watch[1] >= ttl
+            expired = now - self._load.watch[1] >= ttl
         if expired:
             self._take_over_now(lock, now)
             return
         due = now + self.spec.poll_period
-        if self._requested is not None:
-            due = min(due, self._requested[1] + self.spec.force_timeout)
+        if self._load.requested is not None:
+            due = min(due, self._load.requested[1] + self.spec.force_timeout)
         self._due = due
 
     def _on_save(self, result: Updated[Any], now: float) -> None:
-        save, self._pending = self._pending, None
+        save, self._saves.pending = self._saves.pending, None
         self._failures = 0
         outcome = result.outcome
         if save is None:
@@ -747,10 +802,12 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._too_large(save, outcome.size, now)
             return
         if result.current is not None:
-            self._known = result.current
-            self._decoded = tx.known_after(outcome.written, result.current, self._decoded)
-        self._saved_json = save.data_json
-        self._saved_meta = save.meta
+            self._saves.known = result.current
+            self._saves.decoded = tx.known_after(
+                outcome.written, result.current, self._saves.decoded
+            )
+        self._saves.saved_json = save.data_json
+        self._saves.saved_meta = save.meta
         self._ops.ledger.saved(save.meta)
         self._changes.confirm(save.upto)
         if outcome.written is not None and result.current is not None:
@@ -766,24 +823,24 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         if not save.only_if_asked or result.wrote:
             self._queued.append(Lifecycle.SAVED)
         if outcome.held:
-            self._checked = self._sent_gaps
-            self._autosave_at = now + self.spec.autosave_period
+            self._saves.checked = self._saves.sent_gaps
+            self._saves.autosave_at = now + self.spec.autosave_period
             self._ops.take(outcome.inbox)
-            self._due = now if self._urgent() else self._autosave_at
+            self._due = now if self._urgent() else self._saves.autosave_at
             if outcome.asked and self.defer_release_requests:
-                self._asked = True  # the driver releases when its user's work is done
+                self._leaving.asked = True  # the driver releases when its user's work is done
             elif outcome.asked and self.status is Status.LOADED:
                 self._hand_off(now)
         elif outcome.released or save.release:
             event, name = Event.RELEASED, Lifecycle.RELEASED
-            if self._handoff:
+            if self._leaving.handoff:
                 event, name = Event.REPLACED, Lifecycle.REPLACED
             self._end_after_strays(lambda: self._end(event, name), now)
         else:
             self._lose(None, now)
 
     def _on_deliver(self, outcome: object, now: float) -> None:
-        message, self._delivering = self._delivering, None
+        message, self._saves.delivering = self._saves.delivering, None
         self._failures = 0
         if message is None:
             raise UsageError("a delivery result came with no delivery in flight")
@@ -797,11 +854,11 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._report(
                 reason or RecordTooLarge(size, self.spec.max_record_bytes),
             )
-        self._due = now if self._urgent() else self._autosave_at
+        self._due = now if self._urgent() else self._saves.autosave_at
 
     def _urgent(self) -> bool:
         return (
-            self._force
+            self._saves.force
             or self.status is Status.RELEASING
             or self._stale_check()
             or self._ops.ledger.deliverable() is not None
@@ -812,19 +869,21 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self._queued.append(Lifecycle.ERROR)
         if save.release or save.reason is SaveReason.HANDOFF:  # end anyway, last good value
             saved = self._changes.saved
-            retry = self._next_save(self._saved_json, saved, self._saved_meta, True, save.reason)
-            self._pending = retry
+            retry = self._next_save(
+                self._saves.saved_json, saved, self._saves.saved_meta, True, save.reason
+            )
+            self._saves.pending = retry
             self._save(now, release=True)
             return
-        self._autosave_at = now + self.spec.autosave_period
-        self._due = self._autosave_at
+        self._saves.autosave_at = now + self.spec.autosave_period
+        self._due = self._saves.autosave_at
 
     # ------------------------------------------------------------------ endings
 
     def _hand_off(self, now: float) -> None:
         """Another session asks for the record: stop being available first (releasing),
         then release with the next save, so both are never available at once."""
-        self._handoff = True
+        self._leaving.handoff = True
         self._move(Event.RELEASE)
         self._outbox = None
         self._due = now
@@ -832,24 +891,24 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     def _end_after_strays(self, ending: Callable[[], None], now: float) -> None:
         """End now, or, while an acquire of ours with an unknown outcome may still land
         on the record, release first and end once it can no longer land (it expires)."""
-        if self._stray_until == -NEVER:
+        if self._load.stray_until == -NEVER:
             ending()
             return
         if self.status is not Status.RELEASING:
             self._move(Event.RELEASE)
-        self._ending = ending
+        self._leaving.then = ending
         self.token = None
-        self._pending = None
+        self._saves.pending = None
         self._due = now
 
     def _take_over_now(self, lock: Lock, now: float) -> None:
-        self._take_over = lock
+        self._load.take_over = lock
         self._move(Event.RETRY)
         self._due = now
 
     def _cancel(self, now: float, error: LockUnavailable) -> None:
         self.error = error
-        if self._requested is not None or self._stray_until > -NEVER:
+        if self._load.requested is not None or self._load.stray_until > -NEVER:
             self._move(Event.RELEASE)
             self._due = now
         else:
@@ -897,32 +956,9 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     # ------------------------------------------------------------------ plumbing
 
     def _reset_session(self) -> None:
-        self._known = None
-        self._decoded = None
-        self._seq = 0
-        self._pending = None
-        self._saved_json = "null"
-        self._force = False
-        self._autosave_at = NEVER
-        self._load_started = None
-        self._attempts = 0
-        self._holder = None
-        self._take_over = None
-        self._requested = None
-        self._watch = None
-        self._unsure = False
-        self._to_look = False
-        self._checked = self._sent_gaps = -1
-        self._saved_meta = Meta()
-        self._delivering = None
-        self._asked = False
-        self._confirm = None
-        self._handoff = False
-        self._stray_until = -NEVER
-        self._attempt_expires = -NEVER
-        self._validity = self.spec.lease
-        self._ending = None
-        self._shutdown = False
+        self._load = _Load(validity=self.spec.lease)
+        self._saves = _Saves()
+        self._leaving = _Leaving()
 
     def _report(self, error: SessionLockerError) -> None:
         """Record ``error`` and fire ``error`` at the next callback point."""
@@ -931,7 +967,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def _stale_check(self) -> bool:
         """Our lock was last confirmed before the lease's latest lapse."""
-        return self._checked != self._lease.gaps
+        return self._saves.checked != self._lease.gaps
 
     def _epoch(self) -> int:
         if self.token is None:
@@ -1001,7 +1037,7 @@ class _Port:
     @property
     def writable(self) -> bool:
         owner = self.owner
-        releasing = owner.status is Status.RELEASING and owner._pending is None
+        releasing = owner.status is Status.RELEASING and owner._saves.pending is None
         return owner.token is not None and (owner.status is Status.LOADED or releasing)
 
     @property
