@@ -34,6 +34,9 @@ CORE_FORBIDDEN = {
 }
 STORES_FORBIDDEN = {
     "sessionlocker.core.locker",
+    "sessionlocker.core._machine",
+    "sessionlocker.core._loading",
+    "sessionlocker.core._saving",
     "sessionlocker.core.states",
     "sessionlocker.core.changes",
     "sessionlocker.core.operations",
