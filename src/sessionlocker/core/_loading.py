@@ -240,3 +240,16 @@ class LoadSteps(Machine[D]):
         if self._load.requested is not None:
             due = min(due, self._load.requested[1] + self.spec.force_timeout)
         self._due = due
+
+    def _take_over_now(self, lock: Lock, now: float) -> None:
+        self._load.take_over = lock
+        self._move(Event.RETRY)
+        self._due = now
+
+    def _cancel(self, now: float, error: LockUnavailable) -> None:
+        self.error = error
+        if self._load.requested is not None or self._load.stray_until > -NEVER:
+            self._move(Event.RELEASE)
+            self._due = now
+        else:
+            self._end(Event.CANCEL, Lifecycle.IDLE)

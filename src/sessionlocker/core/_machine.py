@@ -2,10 +2,10 @@
 
 ``Machine`` declares the state of a ``Locker`` (public fields, then the few private
 ones; the per-lock ones grouped in ``Load``, ``Saves`` and ``Leaving``) and holds the
-moves both phases make: sending the one request, taking a store error, the endings
-(hand-off, loss, lapse, cancel, failure) and the callback queue. The load phase is in
-``_loading``, the save phase in ``_saving``, the public calls and the dispatch of
-results in ``locker``. No I/O, no clock.
+moves both phases make: sending the one request, taking a store error, the shared
+endings (loss, lapse, failure, waiting out a stray acquire) and the callback queue.
+The load phase is in ``_loading``, the save phase in ``_saving``, the public calls and
+the dispatch of results in ``locker``. No I/O, no clock.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from sessionlocker.core.spec import D, Spec
 from sessionlocker.core.states import TRANSITIONS, Event, Lifecycle, RequestKind, Status
 from sessionlocker.errors import (
     LockLost,
-    LockUnavailable,
     SessionLockerError,
     StoreError,
     UsageError,
@@ -228,14 +227,6 @@ class Machine(Generic[D]):
 
     # ------------------------------------------------------------------ endings
 
-    def _hand_off(self, now: float) -> None:
-        """Another session asks for the record: stop being available first (releasing),
-        then release with the next save, so both are never available at once."""
-        self._leaving.handoff = True
-        self._move(Event.RELEASE)
-        self._outbox = None
-        self._due = now
-
     def _end_after_strays(self, ending: Callable[[], None], now: float) -> None:
         """End now, or, while an acquire of ours with an unknown outcome may still land
         on the record, release first and end once it can no longer land (it expires)."""
@@ -248,19 +239,6 @@ class Machine(Generic[D]):
         self.token = None
         self._saves.pending = None
         self._due = now
-
-    def _take_over_now(self, lock: Lock, now: float) -> None:
-        self._load.take_over = lock
-        self._move(Event.RETRY)
-        self._due = now
-
-    def _cancel(self, now: float, error: LockUnavailable) -> None:
-        self.error = error
-        if self._load.requested is not None or self._load.stray_until > -NEVER:
-            self._move(Event.RELEASE)
-            self._due = now
-        else:
-            self._end(Event.CANCEL, Lifecycle.IDLE)
 
     def _fail(self, reason: str, error: SessionLockerError) -> None:
         self.failure = reason

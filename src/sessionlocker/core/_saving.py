@@ -249,3 +249,11 @@ class SaveSteps(Machine[D]):
                 self._end(Event.RELEASED, Lifecycle.IDLE)
             else:
                 ending()
+
+    def _hand_off(self, now: float) -> None:
+        """Another session asks for the record: stop being available first (releasing),
+        then release with the next save, so both are never available at once."""
+        self._leaving.handoff = True
+        self._move(Event.RELEASE)
+        self._outbox = None
+        self._due = now

@@ -19,11 +19,12 @@ ids and tags reach the locker through ``operations.Port`` (``_Port`` below).
 Where is it decided:
 
 - a release request: another session writes it with ``transforms.request_release``
-  (sent by ``_loading.LoadSteps._held`` in the ``force`` mode); the holder learns of it
-  in its next save's outcome (``transforms.save`` sets ``Saved.asked``; a quiet
-  autosave after a notice makes an ``only_if_asked`` call for it), and
+  (sent by ``_loading.LoadSteps._held`` in the ``force`` mode); a notification (or the
+  service's mailbox) makes the holder's driver call ``notice``, so its next save calls
+  the store even with nothing new (``only_if_asked``); ``transforms.save`` reports the
+  request in the outcome (``Saved.asked``), and
   ``_saving.SaveSteps._on_save`` defers it (``defer_release_requests``, then
-  ``release_requested``) or honours it with ``_machine.Machine._hand_off``: releasing
+  ``release_requested``) or honours it with ``_hand_off`` (beside it): releasing
   at once, the final save ends in ``_end(Event.REPLACED)`` (``replaced``).
 - a takeover: ``_loading.LoadSteps._held`` (the ``steal`` mode, or a ``force`` past
   ``_force_expired``) and ``_on_session`` (the holder's lease expired) call
