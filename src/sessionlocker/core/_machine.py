@@ -22,7 +22,7 @@ from sessionlocker.core.ledger import Meta
 from sessionlocker.core.modes import Attempt, LoadMode
 from sessionlocker.core.operations import Operations
 from sessionlocker.core.protocol import Request, Versioned
-from sessionlocker.core.record import Lock, Message
+from sessionlocker.core.record import Lock, Message, Record
 from sessionlocker.core.snapshot import SaveReason, Snapshot
 from sessionlocker.core.spec import D, Spec
 from sessionlocker.core.states import TRANSITIONS, Event, Lifecycle, RequestKind, Status
@@ -156,7 +156,7 @@ class Machine(Generic[D]):
     _queued: list[Lifecycle]
     _mode: LoadMode | Callable[[Attempt], LoadMode | str]
     #: the record a first acquire writes, and its data as JSON
-    _fresh: Any
+    _fresh: Record
     _fresh_json: str
     #: the request out now, the one to hand out next, and when ``update`` has work
     _inflight: RequestKind | None
