@@ -34,6 +34,9 @@ CORE_FORBIDDEN = {
 }
 STORES_FORBIDDEN = {
     "sessionlocker.core.locker",
+    "sessionlocker.core._machine",
+    "sessionlocker.core._loading",
+    "sessionlocker.core._saving",
     "sessionlocker.core.states",
     "sessionlocker.core.changes",
     "sessionlocker.core.operations",
@@ -139,3 +142,54 @@ def test_the_runtime_check_sees_a_driver_import() -> None:
     assert {"sqlite3", "sessionlocker.stores.memory"} <= set(
         loaded_by("from sessionlocker import MemoryStore")
     )
+
+
+def core_import_graph() -> dict[str, set[str]]:
+    """Which core modules each core module imports (``TYPE_CHECKING`` imports included)."""
+    modules = {f"sessionlocker.core.{p.stem}": p for p in (PACKAGE / "core").glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {other for other in found if other in modules and other != name}
+    return graph
+
+
+def a_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` (its modules in order), or ``[]`` when there is none."""
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> list[str]:
+        if name in path:
+            return [*path[path.index(name) :], name]
+        if name in done:
+            return []
+        for other in sorted(graph.get(name, ())):
+            cycle = visit(other, [*path, name])
+            if cycle:
+                return cycle
+        done.add(name)
+        return []
+
+    for name in sorted(graph):
+        cycle = visit(name, [])
+        if cycle:
+            return cycle
+    return []
+
+
+def test_core_modules_import_each_other_without_a_cycle() -> None:
+    graph = core_import_graph()
+    assert "sessionlocker.core.operations" in graph["sessionlocker.core.locker"]
+    assert a_cycle(graph) == []
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert a_cycle(graph) == ["a", "b", "c", "a"]
+    assert a_cycle({"a": {"b"}, "b": set()}) == []

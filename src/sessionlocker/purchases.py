@@ -23,8 +23,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from sessionlocker.core.handles import Handle, Outcome
-from sessionlocker.core.locker import Locker
-from sessionlocker.core.operations import Handler
+from sessionlocker.core.locker import Handler, Locker
 from sessionlocker.core.record import Message
 from sessionlocker.core.states import Status
 from sessionlocker.errors import SessionLockerError, UsageError

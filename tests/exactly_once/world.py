@@ -27,9 +27,8 @@ from typing import Any
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
-from sessionlocker.core.locker import Locker
+from sessionlocker.core.locker import Handler, Locker
 from sessionlocker.core.modes import LoadMode
-from sessionlocker.core.operations import Handler
 from sessionlocker.core.protocol import Request, Update, Updated
 from sessionlocker.core.record import Message, decode
 from sessionlocker.core.spec import Spec

@@ -1,63 +1,74 @@
-"""The locker state machine: one key, one session, no I/O.
+"""The locker state machine: one key, one lock at a time, no I/O.
 
-Everything that affects transitions lives here; this file does no I/O and reads no
-clock. Intent is declared (``acquire``, ``release``, ``force_save``); progress happens
-only in ``update(now)``, which returns the store requests to execute, and in
-``handle(result, now)``, which takes each request's result back. A locker has at most
-one request in flight. ``next_deadline()`` says when ``update`` has work again, so a
-driver need not look at a locker before then.
+This file does no I/O and reads no clock. Intent is declared (``acquire``,
+``release``, ``force_save``); progress happens only in ``update(now)``, which returns
+the store requests to execute, and in ``handle(result, now)``, which takes each
+request's result back. A locker has at most one request in flight (its kind is a
+``RequestKind``). ``next_deadline()`` says when ``update`` has work again, so a driver
+need not look at a locker before then. The legal moves are the table ``TRANSITIONS``
+(``core/states.py``); anything else is a bug and raises.
 
-The legal moves are the table ``TRANSITIONS``; anything else is a bug and raises.
+``Locker`` is the public calls and the dispatch (``_step`` and ``handle``); the state
+and the moves every phase shares are in ``_machine`` (``Machine``: the fields, the
+endings, the callback queue), taking the lock in ``_loading`` (``LoadSteps``), saving,
+delivering and releasing in ``_saving`` (``SaveSteps``). What the stored record allows
+is decided by the pure transforms in ``transforms`` (run by the store on the record
+as it is), which report an outcome the locker acts on. Exactly-once operations, user
+ids and tags reach the locker through ``operations.Port`` (``_Port`` below).
+
+Where is it decided:
+
+- a release request: another session writes it with ``transforms.request_release``
+  (sent by ``_loading.LoadSteps._held`` in the ``force`` mode); a notification (or the
+  service's mailbox) makes the holder's driver call ``notice``, so its next save calls
+  the store even with nothing new (``only_if_asked``); ``transforms.save`` reports the
+  request in the outcome (``Saved.asked``), and
+  ``_saving.SaveSteps._on_save`` defers it (``defer_release_requests``, then
+  ``release_requested``) or honours it with ``_hand_off`` (beside it): releasing
+  at once, the final save ends in ``_end(Event.REPLACED)`` (``replaced``).
+- a takeover: ``_loading.LoadSteps._held`` (the ``steal`` mode, or a ``force`` past
+  ``_force_expired``) and ``_on_session`` (the holder's lease expired) call
+  ``_take_over_now``; the next acquire (``transforms.acquire`` with ``take_over``)
+  takes it, and ``_granted`` fires ``takeover`` (or ``handoff`` after a request).
+- lost: a save or acquire outcome ``transforms.Lost`` (another epoch holds the record)
+  or a save that found no lock of ours: ``_on_save`` / ``_on_acquire`` call
+  ``_machine.Machine._lose`` (ending after any stray acquire of ours: ``_end_after_strays``).
+- autosave: ``_saving.SaveSteps._new_save`` (nothing sent when nothing changed and no
+  look was asked for); its time is ``_saves.autosave_at``, set after a load and a save.
+- lease lapse: ``Locker._step`` calls ``_machine.Machine._lapse`` when our lease lapsed
+  while we hold a lock and no request is out; ``_unconfirmed`` (``_loading``) makes a
+  grant received across a lapse be confirmed first; ``_stale_check`` makes the next save
+  recheck a lock confirmed before the latest lapse.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, Protocol
+from typing import Any, Protocol
 
-from sessionlocker.core import transforms as tx
-from sessionlocker.core.backoff import retry_delay
+from sessionlocker.core._loading import LoadSteps
+from sessionlocker.core._machine import ENDED, NEVER
+from sessionlocker.core._saving import SaveSteps
 from sessionlocker.core.changes import Changes
 from sessionlocker.core.lease import Lease
-from sessionlocker.core.ledger import Meta
-from sessionlocker.core.modes import Attempt, LoadMode, Mode, check_mode
-from sessionlocker.core.operations import Handler, OperationCalls, Operations
-from sessionlocker.core.protocol import (
-    LeaseView,
-    ReadLease,
-    Request,
-    Update,
-    Updated,
-    Versioned,
-)
-from sessionlocker.core.record import ZLIB, Lock, Message
-from sessionlocker.core.snapshot import SaveReason, Snapshot, saved_snapshot
+from sessionlocker.core.modes import LoadMode, Mode, check_mode
+from sessionlocker.core.operations import OperationCalls, Operations
+from sessionlocker.core.protocol import LeaseView, Request, Updated
+from sessionlocker.core.record import Message
 from sessionlocker.core.spec import D, Spec, check_key
-from sessionlocker.core.states import EVENTS, TRANSITIONS, Event, Status
+from sessionlocker.core.states import EVENTS, Event, Lifecycle, RequestKind, Status
 from sessionlocker.core.storable import encode_data
 from sessionlocker.core.tags import TagCalls
 from sessionlocker.core.users import UserCalls
-from sessionlocker.errors import (
-    InvalidData,
-    LockLost,
-    LockUnavailable,
-    RecordTooLarge,
-    SessionLockerError,
-    StoreError,
-    UnstorableData,
-    UsageError,
-)
+from sessionlocker.errors import SessionLockerError, StoreError, UsageError
 
-__all__ = ["Host", "Locker"]
-
-NEVER = float("inf")
-
-
-_ENDED = frozenset({Status.IDLE, Status.LOST, Status.FAILED})
+__all__ = ["Handler", "Host", "Locker"]
 
 Callback = Callable[["Locker[Any]"], None]
+
+#: A remote-change handler: ``handler(locker, message)`` changes ``locker.data`` (and may
+#: use the locker's credit and ``send``); all of it is saved in one write.
+Handler = Callable[["Locker[Any]", Message], object]
 
 
 class Host(Protocol):
@@ -70,21 +81,7 @@ class Host(Protocol):
         """``locker`` has work before its last reported deadline; look at it soon."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Save:
-    """A save being sent, kept as it is across retries so a retry is the same write."""
-
-    seq: int
-    data_json: str
-    upto: int
-    release: bool
-    only_if_asked: bool
-    encoding: str | None
-    meta: Meta
-    reason: SaveReason
-
-
-class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
+class Locker(LoadSteps[D], SaveSteps[D], OperationCalls, UserCalls, TagCalls):
     """Exclusive ownership of one record, as a state machine; ``data`` is a ``D``.
 
     ``data`` is usable at once: before the load completes it is a transient copy from
@@ -104,36 +101,6 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     (``tags``, ``set_tag``, ``remove_tag``) in ``tags``.
     """
 
-    _known: Versioned | None
-    _decoded: tx.Known | None
-    _seq: int
-    _pending: _Save | None
-    _saved_json: str
-    _force: bool
-    _autosave_at: float
-    _load_started: float | None
-    _attempts: int
-    _holder: Lock | None
-    _take_over: Lock | None
-    _requested: tuple[Lock, float] | None
-    _watch: tuple[tuple[str, bool, int], float] | None
-    _unsure: bool
-    _checked: int
-    _sent_gaps: int
-    _seen: int
-    _look: float
-    _to_look: bool
-    _saved_meta: Meta
-    _delivering: Message | None
-    _asked: bool
-    _confirm: int | None
-    _handoff: bool
-    _stray_until: float
-    _attempt_expires: float
-    _validity: float
-    _ending: Callable[[], None] | None
-    _shutdown: bool
-
     def __init__(
         self,
         key: str,
@@ -147,41 +114,40 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self.spec = spec
         self.store_key = spec.store_key(key)
         self.status = Status.IDLE
-        self.data: D = spec.create()
-        self.token: int | None = None
-        self.error: SessionLockerError | None = None
-        self.failure: str | None = None
+        self.data = spec.create()
+        self.token = None
+        self.error = None
+        self.failure = None
         self._lease = lease
         self._host = host
-        self._callbacks: dict[str, list[Callback]] = {name: [] for name in EVENTS}
-        self._queued: list[str] = []
-        self._mode: LoadMode | Callable[[Attempt], LoadMode | str] = LoadMode.REPEAT
+        self._callbacks = {name: [] for name in Lifecycle}
+        self._queued = []
+        self._mode = LoadMode.REPEAT
         self._fresh_json = "null"
         self._fresh = spec.fresh(None)
-        self._inflight: str | None = None
-        self._outbox: tuple[str, Request] | None = None
+        self._inflight = None
+        self._outbox = None
         self._due = NEVER
         self._failures = 0
         self._changes = Changes()
-        #: Changes made while loading, to make again on the loaded record: data edits
-        #: (``edit``) with True, changes of the ledger's user ids and tags with False.
-        self._edits: list[tuple[bool, Callable[[Any], object]]] = []
-        self._ops = Operations(self, {} if handlers is None else handlers)
+        self._edits = []
+        self._port = _Port(self)
+        self._ops = Operations(self._port, {} if handlers is None else handlers, spec.history_limit)
         self._seen = self._look = -1
         #: While True, a release request another session writes is noted
         #: (``release_requested``) and not honoured: the driver's user is in the middle
         #: of a piece of work, and ``release()`` (which clears the request) honours it.
         self.defer_release_requests = False
-        self.save_reason: SaveReason | None = None
+        self.save_reason = None
         self.final_save = False
-        self.last_saved: Snapshot | None = None
+        self.last_saved = None
         self._reset_session()
 
     # ----------------------------------------------------------------- intent
 
     def acquire(self, mode: Mode = LoadMode.REPEAT) -> None:
         """Start loading. Allowed when idle, lost or failed; raises ``UsageError`` otherwise."""
-        if self.status not in _ENDED:
+        if self.status not in ENDED:
             raise UsageError(f"{self.key!r} is {self.status.value}; acquire() needs it idle")
         checked = check_mode(mode)
         fresh = self.spec.create()
@@ -196,7 +162,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         self.data = fresh
         self.error = self.failure = None
         self._edits.clear()
-        self._ops = Operations(self, self._ops.handlers)
+        self._ops = Operations(self._port, self._ops.handlers, self.spec.history_limit)
         self._reset_session()
         self.save_reason, self.final_save, self.last_saved = None, False, None
         self._changes.start()
@@ -208,10 +174,10 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
         ``shutdown``: the service is closing (the last save's reason is ``SHUTDOWN``).
         """
-        if self.status in _ENDED or self.status is Status.RELEASING:
+        if self.status in ENDED or self.status is Status.RELEASING:
             return
         self._move(Event.RELEASE)
-        self._shutdown = shutdown
+        self._leaving.shutdown = shutdown
         self._outbox = None
         if self._inflight is None:
             self._due = float("-inf")
@@ -219,7 +185,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
 
     def force_save(self) -> None:
         """Save at the next update (or right after the load completes)."""
-        self._force = True
+        self._saves.force = True
         if self.status is Status.LOADED and self._inflight is None and self._outbox is None:
             self._due = float("-inf")
             self._wake()
@@ -233,14 +199,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         unless a result already showed that revision (our own write, say). A look asked
         for while a request is in flight happens right after it.
         """
-        if self.status in _ENDED or (revision is not None and revision <= self._seen):
-            return
-        if self._inflight is not None or self._outbox is not None:
-            self._look = max(self._look, NEVER if revision is None else revision)
-            return
-        self._to_look = self._to_look or self.status is Status.LOADED
-        self._due = float("-inf")
-        self._wake()
+        self._notice(revision)
 
     def mark_changed(self) -> int:
         """Note that ``data`` changed; returns the change id for ``when_saved``.
@@ -249,9 +208,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         loading or loaded: ended, or ending with its final write sent); ``when_saved(0,
         ...)`` answers False at once.
         """
-        if not (self.loading or self.writable):
-            return 0
-        return self._changes.mark()
+        return self._mark()
 
     def edit(self, change: Callable[[D], object]) -> int:
         """Apply ``change(data)`` now; before the load completes, again on the loaded data."""
@@ -260,17 +217,10 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
             self._edits.append((True, change))
         return self.mark_changed()
 
-    def _edit_meta(self, change: Callable[[], object]) -> int:
-        """``edit`` for the ledger's user ids and tags: replayed even with ``merge_offline``."""
-        change()
-        if self.status in (Status.LOADING, Status.WAITING):
-            self._edits.append((False, lambda _data: change()))
-        return self.mark_changed()
-
     def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None:
         """Call back True once a committed write holds the change; False if none ever will."""
         try:
-            self._changes.when_saved(change_id, callback, ended=self.status in _ENDED)
+            self._changes.when_saved(change_id, callback, ended=self.status in ENDED)
         except UsageError as exc:
             raise UsageError(f"{exc} on {self.key!r}") from None
 
@@ -288,7 +238,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         )
 
     @property
-    def request_in_flight(self) -> str | None:
+    def request_in_flight(self) -> RequestKind | None:
         """The kind of the store request out now (``acquire``, ``confirm``, ``save``,
         ``session``, ``request``, ``deliver``, ``withdraw`` or ``fence``), or ``None``."""
         return self._inflight
@@ -296,7 +246,7 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
     @property
     def release_requested(self) -> bool:
         """Another session asked for the record while ``defer_release_requests`` held it."""
-        return self._asked
+        return self._leaving.asked
 
     @property
     def changes_pending(self) -> bool:
@@ -329,36 +279,38 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         kind, self._inflight = self._inflight, None
         if kind is None:
             raise UsageError("handle() called with no request in flight")
-        if isinstance(result, Updated) and kind != "deliver" and result.current is not None:
+        if (
+            isinstance(result, Updated)
+            and kind is not RequestKind.DELIVER
+            and result.current is not None
+        ):
             self._seen = max(self._seen, result.current.revision)
         if isinstance(result, StoreError):
             self._store_failed(kind, result, now)
-        elif kind in ("acquire", "confirm") and isinstance(result, Updated):
+        elif kind in (RequestKind.ACQUIRE, RequestKind.CONFIRM) and isinstance(result, Updated):
             self._on_acquire(result, now)
-        elif kind == "session" and isinstance(result, LeaseView):
+        elif kind is RequestKind.LEASE and isinstance(result, LeaseView):
             self._on_session(result, now)
-        elif kind == "request" and isinstance(result, Updated):
+        elif kind is RequestKind.REQUEST and isinstance(result, Updated):
             self._on_request(result.outcome, now)
-        elif kind == "save" and isinstance(result, Updated):
+        elif kind is RequestKind.SAVE and isinstance(result, Updated):
             self._on_save(result, now)
-        elif kind == "deliver" and isinstance(result, Updated):
+        elif kind is RequestKind.DELIVER and isinstance(result, Updated):
             self._on_deliver(result.outcome, now)
-        elif kind in ("withdraw", "fence"):
-            self._requested = None
-            self._unsure = False
-            self._confirm = None
-            if kind == "fence":
-                self._stray_until = -NEVER
+        elif kind in (RequestKind.WITHDRAW, RequestKind.FENCE):
+            self._load.requested = None
+            self._load.unsure = False
+            self._load.confirm = None
+            if kind is RequestKind.FENCE:
+                self._load.stray_until = -NEVER
             self._due = now
         else:
             raise UsageError(f"unexpected result {result!r} for a {kind} request")
         look, self._look = self._look, -1
-        if look > self._seen and self.status not in _ENDED:
-            self._to_look = self._to_look or self.status is Status.LOADED
+        if look > self._seen and self.status not in ENDED:
+            self._saves.to_look = self._saves.to_look or self.status is Status.LOADED
             self._due = min(self._due, now)
         self._fire()
-
-    # ------------------------------------------------------------------ steps
 
     def _step(self, now: float) -> None:
         if self.status is Status.WAITING:
@@ -377,598 +329,72 @@ class Locker(OperationCalls, UserCalls, TagCalls, Generic[D]):
         else:
             self._due = NEVER
 
-    def _attempt(self, now: float) -> None:
-        if self._load_started is None:
-            self._load_started = now
-        if not self._lease.available(now):
-            failed = self._lease.failed()
-            if failed is not None:  # the lease record cannot be written: no load can be
-                self._fail("store_error", failed)
-                return
-            error = self._lease.error
-            if error is not None and error is not self.error:  # once per failed renewal
-                self.report(error)
-            self._due = NEVER
-            self._lease.when_available(self.poke)
-            return
-        if self._confirm is not None:
-            check = tx.confirm(
-                session=self._lease.lease_id, epoch=self._confirm, checked=self._lease.gaps
-            )
-            self._send("confirm", Update(key=self.store_key, transform=check))
-            return
-        at = self._lease.wall()
-        transform = tx.acquire(
-            session=self._lease.lease_id,
-            at=at,
-            fresh=self._fresh,
-            fresh_json=self._fresh_json,
-            upgrade=self.spec.upgrade,
-            take_over=self._take_over,
-            expires=at + self._validity,
-            wall=self._lease.wall,
-        )
-        self._attempt_expires = now + self._validity
-        self._send("acquire", Update(key=self.store_key, transform=transform))
+    def __repr__(self) -> str:
+        return f"<Locker {self.store_key!r} {self.status.value} token={self.token}>"
 
-    def _save(self, now: float, *, release: bool) -> None:
-        save = self._pending or self._new_save(now, release=release)
-        if save is None:
-            return
-        self._pending = save
-        transform = tx.save(
-            session=self._lease.lease_id,
-            epoch=self._epoch(),
-            seq=save.seq,
-            data_json=save.data_json,
-            release=save.release,
-            only_if_asked=save.only_if_asked,
-            encoding=save.encoding,
-            max_bytes=self.spec.max_record_bytes,
-            checked=self._lease.gaps if self._stale_check() else None,
-            meta=save.meta,
-            known=self._decoded,
-        )
-        # After a lost reply ``known`` may be stale: the conditional write then conflicts,
-        # the store hands back what is stored, and the transform finds its own stamp.
-        known = None if save.only_if_asked else self._known
-        self._send("save", Update(key=self.store_key, transform=transform, known=known))
 
-    def _new_save(self, now: float, *, release: bool) -> _Save | None:
-        reason = self._reason()
-        self.save_reason = reason
-        self.final_save = release or reason is SaveReason.HANDOFF
-        self._emit("before_save")
-        force, self._force = self._force, False
-        upto = self._changes.last
-        try:
-            data_json = encode_data(self.data)
-            if self.spec.validate is not None:
-                self.spec.validate(self.data)
-        except (UnstorableData, InvalidData) as exc:
-            self.error = exc
-            self._queued.append("error")
-            if not release:
-                self._autosave_at = now + self.spec.autosave_period
-                self._due = self._autosave_at
-                return None
-            return self._next_save(
-                self._saved_json, self._changes.saved, self._saved_meta, release, reason
-            )
-        quiet = (
-            not (release or force) and data_json == self._saved_json and upto <= self._changes.saved
-        )
-        if quiet and not self._to_look and not self._stale_check():
-            # Nothing to save and nobody asked us to look: no store call. A release
-            # request, a message or a takeover reaches us as a notice (a notification,
-            # or the service's mailbox read once per lease renewal), not by polling.
-            self._autosave_at = now + self.spec.autosave_period
-            self._due = self._autosave_at
-            return None
-        self._to_look = False
-        meta = self._ops.ledger.snapshot()
-        return self._next_save(data_json, upto, meta, release, reason, only_if_asked=quiet)
+class _Port:
+    """The locker as its ``Operations`` and the ledger calls see it (``operations.Port``):
+    the few facts and calls they need, kept off the public ``Locker``."""
 
-    def _reason(self) -> SaveReason:
-        """Why the save about to be made happens."""
-        if self._handoff:
-            return SaveReason.HANDOFF
-        if self.status is Status.RELEASING:
-            return SaveReason.SHUTDOWN if self._shutdown else SaveReason.RELEASE
-        return SaveReason.FORCED if self._force else SaveReason.AUTOSAVE
+    __slots__ = ("owner",)
 
-    def _next_save(
-        self,
-        data_json: str,
-        upto: int,
-        meta: Meta,
-        release: bool,
-        reason: SaveReason,
-        *,
-        only_if_asked: bool = False,
-    ) -> _Save:
-        self._seq += 1
-        threshold = self.spec.compress_above
-        encoding = ZLIB if threshold is not None and len(data_json) >= threshold else None
-        return _Save(self._seq, data_json, upto, release, only_if_asked, encoding, meta, reason)
+    def __init__(self, owner: Locker[Any]) -> None:
+        self.owner = owner
 
-    def _release_step(self, now: float) -> None:
-        ledger = self._ops.ledger
-        if self.token is not None and self._pending is None and ledger.uncommitted():
-            self._save(now, release=False)  # commit the outbox, so it can be delivered first
-        elif self.token is not None and self._pending is None and ledger.deliverable():
-            self._deliver()
-        elif self.token is not None:
-            self._save(now, release=True)
-        elif self._requested is not None or self._unsure or self._confirm is not None:
-            # our request may be there, or our lock (a lost reply, or an unconfirmed grant)
-            transform = tx.withdraw(session=self._lease.lease_id)
-            self._send("withdraw", Update(key=self.store_key, transform=transform))
-        elif self._stray_until > now:  # an acquire of ours may still land: outwait it
-            self._due = self._stray_until
-        elif self._stray_until > -NEVER:  # it can no longer land: clear it if it did
-            transform = tx.withdraw(session=self._lease.lease_id, fence=True)
-            self._send("fence", Update(key=self.store_key, transform=transform))
-        else:
-            ending, self._ending = self._ending, None
-            if ending is None:
-                self._end(Event.RELEASED, "idle")
-            else:
-                ending()
+    @property
+    def data(self) -> Any:
+        return self.owner.data
 
-    def _deliver(self) -> None:
-        message = self._ops.ledger.deliverable()
-        if message is None or message.to is None:
-            raise UsageError("no committed message to deliver")
-        self._delivering = message
-        transform = tx.deliver(
-            message=message,
-            fresh=self._fresh,
-            fresh_json=self._fresh_json,
-            max_bytes=self.spec.max_record_bytes,
-        )
-        self._send("deliver", Update(key=self.spec.store_key(message.to), transform=transform))
+    @data.setter
+    def data(self, value: Any) -> None:
+        self.owner.data = value
 
-    def _send(self, kind: str, request: Request) -> None:
-        """Queue the one request ``update`` hands out next (from a step or a result)."""
-        self._outbox = (kind, request)
-        self._sent_gaps = self._lease.gaps
-        self._due = float("-inf")
+    @property
+    def key(self) -> str:
+        return self.owner.key
 
-    # ---------------------------------------------------------------- results
+    @property
+    def status(self) -> Status:
+        return self.owner.status
 
-    def _store_failed(self, kind: str, error: StoreError, now: float) -> None:
-        self._failures += 1
-        self.error = error
-        self._queued.append("error")
-        if kind in ("acquire", "request") and error.unknown_outcome:
-            self._unsure = True  # our lock or request may be there; a cancel must clear it
-        if kind == "acquire" and error.unknown_outcome:
-            # It may still reach the store, until it expires: we must not end before.
-            self._stray_until = max(self._stray_until, self._attempt_expires)
-        if kind == "acquire" and not error.retryable and self.status is Status.LOADING:
-            self._fail("store_error", error)
-            return
-        cap = min(5.0, self.spec.lease / 2)
-        self._due = now + retry_delay(self.key, self._failures, cap=cap, error=error)
+    @property
+    def token(self) -> int | None:
+        return self.owner.token
 
-    def _on_acquire(self, result: Updated[Any], now: float) -> None:
-        self._failures = 0
-        outcome = result.outcome
-        if not isinstance(outcome, tx.Expired):  # an expired one read nothing: still unsure
-            self._unsure = False
-        if isinstance(outcome, tx.Granted) and self._unconfirmed():
-            self._confirm = outcome.record.epoch  # confirm the lock before announcing it
-            self._due = now
-        elif isinstance(outcome, tx.Granted):
-            self._granted(outcome, result.current, now)
-        elif isinstance(outcome, tx.Lost):  # our grant was superseded before we saw it
-            self._lose(outcome.lock, now)
-        elif isinstance(outcome, tx.Expired):  # our calls queue up: give the next one longer
-            # (no cap: a cap below the queue's delay would starve the load for ever)
-            self._validity *= 2
-            self._due = now
-        elif self.status is Status.RELEASING:
-            self._due = now
-        elif isinstance(outcome, tx.Held):
-            self._held(outcome, now, result.current)
-        elif isinstance(outcome, tx.Refused):
-            self._fail(outcome.reason, outcome.error)
-
-    def _unconfirmed(self) -> bool:
-        """A grant that may have been superseded while its reply was on its way: our
-        lease lapsed (or its renew deadline passed) since the request was sent, so
-        another session may have taken the record over meanwhile. The clock is read
-        afresh: the frame's ``now`` may be older than a pause that just ended."""
-        lapsed = self._lease.gaps != self._sent_gaps or not self._lease.available()
-        # A confirmation's own reply is judged the same way: confirmed again until one
-        # comes back with the lease unlapsed (or the load times out, or is cancelled).
-        return self.status is Status.LOADING and lapsed
-
-    def _granted(self, outcome: tx.Granted, current: Versioned | None, now: float) -> None:
-        self._confirm = None
-        record = outcome.record
-        stamp = record.stamp
-        self._checked = self._sent_gaps
-        mine = stamp is not None and (stamp.session, stamp.epoch) == (
-            self._lease.lease_id,
-            record.epoch,
-        )
-        self.token = record.epoch
-        self._known = current
-        self._decoded = (
-            None if current is None else tx.Known(current.value, record.with_(data=None))
-        )
-        self._seq = stamp.seq if mine and stamp is not None else 0
-        offline, self.data = self.data, record.data
-        self._saved_json = outcome.data_json
-        self._ops.ledger.load(record)
-        self._saved_meta = self._ops.ledger.snapshot()
-        if self.status is Status.LOADING:
-            self._move(Event.GRANTED)
-            self._queued.append("loaded")
-            if self._take_over is not None:
-                self._queued.append("takeover")
-            elif self._requested is not None:
-                self._queued.append("handoff")
-        merge = self.spec.merge_offline
-        if merge is not None:
-            self._merge_offline(merge, offline, outcome.data_json)
-        for on_data, change in self._edits:
-            if merge is not None and on_data:
-                continue  # its effect is in the transient copy, merged above
-            try:
-                change(self.data)
-            except Exception as exc:  # a user's edit; report it, keep the rest
-                self.report(
-                    UsageError(f"an edit made before load failed on the loaded data: {exc!r}")
-                )
-        self._edits.clear()
-        self._ops.replay()
-        self._ops.take(record.inbox)
-        if self.changes_pending:
-            self._force = True
-        self._autosave_at = now + self.spec.autosave_period
-        urgent = self._force or self._ops.ledger.deliverable() is not None
-        self._due = now if urgent or self.status is Status.RELEASING else self._autosave_at
-
-    def _merge_offline(self, merge: Callable[[Any, Any], Any], offline: Any, loaded: str) -> None:
-        """``data`` from ``merge(loaded data, transient copy)``; marked when it differs."""
-        try:
-            merged = merge(self.data, offline)
-            changed = encode_data(merged) != loaded
-        except Exception as exc:  # the user's merge; the loaded data stays as it is
-            self.data = json.loads(loaded)  # the merge may have changed it halfway
-            self.report(UsageError(f"merge_offline failed on {self.key!r}: {exc!r}"))
-            return
-        self.data = merged
-        if changed:
-            self.mark_changed()
-
-    def _held(self, outcome: tx.Held, now: float, current: Versioned | None) -> None:
-        lock = outcome.lock
-        self._move(Event.HELD)
-        if lock != self._holder:
-            self._holder, self._watch = lock, None
-        self._attempts += 1
-        mode = self._decide(lock, now)
-        if mode is None:
-            return
-        if mode is LoadMode.STEAL:
-            self._take_over_now(lock, now)
-        elif mode is LoadMode.FORCE and not outcome.requested:
-            transform = tx.request_release(session=self._lease.lease_id, at=self._lease.wall())
-            # The record as just read: one conditional write when it has not moved since.
-            self._send("request", Update(key=self.store_key, transform=transform, known=current))
-        elif mode is LoadMode.FORCE and self._force_expired(lock, now):
-            self._take_over_now(lock, now)
-        else:
-            self._send("session", ReadLease(lease_id=lock.session))
-
-    def _decide(self, lock: Lock, now: float) -> LoadMode | None:
-        mode = self._mode
-        if callable(mode) and not isinstance(mode, LoadMode):
-            started = now if self._load_started is None else self._load_started
-            attempt = Attempt(key=self.key, number=self._attempts, lock=lock, waited=now - started)
-            try:
-                mode = check_mode(mode(attempt))
-            except Exception as exc:  # the user's mode callable failed; give up the load
-                self._cancel(now, LockUnavailable(f"load mode callable failed: {exc!r}"))
-                return None
-            if not isinstance(mode, LoadMode):
-                self._cancel(now, LockUnavailable("load mode callable must return a mode name"))
-                return None
-        if mode is LoadMode.CANCEL:
-            self._cancel(now, LockUnavailable(f"{self.key!r} is held by session {lock.session}"))
-            return None
-        return mode
-
-    def _force_expired(self, lock: Lock, now: float) -> bool:
-        if self._requested is None or self._requested[0] != lock:
-            self._requested = (lock, now)
-        return now >= self._requested[1] + self.spec.force_timeout
-
-    def _on_request(self, outcome: object, now: float) -> None:
-        if self.status is Status.RELEASING:
-            self._due = now
-            if isinstance(outcome, tx.Requested):
-                self._requested = (outcome.lock, now)
-        elif isinstance(outcome, tx.Requested):
-            self._force_expired(outcome.lock, now)
-            self._due = now + self.spec.poll_period
-        elif isinstance(outcome, tx.Refused):
-            self._fail(outcome.reason, outcome.error)
-        else:
-            self._due = now
-
-    def _on_session(self, view: LeaseView, now: float) -> None:
-        lock = self._holder
-        if self.status is Status.RELEASING or lock is None:
-            self._due = now
-            return
-        expired = view.expired
-        if expired is None:
-            seen = (lock.session, view.exists, view.version)
-            if self._watch is None or self._watch[0] != seen:
-                self._watch = (seen, now)
-            ttl = view.ttl if view.ttl is not None else self.spec.lease
-            expired = now - self._watch[1] >= ttl
-        if expired:
-            self._take_over_now(lock, now)
-            return
-        due = now + self.spec.poll_period
-        if self._requested is not None:
-            due = min(due, self._requested[1] + self.spec.force_timeout)
-        self._due = due
-
-    def _on_save(self, result: Updated[Any], now: float) -> None:
-        save, self._pending = self._pending, None
-        self._failures = 0
-        outcome = result.outcome
-        if save is None:
-            raise UsageError("a save result came with no save in flight")
-        if isinstance(outcome, tx.Lost):
-            self._lose(outcome.lock, now)
-            return
-        if isinstance(outcome, tx.TooLarge):
-            self._too_large(save, outcome.size, now)
-            return
-        if result.current is not None:
-            self._known = result.current
-            self._decoded = tx.known_after(outcome.written, result.current, self._decoded)
-        self._saved_json = save.data_json
-        self._saved_meta = save.meta
-        self._ops.ledger.saved(save.meta)
-        self._changes.confirm(save.upto)
-        if outcome.written is not None and result.current is not None:
-            self.last_saved = saved_snapshot(
-                self.key,
-                outcome.written,
-                result.current,
-                data_json=save.data_json,
-                written=self.wall(),
-                reason=save.reason,
-                final=not outcome.held,
-            )
-        if not save.only_if_asked or result.wrote:
-            self._queued.append("saved")
-        if outcome.held:
-            self._checked = self._sent_gaps
-            self._autosave_at = now + self.spec.autosave_period
-            self._ops.take(outcome.inbox)
-            self._due = now if self._urgent() else self._autosave_at
-            if outcome.asked and self.defer_release_requests:
-                self._asked = True  # the driver releases when its user's work is done
-            elif outcome.asked and self.status is Status.LOADED:
-                self._hand_off(now)
-        elif outcome.released or save.release:
-            event, name = (Event.RELEASED, "released")
-            if self._handoff:
-                event, name = Event.REPLACED, "replaced"
-            self._end_after_strays(lambda: self._end(event, name), now)
-        else:
-            self._lose(None, now)
-
-    def _on_deliver(self, outcome: object, now: float) -> None:
-        message, self._delivering = self._delivering, None
-        self._failures = 0
-        if message is None:
-            raise UsageError("a delivery result came with no delivery in flight")
-        if isinstance(outcome, tx.Delivered):
-            self._ops.ledger.delivered(message.id)
-            self.mark_changed()  # the smaller outbox goes with the next save
-        else:  # the receiver's record is refused or full: keep the message, stop trying
-            self._ops.ledger.failed.add(message.id)
-            size = outcome.size if isinstance(outcome, tx.TooLarge) else 0
-            reason = outcome.error if isinstance(outcome, tx.Refused) else None
-            self.report(
-                reason or RecordTooLarge(size, self.spec.max_record_bytes),
-            )
-        self._due = now if self._urgent() else self._autosave_at
-
-    def _urgent(self) -> bool:
-        return (
-            self._force
-            or self.status is Status.RELEASING
-            or self._stale_check()
-            or self._ops.ledger.deliverable() is not None
-        )
-
-    def _too_large(self, save: _Save, size: int, now: float) -> None:
-        self.error = RecordTooLarge(size, self.spec.max_record_bytes)
-        self._queued.append("error")
-        if save.release or save.reason is SaveReason.HANDOFF:  # end anyway, last good value
-            saved = self._changes.saved
-            retry = self._next_save(self._saved_json, saved, self._saved_meta, True, save.reason)
-            self._pending = retry
-            self._save(now, release=True)
-            return
-        self._autosave_at = now + self.spec.autosave_period
-        self._due = self._autosave_at
-
-    # ------------------------------------------------------------------ endings
-
-    def _hand_off(self, now: float) -> None:
-        """Another session asks for the record: stop being available first (releasing),
-        then release with the next save, so both are never available at once."""
-        self._handoff = True
-        self._move(Event.RELEASE)
-        self._outbox = None
-        self._due = now
-
-    def _end_after_strays(self, ending: Callable[[], None], now: float) -> None:
-        """End now, or, while an acquire of ours with an unknown outcome may still land
-        on the record, release first and end once it can no longer land (it expires)."""
-        if self._stray_until == -NEVER:
-            ending()
-            return
-        if self.status is not Status.RELEASING:
-            self._move(Event.RELEASE)
-        self._ending = ending
-        self.token = None
-        self._pending = None
-        self._due = now
-
-    def _take_over_now(self, lock: Lock, now: float) -> None:
-        self._take_over = lock
-        self._move(Event.RETRY)
-        self._due = now
-
-    def _cancel(self, now: float, error: LockUnavailable) -> None:
-        self.error = error
-        if self._requested is not None or self._stray_until > -NEVER:
-            self._move(Event.RELEASE)
-            self._due = now
-        else:
-            self._end(Event.CANCEL, "idle")
-
-    def _fail(self, reason: str, error: SessionLockerError) -> None:
-        self.failure = reason
-        self.error = error
-        self._move(Event.FAIL)
-        self._finish("failed")
-
-    def _lose(self, lock: Lock | None, now: float) -> None:
-        holder = "no session" if lock is None else f"session {lock.session} (epoch {lock.epoch})"
-        self.error = LockLost(f"{self.key!r} is now held by {holder}")
-        self._end_after_strays(self._lost, now)
-
-    def _lost(self) -> None:
-        self._move(Event.LOSE)
-        self._finish("lost")
-
-    def _lapse(self) -> None:
-        """Our lease lapsed with no store call in flight (the store kept failing): another
-        session may hold the lock now, so give it up; nothing more of ours is written."""
-        ttl = self._lease.ttl
-        self.error = LockLost(
-            f"{self.key!r}: our lease lapsed (no successful renewal for {ttl:g} s); "
-            "another session may hold it"
-        )
-        self._move(Event.LOSE)
-        self._finish("lost")
-
-    def _end(self, event: Event, name: str) -> None:
-        self._move(event)
-        if name != "idle":
-            self._queued.append(name)
-        self._finish("idle")
-
-    def _finish(self, name: str) -> None:
-        self._ops.drop_queued(self.error)
-        self.token = None
-        self._due = NEVER
-        self._queued.append(name)
-        self._changes.end()
-
-    # ------------------------------------------------------------------ plumbing
-
-    def _reset_session(self) -> None:
-        self._known = None
-        self._decoded = None
-        self._seq = 0
-        self._pending = None
-        self._saved_json = "null"
-        self._force = False
-        self._autosave_at = NEVER
-        self._load_started = None
-        self._attempts = 0
-        self._holder = None
-        self._take_over = None
-        self._requested = None
-        self._watch = None
-        self._unsure = False
-        self._to_look = False
-        self._checked = self._sent_gaps = -1
-        self._saved_meta = Meta()
-        self._delivering = None
-        self._asked = False
-        self._confirm = None
-        self._handoff = False
-        self._stray_until = -NEVER
-        self._attempt_expires = -NEVER
-        self._validity = self.spec.lease
-        self._ending = None
-        self._shutdown = False
-
-    # ------------------------------------------------------------ for ``operations``
+    @property
+    def error(self) -> SessionLockerError | None:
+        return self.owner.error
 
     @property
     def loading(self) -> bool:
-        """Loading or waiting: operations asked for now run on the loaded data."""
-        return self.status in (Status.LOADING, Status.WAITING)
+        return self.owner._loading()
 
     @property
     def writable(self) -> bool:
-        """Data and ledger changes made now will be in a save of this session."""
-        releasing = self.status is Status.RELEASING and self._pending is None
-        return self.token is not None and (self.status is Status.LOADED or releasing)
+        return self.owner._writable()
 
     @property
     def lease_id(self) -> str:
-        """The session this locker holds (or seeks) the lock for."""
-        return self._lease.lease_id
+        return self.owner._lease.lease_id
 
     def wall(self) -> float:
-        """Wall-clock time for timestamps in the record (from the driver)."""
-        return self._lease.wall()
+        return self.owner._lease.wall()
 
     def report(self, error: SessionLockerError) -> None:
-        """Record ``error`` and fire ``error`` at the next callback point."""
-        self.error = error
-        self._queued.append("error")
+        self.owner._report(error)
 
-    def emit_later(self, name: str) -> None:
-        """Fire the lifecycle event ``name`` at the next callback point."""
-        self._queued.append(name)
+    def emit_later(self, event: Lifecycle) -> None:
+        self.owner._queued.append(event)
 
-    def _stale_check(self) -> bool:
-        """Our lock was last confirmed before the lease's latest lapse."""
-        return self._checked != self._lease.gaps
+    def mark_changed(self) -> int:
+        return self.owner.mark_changed()
 
-    def _epoch(self) -> int:
-        if self.token is None:
-            raise UsageError(f"{self.key!r} holds no lock")
-        return self.token
+    def force_save(self) -> None:
+        self.owner.force_save()
 
-    def _move(self, event: Event) -> None:
-        target = TRANSITIONS.get((self.status, event))
-        if target is None:
-            raise UsageError(f"cannot {event.value} while {self.status.value}")
-        self.status = target
+    def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None:
+        self.owner.when_saved(change_id, callback)
 
-    def _wake(self) -> None:
-        if self._host is not None:
-            self._host.wake(self)
-
-    def _emit(self, name: str) -> None:
-        for callback in list(self._callbacks[name]):
-            callback(self)
-
-    def _fire(self) -> None:
-        queued, self._queued = self._queued, []
-        for name in queued:
-            self._emit(name)
-
-    def __repr__(self) -> str:
-        return f"<Locker {self.store_key!r} {self.status.value} token={self.token}>"
+    def edit_meta(self, change: Callable[[], object]) -> int:
+        return self.owner._edit_meta(change)

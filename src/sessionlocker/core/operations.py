@@ -12,34 +12,80 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sessionlocker.core.handles import Handle, Outcome
 from sessionlocker.core.ledger import Ledger
 from sessionlocker.core.patching import BUILTIN_HANDLERS
 from sessionlocker.core.record import Message, Purchase
 from sessionlocker.core.spec import check_key
+from sessionlocker.core.states import Lifecycle, Status
 from sessionlocker.core.storable import check_storable
 from sessionlocker.errors import MessageError, SessionLockerError, UnhandledMessage, UsageError
 
-if TYPE_CHECKING:
-    from sessionlocker.core.locker import Locker
+__all__ = ["AnyHandler", "OperationCalls", "Operations", "Port"]
 
-__all__ = ["Handler", "OperationCalls", "Operations"]
-
-#: A remote-change handler: ``handler(locker, message)`` changes ``locker.data`` (and may
-#: use the locker's credit and ``send``); all of it is saved in one write.
-Handler = Callable[["Locker", Message], object]
+#: A remote-change handler as ``Operations`` calls it: ``handler(port.owner, message)``
+#: (typed with the locker as ``sessionlocker.core.locker.Handler``).
+AnyHandler = Callable[[Any, Message], object]
 
 _Queued = tuple[str, Callable[[Any], object], str | None, Handle[Outcome]]
+
+
+class Port(Protocol):
+    """What ``Operations`` and the ledger's user-id and tag calls see of their locker:
+    a few facts and calls, not the locker (``Locker`` hands out one, ``locker._port``).
+    """
+
+    #: the locker's data (read, and put back when an operation is undone)
+    data: Any
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def status(self) -> Status: ...
+    @property
+    def token(self) -> int | None: ...
+    @property
+    def error(self) -> SessionLockerError | None: ...
+    @property
+    def owner(self) -> Any:
+        """The locker itself, as message handlers get it."""
+
+    @property
+    def loading(self) -> bool:
+        """Loading or waiting: operations asked for now run on the loaded data."""
+
+    @property
+    def writable(self) -> bool:
+        """Data and ledger changes made now will be in a save of this lock."""
+
+    @property
+    def lease_id(self) -> str:
+        """The lease this locker holds (or seeks) the lock for."""
+
+    def wall(self) -> float:
+        """Wall-clock time for timestamps in the record (from the driver)."""
+
+    def report(self, error: SessionLockerError) -> None:
+        """Record ``error`` and fire ``error`` at the next callback point."""
+
+    def emit_later(self, event: Lifecycle) -> None:
+        """Fire ``event`` at the next callback point."""
+
+    def mark_changed(self) -> int: ...
+    def force_save(self) -> None: ...
+    def when_saved(self, change_id: int, callback: Callable[[bool], None]) -> None: ...
+    def edit_meta(self, change: Callable[[], object]) -> int:
+        """Make ``change`` to the ledger now, and again on the loaded record."""
 
 
 class Operations:
     """The exactly-once side of one locker (see the module docstring)."""
 
-    def __init__(self, locker: Locker, handlers: Mapping[str, Handler]) -> None:
-        self.locker = locker
-        self.ledger = Ledger(locker.spec.history_limit)
+    def __init__(self, port: Port, handlers: Mapping[str, AnyHandler], history_limit: int) -> None:
+        self.port = port
+        self.ledger = Ledger(history_limit)
         self.handlers = handlers
         self.queued: list[_Queued] = []
         self.changes: dict[tuple[str | None, str], int] = {}
@@ -52,11 +98,11 @@ class Operations:
         if not isinstance(op_id, str) or not op_id:
             raise UsageError(f"an operation id must be a non-empty string, not {op_id!r}")
         handle: Handle[Outcome] = Handle(op_id)
-        locker = self.locker
-        if locker.loading:
+        port = self.port
+        if port.loading:
             self.queued.append((op_id, fn, product, handle))
-        elif not locker.writable:
-            error = UsageError(f"{locker.key!r} is {locker.status.value}, not loaded")
+        elif not port.writable:
+            error = UsageError(f"{port.key!r} is {port.status.value}, not loaded")
             handle.resolve(Outcome.NOT_DONE, error)
         else:
             self._run(op_id, fn, product, handle)
@@ -65,7 +111,7 @@ class Operations:
     def _run(
         self, op_id: str, fn: Callable[[Any], object], product: str | None, handle: Handle[Outcome]
     ) -> None:
-        ledger, locker = self.ledger, self.locker
+        ledger, port = self.ledger, self.port
         seen = ledger.bought(op_id) if product is not None else ledger.knows(op_id)
         if seen:
             change = self.changes.get((product, op_id))
@@ -74,21 +120,21 @@ class Operations:
             else:
                 self._answer(handle, change, Outcome.ALREADY_APPLIED)
             return
-        self.undoable(lambda: fn(locker.data))
+        self.undoable(lambda: fn(port.data))
         if product is None:
             ledger.add(op_id)
         else:
-            ledger.buy(Purchase(product, op_id, locker.wall()))
-        change = locker.mark_changed()
+            ledger.buy(Purchase(product, op_id, port.wall()))
+        change = port.mark_changed()
         self.changes[(product, op_id)] = change
-        locker.force_save()
+        port.force_save()
         self._answer(handle, change, Outcome.APPLIED)
 
     def _answer(self, handle: Handle[Outcome], change: int, outcome: Outcome) -> None:
         def saved(ok: bool) -> None:
-            handle.resolve(outcome if ok else Outcome.NOT_DONE, None if ok else self.locker.error)
+            handle.resolve(outcome if ok else Outcome.NOT_DONE, None if ok else self.port.error)
 
-        self.locker.when_saved(change, saved)
+        self.port.when_saved(change, saved)
 
     def replay(self) -> None:
         """Run the operations queued while loading, on the loaded data."""
@@ -99,7 +145,7 @@ class Operations:
             except Exception as exc:  # the user's operation; it was undone
                 error = UsageError(f"operation {op_id!r} failed on the loaded data: {exc!r}")
                 handle.resolve(Outcome.NOT_DONE, error)
-                self.locker.report(error)
+                self.port.report(error)
 
     def drop_queued(self, error: SessionLockerError | None) -> None:
         """The load ended without data: queued operations are not done."""
@@ -113,14 +159,25 @@ class Operations:
         The data is copied first (``copy.deepcopy``), so keep operations to records of
         reasonable size; the root object stays the same object when it is a dict or list.
         """
-        locker = self.locker
-        data, meta = copy.deepcopy(locker.data), self.ledger.snapshot()
+        port = self.port
+        data, meta = copy.deepcopy(port.data), self.ledger.snapshot()
         try:
             action()
         except BaseException:
             self.ledger.restore(meta)
-            locker.data = _put_back(locker.data, data)
+            port.data = _put_back(port.data, data)
             raise
+
+    def edit_ledger(self, change: Callable[[Ledger], object], what: str) -> int:
+        """Change the ledger's user ids or tags; returns the change id for ``when_saved``.
+
+        Allowed while loading (made again on the loaded record, whose load replaces the
+        ledger, even with ``merge_offline``) or loaded; raises ``UsageError`` otherwise.
+        """
+        port = self.port
+        if not (port.loading or port.writable):
+            raise UsageError(f"cannot {what}: {port.key!r} is {port.status.value}, not loaded")
+        return port.edit_meta(lambda: change(self.ledger))
 
     # ------------------------------------------------------------------ credit
 
@@ -158,8 +215,8 @@ class Operations:
         return str(product)
 
     def _credit_changed(self) -> None:
-        self.locker.mark_changed()
-        self.locker.emit_later("credit")
+        self.port.mark_changed()
+        self.port.emit_later(Lifecycle.CREDIT)
 
     # ------------------------------------------------------------------ outbox
 
@@ -172,26 +229,26 @@ class Operations:
         check_storable(body)
         if message_id is None:
             self.sent += 1
-            message_id = f"{self.locker.lease_id}/{self.locker.token}/{self.sent}"
+            message_id = f"{self.port.lease_id}/{self.port.token}/{self.sent}"
         elif not isinstance(message_id, str) or not message_id:
             raise UsageError(f"a message id must be a non-empty string, not {message_id!r}")
         if all(m.id != message_id for m in self.ledger.outbox):
-            message = Message(message_id, kind, body, self.locker.wall(), to=to)
+            message = Message(message_id, kind, body, self.port.wall(), to=to)
             self.ledger.outbox.append(message)
-            self.locker.mark_changed()
-            self.locker.force_save()
+            self.port.mark_changed()
+            self.port.force_save()
         return message_id
 
     def _check_writable(self, what: str) -> None:
-        locker = self.locker
-        if not locker.writable:
-            raise UsageError(f"cannot {what}: {locker.key!r} is {locker.status.value}, not loaded")
+        port = self.port
+        if not port.writable:
+            raise UsageError(f"cannot {what}: {port.key!r} is {port.status.value}, not loaded")
 
     # ------------------------------------------------------------------ inbox
 
     def take(self, inbox: tuple[Message, ...]) -> None:
         """Apply, once each, the inbox messages not applied yet."""
-        ledger, locker = self.ledger, self.locker
+        ledger, port = self.ledger, self.port
         changed = False
         for message in inbox:
             if message.id in ledger.consumed or message.id in ledger.failed:
@@ -204,21 +261,21 @@ class Operations:
             if handler is None:  # left in the inbox for code that knows the kind
                 ledger.failed.add(message.id)
                 text = f"no handler for messages of kind {message.kind!r}"
-                locker.report(UnhandledMessage(text, kind=message.kind, message_id=message.id))
+                port.report(UnhandledMessage(text, kind=message.kind, message_id=message.id))
                 continue
             try:
-                self.undoable(functools.partial(handler, locker, message))
+                self.undoable(functools.partial(handler, port.owner, message))
             except Exception as exc:  # the user's handler; undone, left in the inbox
                 ledger.failed.add(message.id)
                 text = f"handler for {message.kind!r} failed on {message.id!r}: {exc!r}"
-                locker.report(MessageError(text, kind=message.kind, message_id=message.id))
+                port.report(MessageError(text, kind=message.kind, message_id=message.id))
                 continue
             ledger.consumed.add(message.id)
             ledger.add(message.id)
             changed = True
         if changed:
-            locker.mark_changed()
-            locker.force_save()
+            port.mark_changed()
+            port.force_save()
 
 
 class OperationCalls:

@@ -13,13 +13,10 @@ A handler registered for the same kind with ``on_message`` takes precedence.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sessionlocker.core.record import Message
 from sessionlocker.errors import UsageError
-
-if TYPE_CHECKING:
-    from sessionlocker.core.locker import Locker
 
 __all__ = ["BUILTIN_HANDLERS", "PATCH_KIND", "apply_patch", "diff", "merge_patch"]
 
@@ -85,7 +82,11 @@ def _has_null(value: Any) -> bool:
     return False
 
 
-def apply_patch(locker: Locker, message: Message) -> None:
+class _HasData(Protocol):
+    data: Any
+
+
+def apply_patch(locker: _HasData, message: Message) -> None:
     """The handler of ``PATCH_KIND``: merge the message's body into the locker's data."""
     locker.data = merge_patch(locker.data, message.body)
 

@@ -16,17 +16,14 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Generic
+from typing import Any, Generic, Protocol
 
 from sessionlocker.core.protocol import Versioned
 from sessionlocker.core.record import Lock, Record, decode
 from sessionlocker.core.spec import D, Spec
 from sessionlocker.core.transforms import load_data
 
-if TYPE_CHECKING:
-    from sessionlocker.core.locker import Locker
-
-__all__ = ["SaveFacts", "SaveReason", "Snapshot", "saved_snapshot", "view_snapshot"]
+__all__ = ["SaveFacts", "SaveReason", "Saves", "Snapshot", "saved_snapshot", "view_snapshot"]
 
 
 class SaveReason(StrEnum):
@@ -134,10 +131,21 @@ def saved_snapshot(
     )
 
 
+class Saves(Protocol):
+    """What a locker says of its saves (``Locker`` is one)."""
+
+    @property
+    def save_reason(self) -> SaveReason | None: ...
+    @property
+    def final_save(self) -> bool: ...
+    @property
+    def last_saved(self) -> Snapshot | None: ...
+
+
 class SaveFacts(Generic[D]):
     """What a handle that wraps a locker (``Profile``, ``EasyProfile``) says of its saves."""
 
-    locker: Locker[D]
+    locker: Saves
 
     @property
     def save_reason(self) -> SaveReason | None:

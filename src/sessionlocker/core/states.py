@@ -1,10 +1,11 @@
-"""The locker's statuses, the events that move it, and the table of legal moves."""
+"""The locker's statuses, the events that move it, and the table of legal moves; the
+lifecycle events a user can listen to, and the kinds of request a locker sends."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["EVENTS", "TRANSITIONS", "Event", "Status"]
+__all__ = ["EVENTS", "TRANSITIONS", "Event", "Lifecycle", "RequestKind", "Status"]
 
 
 class Status(StrEnum):
@@ -64,23 +65,49 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (S.RELEASING, E.LOSE): S.LOST,
 }
 
-#: Lifecycle events a callback can be registered for with ``Locker.on``. ``handoff``
-#: and ``takeover`` follow ``loaded`` when the lock came from another session: handed
-#: over on our release request, or taken from a session that did not release it (its
-#: lease expired, a steal, or a force timeout).
-EVENTS = frozenset(
-    {
-        "loaded",
-        "handoff",
-        "takeover",
-        "replaced",
-        "before_save",
-        "saved",
-        "released",
-        "lost",
-        "failed",
-        "idle",
-        "error",
-        "credit",
-    }
-)
+
+class Lifecycle(StrEnum):
+    """Lifecycle events a callback can be registered for with ``Locker.on`` (by name:
+    the values are the public event names). ``handoff`` and ``takeover`` follow
+    ``loaded`` when the lock came from another session: handed over on our release
+    request, or taken from a session that did not release it (its lease expired, a
+    steal, or a force timeout)."""
+
+    LOADED = "loaded"
+    HANDOFF = "handoff"
+    TAKEOVER = "takeover"
+    REPLACED = "replaced"
+    BEFORE_SAVE = "before_save"
+    SAVED = "saved"
+    RELEASED = "released"
+    LOST = "lost"
+    FAILED = "failed"
+    IDLE = "idle"
+    ERROR = "error"
+    CREDIT = "credit"
+
+
+#: The names of the ``Lifecycle`` events, as plain strings.
+EVENTS = frozenset(event.value for event in Lifecycle)
+
+
+class RequestKind(StrEnum):
+    """The kind of the one store request a locker has in flight
+    (``Locker.request_in_flight``; the values are what it reports)."""
+
+    #: take the lock (or load it)
+    ACQUIRE = "acquire"
+    #: check a lock granted while our lease lapsed before announcing it
+    CONFIRM = "confirm"
+    #: write data (and release, when it is the last save)
+    SAVE = "save"
+    #: read the holder's lease (the value keeps its old name)
+    LEASE = "session"
+    #: write a release request on a record another session holds
+    REQUEST = "request"
+    #: put a committed outbox message in its receiver's inbox
+    DELIVER = "deliver"
+    #: clear our release request or our unconfirmed lock
+    WITHDRAW = "withdraw"
+    #: clear a lock a stray acquire of ours may have written
+    FENCE = "fence"

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
+from sessionlocker.core.operations import Operations
 from sessionlocker.core.storable import encode_data
 from sessionlocker.errors import UsageError
-
-if TYPE_CHECKING:
-    from sessionlocker.core.locker import Locker
-    from sessionlocker.core.operations import Operations
 
 __all__ = ["MAX_TAGS_BYTES", "MAX_TAG_NAME", "TagCalls", "check_tags"]
 
@@ -87,9 +84,4 @@ class TagCalls:
         return self._change_tags(lambda tags: tags.pop(checked, None), "remove a tag")
 
     def _change_tags(self, change: Callable[[dict[str, Any]], object], what: str) -> int:
-        locker = cast("Locker", self)
-        if not (locker.loading or locker.writable):
-            raise UsageError(f"cannot {what}: {locker.key!r} is {locker.status.value}, not loaded")
-        # Through ``_edit_meta``, so a change made while loading is made again on the
-        # loaded record (the load replaces the ledger) and is saved like a data change.
-        return locker._edit_meta(lambda: change(locker._ops.ledger.tags))
+        return self._ops.edit_ledger(lambda ledger: change(ledger.tags), what)

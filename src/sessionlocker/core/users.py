@@ -9,15 +9,8 @@ in its ``Ledger``; changing it marks a change, saved like any change to the data
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
-
+from sessionlocker.core.operations import Operations
 from sessionlocker.core.record import check_user_id
-from sessionlocker.errors import UsageError
-
-if TYPE_CHECKING:
-    from sessionlocker.core.locker import Locker
-    from sessionlocker.core.operations import Operations
 
 __all__ = ["UserCalls"]
 
@@ -39,17 +32,10 @@ class UserCalls:
         ``UsageError`` otherwise. Adding an id already there still marks a change.
         """
         checked = check_user_id(user_id)
-        return self._change_user_ids(lambda ids: ids.add(checked), "add a user id")
+        return self._ops.edit_ledger(lambda ledger: ledger.user_ids.add(checked), "add a user id")
 
     def remove_user_id(self, user_id: str) -> int:
         """Dissociate ``user_id`` (absent is fine); returns the change id, as ``add_user_id``."""
         checked = check_user_id(user_id)
-        return self._change_user_ids(lambda ids: ids.discard(checked), "remove a user id")
-
-    def _change_user_ids(self, change: Callable[[set[str]], None], what: str) -> int:
-        locker = cast("Locker", self)
-        if not (locker.loading or locker.writable):
-            raise UsageError(f"cannot {what}: {locker.key!r} is {locker.status.value}, not loaded")
-        # Through ``_edit_meta``, so a change made while loading is made again on the
-        # loaded record (the load replaces the ledger) and is saved like a data change.
-        return locker._edit_meta(lambda: change(locker._ops.ledger.user_ids))
+        change = self._ops.edit_ledger
+        return change(lambda ledger: ledger.user_ids.discard(checked), "remove a user id")

@@ -30,9 +30,8 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Self
 
-from sessionlocker.core.locker import Locker
+from sessionlocker.core.locker import Handler, Locker
 from sessionlocker.core.modes import LoadMode, Mode, check_mode
-from sessionlocker.core.operations import Handler
 from sessionlocker.core.snapshot import SaveFacts, Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
@@ -102,6 +101,8 @@ class Profile(SaveFacts[D]):
     locker's; everything else is on ``locker``. ``await saved()`` is the one
     addition: it waits until the current data is in a committed write.
     """
+
+    locker: Locker[D]
 
     def __init__(self, locker: Locker[D], service: AsyncLockerService[D]) -> None:
         self.locker = locker

@@ -24,7 +24,7 @@ from sessionlocker.core.locker import Locker
 from sessionlocker.core.modes import LoadMode, Mode
 from sessionlocker.core.snapshot import SaveFacts
 from sessionlocker.core.spec import D
-from sessionlocker.core.states import Status
+from sessionlocker.core.states import Lifecycle, Status
 from sessionlocker.drivers.aio import AsyncLockerService
 from sessionlocker.drivers.service import LockerService
 
@@ -36,6 +36,8 @@ _ACTIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED})
 class EasyProfile(SaveFacts[D]):
     """One key's profile: its data (a ``D``), its session's state, and callbacks for its
     events."""
+
+    locker: Locker[D]
 
     def __init__(self, locker: Locker[D]) -> None:
         self.locker = locker
@@ -103,7 +105,7 @@ class EasyStore(Generic[D]):
                 if locker.status not in _ACTIVE:  # not started again already
                     locker.acquire(mode)
 
-            stops.extend(locker.on(event, again) for event in ("idle", "lost"))
+            stops.extend(locker.on(event, again) for event in (Lifecycle.IDLE, Lifecycle.LOST))
         elif not profile.is_active():
             locker.acquire(mode)
         return profile

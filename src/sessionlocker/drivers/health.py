@@ -17,20 +17,21 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from sessionlocker.core.states import RequestKind
 from sessionlocker.errors import StoreError, UsageError
 
 __all__ = ["OPERATIONS", "StoreFailure", "StoreHealth"]
 
 #: The ``operation`` of a ``StoreFailure``, by the kind of request that failed.
-OPERATIONS = {
-    "acquire": "load",
-    "confirm": "load",
-    "save": "save",
-    "session": "read lease",
-    "request": "release request",
-    "deliver": "deliver",
-    "withdraw": "withdraw",
-    "fence": "withdraw",
+OPERATIONS: dict[str, str] = {
+    RequestKind.ACQUIRE: "load",
+    RequestKind.CONFIRM: "load",
+    RequestKind.SAVE: "save",
+    RequestKind.LEASE: "read lease",
+    RequestKind.REQUEST: "release request",
+    RequestKind.DELIVER: "deliver",
+    RequestKind.WITHDRAW: "withdraw",
+    RequestKind.FENCE: "withdraw",
     "lease": "renew lease",
     "mailbox": "mailbox",
 }

@@ -37,9 +37,8 @@ from typing import Any, Generic, Self
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
-from sessionlocker.core.locker import Locker
+from sessionlocker.core.locker import Handler, Locker
 from sessionlocker.core.modes import LoadMode, Mode
-from sessionlocker.core.operations import Handler
 from sessionlocker.core.protocol import Request, Update, Updated, Versioned
 from sessionlocker.core.snapshot import Snapshot, view_snapshot
 from sessionlocker.core.spec import D, Spec, check_key

@@ -23,7 +23,7 @@ import threading
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.locker import Locker
 from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update, Updated
-from sessionlocker.core.states import Status
+from sessionlocker.core.states import Lifecycle, Status
 from sessionlocker.drivers.health import StoreHealth
 from sessionlocker.errors import DataError, StoreError
 from sessionlocker.metrics import NO_METRICS, Metrics, NoMetrics, store_error_kind
@@ -51,15 +51,15 @@ class Telemetry:
     def attach(self, locker: Locker) -> None:
         """Listen to ``locker``'s lifecycle events (once, when the service makes it)."""
         for event, react in (
-            ("loaded", self._loaded),
-            ("saved", self._saved),
-            ("handoff", self._handoff),
-            ("takeover", self._takeover),
-            ("replaced", self._replaced),
-            ("released", self._released),
-            ("lost", self._lost),
-            ("failed", self._failed),
-            ("error", self._error),
+            (Lifecycle.LOADED, self._loaded),
+            (Lifecycle.SAVED, self._saved),
+            (Lifecycle.HANDOFF, self._handoff),
+            (Lifecycle.TAKEOVER, self._takeover),
+            (Lifecycle.REPLACED, self._replaced),
+            (Lifecycle.RELEASED, self._released),
+            (Lifecycle.LOST, self._lost),
+            (Lifecycle.FAILED, self._failed),
+            (Lifecycle.ERROR, self._error),
         ):
             locker.on(event, react)
 
