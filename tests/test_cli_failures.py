@@ -169,7 +169,7 @@ def test_import_refuses_a_line_that_is_not_strict_json(
     )
     code, out, err = run(capsys, on(url, "import", "--in", str(lines)))
     assert (code, out) == (2, "")
-    assert "line 2 is not an exported record" in one_line(err)
+    assert "line 2: not strict JSON" in one_line(err)
     assert "'epoch' appears twice" in err
     assert run(capsys, on(url, "show", "new1"))[0] == 1  # nothing was imported
 

@@ -26,6 +26,7 @@ from sessionlocker.cli import (
     simulate,
     transfer,
 )
+from sessionlocker.cli.options import check_required
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -77,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:  # say so in the subcommand's words, with its usage line
             command: argparse.ArgumentParser = getattr(args, "parser", parser)
             command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        check_required(args)
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     name = f"sessionlocker {args.command}"
