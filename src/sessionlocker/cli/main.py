@@ -26,7 +26,7 @@ from sessionlocker.cli import (
     simulate,
     transfer,
 )
-from sessionlocker.cli.options import check_required
+from sessionlocker.cli.options import check_required, complain
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -94,15 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _output_closed(name)
     except OSError as exc:
-        print(f"{name}: {_os_error(exc)}", file=sys.stderr)
+        complain(args.command, _os_error(exc))
         return 1
     except Exception as exc:  # a bug: still one line, and the traceback only on request
         if os.environ.get("SESSIONLOCKER_TRACEBACK"):
             raise
-        print(
-            f"{name}: unexpected {type(exc).__name__}: {exc} "
-            "(set SESSIONLOCKER_TRACEBACK=1 to see where)",
-            file=sys.stderr,
+        complain(
+            args.command,
+            f"unexpected {type(exc).__name__}: {exc} (set SESSIONLOCKER_TRACEBACK=1 to see where)",
         )
         return 1
     return code

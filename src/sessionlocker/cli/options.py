@@ -41,6 +41,7 @@ __all__ = [
     "add_store",
     "admin_spec",
     "check_required",
+    "complain",
     "emit",
     "empty_namespace",
     "guarded",
@@ -231,9 +232,25 @@ def emit(args: argparse.Namespace, human: str, data: object) -> None:
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
-    command = getattr(args, "command", None) or "sessionlocker"
-    print(f"sessionlocker {command}: {message}", file=sys.stderr)
+    complain(getattr(args, "command", None) or "", message)
     return code
+
+
+#: The longest line a command writes on stderr.
+LONGEST_LINE = 199
+
+
+def complain(command: str, message: str) -> None:
+    """Say ``message`` on stderr as one ``sessionlocker COMMAND: ...`` line.
+
+    A line longer than ``LONGEST_LINE`` (a long key or value quoted in it) loses its
+    middle, so its start and its end (often the hint) both stay readable.
+    """
+    name = f"sessionlocker {command}" if command else "sessionlocker"
+    line = f"{name}: {' '.join(message.split())}"
+    if len(line) > LONGEST_LINE:
+        line = f"{line[:150]} ... {line[-(LONGEST_LINE - 155) :]}"
+    print(line, file=sys.stderr, flush=True)
 
 
 def _redacted(url: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
@@ -14,6 +13,7 @@ from sessionlocker.cli.options import (
     EXIT_OK,
     CommandError,
     add_common,
+    complain,
     emit,
     empty_namespace,
     guarded,
@@ -98,7 +98,7 @@ def run_list(args: argparse.Namespace) -> int:
     emit(args, human, rows)
     corrupt = [row for row in rows if row["state"] == "corrupt"]
     for row in corrupt:
-        print(f"sessionlocker list: {row['problem']}", file=sys.stderr)
+        complain("list", row["problem"])
     return EXIT_FAILED if corrupt else EXIT_OK
 
 

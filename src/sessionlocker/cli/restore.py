@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +20,7 @@ from sessionlocker.cli.options import (
     CommandError,
     add_common,
     admin_spec,
+    complain,
     emit,
     empty_namespace,
     guarded,
@@ -127,11 +127,7 @@ def run_history(args: argparse.Namespace) -> int:
     emit(args, "\n".join(lines), rows)
     corrupt = [row for row in rows if "error" in row]
     for row in corrupt:
-        print(
-            f"sessionlocker history: record {args.key!r} revision {row['revision']} "
-            f"is {row['error']}",
-            file=sys.stderr,
-        )
+        complain("history", f"record {args.key!r} revision {row['revision']} is {row['error']}")
     return EXIT_FAILED if corrupt else EXIT_OK
 
 

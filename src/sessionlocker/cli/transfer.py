@@ -19,6 +19,7 @@ from sessionlocker.cli.display import Progress
 from sessionlocker.cli.options import (
     CommandError,
     add_common,
+    complain,
     emit,
     empty_namespace,
     guarded,
@@ -110,7 +111,7 @@ def run_export(args: argparse.Namespace) -> int:
                 try:
                     line = _line(store, name, head)
                 except CommandError as exc:  # corrupt: named, and the others go on
-                    print(f"sessionlocker export: {exc}", file=sys.stderr)
+                    complain("export", str(exc))
                     corrupt += 1
                     continue
                 if line is not None:
