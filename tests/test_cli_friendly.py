@@ -121,6 +121,29 @@ def test_an_empty_namespace_variable_counts_as_unset(url: str) -> None:
     assert "--namespace is required (SESSIONLOCKER_NAMESPACE is set but empty)" in done.stderr
 
 
+def test_migrate_takes_its_store_from_the_environment(url: str, tmp_path: Path) -> None:
+    (tmp_path / "gamespec.py").write_text(
+        "from sessionlocker import Spec\n"
+        "from sessionlocker.core.migrations import Migrations\n"
+        "PLAYERS = Spec('players', dict, version=2,\n"
+        "               migrations=Migrations().step(1, lambda data: None))\n"
+    )
+    done = subprocess.run(
+        [*COMMAND, "migrate", "--spec", "gamespec:PLAYERS", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=environment(SESSIONLOCKER_STORE=url),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["migrated"] == 2
+    value = read(url, "players/alice")
+    assert value is not None
+    assert decode(value).schema == 2
+
+
 @pytest.mark.parametrize("command", STORE_COMMANDS)
 def test_help_names_the_environment_variables(command: str) -> None:
     done = sessionlocker(command, "--help")
