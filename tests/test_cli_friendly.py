@@ -357,6 +357,8 @@ def bad_inputs(url: str, tmp_path: Path) -> list[list[str]]:
         ["migrate", "--store", url, "--spec", "no_such_module:SPEC"],
         ["bench", "--store", long_url],
         ["simulate", "--bogus"],
+        ["bench", "--store", "memory://", "--size", "x" * 300],
+        ["y" * 300],
     ]
 
 

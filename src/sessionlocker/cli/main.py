@@ -26,7 +26,7 @@ from sessionlocker.cli import (
     simulate,
     transfer,
 )
-from sessionlocker.cli.options import check_required, complain
+from sessionlocker.cli.options import Parser, check_required, complain
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -50,7 +50,7 @@ record, autosaves it, and hands it to the next owner."""
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole command, with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sessionlocker",
         description=DESCRIPTION,
         epilog="Run 'sessionlocker COMMAND --help' for the options of a command.",

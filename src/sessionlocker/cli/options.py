@@ -37,6 +37,7 @@ from sessionlocker.stores.opening import parse_store_url
 
 __all__ = [
     "CommandError",
+    "Parser",
     "add_common",
     "add_store",
     "admin_spec",
@@ -47,6 +48,7 @@ __all__ = [
     "guarded",
     "open_admin_store",
     "seconds",
+    "shortened",
     "store_key",
 ]
 
@@ -247,10 +249,24 @@ def complain(command: str, message: str) -> None:
     middle, so its start and its end (often the hint) both stay readable.
     """
     name = f"sessionlocker {command}" if command else "sessionlocker"
-    line = f"{name}: {' '.join(message.split())}"
-    if len(line) > LONGEST_LINE:
-        line = f"{line[:150]} ... {line[-(LONGEST_LINE - 155) :]}"
-    print(line, file=sys.stderr, flush=True)
+    print(shortened(f"{name}: {message}"), file=sys.stderr, flush=True)
+
+
+def shortened(line: str, limit: int = LONGEST_LINE) -> str:
+    """``line`` on one line, its middle cut out when it is longer than ``limit``."""
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line
+    keep = limit - 5
+    return f"{line[: keep * 3 // 4]} ... {line[-(keep - keep * 3 // 4) :]}"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error lines are cut like every other line (``complain``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, shortened(f"{self.prog}: error: {message}") + "\n")
 
 
 def _redacted(url: str) -> str:
