@@ -154,6 +154,11 @@ def test_help_names_the_environment_variables(command: str) -> None:
         assert "default: $SESSIONLOCKER_NAMESPACE" in text
 
 
+def test_top_level_help_names_the_environment_variables() -> None:
+    done = sessionlocker("--help")
+    assert "$SESSIONLOCKER_STORE and $SESSIONLOCKER_NAMESPACE" in done.stdout
+
+
 def test_bench_takes_its_store_only_from_the_command_line(url: str) -> None:
     done = sessionlocker("bench", env=environment(SESSIONLOCKER_STORE=url))
     assert done.returncode == 2

@@ -47,13 +47,17 @@ DESCRIPTION = """\
 Session-locked documents: a process takes exclusive, crash-safe ownership of a stored
 record, autosaves it, and hands it to the next owner."""
 
+EPILOG = """\
+Run 'sessionlocker COMMAND --help' for the options of a command.
+--store and --namespace default to $SESSIONLOCKER_STORE and $SESSIONLOCKER_NAMESPACE."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole command, with every subcommand."""
     parser = Parser(
         prog="sessionlocker",
         description=DESCRIPTION,
-        epilog="Run 'sessionlocker COMMAND --help' for the options of a command.",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
