@@ -280,7 +280,7 @@ def test_bad_input_writes_nothing(
     ]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"key": "carol", "record": {"format": 1, "data": {}}}\nnot json\n')
-    cases.append(([*cli(url, "import"), "--in", str(bad)], 2, "line 2 is not an exported"))
+    cases.append(([*cli(url, "import"), "--in", str(bad)], 2, "line 2: not JSON"))
     for argv, expected, words in cases:
         code, out, err = run(capsys, argv)
         assert (code, out) == (expected, ""), argv

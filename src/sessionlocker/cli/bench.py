@@ -8,6 +8,7 @@ import sys
 
 from sessionlocker.benchmarks import FULL, PARTS, QUICK, TINY, errors, markdown, run
 from sessionlocker.benchmarks.common import quiet_library_logs
+from sessionlocker.cli.options import complain
 from sessionlocker.errors import UsageError
 from sessionlocker.stores.opening import parse_store_url
 
@@ -85,7 +86,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(markdown(results))
     failed = errors(results)
     for problem in failed:
-        print(f"sessionlocker bench: failed: {problem}", file=sys.stderr)
+        complain("bench", f"failed: {problem}")
     return 1 if failed else 0
 
 

@@ -34,13 +34,9 @@ __all__ = [
     "check_resumable",
     "keys_from",
     "new_bulk",
-    "printer",
     "read_progress",
     "send_all",
 ]
-
-#: Report progress every this many records (and at the end).
-EVERY = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,16 +176,6 @@ def _send_one(service: LockerService, bulk: Bulk, key: str, tally: Tally) -> str
         return "failed"
     tally.sent += 1
     return "sent"
-
-
-def printer(total: int) -> Callable[[int], None]:
-    """Progress on stderr every ``EVERY`` records and at the end."""
-
-    def show(done: int) -> None:
-        if done % EVERY == 0 or done == total:
-            print(f"send: {done:,}/{total:,} records", file=sys.stderr, flush=True)
-
-    return show
 
 
 def _unique(keys: Iterable[str]) -> Iterator[str]:

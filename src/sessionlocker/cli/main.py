@@ -26,6 +26,7 @@ from sessionlocker.cli import (
     simulate,
     transfer,
 )
+from sessionlocker.cli.options import Parser, check_required, complain
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -46,13 +47,17 @@ DESCRIPTION = """\
 Session-locked documents: a process takes exclusive, crash-safe ownership of a stored
 record, autosaves it, and hands it to the next owner."""
 
+EPILOG = """\
+Run 'sessionlocker COMMAND --help' for the options of a command.
+--store and --namespace default to $SESSIONLOCKER_STORE and $SESSIONLOCKER_NAMESPACE."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the whole command, with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sessionlocker",
         description=DESCRIPTION,
-        epilog="Run 'sessionlocker COMMAND --help' for the options of a command.",
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -77,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if unknown:  # say so in the subcommand's words, with its usage line
             command: argparse.ArgumentParser = getattr(args, "parser", parser)
             command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        check_required(args)
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     name = f"sessionlocker {args.command}"
@@ -92,15 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return _output_closed(name)
     except OSError as exc:
-        print(f"{name}: {_os_error(exc)}", file=sys.stderr)
+        complain(args.command, _os_error(exc))
         return 1
     except Exception as exc:  # a bug: still one line, and the traceback only on request
         if os.environ.get("SESSIONLOCKER_TRACEBACK"):
             raise
-        print(
-            f"{name}: unexpected {type(exc).__name__}: {exc} "
-            "(set SESSIONLOCKER_TRACEBACK=1 to see where)",
-            file=sys.stderr,
+        complain(
+            args.command,
+            f"unexpected {type(exc).__name__}: {exc} (set SESSIONLOCKER_TRACEBACK=1 to see where)",
         )
         return 1
     return code

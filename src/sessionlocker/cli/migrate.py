@@ -8,8 +8,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
 
+from sessionlocker.cli.display import Progress
+from sessionlocker.cli.options import add_store
 from sessionlocker.core.spec import Spec
 from sessionlocker.drivers.offline import MigrationReport, migrate_records
 from sessionlocker.errors import SessionLockerError
@@ -34,7 +35,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--store", required=True, metavar="URL", help="e.g. sqlite:///game.db")
+    add_store(parser)
     parser.add_argument(
         "--spec",
         required=True,
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(str(exc))
     started = time.monotonic()
     try:
-        report = migrate_records(store, spec, dry_run=args.dry_run, progress=Progress(sys.stderr))
+        with Progress("migrate") as progress:
+            report = migrate_records(store, spec, dry_run=args.dry_run, progress=progress)
     finally:
         store.close()
     elapsed = time.monotonic() - started
@@ -80,27 +82,6 @@ def load_spec(target: str) -> Spec:
     if not isinstance(spec, Spec):
         raise SessionLockerError(f"{target} is {type(spec).__name__}, not a sessionlocker Spec")
     return spec
-
-
-class Progress:
-    """A bar redrawn in place on a terminal; a line every 10% otherwise."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self.shown = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        tenth = done * 10 // max(total, 1)
-        if self.tty:
-            if done == total or done % 100 == 0:
-                bar = "#" * (done * 30 // max(total, 1))
-                self.out.write(f"\r[{bar:<30}] {done:,}/{total:,}")
-                self.out.write("\n" if done == total else "")
-                self.out.flush()
-        elif tenth != self.shown:
-            self.shown = tenth
-            print(f"migrate: {done:,}/{total:,} records", file=self.out, flush=True)
 
 
 def as_text(report: MigrationReport, spec: Spec, elapsed: float) -> str:

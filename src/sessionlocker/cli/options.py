@@ -1,7 +1,9 @@
 """What the admin commands share: their common options, the spec, the store, the output.
 
 Every admin command takes ``--store URL``, ``--namespace NAME``, ``--json`` and
-``--spec MODULE:NAME``. A command's ``run`` is wrapped by ``guarded`` so that every
+``--spec MODULE:NAME``. ``--store`` and ``--namespace`` default to the environment
+variables ``SESSIONLOCKER_STORE`` and ``SESSIONLOCKER_NAMESPACE``; a flag given wins,
+and an empty variable counts as unset. A command's ``run`` is wrapped by ``guarded`` so that every
 failure ends as one clear line on stderr and an exit code, never a traceback:
 
 - 2: a bad command line or bad input (a bad URL, bad JSON, an unknown revision);
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,13 +37,18 @@ from sessionlocker.stores.opening import parse_store_url
 
 __all__ = [
     "CommandError",
+    "Parser",
     "add_common",
+    "add_store",
     "admin_spec",
+    "check_required",
+    "complain",
     "emit",
     "empty_namespace",
     "guarded",
     "open_admin_store",
     "seconds",
+    "shortened",
     "store_key",
 ]
 
@@ -58,14 +66,13 @@ class CommandError(SessionLockerError):
 
 def add_common(parser: argparse.ArgumentParser, *, spec: bool = True) -> None:
     """Add ``--store``, ``--namespace``, ``--json`` (and ``--spec`` unless ``spec=False``)."""
-    parser.add_argument(
-        "--store", required=True, metavar="URL", help="e.g. sqlite:///game.db, redis://host/0"
-    )
+    add_store(parser)
     parser.add_argument(
         "--namespace",
-        required=True,
+        default=from_environment("namespace"),
         metavar="NAME",
-        help="the Spec.namespace the records live under (keys are NAME/KEY in the store)",
+        help="the Spec.namespace the records live under (keys are NAME/KEY in the store); "
+        f"default: ${ENVIRONMENT['namespace']}",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     if spec:
@@ -75,6 +82,47 @@ def add_common(parser: argparse.ArgumentParser, *, spec: bool = True) -> None:
             help="load records with this Spec (migrating them as a server would); "
             "default: a permissive spec at each record's stored version",
         )
+
+
+#: The environment variable each option falls back to when not given.
+ENVIRONMENT = {"store": "SESSIONLOCKER_STORE", "namespace": "SESSIONLOCKER_NAMESPACE"}
+
+
+class Missing(str):
+    """The default of an option left out whose environment variable is unset or empty."""
+
+
+def from_environment(option: str) -> str:
+    """The value of ``option``'s environment variable; an unset or empty one is missing.
+
+    An empty variable counts as unset (as ``${VAR:-default}`` does in a shell): the
+    option is then required, and the error says the variable is empty.
+    """
+    name = ENVIRONMENT[option]
+    value = os.environ.get(name)
+    if value:
+        return value
+    return Missing("empty" if value == "" else "unset")
+
+
+def add_store(parser: argparse.ArgumentParser) -> None:
+    """Add ``--store``, defaulting to ``$SESSIONLOCKER_STORE``."""
+    parser.add_argument(
+        "--store",
+        default=from_environment("store"),
+        metavar="URL",
+        help=f"e.g. sqlite:///game.db, redis://host/0; default: ${ENVIRONMENT['store']}",
+    )
+
+
+def check_required(args: argparse.Namespace) -> None:
+    """Stop with a usage error (exit 2) when ``--store`` or ``--namespace`` is missing."""
+    for option, variable in ENVIRONMENT.items():
+        value = getattr(args, option, None)
+        if isinstance(value, Missing):
+            state = "set but empty" if value == "empty" else "not set"
+            parser: argparse.ArgumentParser = args.parser
+            parser.error(f"--{option} is required ({variable} is {state})")
 
 
 def seconds(text: str) -> float:
@@ -186,9 +234,39 @@ def emit(args: argparse.Namespace, human: str, data: object) -> None:
 
 
 def _fail(args: argparse.Namespace, message: str, code: int) -> int:
-    command = getattr(args, "command", None) or "sessionlocker"
-    print(f"sessionlocker {command}: {message}", file=sys.stderr)
+    complain(getattr(args, "command", None) or "", message)
     return code
+
+
+#: The longest line a command writes on stderr.
+LONGEST_LINE = 199
+
+
+def complain(command: str, message: str) -> None:
+    """Say ``message`` on stderr as one ``sessionlocker COMMAND: ...`` line.
+
+    A line longer than ``LONGEST_LINE`` (a long key or value quoted in it) loses its
+    middle, so its start and its end (often the hint) both stay readable.
+    """
+    name = f"sessionlocker {command}" if command else "sessionlocker"
+    print(shortened(f"{name}: {message}"), file=sys.stderr, flush=True)
+
+
+def shortened(line: str, limit: int = LONGEST_LINE) -> str:
+    """``line`` on one line, its middle cut out when it is longer than ``limit``."""
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line
+    keep = limit - 5
+    return f"{line[: keep * 3 // 4]} ... {line[-(keep - keep * 3 // 4) :]}"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose error lines are cut like every other line (``complain``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, shortened(f"{self.prog}: error: {message}") + "\n")
 
 
 def _redacted(url: str) -> str:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
+from sessionlocker.cli.display import Column, table
 from sessionlocker.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
     CommandError,
     add_common,
+    complain,
     emit,
     empty_namespace,
     guarded,
@@ -41,6 +42,15 @@ SHOW_HELP = """\
 Show one record: its data, version, lock, release requests, inbox and outbox,
 purchases and product credit, user ids, and the revisions the store keeps of it.
 Reads only. Exit status 1 when there is no such record or it is corrupt."""
+
+#: The columns of ``list``.
+LIST_COLUMNS = (
+    Column(title="KEY"),
+    Column(title="OWNER"),
+    Column(title="STATE"),
+    Column(title="AGE", right=True),
+    Column(title="BYTES", right=True),
+)
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,19 +91,14 @@ def run_list(args: argparse.Namespace) -> int:
         store.close()
     if empty is not None:
         raise CommandError(empty)
-    human = "\n".join(
-        [f"{'KEY':<24} {'OWNER':<40} {'STATE':<8} {'AGE':>8} {'BYTES':>9}"]
-        + [
-            f"{r['key']:<24} {r['owner'] or '-':<40} {r['state']:<8} "
-            f"{_age(r['age']):>8} {r['bytes']:>9,}"
-            for r in rows
-        ]
-        + [f"{len(rows):,} records"]
-    )
+    cells = [
+        [r["key"], r["owner"] or "-", r["state"], _age(r["age"]), f"{r['bytes']:,}"] for r in rows
+    ]
+    human = f"{table(LIST_COLUMNS, cells)}\n{len(rows):,} records"
     emit(args, human, rows)
     corrupt = [row for row in rows if row["state"] == "corrupt"]
     for row in corrupt:
-        print(f"sessionlocker list: {row['problem']}", file=sys.stderr)
+        complain("list", row["problem"])
     return EXIT_FAILED if corrupt else EXIT_OK
 
 

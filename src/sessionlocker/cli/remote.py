@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionlocker.cli import bulk
+from sessionlocker.cli.display import Progress
 from sessionlocker.cli.options import (
     CommandError,
     add_common,
@@ -199,8 +200,8 @@ def _send_bulk(
             if not args.resume:
                 progress.write(json.dumps(planned.header()) + "\n")
             try:
-                report = bulk.printer(len(keys))
-                return bulk.send_all(service, planned, keys, progress, done=done, report=report)
+                with Progress("send", len(keys)) as report:
+                    return bulk.send_all(service, planned, keys, progress, done=done, report=report)
             except StoreError as exc:
                 raise CommandError(
                     f"store error: {exc}; stopped, see {path}: run again with --resume"

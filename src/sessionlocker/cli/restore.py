@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from sessionlocker.cli.display import Column, table
 from sessionlocker.cli.options import (
     EXIT_FAILED,
     EXIT_OK,
     CommandError,
     add_common,
     admin_spec,
+    complain,
     emit,
     empty_namespace,
     guarded,
@@ -120,29 +121,40 @@ def run_history(args: argparse.Namespace) -> int:
         raise CommandError(f"no versions of {args.key!r} are kept (is history on?)")
     versions = select(kept, before=before, after=after, limit=args.limit)
     rows = [_row(v) for v in versions]
-    lines = [
-        f"{'WRITTEN (UTC)':<27} {'REVISION':>10} {'EPOCH':>6} {'BYTES':>9} {'SCHEMA':>6} "
-        f"{'HELD BY':<40} DATA"
-    ]
-    for row in rows:
-        data = json.dumps(row.get("data"), sort_keys=True)
-        data = data if len(data) <= 60 else data[:57] + "..."
-        lines.append(
-            f"{row['written'] or '-':<27} {row['revision']:>10} {row.get('epoch', '?'):>6} "
-            f"{row['bytes']:>9,} {row.get('schema', '?'):>6} "
-            f"{row.get('held_by') or '-':<40} {row.get('error', data)}"
-        )
+    lines = [table(HISTORY_COLUMNS, [_cells(row) for row in rows])]
     if not rows:
         lines.append(f"(none of the {len(kept)} history entries was written in that time)")
     emit(args, "\n".join(lines), rows)
     corrupt = [row for row in rows if "error" in row]
     for row in corrupt:
-        print(
-            f"sessionlocker history: record {args.key!r} revision {row['revision']} "
-            f"is {row['error']}",
-            file=sys.stderr,
-        )
+        complain("history", f"record {args.key!r} revision {row['revision']} is {row['error']}")
     return EXIT_FAILED if corrupt else EXIT_OK
+
+
+#: The columns of ``history``.
+HISTORY_COLUMNS = (
+    Column(title="WRITTEN (UTC)"),
+    Column(title="REVISION", right=True),
+    Column(title="EPOCH", right=True),
+    Column(title="BYTES", right=True),
+    Column(title="SCHEMA", right=True),
+    Column(title="HELD BY"),
+    Column(title="DATA"),
+)
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    data = json.dumps(row.get("data"), sort_keys=True)
+    data = data if len(data) <= 60 else data[:57] + "..."
+    return [
+        row["written"] or "-",
+        str(row["revision"]),
+        str(row.get("epoch", "?")),
+        f"{row['bytes']:,}",
+        str(row.get("schema", "?")),
+        row.get("held_by") or "-",
+        row.get("error", data),
+    ]
 
 
 def parse_time(text: str, option: str) -> float:

@@ -1,7 +1,10 @@
 """``sessionlocker export`` and ``sessionlocker import``: records as JSON lines.
 
-One line per record: ``{"key": KEY, "record": {...}}``, the record as stored (its
-JSON object, data included). Progress goes to stderr, the summary to stdout.
+``export`` writes one line per record: ``{"key": KEY, "record": {...}}``, the record
+as stored (its JSON object, data included). ``import`` reads those lines, and plain
+ones, ``{"key": KEY, "data": DATA}``, which become new records at ``--data-version``
+(default 1), as ``sessionlocker.testing.seed`` would write them. Progress goes to
+stderr (see ``display``), the summary to stdout.
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from sessionlocker.cli.display import Progress
 from sessionlocker.cli.options import (
     CommandError,
     add_common,
+    complain,
     emit,
     empty_namespace,
     guarded,
@@ -23,10 +27,11 @@ from sessionlocker.cli.options import (
     store_key,
     usage,
 )
-from sessionlocker.cli.records_io import decode_stored
 from sessionlocker.core import strictjson
-from sessionlocker.core.record import RECORD_DEPTH, decode, encode
-from sessionlocker.errors import Conflict, CorruptRecord
+from sessionlocker.core.record import RECORD_DEPTH, Record, decode_json, encode
+from sessionlocker.core.spec import check_key
+from sessionlocker.core.storable import encode_data
+from sessionlocker.errors import Conflict, CorruptRecord, UnstorableData, UsageError
 from sessionlocker.stores.base import Store
 
 __all__ = ["register"]
@@ -38,14 +43,25 @@ the export runs is exported as it was when read. A corrupt record is not exporte
 is named on stderr, the others are exported, and the exit status is 1."""
 
 IMPORT_HELP = """\
-Read JSON lines written by 'export' (from --in, default stdin) and create each record
-in the namespace. A key that already exists is skipped and counted, never overwritten
-(change an existing record with 'edit' or 'restore', which go through its lock). Locks
-and release requests in the file are dropped: imported records are free. A bad line
-stops the import with exit status 2 before anything is written."""
+Read JSON lines (from --in, default stdin) and create one record per line in the
+namespace. A line is either plain data, {"key": "alice", "data": {"coins": 5}}, which
+becomes a new record at --data-version (the Spec version whose shape the data has;
+a server migrates it from there at its first load), or a line written by 'export',
+{"key": "alice", "record": {...}}, created exactly as exported. A key that already
+exists is skipped and counted, never overwritten (change an existing record with
+'edit' or 'restore', which go through its lock). Locks and release requests in the
+file are dropped: imported records are free. Every line is checked first: a bad one
+(its line number and what is wrong on stderr) stops the import with exit status 2
+before anything is written."""
 
-#: Report progress every this many records.
-EVERY = 1000
+#: What a line of ``import`` looks like, for error messages.
+LINE_FORMS = '{"key": ..., "data": ...} or {"key": ..., "record": ...} (from export)'
+
+#: Said on stderr when ``import`` reads a terminal.
+READING_TERMINAL = (
+    "sessionlocker import: reading JSON lines from the terminal; end with Ctrl-D "
+    "(Ctrl-Z then Enter on Windows), or give --in FILE"
+)
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,16 +85,14 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     add_common(parser, spec=False)
     parser.add_argument("--in", dest="source", metavar="FILE", help="read here, not stdin")
+    parser.add_argument(
+        "--data-version",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the schema version of plain data lines (default: 1); exported lines keep theirs",
+    )
     parser.set_defaults(run=guarded(run_import), parser=parser)
-
-
-def _progress(verb: str, total: int | None) -> Callable[[int], None]:
-    def show(done: int) -> None:
-        if done % EVERY == 0 or done == total:
-            of = "" if total is None else f"/{total:,}"
-            print(f"{verb}: {done:,}{of} records", file=sys.stderr, flush=True)
-
-    return show
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -91,13 +105,13 @@ def run_export(args: argparse.Namespace) -> int:
         if not names and (empty := empty_namespace(store, args)) is not None:
             raise CommandError(empty)
         out = sys.stdout if args.out is None else _create(args.out)
-        progress = _progress("export", len(names))
+        progress = Progress("export", len(names))
         try:
             for name in names:
                 try:
                     line = _line(store, name, head)
                 except CommandError as exc:  # corrupt: named, and the others go on
-                    print(f"sessionlocker export: {exc}", file=sys.stderr)
+                    complain("export", str(exc))
                     corrupt += 1
                     continue
                 if line is not None:
@@ -105,6 +119,7 @@ def run_export(args: argparse.Namespace) -> int:
                     written += 1
                     progress(written)
         finally:
+            progress.close()
             if out is not sys.stdout:
                 out.close()
     finally:
@@ -122,9 +137,15 @@ def _line(store: Store, name: str, head: str) -> str | None:
     if versioned is None:
         return None  # deleted since the keys were listed
     key = name[len(head) :]
-    decode_stored(key, versioned.value)  # checked by the strict decoder, like every path
-    record = strictjson.loads(versioned.value, max_depth=RECORD_DEPTH)
-    return json.dumps({"key": key, "record": record}) + "\n"
+    try:  # parsed once, and checked as the strict decoder checks every record
+        raw = strictjson.loads(versioned.value, max_depth=RECORD_DEPTH)
+        decode_json(raw)
+    except CorruptRecord as exc:  # before ValueError: it is one
+        raise CommandError(f"record {key!r} is corrupt, left as it is: {exc}") from exc
+    except ValueError as exc:
+        problem = f"stored bytes are not strict JSON: {exc}"
+        raise CommandError(f"record {key!r} is corrupt, left as it is: {problem}") from exc
+    return json.dumps({"key": key, "record": raw}) + "\n"
 
 
 def _create(path: str) -> IO[str]:
@@ -136,20 +157,24 @@ def _create(path: str) -> IO[str]:
 
 def run_import(args: argparse.Namespace) -> int:
     """Create the records."""
+    if args.data_version < 1:
+        usage(f"--data-version must be 1 or more, not {args.data_version}")
+    if args.source is None and sys.stdin.isatty():
+        print(READING_TERMINAL, file=sys.stderr, flush=True)
     source: IO[str] = sys.stdin if args.source is None else _open(args.source)
     with source:  # every line is checked before anything is written
-        records = [_parse(line, n) for n, line in enumerate(source, 1) if line.strip()]
+        records = _read_all(source, args.data_version)
     store = open_admin_store(args)
     created = skipped = 0
-    progress = _progress("import", len(records))
     try:
-        for key, value in records:
-            try:
-                store.write(store_key(args, key), value, None)
-                created += 1
-            except Conflict:
-                skipped += 1
-            progress(created + skipped)
+        with Progress("import", len(records)) as progress:
+            for key, value in records:
+                try:
+                    store.write(store_key(args, key), value, None)
+                    created += 1
+                except Conflict:
+                    skipped += 1
+                progress(created + skipped)
     finally:
         store.close()
     emit(
@@ -162,22 +187,90 @@ def run_import(args: argparse.Namespace) -> int:
 
 def _open(path: str) -> IO[str]:
     try:
-        return Path(path).open()
+        return Path(path).open(encoding="utf-8")
     except OSError as exc:
         usage(f"cannot read {path}: {exc.strerror}")
 
 
-def _parse(line: str, number: int) -> tuple[str, bytes]:
-    """The key and the record's bytes to store, lock and release requests dropped."""
+def _read_all(source: IO[str], version: int) -> list[tuple[str, bytes]]:
+    """Every line's key and record bytes; the first bad line stops it all (exit 2)."""
+    records: list[tuple[str, bytes]] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            key, value = _parse(line, version)
+        except ValueError as exc:
+            usage(f"line {number}: {exc}")
+        if key in first_line:
+            usage(f"line {number}: key {_short(key)} is already on line {first_line[key]}")
+        first_line[key] = number
+        records.append((key, value))
+    return records
+
+
+def _parse(line: str, version: int) -> tuple[str, bytes]:
+    """The key and the record's bytes to store, from a plain or an exported line.
+
+    ``ValueError`` says what is wrong, in words for the operator.
+    """
     try:
         item: Any = strictjson.loads(line)
-        key = item["key"]
-        record = decode(json.dumps(item["record"]).encode())
-    except (ValueError, KeyError, TypeError, CorruptRecord) as exc:
-        usage(f"line {number} is not an exported record: {exc}")
-    if not isinstance(key, str) or not key:
-        usage(f"line {number}: the key must be a non-empty string")
-    try:
-        return key, encode(record.with_(lock=None, release_requests=()))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos + 1})") from None
     except ValueError as exc:
-        raise CommandError(f"line {number}: {exc}") from exc
+        raise ValueError(f"not strict JSON: {exc}") from None
+    if not isinstance(item, dict):
+        raise ValueError(f"a line is a JSON object {LINE_FORMS}, not {_json_type(item)}")
+    fields = set(item)
+    if fields not in ({"key", "data"}, {"key", "record"}):
+        raise ValueError(f"{_fields_problem(fields)}: a line is {LINE_FORMS}")
+    try:
+        key = check_key(item["key"])
+    except UsageError as exc:
+        raise ValueError(f'"key": {exc}') from None
+    if "data" in item:
+        return key, _fresh(item["data"], version)
+    return key, _exported(item["record"])
+
+
+def _fresh(data: Any, version: int) -> bytes:
+    """A new, free record holding ``data`` at schema ``version`` (as ``seed`` makes)."""
+    try:
+        text = encode_data(data)
+    except UnstorableData as exc:
+        raise ValueError(f'"data" cannot be stored: {exc}') from None
+    return encode(Record(data=None, schema=version, compatible=version), text)
+
+
+def _exported(raw: Any) -> bytes:
+    """The record of an exported line, its lock and release requests dropped."""
+    try:
+        record = decode_json(raw)
+    except CorruptRecord as exc:
+        hint = '; for plain data write {"key": ..., "data": ...}'
+        raise ValueError(f'"record" is not an exported record: {exc}{hint}') from None
+    return encode(record.with_(lock=None, release_requests=()))
+
+
+def _fields_problem(fields: set[str]) -> str:
+    if "key" not in fields:
+        return 'no "key"'
+    if {"data", "record"} <= fields:
+        return 'both "data" and "record"'
+    unknown = sorted(fields - {"key", "data", "record"})
+    if unknown:
+        return f"unknown field {_short(unknown[0])}"
+    return 'no "data"'
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters."""
+    shown = text if len(text) <= limit else text[: limit - 3] + "..."
+    return repr(shown)

@@ -51,6 +51,7 @@ __all__ = [
     "Stamp",
     "check_user_id",
     "decode",
+    "decode_json",
     "encode",
 ]
 
@@ -219,6 +220,11 @@ def decode(value: bytes) -> Record:
         raw = loads(value, max_depth=RECORD_DEPTH)
     except ValueError as exc:
         raise CorruptRecord(f"stored bytes are not strict JSON: {exc}") from exc
+    return decode_json(raw)
+
+
+def decode_json(raw: Any) -> Record:
+    """Check a record already parsed from JSON; raise ``CorruptRecord`` saying what is wrong."""
     if not isinstance(raw, dict):
         raise CorruptRecord(f"a record is a JSON object, found {type(raw).__name__}")
     fmt = raw.get("format")

@@ -4,8 +4,9 @@ This one module turns a URL into a store: it takes the URL apart (``parse_store_
 checks its options against the table of backends below (each with its scheme, the URL
 forms shown in errors, its own query options, and how it opens a sync and an async
 store), and opens it. Fault options (``FAULT_OPTIONS``) are accepted for every scheme.
-Errors are ``UsageError`` naming the problem and listing the supported forms; the URL is
-shown without any user name or password, and values of unknown query options are hidden.
+Errors are one-line ``UsageError`` (under 200 characters) naming the problem and one form
+to follow, and pointing to docs/backends.md for the rest; the URL is shown without any
+user name or password, values of unknown query options hidden, and cut when long.
 The backends of optional extras are imported when opened, so the package works without
 them installed.
 """
@@ -16,6 +17,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -62,8 +64,8 @@ class StoreURL:
     password: str | None = field(default=None, repr=False)
 
     def error(self, problem: str) -> UsageError:
-        """A ``UsageError`` naming ``problem`` in this URL and the supported forms."""
-        return _usage_error(problem, self.shown, self.forms)
+        """A ``UsageError`` naming ``problem`` in this URL and this backend's first form."""
+        return _usage_error(problem, self.shown, self.forms[0])
 
     def number(
         self,
@@ -158,47 +160,73 @@ def redact(url: str) -> str:
     return f"{scheme}{separator}{base}{question}{query}"
 
 
-def _usage_error(problem: str, shown: str, forms: tuple[str, ...]) -> UsageError:
-    options = ", ".join(sorted(FAULT_OPTIONS))
-    return UsageError(
-        f"bad store URL {shown!r}: {problem}. Supported forms: {', '.join(forms)} "
-        f"(fault options for any of them: {options}, e.g. memory://?fail=0.1&seed=1)"
-    )
+#: The URL forms named when the scheme itself is wrong (aliases and options: backends.md).
+USAGE = "memory://, sqlite:///path.db, redis://host/0, postgresql://host/db"
+
+#: Where every URL form and option is described, named at the end of each error.
+SEE = "see docs/backends.md"
+
+#: The longest a URL error is, so that a command's line stays under 200 characters.
+LONGEST = 155
+
+
+def _usage_error(problem: str, shown: str, example: str) -> UsageError:
+    """One short line: the URL and the problem (both cut when long), a form to follow.
+
+    The form is left out when it would make the line longer than ``LONGEST``.
+    """
+    head = f"bad store URL {_cut(shown, 36)}: {_clip(problem, 78)}"
+    tail = f" ({SEE})"
+    use = f"; use {example}"
+    if len(head) + len(use) + len(tail) <= LONGEST:
+        head += use
+    return UsageError(head + tail)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` quoted, cut to ``limit`` characters (a long URL must not flood the line)."""
+    return repr(_clip(text, limit))
+
+
+def _unknown_option(name: str, allowed: frozenset[str]) -> str:
+    """The problem of an unknown option, with the known one it is close to, if any."""
+    close = sorted(known for known in allowed if name and known.startswith(name))
+    close = close or get_close_matches(name, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown option {_cut(name, 20)}{hint}"
 
 
 def parse_store_url(url: object) -> tuple[Backend, StoreURL]:
     """Take ``url`` apart and find its backend; ``UsageError`` when anything is wrong."""
-    forms = supported_forms()
     if not isinstance(url, str):
-        raise UsageError(
-            f"a store URL must be a str, not {type(url).__name__}. "
-            f"Supported forms: {', '.join(forms)}"
-        )
+        raise UsageError(f"a store URL must be a str, not {type(url).__name__}; use {USAGE}")
     shown = redact(url)
     if not url.strip():
-        raise _usage_error("the URL is empty", shown, forms)
+        raise _usage_error("the URL is empty", shown, USAGE)
     try:
         parts = urlsplit(url)
     except ValueError:
-        raise _usage_error("it cannot be parsed as a URL", shown, forms) from None
+        raise _usage_error("it cannot be parsed as a URL", shown, USAGE) from None
     scheme = parts.scheme.lower()
     if not scheme:
-        raise _usage_error("it has no scheme (like memory:// or sqlite:///)", shown, forms)
+        raise _usage_error("it has no scheme", shown, USAGE)
     backend = BACKENDS.get(scheme)
     if backend is None:
-        raise _usage_error(f"unknown scheme {scheme!r}", shown, forms)
+        raise _usage_error("unknown scheme", _clip(scheme, 16) + "://...", USAGE)
     if parts.fragment:
-        raise _usage_error("a '#' fragment is not supported", shown, backend.forms)
+        raise _usage_error("a '#' fragment is not supported", shown, backend.forms[0])
 
     options: dict[str, str] = {}
     allowed = backend.options | FAULT_OPTIONS
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if name not in allowed:
-            known = ", ".join(sorted(allowed))
-            problem = f"unknown option {name!r} (known: {known})"
-            raise _usage_error(problem, shown, backend.forms)
+            raise _usage_error(_unknown_option(name, allowed), shown, backend.forms[0])
         if name in options:
-            raise _usage_error(f"option {name!r} is given twice", shown, backend.forms)
+            raise _usage_error(f"option {name!r} is given twice", shown, backend.forms[0])
         options[name] = value
 
     userinfo, _at, host = parts.netloc.rpartition("@")
@@ -227,10 +255,7 @@ def _open_sqlite(url: StoreURL) -> Store:
     if not url.has_authority:
         raise url.error("write sqlite:/// and then the path")
     if url.host or url.username is not None:
-        raise url.error(
-            "a sqlite URL has no host: use three slashes for a relative path "
-            "and four for an absolute one"
-        )
+        raise url.error("a sqlite URL has no host: sqlite:///relative.db, sqlite:////absolute.db")
     path = url.path[1:]  # drop the "/" that ends "sqlite://"; a second one makes it absolute
     if not path or path.endswith("/"):
         raise url.error("the database file path is missing")
