@@ -54,7 +54,11 @@ def fast_spec(
     return Spec(namespace, create, **{**FAST, **overrides})
 
 
-_ENV = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
+_ENV = {
+    "redis": "SESSIONLOCKER_REDIS_URL",
+    "postgresql": "SESSIONLOCKER_POSTGRES_URL",
+    "redis-cluster": "SESSIONLOCKER_REDIS_CLUSTER_URL",
+}
 
 
 class FakeClock:
@@ -102,7 +106,8 @@ class Backend:
 
 
 def server_url(kind: str) -> str:
-    """The URL of this run's ``kind`` server (``redis`` or ``postgresql``), or a loud skip."""
+    """The URL of this run's ``kind`` server (``redis``, ``redis-cluster`` or
+    ``postgresql``), or a loud skip."""
     url = os.environ.get(_ENV[kind])
     if not url:
         pytest.skip(f"{kind.upper()} BACKEND NOT TESTED: {_ENV[kind]} is not set")
@@ -126,11 +131,11 @@ def open_backend(
 ) -> Backend:
     """A fresh, empty store of backend ``name``; the caller calls ``close()`` on it.
 
-    ``name`` is ``memory``, ``sqlite`` (a file in ``folder``), ``redis`` or
-    ``postgresql``. ``history`` is how many versions a key keeps (each backend's own
-    default when ``None``). Memory runs on ``clock`` when one is given (its ttl is then
-    10 s of that clock), else on the real clock. ``opener`` opens every URL (an async
-    store seen as a blocking one, for instance).
+    ``name`` is ``memory``, ``sqlite`` (a file in ``folder``), ``redis``,
+    ``redis-cluster`` or ``postgresql``. ``history`` is how many versions a key keeps
+    (each backend's own default when ``None``). Memory runs on ``clock`` when one is
+    given (its ttl is then 10 s of that clock), else on the real clock. ``opener``
+    opens every URL (an async store seen as a blocking one, for instance).
     """
     options = "" if history is None else f"history={history}"
     if name == "memory":
@@ -143,6 +148,8 @@ def open_backend(
         return Backend(name, opener(url), 0.2, _sleep_a_bit_more, url=url)
     if name == "redis":
         return _redis(server_url("redis"), options, opener)
+    if name == "redis-cluster":
+        return _redis_cluster(server_url("redis-cluster"), options, opener)
     if name == "postgresql":
         return _postgresql(server_url("postgresql"), options, opener)
     raise ValueError(f"no test backend named {name!r}")
@@ -162,6 +169,28 @@ def _redis(server: str, options: str, opener: Callable[[str], Store]) -> Backend
                 client.delete(*names)
 
     return Backend("redis", _opened(url, opener, cleanup), 0.2, _sleep_a_bit_more, cleanup, url)
+
+
+def _redis_cluster(server: str, options: str, opener: Callable[[str], Store]) -> Backend:
+    """A store under a fresh key prefix on the run's Redis Cluster."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    url = _with_options(server, f"prefix={prefix}", options)
+
+    def cleanup() -> None:
+        from sessionlocker.stores.redis._cluster import RedisClusterStore  # noqa: PLC0415
+
+        nodes = server.split("//", 1)[1].split("/", 1)[0].split(",")
+        store = RedisClusterStore([(node.split(":")[0], int(node.split(":")[1])) for node in nodes])
+        client = store.connect()
+        try:
+            for name in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(name)
+        finally:
+            client.close()
+            store.close()
+
+    store = _opened(url, opener, cleanup)
+    return Backend("redis-cluster", store, 0.2, _sleep_a_bit_more, cleanup, url)
 
 
 def _postgresql(server: str, options: str, opener: Callable[[str], Store]) -> Backend:

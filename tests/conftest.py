@@ -20,17 +20,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import PostgresServer, RedisServer, ServerError
+from servers import ClusterServer, PostgresServer, RedisServer, ServerError
 
-_ENV = {"redis": "SESSIONLOCKER_REDIS_URL", "postgresql": "SESSIONLOCKER_POSTGRES_URL"}
-_TITLE = {"redis": "REDIS", "postgresql": "POSTGRESQL"}
+_ENV = {
+    "redis": "SESSIONLOCKER_REDIS_URL",
+    "postgresql": "SESSIONLOCKER_POSTGRES_URL",
+    "redis-cluster": "SESSIONLOCKER_REDIS_CLUSTER_URL",
+}
+_TITLE = {"redis": "REDIS", "postgresql": "POSTGRESQL", "redis-cluster": "REDIS CLUSTER"}
 
 
 class _Servers:
     """The servers of this run: started at most once each, stopped at the end."""
 
     def __init__(self) -> None:
-        self.started: dict[str, RedisServer | PostgresServer] = {}
+        self.started: dict[str, RedisServer | PostgresServer | ClusterServer] = {}
         self.failures: dict[str, str] = {}
         self.notes: dict[str, str] = {}
 
@@ -62,8 +66,10 @@ class _Servers:
             del self.started[kind]
 
 
-def start(kind: str) -> RedisServer | PostgresServer:
+def start(kind: str) -> RedisServer | PostgresServer | ClusterServer:
     """A running server of ``kind``; ``ServerError`` (and nothing left behind) if not."""
+    if kind == "redis-cluster":
+        return ClusterServer()
     server: RedisServer | PostgresServer = RedisServer() if kind == "redis" else PostgresServer()
     try:
         server.start()
@@ -102,6 +108,21 @@ def postgres_url() -> str:
     return _server_url("postgresql")
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> str:
+    """The URL (without options) of the Redis Cluster of this run (6 nodes)."""
+    return _server_url("redis-cluster")
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[ClusterServer]:
+    """A Redis Cluster of this test's own, to kill nodes of or reshard at will."""
+    server = _private("redis-cluster")
+    assert isinstance(server, ClusterServer)
+    yield server
+    server.cleanup()
+
+
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A Redis server of this test's own, to stop, pause or restart at will."""
@@ -120,14 +141,14 @@ def private_postgres() -> Iterator[PostgresServer]:
     server.cleanup()
 
 
-def _private(kind: str) -> RedisServer | PostgresServer:
+def _private(kind: str) -> RedisServer | PostgresServer | ClusterServer:
     try:
         return start(kind)
     except ServerError as exc:
         raise skip_loudly(kind, str(exc)) from None
 
 
-_WORDS = (("redis", "redis"), ("postgresql", "postgres"))
+_WORDS = (("redis", "redis"), ("postgresql", "postgres"), ("redis-cluster", "cluster"))
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:
@@ -154,7 +175,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for kind in ("redis", "postgresql"):
+    for kind in _ENV:
         if kind in SERVERS.failures:
             why = SERVERS.failures[kind].splitlines()[0]
             terminalreporter.write_sep(

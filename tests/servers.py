@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "ClusterServer",
     "PostgresServer",
     "RedisServer",
     "ServerError",
@@ -320,3 +321,34 @@ def _children(parent: int) -> list[int]:
         if int(fields[1]) == parent:
             found.append(int(stat.parent.name))
     return found
+
+
+class ClusterServer:
+    """A 6-node Redis Cluster (3 primaries, 3 replicas) of ``sessionlocker.sim.local``:
+    the tests use the same start-up code as ``sessionlocker simulate --start``."""
+
+    def __init__(self) -> None:
+        from sessionlocker.sim.local.redis_cluster import (  # noqa: PLC0415 (installed code)
+            RedisClusterTopology,
+            TopologyError,
+        )
+
+        if shutil.which("redis-server") is None:
+            install_package("redis-server")
+        self.directory = Path(tempfile.mkdtemp(prefix="sessionlocker-cluster-"))
+        try:
+            self.topology = RedisClusterTopology(self.directory / "cluster")
+            self.topology.start()
+        except TopologyError as exc:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise ServerError(str(exc)) from None
+        self.port = self.topology.ports[0]
+
+    @property
+    def url(self) -> str:
+        """The ``redis+cluster://`` URL naming every node, without options."""
+        return self.topology.url
+
+    def cleanup(self) -> None:
+        self.topology.close()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -25,7 +25,7 @@ def spec() -> Spec:
     return Spec("players", dict, lease=2.0, autosave_period=0.2, poll_period=0.05)
 
 
-@pytest.fixture(params=["sqlite", "redis", "postgresql"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A store every process can open by its URL (server backends: a namespace of its own)."""
     made = open_backend(request.param, tmp_path)

@@ -26,7 +26,7 @@ HANDOFFS = 30
 SPEC = fast_spec(lease=3.0, autosave_period=0.1, force_timeout=120.0, poll_period=0.02)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = open_backend(request.param, tmp_path)
     yield made

@@ -20,7 +20,7 @@ def spec(namespace: str = "players", **overrides: object) -> Spec:
     return fast_spec(namespace, dict, **overrides)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Every backend; a server backend gets a fresh key prefix for each test."""
     made = open_backend(request.param, tmp_path)

@@ -17,7 +17,15 @@ import pytest
 from backends import Backend, FakeClock, open_backend
 from sessionlocker.stores import FaultyStore, Store
 
-BACKENDS = ["memory", "sqlite", "faulty-memory", "faulty-sqlite", "redis", "postgresql"]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    "faulty-memory",
+    "faulty-sqlite",
+    "redis",
+    "redis-cluster",
+    "postgresql",
+]
 
 
 @pytest.fixture(params=BACKENDS)

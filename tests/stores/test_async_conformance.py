@@ -23,7 +23,13 @@ from sessionlocker.stores.opening import open_async_store
 from .async_support import LoopThread
 from .test_conformance import *  # noqa: F403 (the same tests, collected with this backend)
 
-ASYNC_BACKENDS = ["async-memory", "async-sqlite", "async-redis", "async-postgresql"]
+ASYNC_BACKENDS = [
+    "async-memory",
+    "async-sqlite",
+    "async-redis",
+    "async-redis-cluster",
+    "async-postgresql",
+]
 
 
 def _make(name: str, tmp_path: Path, loop: LoopThread) -> Backend:

@@ -61,7 +61,7 @@ async def aclose(store: Store | AsyncStore) -> None:
         await store.aclose()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "postgresql"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     backend = open_backend(request.param, tmp_path)
     sync, url = backend.store, backend.url

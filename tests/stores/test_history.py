@@ -21,7 +21,7 @@ from sessionlocker.stores.base import Dated, KeepsHistory
 DEPTH = 3
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "postgresql"])
 def versions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeepsHistory]:
     made = open_backend(request.param, tmp_path, history=DEPTH)
     assert isinstance(made.store, KeepsHistory)

@@ -21,7 +21,7 @@ from sessionlocker.stores import MemoryStore
 from sessionlocker.stores.base import Notifying
 
 
-@pytest.fixture(params=["memory", "redis", "postgresql"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "postgresql"])
 def notifying(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     made = open_backend(request.param, tmp_path)
     assert isinstance(made.store, Notifying)

@@ -32,7 +32,7 @@ class Case:
         return self.sync if kind == "sync" else self.make()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster", "postgresql"])
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
     backend = open_backend(request.param, tmp_path)
     sync, url = backend.store, backend.url

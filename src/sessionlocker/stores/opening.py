@@ -294,6 +294,22 @@ def _open_async_redis(url: StoreURL) -> AsyncStore:
     return open_async_redis_url(url)
 
 
+def _open_redis_cluster(url: StoreURL) -> Store:
+    with _extra(url, "redis", "redis"):
+        from sessionlocker.stores.redis._url import (  # noqa: PLC0415 (optional extra)
+            open_redis_cluster_url,
+        )
+    return open_redis_cluster_url(url)
+
+
+def _open_async_redis_cluster(url: StoreURL) -> AsyncStore:
+    with _extra(url, "redis", "redis"):
+        from sessionlocker.stores.redis._url import (  # noqa: PLC0415 (optional extra)
+            open_async_redis_cluster_url,
+        )
+    return open_async_redis_cluster_url(url)
+
+
 def _open_postgresql(url: StoreURL) -> Store:
     with _extra(url, "psycopg", "postgresql"):
         from sessionlocker.stores.postgresql._url import (  # noqa: PLC0415 (optional extra)
@@ -321,6 +337,20 @@ def _redis(scheme: str) -> Backend:
         options=frozenset({"prefix", "history", "timeout", "pool", "ca"}),
         open=_open_redis,
         open_async=_open_async_redis,
+    )
+
+
+def _redis_cluster(scheme: str) -> Backend:
+    return Backend(
+        scheme=scheme,
+        forms=(
+            f"{scheme}://host1:7000,host2:7001,host3:7002/",
+            f"{scheme}://:password@host:7000/?prefix=game:&history=10&timeout=5&pool=8"
+            + ("&ca=/path/ca.pem" if scheme.startswith("rediss") else ""),
+        ),
+        options=frozenset({"prefix", "history", "timeout", "pool", "ca"}),
+        open=_open_redis_cluster,
+        open_async=_open_async_redis_cluster,
     )
 
 
@@ -358,6 +388,8 @@ BACKENDS: Mapping[str, Backend] = {
         ),
         _redis("redis"),
         _redis("rediss"),
+        _redis_cluster("redis+cluster"),
+        _redis_cluster("rediss+cluster"),
         _postgresql("postgresql"),
         _postgresql("postgres"),
     )

@@ -53,7 +53,7 @@ class ClusterNode:
 def _free_port_pair() -> int:
     """A loopback port free now whose cluster bus port (``port + 10000``) is free too."""
     for _ in range(200):
-        port = random.randint(20000, 55000)  # noqa: S311 (a port, not a secret)
+        port = random.randint(20000, 55000)
         if all(_bindable(candidate) for candidate in (port, port + 10000)):
             return port
     raise TopologyError("found no free pair of loopback ports for a cluster node")

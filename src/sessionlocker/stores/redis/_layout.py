@@ -21,10 +21,14 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
 )
 
 from sessionlocker.core.protocol import LeaseView, Versioned
@@ -64,6 +68,9 @@ SCRIPTS = {
         ("delete", _scripts.DELETE),
         ("put_lease", _scripts.PUT_LEASE),
         ("get_lease", _scripts.GET_LEASE),
+        ("cluster_write", _scripts.CLUSTER_WRITE),
+        ("cluster_delete", _scripts.CLUSTER_DELETE),
+        ("cluster_put_lease", _scripts.CLUSTER_PUT_LEASE),
     )
 }
 
@@ -327,6 +334,9 @@ class RedisLayout:
         if isinstance(exc, NoPermissionError):
             problem = f"the Redis user lacks a permission: {text}"
             return StoreError(f"{where}: {problem}", retryable=False)
+        if isinstance(exc, ClusterDownError | TryAgainError | SlotNotCoveredError):
+            # Refused (the cluster is failing over or migrating): nothing ran.
+            return StoreError(f"{where}: the cluster cannot serve us now: {text}", retryable=True)
         if isinstance(exc, BusyLoadingError | ReadOnlyError | OutOfMemoryError) or (
             isinstance(exc, ResponseError) and text.startswith(_RETRYABLE_REPLIES)
         ):
@@ -341,7 +351,9 @@ class RedisLayout:
                 retryable=False,
             )
         unknown = sent and writes
-        if isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
+        if isinstance(exc, ClusterError):  # redirected too often: it may have run once
+            problem = f"the cluster kept redirecting the command ({text})"
+        elif isinstance(exc, redis.exceptions.TimeoutError | TimeoutError):
             problem = f"no reply within {self.timeout:g} s"
         else:
             problem = f"connection failed ({text})"
@@ -352,7 +364,8 @@ class RedisLayout:
     def reply_error(self, exc: BaseException, operation: str, *, writes: bool) -> StoreError:
         """The error for a failure while reading a reply: a refusal (``ResponseError``,
         a loading server) did not run; anything else may have."""
-        sent = not isinstance(exc, ResponseError | BusyLoadingError)
+        refused = ResponseError | BusyLoadingError | SlotNotCoveredError
+        sent = not isinstance(exc, refused) or isinstance(exc, ClusterError)
         return self.error(exc, operation, sent=sent, writes=writes)
 
     def scrub(self, text: str) -> str:

@@ -11,7 +11,15 @@ holds them as doubles, and its default conversion would turn a large one into
 
 from __future__ import annotations
 
-__all__ = ["DELETE", "GET_LEASE", "PUT_LEASE", "WRITE"]
+__all__ = [
+    "CLUSTER_DELETE",
+    "CLUSTER_PUT_LEASE",
+    "CLUSTER_WRITE",
+    "DELETE",
+    "GET_LEASE",
+    "PUT_LEASE",
+    "WRITE",
+]
 
 #: Shared by the write and delete scripts: the user index (a set ``P u:<user id>`` of
 #: keys per user). ``users_of`` reads a record's ``user_ids`` with ``cjson.decode`` only
@@ -128,3 +136,84 @@ local expired = 0
 if now_us >= tonumber(stored[1]) then expired = 1 end
 return {expired, stored[2], stored[3]}
 """
+
+# The Redis Cluster scripts (``RedisClusterStore``): every key of one script shares one
+# hash tag, so one slot: the record ``P r:{=K}``, its revision counter ``P c:{=K}``
+# (kept after a delete, so a re-created record never reuses a revision) and its history
+# ``P h:{=K}``; notifications go out with SPUBLISH on ``P n:{=K}``, in the same slot.
+# The user index lives in other slots and is kept outside the scripts (see
+# ``_cluster_layout``): these scripts only keep the record's user ids in field ``u``
+# and return the old ones.
+
+#: Like ``users_of`` above, for the cluster scripts (which keep no sets).
+_CLUSTER_USERS = """
+local function users_of(value)
+  if not value or not string.find(value, 'user_ids":["', 1, true) then return {} end
+  local ok, record = pcall(cjson.decode, value)
+  if not ok or type(record) ~= 'table' or type(record.user_ids) ~= 'table' then return {} end
+  local ids = {}
+  for _, id in ipairs(record.user_ids) do
+    if type(id) == 'string' and id ~= '' then ids[#ids + 1] = id end
+  end
+  return ids
+end
+"""
+
+#: KEYS: record hash, the record's revision counter, history list.
+#: ARGV: expected revision ("" = absent), value, history length, channel ("" = quiet).
+#: The new revision is above the counter, the stored revision and the newest history
+#: entry, so it is new even if the counter was lost.
+#: Returns {1, new revision} when written, {0} when absent, {0, value, revision} on conflict.
+CLUSTER_WRITE = (
+    _CLUSTER_USERS
+    + """
+local stored = redis.call('HMGET', KEYS[1], 'rev')
+local revision = stored[1]
+if (revision or '') ~= ARGV[1] then
+  if revision then return {0, redis.call('HGET', KEYS[1], 'v'), revision} end
+  return {0}
+end
+local new = redis.call('INCR', KEYS[2])
+local floor = tonumber(revision or '0')
+if not revision then
+  local newest = redis.call('LINDEX', KEYS[3], 0)
+  if newest then floor = tonumber(string.match(newest, '^(%d+)')) or 0 end
+end
+if floor >= new then
+  new = floor + 1
+  redis.call('SET', KEYS[2], string.format('%d', new))
+end
+local text = string.format('%d', new)
+local now = redis.call('TIME')
+local at = now[1] .. string.format('%06d', tonumber(now[2]))
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'rev', text, 't', at)
+local users = users_of(ARGV[2])
+if #users > 0 then redis.call('HSET', KEYS[1], 'u', cjson.encode(users))
+else redis.call('HDEL', KEYS[1], 'u') end
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('LPUSH', KEYS[3], text .. ',' .. at .. ':' .. ARGV[2])
+  redis.call('LTRIM', KEYS[3], 0, keep - 1)
+end
+if ARGV[4] ~= '' then redis.call('SPUBLISH', ARGV[4], text) end
+return {1, new}
+"""
+)
+
+#: KEYS: record hash. ARGV: expected revision ("" = any), channel.
+#: Returns {1} when deleted, {0} when absent, {2, value, revision} on conflict.
+CLUSTER_DELETE = """
+local stored = redis.call('HMGET', KEYS[1], 'v', 'rev')
+if not stored[2] then return {0} end
+if ARGV[1] ~= '' and stored[2] ~= ARGV[1] then return {2, stored[1], stored[2]} end
+redis.call('DEL', KEYS[1])
+redis.call('SPUBLISH', ARGV[2], 'deleted')
+return {1}
+"""
+
+#: KEYS: lease hash, the lease's version counter (same slot). ARGV as ``PUT_LEASE``,
+#: plus how long the counter is kept (ms): longer than the lease, so a lease dropped
+#: and written again never shows a version seen before.
+CLUSTER_PUT_LEASE = PUT_LEASE.replace(
+    "return version", "redis.call('PEXPIRE', KEYS[2], ARGV[5])\nreturn version"
+)

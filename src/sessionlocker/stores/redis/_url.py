@@ -12,9 +12,16 @@ from urllib.parse import urlsplit
 
 from sessionlocker.stores.opening import StoreURL, made_from
 from sessionlocker.stores.redis._async import AsyncRedisStore
+from sessionlocker.stores.redis._async_cluster import AsyncRedisClusterStore
+from sessionlocker.stores.redis._cluster import RedisClusterStore
 from sessionlocker.stores.redis._store import RedisStore
 
-__all__ = ["open_async_redis_url", "open_redis_url"]
+__all__ = [
+    "open_async_redis_cluster_url",
+    "open_async_redis_url",
+    "open_redis_cluster_url",
+    "open_redis_url",
+]
 
 
 def open_redis_url(url: StoreURL) -> RedisStore:
@@ -55,6 +62,48 @@ def _settings(url: StoreURL) -> dict[str, Any]:
         "username": url.username or None,
         "password": url.password,
         "tls": url.scheme == "rediss",
+        "ca_certs": url.options.get("ca"),
+        "prefix": url.options.get("prefix", "sessionlocker:"),
+        "history": 0 if history is None else history,
+        "timeout": url.number("timeout", 5.0, minimum=0.001),
+        "pool": 8 if pool is None else pool,
+    }
+
+
+def open_redis_cluster_url(url: StoreURL) -> RedisClusterStore:
+    """A ``RedisClusterStore`` from ``redis+cluster://host:port[,host:port...]/?options``
+    (``rediss+cluster://`` speaks TLS); the options are ``redis://``'s."""
+    settings = _cluster_settings(url)
+    return made_from(url, RedisClusterStore, settings)
+
+
+def open_async_redis_cluster_url(url: StoreURL) -> AsyncRedisClusterStore:
+    """An ``AsyncRedisClusterStore`` from the same URL (see ``open_redis_cluster_url``)."""
+    return made_from(url, AsyncRedisClusterStore, _cluster_settings(url))
+
+
+def _cluster_settings(url: StoreURL) -> dict[str, Any]:
+    """The cluster store's arguments: ``nodes`` from the comma-separated host list."""
+    if not url.has_authority or not url.host:
+        raise url.error(f"write {url.scheme}:// and then host:port of one or more nodes")
+    nodes = []
+    for node in url.host.split(","):
+        try:
+            parts = urlsplit(f"//{node.strip()}")
+            nodes.append((parts.hostname or "127.0.0.1", parts.port or 6379))
+        except ValueError:
+            raise url.error(f"node {node!r}: the port must be a number from 1 to 65535") from None
+    if url.path.strip("/") not in ("", "0"):
+        raise url.error("a Redis Cluster has only database 0: leave the path empty")
+    if url.options.get("ca") is not None and url.scheme != "rediss+cluster":
+        raise url.error("option ca is for TLS: use rediss+cluster://")
+    history = url.integer("history")
+    pool = url.integer("pool")
+    return {
+        "nodes": nodes,
+        "username": url.username or None,
+        "password": url.password,
+        "tls": url.scheme == "rediss+cluster",
         "ca_certs": url.options.get("ca"),
         "prefix": url.options.get("prefix", "sessionlocker:"),
         "history": 0 if history is None else history,
