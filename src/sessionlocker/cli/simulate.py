@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sessionlocker.sim.local import TOPOLOGIES
 from sessionlocker.sim.progress import live_progress
 from sessionlocker.sim.run import Options, SimulationError, simulate
 from sessionlocker.sim.world import Timings
@@ -103,6 +104,18 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="largest clock offset between servers; rates differ up to skew/10, at most 5%% "
         f"(default: {defaults.skew:g})",
     )
+    add(
+        "--start",
+        choices=sorted(TOPOLOGIES),
+        help="start a throwaway local topology of real servers on loopback (in the run "
+        "folder) and run on it instead of --store; stopped at the end",
+    )
+    add(
+        "--failover",
+        action="store_true",
+        help="with --start: SIGKILL the current primary a third of the way in (the "
+        "servers' own failover promotes a replica)",
+    )
     add("--json", action="store_true", help="print the report as JSON on stdout")
     add(
         "--out",
@@ -119,8 +132,14 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def run(args: argparse.Namespace) -> int:
     """Run the simulation and print its report; 0 when no violation was found."""
+    if args.failover and args.start is None:
+        args.parser.error("--failover kills only servers simulate started itself: add --start")
+    if args.start is not None and args.store is not None:
+        args.parser.error("give either --store or --start, not both")
     options = Options(
         store=args.store,
+        start=args.start,
+        failover=args.failover,
         servers=args.servers,
         players=args.players,
         duration=args.duration,

@@ -41,6 +41,10 @@ class Report:
     bonuses: int = 0
     trades: int = 0
     faults_injected: int = 0
+    #: Primaries killed (``--failover``), and the milliseconds from the kill until the
+    #: parent heard of a confirmed save of every key saved after it (the slowest key).
+    failovers: int = 0
+    failover_recovery_ms: float | None = None
     directory: str | None = None
     duration_s: float = 0.0
     #: One line per violation found: key, epochs, servers and times.
@@ -69,6 +73,8 @@ class Report:
             "bonuses": self.bonuses,
             "trades": self.trades,
             "faults_injected": self.faults_injected,
+            "failovers": self.failovers,
+            "failover_recovery_ms": self.failover_recovery_ms,
             "store": self.store,
             "seed": self.seed,
             "servers": self.servers,
@@ -93,6 +99,13 @@ class Report:
             f"  bonuses:      {self.bonuses} admin sends; trades offered {self.trades}",
             f"  chaos:        {self.crashes} crashes, {self.pauses} pauses, "
             f"{self.takeovers} takeovers, {self.faults_injected} faults injected",
+        ]
+        if self.failovers:
+            lines.append(
+                f"  failover:     {self.failovers} primary killed; every key saved again "
+                f"within {_ms(self.failover_recovery_ms)}"
+            )
+        lines += [
             "  invariants:",
         ]
         for name in VIOLATIONS:

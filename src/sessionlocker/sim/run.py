@@ -27,6 +27,8 @@ from sessionlocker.errors import CorruptRecord, SessionLockerError
 from sessionlocker.sim.check import check
 from sessionlocker.sim.fleet import ServerConfig, WorkerProcess
 from sessionlocker.sim.history import Event, HistoryWriter, Tail, read_events
+from sessionlocker.sim.local import LocalTopology
+from sessionlocker.sim.local import start as start_topology
 from sessionlocker.sim.report import Report, summarize
 from sessionlocker.sim.server import Server
 from sessionlocker.sim.workload import Workload
@@ -59,6 +61,10 @@ class Options:
     skew: float = 0.2
     out: Path | None = None
     timings: Timings = field(default_factory=Timings)
+    #: A local topology to start and run on (``sim.local.TOPOLOGIES``), instead of ``store``.
+    start: str | None = None
+    #: SIGKILL the topology's primary a third of the way in (needs ``start``).
+    failover: bool = False
 
 
 #: ``progress(seconds_elapsed, counters)``, called about twice a second.
@@ -68,11 +74,19 @@ Progress = Callable[[float, dict[str, int]], None]
 def simulate(options: Options, progress: Progress | None = None) -> Report:
     """Run the simulation and return its report. Never leaves a server process running."""
     seed = options.seed if options.seed is not None else random.randrange(2**31)
+    if options.failover and options.start is None:
+        raise SimulationError(
+            "--failover kills a primary only of servers simulate started itself: add --start"
+        )
+    if options.start is not None and options.store is not None:
+        raise SimulationError("give either --store or --start, not both")
     began = time.monotonic()
-    with _run_directory(options.out) as (directory, keep):
+    with _run_directory(options.out) as (directory, keep), _topology(options, directory) as local:
         store = options.store or f"sqlite:///{directory / 'store.db'}"
+        if local is not None:
+            store = local.url
         try:
-            report = _Run(options, seed, directory, store, progress).run()
+            report = _Run(options, seed, directory, store, progress, topology=local).run()
         except SimulationError as exc:
             raise SimulationError(f"{exc} (run folder kept: {directory})") from exc
         if not report.ok:  # a failed run keeps its folder, for diagnosis
@@ -108,6 +122,23 @@ def _run_directory(parent: Path | None) -> Iterator[tuple[Path, Callable[[], Non
             shutil.rmtree(directory, ignore_errors=True)
 
 
+@contextmanager
+def _topology(options: Options, directory: Path) -> Iterator[LocalTopology | None]:
+    """The local topology ``options.start`` names, started in ``directory`` and closed
+    at the end (``None`` without one)."""
+    if options.start is None:
+        yield None
+        return
+    try:
+        topology = start_topology(options.start, directory / "servers")
+    except SessionLockerError as exc:
+        raise SimulationError(f"cannot start {options.start}: {exc}") from exc
+    try:
+        yield topology
+    finally:
+        topology.close()
+
+
 def _nothing() -> None:
     """The ``keep()`` of a folder that is kept anyway."""
 
@@ -116,9 +147,21 @@ class _Run:
     """One run: the servers, the chaos, and what was seen of them."""
 
     def __init__(
-        self, options: Options, seed: int, directory: Path, store: str, progress: Progress | None
+        self,
+        options: Options,
+        seed: int,
+        directory: Path,
+        store: str,
+        progress: Progress | None,
+        *,
+        topology: LocalTopology | None = None,
     ) -> None:
         self.options, self.seed, self.directory = options, seed, directory
+        self.topology = topology
+        #: When the primary was killed (monotonic), and per key how long after it the
+        #: parent heard of the key's first confirmed save.
+        self.failed_at: float | None = None
+        self.after_failover: dict[str, float] = {}
         self.progress = progress
         self.rng = random.Random(seed)
         self.config = ServerConfig(store, directory, options.timings, options.fault_rate)
@@ -161,6 +204,9 @@ class _Run:
             directory=self.directory if self.options.out is not None else None,
         )
         report.findings = findings
+        report.failovers = self.counters.get("failovers", 0)
+        if self.after_failover:
+            report.failover_recovery_ms = max(self.after_failover.values())
         return report
 
     # ------------------------------------------------------------------ the run
@@ -172,6 +218,8 @@ class _Run:
         next_progress = began
         while (now := time.monotonic()) < began + self.options.duration:
             self._chaos(now, now - last, workload)
+            if self._failover_due(now - began):
+                self._fail_primary(now)
             live = [name for name, server in self.servers.items() if _usable(server)]
             workload.tick(time.time(), now - last, live, self._send)
             for tail in self.tails:
@@ -183,6 +231,20 @@ class _Run:
                 next_progress = now + 0.5
             last = now
             time.sleep(TICK)
+
+    def _failover_due(self, elapsed: float) -> bool:
+        due = self.options.failover and self.topology is not None and self.failed_at is None
+        return due and elapsed >= self.options.duration / 3
+
+    def _fail_primary(self, now: float) -> None:
+        """SIGKILL the topology's primary; the servers' own failover promotes a replica."""
+        assert self.topology is not None
+        try:
+            self.topology.fail_primary()
+        except SessionLockerError as exc:
+            raise SimulationError(f"cannot kill a primary: {exc}") from exc
+        self.failed_at = now
+        self._note("failovers", "failover", "primary")
 
     def _start(self, name: str) -> None:
         skew = self.options.skew
@@ -239,6 +301,9 @@ class _Run:
         kind = str(event["event"])
         if kind in ("confirmed", "granted", "loaded"):
             self.counters[kind] = self.counters.get(kind, 0) + 1
+        if kind == "confirmed" and self.failed_at is not None:
+            waited = round((time.monotonic() - self.failed_at) * 1000, 1)
+            self.after_failover.setdefault(str(event.get("key")), waited)
 
     # ------------------------------------------------------------------ the end
 

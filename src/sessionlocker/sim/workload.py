@@ -154,7 +154,10 @@ class Workload:
         a, b = self.rng.sample(list(present), 2)
         if self.where.get(a) == self.where.get(b):
             return
-        stored = self.admin.store.read(self.admin.spec.store_key(b))
+        try:
+            stored = self.admin.store.read(self.admin.spec.store_key(b))
+        except SessionLockerError:
+            return  # the store is failing over: no trade this time
         items = [] if stored is None else decode(stored.value).data.get("items", [])
         if not items:
             return

@@ -277,20 +277,29 @@ class RedisClusterTopology:
 
     # Changing it.
 
-    def fail_primary(self) -> None:
-        """SIGKILL one primary; the cluster promotes one of its replicas on its own
-        (``wait_healthy`` waits for that). The killed port is kept in ``killed``."""
-        port = self.primaries()[0].port
+    def fail_primary(self, port: int | None = None) -> None:
+        """SIGKILL one primary (the one on ``port`` if given); the cluster promotes one of
+        its replicas on its own (``wait_healthy`` waits for that). The killed port is kept
+        in ``killed``."""
+        if port is None:
+            port = self.primaries()[0].port
         os.kill(self.processes[port].pid, signal.SIGKILL)
         self.processes[port].wait()
         self.killed.append(port)
 
     def restart(self, port: int) -> None:
-        """Start a killed node again on its data; it rejoins as a replica."""
+        """Start a killed node again on its data; it rejoins as a replica (this waits
+        until it is in sync)."""
         self._start_node(port)
         self._wait_listening(port)
         if port in self.killed:
             self.killed.remove(port)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not any(n.port == port and not n.failed for n in self.nodes()):
+            if time.monotonic() > deadline:
+                raise TopologyError(f"the node on port {port} did not rejoin")
+            time.sleep(0.1)
+        self.wait_healthy()
 
     def reshard(self, slots: int) -> tuple[int, int]:
         """Move ``slots`` slots from one primary to another (``redis-cli --cluster
