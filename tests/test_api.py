@@ -25,6 +25,7 @@ PUBLIC = {
     "AlreadyOpen",
     "AsyncLockerService",
     "AsyncPostgreSQLStore",
+    "AsyncRedisClusterStore",
     "AsyncRedisStore",
     "AsyncStore",
     "Attempt",
@@ -61,6 +62,7 @@ PUBLIC = {
     "Purchaser",
     "Receipt",
     "RecordTooLarge",
+    "RedisClusterStore",
     "RedisStore",
     "SQLiteStore",
     "SaveReason",
@@ -83,6 +85,7 @@ PUBLIC = {
 
 STORES_PUBLIC = {
     "AsyncPostgreSQLStore",
+    "AsyncRedisClusterStore",
     "AsyncRedisStore",
     "AsyncStore",
     "CountingStore",
@@ -90,6 +93,7 @@ STORES_PUBLIC = {
     "MemoryStore",
     "PostgreSQLStore",
     "ReadOnlyStore",
+    "RedisClusterStore",
     "RedisStore",
     "SQLiteStore",
     "Store",
@@ -231,9 +235,11 @@ def test_the_store_packages_export_their_stores() -> None:
     redis = importlib.import_module("sessionlocker.stores.redis")
     postgresql = importlib.import_module("sessionlocker.stores.postgresql")
     assert set(redis.__all__) == {
+        "AsyncRedisClusterStore",
         "AsyncRedisStore",
         "RedisOptions",
         "RedisSettings",
+        "RedisClusterStore",
         "RedisStore",
         "RedisWatch",
     }

@@ -65,12 +65,15 @@ if TYPE_CHECKING:
     from sessionlocker.stores.postgresql._async import AsyncPostgreSQLStore
     from sessionlocker.stores.redis import RedisStore
     from sessionlocker.stores.redis._async import AsyncRedisStore
+    from sessionlocker.stores.redis._async_cluster import AsyncRedisClusterStore
+    from sessionlocker.stores.redis._cluster import RedisClusterStore
     from sessionlocker.trades import Trades
 
 __all__ = [
     "AlreadyOpen",
     "AsyncLockerService",
     "AsyncPostgreSQLStore",
+    "AsyncRedisClusterStore",
     "AsyncRedisStore",
     "AsyncStore",
     "Attempt",
@@ -107,6 +110,7 @@ __all__ = [
     "Purchaser",
     "Receipt",
     "RecordTooLarge",
+    "RedisClusterStore",
     "RedisStore",
     "SQLiteStore",
     "SaveReason",
@@ -175,6 +179,8 @@ _HOMES: dict[str, tuple[str, ...]] = {
     ),
     "sessionlocker.stores.postgresql._async": ("AsyncPostgreSQLStore",),
     "sessionlocker.stores.redis._async": ("AsyncRedisStore",),
+    "sessionlocker.stores.redis._async_cluster": ("AsyncRedisClusterStore",),
+    "sessionlocker.stores.redis._cluster": ("RedisClusterStore",),
     "sessionlocker.stores.postgresql": ("PostgreSQLStore",),
     "sessionlocker.stores.redis": ("RedisStore",),
     "sessionlocker.trades": ("Trades",),

@@ -31,10 +31,16 @@ from sessionlocker.stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
     from sessionlocker.stores.postgresql import AsyncPostgreSQLStore, PostgreSQLStore
-    from sessionlocker.stores.redis import AsyncRedisStore, RedisStore
+    from sessionlocker.stores.redis import (
+        AsyncRedisClusterStore,
+        AsyncRedisStore,
+        RedisClusterStore,
+        RedisStore,
+    )
 
 __all__ = [
     "AsyncPostgreSQLStore",
+    "AsyncRedisClusterStore",
     "AsyncRedisStore",
     "AsyncStore",
     "CountingStore",
@@ -42,6 +48,7 @@ __all__ = [
     "MemoryStore",
     "PostgreSQLStore",
     "ReadOnlyStore",
+    "RedisClusterStore",
     "RedisStore",
     "SQLiteStore",
     "Store",
@@ -56,8 +63,10 @@ __all__ = [
 # The database stores import their client library: loaded on first use (PEP 562).
 _LAZY = {
     "AsyncPostgreSQLStore": "sessionlocker.stores.postgresql",
+    "AsyncRedisClusterStore": "sessionlocker.stores.redis",
     "AsyncRedisStore": "sessionlocker.stores.redis",
     "PostgreSQLStore": "sessionlocker.stores.postgresql",
+    "RedisClusterStore": "sessionlocker.stores.redis",
     "RedisStore": "sessionlocker.stores.redis",
 }
 
