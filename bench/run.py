@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py                 # memory, SQLite, Redis, PostgreSQL
     .venv/bin/python bench/run.py --size quick    # smaller, for a look
     .venv/bin/python bench/run.py --no-servers    # memory and SQLite only
+    .venv/bin/python bench/run.py --cluster       # only Redis Cluster vs one node (``cluster.py``)
 
 SQLite gets a fresh file in a temporary folder. Redis and PostgreSQL get throwaway
 servers of their own (``servers.py``: 127.0.0.1, ports 56379 and 55433, temporary
@@ -21,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import cluster
 from plots import write_plots
 
 from servers import PostgresServer, RedisServer, ServerUnavailable
@@ -30,6 +32,8 @@ from sessionlocker.benchmarks.common import quiet_library_logs
 HERE = Path(__file__).resolve().parent
 START = "<!-- results:start (written by bench/run.py) -->"
 END = "<!-- results:end -->"
+CLUSTER_START = "<!-- cluster:start (written by bench/run.py --cluster) -->"
+CLUSTER_END = "<!-- cluster:end -->"
 SIZES = {"full": FULL, "quick": QUICK, "tiny": TINY}
 
 
@@ -40,8 +44,15 @@ def main() -> int:
     parser.add_argument("--store", action="append", metavar="URL", help="measure this store")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--readme", type=Path, default=HERE / "README.md")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="measure only Redis Cluster against one node (cluster.py), into results.json",
+    )
     args = parser.parse_args()
     quiet_library_logs()
+    if args.cluster:
+        return _cluster(args.output, args.readme)
     command = "bench/run.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="sessionlocker-bench-") as folder:
         servers: list[Any] = []
@@ -67,6 +78,19 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def _cluster(output: Path, readme: Path) -> int:
+    """Measure the cluster, keep it under ``redis_cluster`` in ``output`` and in the
+    README between its own markers; the other results stay as they are."""
+    _say("Redis Cluster against one node (about a minute)")
+    figures = cluster.measure(seconds=3.0)
+    results = json.loads(output.read_text()) if output.exists() else {}
+    results["redis_cluster"] = figures
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    _update_readme(readme, cluster.table(figures), CLUSTER_START, CLUSTER_END)
+    _say(f"wrote redis_cluster into {output} and the table into {readme}")
+    return 0
+
+
 def _start_servers(servers: list[Any], skipped: dict[str, str]) -> list[str]:
     urls = []
     for name, make in (("redis", RedisServer), ("postgresql", PostgresServer)):
@@ -81,13 +105,13 @@ def _start_servers(servers: list[Any], skipped: dict[str, str]) -> list[str]:
     return urls
 
 
-def _update_readme(readme: Path, tables: str) -> None:
+def _update_readme(readme: Path, tables: str, start: str = START, end: str = END) -> None:
     text = readme.read_text()
-    before, start, rest = text.partition(START)
-    _, end, after = rest.partition(END)
-    if not start or not end:
-        raise SystemExit(f"{readme} has no {START} ... {END} markers to write between")
-    readme.write_text(f"{before}{START}\n{tables}{END}{after}")
+    before, found_start, rest = text.partition(start)
+    _, found_end, after = rest.partition(end)
+    if not found_start or not found_end:
+        raise SystemExit(f"{readme} has no {start} ... {end} markers to write between")
+    readme.write_text(f"{before}{start}\n{tables}{end}{after}")
 
 
 def _say(text: str) -> None:

@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
+from sessionlocker.errors import StoreError
 from sessionlocker.stores._checks import check_count, check_prefix, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, async_cas_update
 from sessionlocker.stores.redis._cluster import (
@@ -101,11 +102,12 @@ class AsyncRedisClusterStore:
         """Write if the stored revision is ``expected`` (see ``RedisClusterStore.write``)."""
         call = self._layout.write_call(key, value, expected, notify=notify)
         index = self._layout.index_commands(key, value)
-        for command in index:
-            await self._execute("write", *command, writes=True)
+        for command in index:  # a failure here: the record was not touched
+            await self._execute("write", *command)
         revision = self._layout.write_reply(key, await self._script(call, writes=True))
-        for command in index:
-            await self._execute("write", *command, writes=True)
+        for command in index:  # committed: a failure here must not fail the write
+            with suppress(StoreError):
+                await self._execute("write", *command)
         return revision
 
     async def update(

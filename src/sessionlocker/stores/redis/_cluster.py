@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
-from sessionlocker.errors import UsageError
+from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores._checks import check_count, check_prefix, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, cas_update
 from sessionlocker.stores.redis._cluster_layout import ClusterLayout
@@ -163,11 +163,15 @@ class RedisClusterStore:
         """
         call = self._layout.write_call(key, value, expected, notify=notify)
         index = self._layout.index_commands(key, value)
-        for command in index:
-            self._execute("write", *command, writes=True)
+        for command in index:  # a failure here: the record was not touched
+            self._execute("write", *command)
         revision = self._layout.write_reply(key, self._script(call, writes=True))
+        # The write committed: the second, idempotent SADD only narrows a race with
+        # keys_for_user, so its failure must not report the write as failed.
         for command in index:
-            self._execute("write", *command, writes=True)
+            with suppress(StoreError):
+                self._execute("write", *command)
+        # replicas= (WAIT on the slot's primary, after the script) would go here.
         return revision
 
     def update(
