@@ -127,6 +127,13 @@ def test_moved_and_ask_during_a_reshard_are_followed(
     assert owner_port(cluster_store, moved[0]) != source
 
 
+def saves_confirmed(folder: Path) -> int:
+    """How many saves the fleet's histories under ``folder`` acknowledged so far."""
+    return sum(
+        path.read_text(errors="replace").count('"confirmed"') for path in folder.rglob("*.jsonl")
+    )
+
+
 def test_simulate_kills_a_primary_and_finds_no_violation(tmp_path: Path) -> None:
     report = simulate(
         Options(start="redis-cluster", failover=True, duration=20.0, seed=1, out=tmp_path)
@@ -150,8 +157,8 @@ def test_simulate_during_a_reshard_finds_no_violation(
 
     fleet = threading.Thread(target=run)
     fleet.start()
-    time.sleep(6.0)  # let the fleet get going: the reshard must happen during the run
-    private_cluster.topology.reshard(4000)
+    until(lambda: saves_confirmed(tmp_path) >= 50, "the fleet's first saves")
+    private_cluster.topology.reshard(4000)  # during the run: it lasts 20 s
     fleet.join()
     report = outcome[0]
     assert not isinstance(report, BaseException), report
