@@ -8,6 +8,8 @@ The conformance suite runs on the shared cluster of the run (``tests/stores``).
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from servers import ClusterServer
+from sessionlocker.core.protocol import Versioned
 from sessionlocker.errors import StoreError
 from sessionlocker.sim.run import Options, simulate
 from sessionlocker.stores import open_store
@@ -89,6 +92,38 @@ def test_a_write_survives_a_failover_and_the_watch_resubscribes(
     assert cluster_store.read("k").value == b"after"  # type: ignore[union-attr]
     until(lambda: written in woke, "a wake from the promoted replica")
     watch.close()
+
+
+def test_a_write_without_its_reply_is_an_unknown_outcome_settled_by_reading(
+    private_cluster: ClusterServer,
+) -> None:
+    store = open_store(private_cluster.url + "?timeout=0.3")
+    assert isinstance(store, RedisClusterStore)
+    try:
+        revision = store.write("k", b"before", None)
+        owner = private_cluster.topology.processes[owner_port(store, "k")]
+        os.kill(owner.pid, signal.SIGSTOP)  # well under cluster-node-timeout: no failover
+        try:
+            with pytest.raises(StoreError) as caught:
+                store.write("k", b"after", revision)
+        finally:
+            os.kill(owner.pid, signal.SIGCONT)
+        assert caught.value.unknown_outcome
+        assert caught.value.retryable
+        settled: list[Versioned] = []
+
+        def read() -> bool:
+            try:
+                stored = store.read("k")
+            except StoreError:
+                return False
+            settled.extend([] if stored is None else [stored])
+            return stored is not None
+
+        until(read, "a read once the primary runs again")
+        assert settled[0] in (Versioned(b"before", revision), Versioned(b"after", revision + 1))
+    finally:
+        store.close()
 
 
 def test_moved_and_ask_during_a_reshard_are_followed(
