@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from sessionlocker.errors import UsageError
-from sessionlocker.stores import FaultyStore, MemoryStore, SQLiteStore, open_store
+from sessionlocker.stores import (
+    FaultyStore,
+    MemoryStore,
+    SQLiteStore,
+    open_async_store,
+    open_store,
+)
 from sessionlocker.stores.opening import LONGEST
 
 
@@ -117,6 +123,10 @@ def test_unknown_scheme_names_every_backend_in_one_short_line() -> None:
         ("postgresql://host/db?pool=" + "x" * 300, "option pool="),
         ("redis://host/" + "x" * 300, "the path names the database"),
         ("redis://host/0?histroy=1", "did you mean 'history'?"),
+        ("redis+cluster://host:7000/1", "has only database 0"),
+        ("redis+cluster://host:7000,host:port/", "port must be a number"),
+        ("redis+cluster:///", "host:port of one or more nodes"),
+        ("redis+cluster://host:7000/?ca=/ca.pem", "use rediss+cluster://"),
         ("memory://?faill=1", "did you mean 'fail'?"),
         ("x" * 300 + "://" + "y" * 300, "'xxxxxxxxxxxxx...://...': unknown scheme"),
         (
@@ -166,3 +176,21 @@ def test_passwords_never_leak(url: str) -> None:
         assert "s3cr3t" not in repr(error.args)
         error = error.__cause__ or error.__context__
     assert "***" in str(caught.value)
+
+
+def test_redis_cluster_urls_name_every_node_and_connect_only_when_used() -> None:
+    from sessionlocker.stores.redis import (  # noqa: PLC0415 (the redis extra)
+        AsyncRedisClusterStore,
+        RedisClusterStore,
+    )
+
+    store = open_store("redis+cluster://127.0.0.1:1,127.0.0.1:2/?prefix=p:&history=3&pool=2")
+    assert isinstance(store, RedisClusterStore)
+    assert store.prefix == "p:"
+    assert "127.0.0.1:1,127.0.0.1:2" in repr(store)
+    store.close()
+    tls = open_store("rediss+cluster://:secret@127.0.0.1:1/?ca=/nowhere/ca.pem")
+    assert isinstance(tls, RedisClusterStore)
+    assert "secret" not in repr(tls)
+    tls.close()
+    assert isinstance(open_async_store("redis+cluster://127.0.0.1:1/"), AsyncRedisClusterStore)
