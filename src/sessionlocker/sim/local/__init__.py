@@ -13,6 +13,7 @@ from typing import Protocol
 
 from sessionlocker.errors import UsageError
 from sessionlocker.sim.local.redis_cluster import RedisClusterTopology
+from sessionlocker.sim.local.redis_sentinel import RedisSentinelTopology
 
 __all__ = ["TOPOLOGIES", "LocalTopology", "start"]
 
@@ -33,6 +34,7 @@ class LocalTopology(Protocol):
 #: Every topology by the name ``simulate --start`` takes.
 TOPOLOGIES: dict[str, Callable[[Path], LocalTopology]] = {
     "redis-cluster": RedisClusterTopology,
+    "redis-sentinel": RedisSentinelTopology,
 }
 
 
