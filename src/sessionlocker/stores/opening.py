@@ -310,6 +310,20 @@ def _open_async_redis_cluster(url: StoreURL) -> AsyncStore:
     return open_async_redis_cluster_url(url)
 
 
+def _open_sentinel(url: StoreURL) -> Store:
+    with _extra(url, "redis", "redis"):
+        from sessionlocker.stores.redis._url import open_sentinel_url  # noqa: PLC0415 (optional extra)
+    return open_sentinel_url(url)
+
+
+def _open_async_sentinel(url: StoreURL) -> AsyncStore:
+    with _extra(url, "redis", "redis"):
+        from sessionlocker.stores.redis._url import (  # noqa: PLC0415 (optional extra)
+            open_async_sentinel_url,
+        )
+    return open_async_sentinel_url(url)
+
+
 def _open_postgresql(url: StoreURL) -> Store:
     with _extra(url, "psycopg", "postgresql"):
         from sessionlocker.stores.postgresql._url import (  # noqa: PLC0415 (optional extra)
@@ -333,8 +347,9 @@ def _redis(scheme: str) -> Backend:
             f"{scheme}://host:6379/0",
             f"{scheme}://:password@host/0?prefix=game:&history=10&timeout=5&pool=8"
             + ("&ca=/path/ca.pem" if scheme == "rediss" else ""),
+            f"{scheme}://host/0?replicas=1&replica_timeout=1",
         ),
-        options=frozenset({"prefix", "history", "timeout", "pool", "ca"}),
+        options=_REDIS_OPTIONS | {"ca"},
         open=_open_redis,
         open_async=_open_async_redis,
     )
@@ -352,6 +367,21 @@ def _redis_cluster(scheme: str) -> Backend:
         open=_open_redis_cluster,
         open_async=_open_async_redis_cluster,
     )
+
+
+_REDIS_OPTIONS = frozenset({"prefix", "history", "timeout", "pool", "replicas", "replica_timeout"})
+
+#: ``redis+sentinel://``: the primary the sentinels name.
+_SENTINEL = Backend(
+    scheme="redis+sentinel",
+    forms=(
+        "redis+sentinel://sentinel1:26379,sentinel2:26379,sentinel3:26379/mymaster",
+        "redis+sentinel://:password@sentinel:26379/mymaster?db=0&replicas=1&replica_timeout=1",
+    ),
+    options=_REDIS_OPTIONS | {"db"},
+    open=_open_sentinel,
+    open_async=_open_async_sentinel,
+)
 
 
 def _postgresql(scheme: str) -> Backend:
@@ -390,6 +420,7 @@ BACKENDS: Mapping[str, Backend] = {
         _redis("rediss"),
         _redis_cluster("redis+cluster"),
         _redis_cluster("rediss+cluster"),
+        _SENTINEL,
         _postgresql("postgresql"),
         _postgresql("postgres"),
     )
@@ -404,7 +435,12 @@ def open_store(url: str) -> Store:
       convention): a ``SQLiteStore``; options ``busy_timeout`` in seconds and ``history``
       (versions kept per key, default 10, 0 for none). The directory must exist.
     - ``redis://[user:password@]host[:port][/db]`` (``rediss://`` for TLS): a
-      ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``).
+      ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``),
+      ``replicas`` and ``replica_timeout`` (a record command counts once that many
+      replicas acknowledged it, waiting up to that many seconds).
+    - ``redis+sentinel://sentinel:port[,sentinel:port...]/service``: a ``RedisStore`` on
+      the primary the sentinels name for ``service``, following it across failovers;
+      the ``redis://`` options but ``ca``, and ``db``.
     - ``postgresql://[user:password@]host[:port]/database`` (or ``postgres://``): a
       ``PostgreSQLStore``; options ``table``, ``schema``, ``prefix``, ``history``, ``pool``,
       ``timeout``, ``connect_timeout`` and the libpq ``sslmode``, ``sslrootcert``,

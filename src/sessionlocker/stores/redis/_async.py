@@ -26,12 +26,21 @@ from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, async_cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.redis._sentinel import make_async_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._store import RedisStore
 
 __all__ = ["AsyncRedisStore"]
 
 T = TypeVar("T")
+
+
+async def _reply(connection: Any) -> Any:
+    """The next reply on ``connection``; an error reply as its exception, not raised."""
+    try:
+        return await connection.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 class AsyncRedisStore:
@@ -50,8 +59,12 @@ class AsyncRedisStore:
             retry=Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
             ssl_class=redis.asyncio.SSLConnection,
         )
-        self._pool = redis.asyncio.BlockingConnectionPool(
-            max_connections=check_count(settings.pool, "pool", 1), timeout=layout.timeout, **kwargs
+        self._replication = settings.replication(layout)
+        self._pool = make_async_pool(
+            settings.sentinels,
+            settings.service,
+            pool=check_count(settings.pool, "pool", 1),
+            **kwargs,
         )
         self._watcher = RedisStore(host, port, **settings.options(pool=1))
         self._closed = False
@@ -68,51 +81,61 @@ class AsyncRedisStore:
 
     # Talking to the server.
 
-    async def _execute(self, operation: str, *args: Any, writes: bool = False) -> Any:
+    async def _execute(
+        self, operation: str, *args: Any, writes: bool = False, replicated: bool = False
+    ) -> Any:
         """Send one command and read its reply, translating every failure as
-        ``RedisStore._execute`` does (a lost reply to a write: unknown outcome)."""
+        ``RedisStore._execute`` does (a lost reply to a write: unknown outcome;
+        ``replicated``: counted once ``replicas`` replicas have it)."""
         if self._closed:
             raise closed_error()
         layout = self._layout
+        commands = self._replication.commands(args) if replicated else [args]
         try:
-            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = await self._pool.get_connection()
         except (RedisError, OSError) as exc:
             raise layout.error(exc, operation, sent=False, writes=writes) from exc
         try:
             try:
-                await connection.send_command(*args)
+                await connection.send_packed_command(connection.pack_commands(commands))
             except (RedisError, OSError) as exc:
                 await connection.disconnect()
                 raise layout.error(exc, operation, sent=False, writes=writes) from exc
             try:
-                return await connection.read_response()
-            except NoScriptError:
-                raise
+                replies = [await _reply(connection) for _ in commands]
             except (RedisError, OSError) as exc:
-                if not isinstance(exc, ResponseError):  # an answer leaves the connection fine
-                    await connection.disconnect()
+                await connection.disconnect()
                 raise layout.reply_error(exc, operation, writes=writes) from exc
         finally:
             await self._pool.release(connection)
+        try:
+            return self._replication.settle(
+                replies, where=layout.where, operation=operation, writes=writes
+            )
+        except NoScriptError:
+            raise
+        except (RedisError, OSError) as exc:  # an error reply: the command did not run
+            raise layout.reply_error(exc, operation, writes=writes) from exc
 
-    async def _script(self, call: Call, *, writes: bool) -> Any:
+    async def _script(self, call: Call, *, writes: bool, replicated: bool = False) -> Any:
         text, sha = SCRIPTS[call.script]
         keys, args, name = call.keys, call.args, call.script
+        how = {"writes": writes, "replicated": replicated}
         try:
-            return await self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, writes=writes)
+            return await self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, **how)
         except NoScriptError:  # a restarted server forgot it: EVAL sends it and caches it
-            return await self._execute(name, "EVAL", text, len(keys), *keys, *args, writes=writes)
+            return await self._execute(name, "EVAL", text, len(keys), *keys, *args, **how)
 
     # Records.
 
     async def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``TIME``) of that write."""
-        reply = await self._execute("read", *self._layout.read_version_args(key))
+        reply = await self._execute("read", *self._layout.read_version_args(key), replicated=True)
         return self._layout.read_version_reply(reply)
 
     async def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
-        reply = await self._execute("read", *self._layout.read_args(key))
+        reply = await self._execute("read", *self._layout.read_args(key), replicated=True)
         return self._layout.read_reply(reply)
 
     async def write(
@@ -120,7 +143,7 @@ class AsyncRedisStore:
     ) -> int:
         """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
         call = self._layout.write_call(key, value, expected, notify=notify)
-        return self._layout.write_reply(key, await self._script(call, writes=True))
+        return self._layout.write_reply(key, await self._script(call, writes=True, replicated=True))
 
     async def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
@@ -131,7 +154,9 @@ class AsyncRedisStore:
     async def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
         call = self._layout.delete_call(key, expected)
-        return self._layout.delete_reply(key, await self._script(call, writes=True))
+        return self._layout.delete_reply(
+            key, await self._script(call, writes=True, replicated=True)
+        )
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Every key starting with ``prefix``, gathered by SCAN when iteration starts."""

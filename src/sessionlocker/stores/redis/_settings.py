@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypedDict, cast
 
 from sessionlocker.stores.redis._layout import RedisLayout
+from sessionlocker.stores.redis._replicas import Replication
 
 __all__ = ["RedisOptions", "RedisSettings"]
 
@@ -28,6 +29,10 @@ class RedisOptions(TypedDict, total=False):
     history: int
     timeout: float
     pool: int
+    replicas: int
+    replica_timeout: float
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,15 +50,35 @@ class RedisSettings:
     history: int = 0
     timeout: float = 5.0
     pool: int = 8
+    #: Replicas that must acknowledge a record command (``_replicas``); 0: off.
+    replicas: int = 0
+    replica_timeout: float = 1.0
+    #: Sentinels to ask for the primary of ``service`` (``host`` and ``port`` unused).
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str = ""
 
     def layout(self) -> RedisLayout:
         """The key names, checked settings and error translation of a store."""
+        if self.sentinels:
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            where = f"the primary of {self.service!r} (sentinels {hosts})/{self.db}"
+        else:
+            where = f"{self.host}:{self.port}/{self.db}"
         return RedisLayout(
             prefix=self.prefix,
             history=self.history,
             timeout=self.timeout,
-            where=f"{self.host}:{self.port}/{self.db}",
+            where=where,
             password=self.password,
+        )
+
+    def replication(self, layout: RedisLayout) -> Replication:
+        """How many replicas a record command waits for (checked)."""
+        return Replication.checked(
+            self.replicas,
+            self.replica_timeout,
+            fence=layout.prefix + b"fence",
+            socket_timeout=layout.timeout,
         )
 
     def connection_kwargs(

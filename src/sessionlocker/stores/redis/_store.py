@@ -39,12 +39,21 @@ from sessionlocker.errors import UsageError
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.redis._sentinel import make_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._watch import RedisWatch
 
 __all__ = ["RedisStore"]
 
 T = TypeVar("T")
+
+
+def _reply(connection: Any) -> Any:
+    """The next reply on ``connection``; an error reply as its exception, not raised."""
+    try:
+        return connection.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 class RedisStore:
@@ -72,10 +81,12 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0),  # we classify and the driver retries, with backoff
             ssl_class=redis.SSLConnection,
         )
+        self._replication = settings.replication(layout)
+        self._sentinels = (settings.sentinels, settings.service)
         # redis-py leaves the pool's methods unannotated, hence the ignores below.
-        self._pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-            max_connections=check_count(settings.pool, "pool", 1),
-            timeout=layout.timeout,
+        self._pool = make_pool(
+            *self._sentinels,
+            pool=check_count(settings.pool, "pool", 1),
             **self._connection_kwargs,
         )
         self._watches: set[RedisWatch] = set()
@@ -93,43 +104,54 @@ class RedisStore:
 
     # Talking to the server.
 
-    def _execute(self, operation: str, *args: Any, writes: bool = False) -> Any:
+    def _execute(
+        self, operation: str, *args: Any, writes: bool = False, replicated: bool = False
+    ) -> Any:
         """Send one command and read its reply, translating every failure.
 
         A failure before the command was sent in full has a known outcome (nothing ran);
-        a lost reply to a ``writes`` command has an unknown one.
+        a lost reply to a ``writes`` command has an unknown one. ``replicated``: with
+        ``replicas=N``, the reply counts once N replicas have it (``_replicas``): the
+        fence and ``WAIT`` go on the same connection, in the same round trip.
         """
         if self._closed:
             raise closed_error()
         layout = self._layout
+        commands = self._replication.commands(args) if replicated else [args]
         try:
-            connection = self._pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = self._pool.get_connection()
         except (RedisError, OSError) as exc:
             raise layout.error(exc, operation, sent=False, writes=writes) from exc
         try:
             try:
-                connection.send_command(*args)
+                connection.send_packed_command(connection.pack_commands(commands))
             except (RedisError, OSError) as exc:
                 connection.disconnect()
                 raise layout.error(exc, operation, sent=False, writes=writes) from exc
             try:
-                return connection.read_response()
-            except NoScriptError:
-                raise
+                replies = [_reply(connection) for _ in commands]
             except (RedisError, OSError) as exc:
-                if not isinstance(exc, ResponseError):  # an answer leaves the connection fine
-                    connection.disconnect()
+                connection.disconnect()
                 raise layout.reply_error(exc, operation, writes=writes) from exc
         finally:
-            self._pool.release(connection)  # type: ignore[no-untyped-call]
+            self._pool.release(connection)
+        try:
+            return self._replication.settle(
+                replies, where=layout.where, operation=operation, writes=writes
+            )
+        except NoScriptError:
+            raise
+        except (RedisError, OSError) as exc:  # an error reply: the command did not run
+            raise layout.reply_error(exc, operation, writes=writes) from exc
 
-    def _script(self, call: Call, *, writes: bool) -> Any:
+    def _script(self, call: Call, *, writes: bool, replicated: bool = False) -> Any:
         text, sha = SCRIPTS[call.script]
         keys, args, name = call.keys, call.args, call.script
+        how = {"writes": writes, "replicated": replicated}
         try:
-            return self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, writes=writes)
+            return self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, **how)
         except NoScriptError:  # a restarted server forgot it: EVAL sends it and caches it
-            return self._execute(name, "EVAL", text, len(keys), *keys, *args, writes=writes)
+            return self._execute(name, "EVAL", text, len(keys), *keys, *args, **how)
 
     # Records.
 
@@ -141,12 +163,13 @@ class RedisStore:
     def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``TIME``) of that write
         (``None`` for a record written before write times were kept)."""
-        reply = self._execute("read", *self._layout.read_version_args(key))
+        reply = self._execute("read", *self._layout.read_version_args(key), replicated=True)
         return self._layout.read_version_reply(reply)
 
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
-        return self._layout.read_reply(self._execute("read", *self._layout.read_args(key)))
+        reply = self._execute("read", *self._layout.read_args(key), replicated=True)
+        return self._layout.read_reply(reply)
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -156,7 +179,7 @@ class RedisStore:
         is stored now.
         """
         call = self._layout.write_call(key, value, expected, notify=notify)
-        return self._layout.write_reply(key, self._script(call, writes=True))
+        return self._layout.write_reply(key, self._script(call, writes=True, replicated=True))
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
@@ -172,7 +195,7 @@ class RedisStore:
         key's history stays (it is the way back from a mistaken delete).
         """
         call = self._layout.delete_call(key, expected)
-        return self._layout.delete_reply(key, self._script(call, writes=True))
+        return self._layout.delete_reply(key, self._script(call, writes=True, replicated=True))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``, gathered now by SCAN (never KEYS).
@@ -205,7 +228,7 @@ class RedisStore:
     def forget(self, key: str) -> int:
         """Drop every history entry of ``key`` (an erasure); how many were dropped."""
         dropped = len(self.history(key))
-        self._execute("forget", *self._layout.forget_args(key))
+        self._execute("forget", *self._layout.forget_args(key), writes=True, replicated=True)
         return dropped
 
     # Sessions.
@@ -240,8 +263,10 @@ class RedisStore:
             raise UsageError(f"wake must be callable, not {type(wake).__name__}")
         kwargs = self._connection_kwargs
 
+        sentinels = self._sentinels
+
         def connect() -> redis.Redis:
-            return redis.Redis(connection_pool=redis.ConnectionPool(max_connections=1, **kwargs))
+            return redis.Redis(connection_pool=make_pool(*sentinels, pool=1, **kwargs))
 
         made = RedisWatch(
             connect,

@@ -1,8 +1,13 @@
-"""``open_redis_url``: a ``RedisStore`` from a ``redis://`` or ``rediss://`` store URL.
+"""``open_redis_url``: a ``RedisStore`` from a ``redis://``, ``rediss://`` or
+``redis+sentinel://`` store URL.
 
 ``redis://[user:password@]host[:port][/db]?prefix=...&history=N&timeout=S&pool=N``;
-``rediss://`` speaks TLS and may name a CA file with ``ca``. The password goes to the
-store apart from anything it shows, so it never appears in a message.
+``rediss://`` speaks TLS and may name a CA file with ``ca``.
+``redis+sentinel://[user:password@]sentinel[:port][,sentinel[:port]...]/service?db=N``
+finds the primary of ``service`` through the sentinels (the credentials are the data
+nodes'; the sentinels are asked without). Every form takes ``replicas=N`` and
+``replica_timeout=S`` (``_replicas``). The password goes to the store apart from
+anything it shows, so it never appears in a message.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from sessionlocker.stores.redis._store import RedisStore
 __all__ = [
     "open_async_redis_cluster_url",
     "open_async_redis_url",
+    "open_async_sentinel_url",
     "open_redis_cluster_url",
     "open_redis_url",
+    "open_sentinel_url",
 ]
 
 
@@ -53,12 +60,15 @@ def _settings(url: StoreURL) -> dict[str, Any]:
         raise url.error(f"the path names the database by number (like /0), not {path!r}")
     if url.options.get("ca") is not None and url.scheme != "rediss":
         raise url.error("option ca is for TLS: use rediss://")
+    return {"host": host, "port": port, "db": int(path or 0), **_common(url)}
+
+
+def _common(url: StoreURL) -> dict[str, Any]:
+    """The options every Redis URL form takes."""
     history = url.integer("history")
     pool = url.integer("pool")
+    replicas = url.integer("replicas")
     return {
-        "host": host,
-        "port": port,
-        "db": int(path or 0),
         "username": url.username or None,
         "password": url.password,
         "tls": url.scheme == "rediss",
@@ -67,6 +77,8 @@ def _settings(url: StoreURL) -> dict[str, Any]:
         "history": 0 if history is None else history,
         "timeout": url.number("timeout", 5.0, minimum=0.001),
         "pool": 8 if pool is None else pool,
+        "replicas": 0 if replicas is None else replicas,
+        "replica_timeout": url.number("replica_timeout", 1.0, minimum=0.001),
     }
 
 
@@ -110,3 +122,31 @@ def _cluster_settings(url: StoreURL) -> dict[str, Any]:
         "timeout": url.number("timeout", 5.0, minimum=0.001),
         "pool": 8 if pool is None else pool,
     }
+
+
+def open_sentinel_url(url: StoreURL) -> RedisStore:
+    """A ``RedisStore`` on the primary that the sentinels of
+    ``redis+sentinel://sentinel[:port][,...]/service?options`` name (see the module)."""
+    return made_from(url, RedisStore, _sentinel_settings(url))
+
+
+def open_async_sentinel_url(url: StoreURL) -> AsyncRedisStore:
+    """An ``AsyncRedisStore`` from the same URL (see ``open_sentinel_url``)."""
+    return made_from(url, AsyncRedisStore, _sentinel_settings(url))
+
+
+def _sentinel_settings(url: StoreURL) -> dict[str, Any]:
+    if not url.has_authority or not url.host:
+        raise url.error(f"write {url.scheme}:// and then the sentinels, host:port,host:port")
+    sentinels = []
+    for address in url.host.split(","):
+        try:
+            parts = urlsplit(f"//{address.strip()}")
+            sentinels.append((parts.hostname or "127.0.0.1", parts.port or 26379))
+        except ValueError:
+            raise url.error(f"sentinel {address!r}: the port must be 1 to 65535") from None
+    service = url.path.strip("/")
+    if not service or "/" in service:
+        raise url.error("the path names the sentinels' service (like /mymaster)")
+    db = url.integer("db")
+    return {"sentinels": tuple(sentinels), "service": service, "db": db or 0, **_common(url)}
