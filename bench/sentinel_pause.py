@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from sessionlocker.errors import StoreError
+from sessionlocker.errors import Conflict, StoreError
 from sessionlocker.sim.local.redis_sentinel import RedisSentinelTopology, role
 from sessionlocker.stores import open_store
 
@@ -42,6 +42,8 @@ def measure(replicas: int, replica_timeout: float) -> dict[str, float]:
                     try:
                         revision = store.write("pause", str(count).encode(), revision)
                         acknowledged.append(time.monotonic())
+                    except Conflict as conflict:  # an unknown outcome that had committed
+                        revision = None if conflict.current is None else conflict.current.revision
                     except StoreError:
                         try:  # settle: what does the primary the sentinels name hold?
                             current = store.read("pause")

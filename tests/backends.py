@@ -58,6 +58,7 @@ _ENV = {
     "redis": "SESSIONLOCKER_REDIS_URL",
     "postgresql": "SESSIONLOCKER_POSTGRES_URL",
     "redis-cluster": "SESSIONLOCKER_REDIS_CLUSTER_URL",
+    "redis-sentinel": "SESSIONLOCKER_SENTINEL_URL",
 }
 
 
@@ -152,6 +153,8 @@ def open_backend(
         return _redis_cluster(server_url("redis-cluster"), options, opener)
     if name == "postgresql":
         return _postgresql(server_url("postgresql"), options, opener)
+    if name == "redis-sentinel":
+        return _sentinel(server_url("redis-sentinel"), options, opener)
     raise ValueError(f"no test backend named {name!r}")
 
 
@@ -191,6 +194,26 @@ def _redis_cluster(server: str, options: str, opener: Callable[[str], Store]) ->
 
     store = _opened(url, opener, cleanup)
     return Backend("redis-cluster", store, 0.2, _sleep_a_bit_more, cleanup, url)
+
+
+def _sentinel(server: str, options: str, opener: Callable[[str], Store]) -> Backend:
+    """A store under a fresh key prefix on the run's Sentinel topology (``replicas=1``)."""
+    prefix = f"test-{uuid.uuid4().hex[:12]}:"
+    url = _with_options(server, f"prefix={prefix}", options)
+
+    def cleanup() -> None:
+        from redis.sentinel import Sentinel  # noqa: PLC0415 (only the Redis tests need it)
+
+        hosts = server.split("://", 1)[1].split("/", 1)[0].split(",")
+        sentinels = [(host.split(":")[0], int(host.split(":")[1])) for host in hosts]
+        client = Sentinel(sentinels, socket_timeout=5).master_for("sessionlocker")
+        with client:
+            names = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if names:
+                client.delete(*names)
+
+    store = _opened(url, opener, cleanup)
+    return Backend("redis-sentinel", store, 0.2, _sleep_a_bit_more, cleanup, url)
 
 
 def _postgresql(server: str, options: str, opener: Callable[[str], Store]) -> Backend:

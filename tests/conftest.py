@@ -20,21 +20,28 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import ClusterServer, PostgresServer, RedisServer, ServerError
+from servers import ClusterServer, PostgresServer, RedisServer, SentinelServers, ServerError
 
 _ENV = {
     "redis": "SESSIONLOCKER_REDIS_URL",
     "postgresql": "SESSIONLOCKER_POSTGRES_URL",
     "redis-cluster": "SESSIONLOCKER_REDIS_CLUSTER_URL",
+    "redis-sentinel": "SESSIONLOCKER_SENTINEL_URL",
 }
-_TITLE = {"redis": "REDIS", "postgresql": "POSTGRESQL", "redis-cluster": "REDIS CLUSTER"}
+_TITLE = {
+    "redis": "REDIS",
+    "postgresql": "POSTGRESQL",
+    "redis-cluster": "REDIS CLUSTER",
+    "redis-sentinel": "REDIS SENTINEL",
+}
+Server = RedisServer | PostgresServer | ClusterServer | SentinelServers
 
 
 class _Servers:
     """The servers of this run: started at most once each, stopped at the end."""
 
     def __init__(self) -> None:
-        self.started: dict[str, RedisServer | PostgresServer | ClusterServer] = {}
+        self.started: dict[str, Server] = {}
         self.failures: dict[str, str] = {}
         self.notes: dict[str, str] = {}
 
@@ -66,10 +73,12 @@ class _Servers:
             del self.started[kind]
 
 
-def start(kind: str) -> RedisServer | PostgresServer | ClusterServer:
+def start(kind: str) -> Server:
     """A running server of ``kind``; ``ServerError`` (and nothing left behind) if not."""
     if kind == "redis-cluster":
         return ClusterServer()
+    if kind == "redis-sentinel":
+        return SentinelServers()  # running once made, removed if it failed
     server: RedisServer | PostgresServer = RedisServer() if kind == "redis" else PostgresServer()
     try:
         server.start()
@@ -123,6 +132,24 @@ def private_cluster() -> Iterator[ClusterServer]:
     server.cleanup()
 
 
+@pytest.fixture(scope="session")
+def redis_sentinel_url() -> str:
+    """The URL of this run's primary + replica + 3 sentinels (``replicas=1``)."""
+    return _server_url("redis-sentinel")
+
+
+@pytest.fixture
+def private_sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelServers]:
+    """A Sentinel topology of this test's own to kill primaries in; ``replicas`` replicas
+    (indirect parameter, default 1)."""
+    try:
+        servers = SentinelServers(replicas=getattr(request, "param", 1))
+    except ServerError as exc:
+        raise skip_loudly("redis-sentinel", str(exc)) from None
+    yield servers
+    servers.cleanup()
+
+
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A Redis server of this test's own, to stop, pause or restart at will."""
@@ -141,14 +168,19 @@ def private_postgres() -> Iterator[PostgresServer]:
     server.cleanup()
 
 
-def _private(kind: str) -> RedisServer | PostgresServer | ClusterServer:
+def _private(kind: str) -> Server:
     try:
         return start(kind)
     except ServerError as exc:
         raise skip_loudly(kind, str(exc)) from None
 
 
-_WORDS = (("redis", "redis"), ("postgresql", "postgres"), ("redis-cluster", "cluster"))
+_WORDS = (
+    ("redis", "redis"),
+    ("postgresql", "postgres"),
+    ("redis-cluster", "cluster"),
+    ("redis-sentinel", "sentinel"),
+)
 
 
 def pytest_collectstart(collector: pytest.Collector) -> None:

@@ -24,10 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from sessionlocker.sim.local.redis_sentinel import LocalTopologyError, RedisSentinelTopology
+
 __all__ = [
     "ClusterServer",
     "PostgresServer",
     "RedisServer",
+    "SentinelServers",
     "ServerError",
     "find_postgres_bin",
     "install_package",
@@ -348,6 +351,41 @@ class ClusterServer:
     def url(self) -> str:
         """The ``redis+cluster://`` URL naming every node, without options."""
         return self.topology.url
+
+    def cleanup(self) -> None:
+        self.topology.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class SentinelServers:
+    """A Redis primary with ``replicas`` replicas behind three sentinels, on loopback
+    (``sessionlocker.sim.local.redis_sentinel``, the topology ``simulate --start`` runs),
+    in a temporary directory of its own; ``cleanup()`` stops it and removes the files."""
+
+    def __init__(self, replicas: int = 1) -> None:
+        for binary in ("redis-server", "redis-sentinel"):
+            if shutil.which(binary) is None:
+                install_package(binary)
+        self.directory = Path(tempfile.mkdtemp(prefix="sessionlocker-sentinel-"))
+        self.topology = RedisSentinelTopology(self.directory, replicas=replicas)
+        try:
+            self.topology.start()
+        except LocalTopologyError as exc:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise ServerError(str(exc)) from exc
+
+    @property
+    def url(self) -> str:
+        """The store URL: the sentinels and the service, with ``replicas=1``."""
+        return self.topology.url
+
+    @property
+    def port(self) -> int:
+        """The first sentinel's port."""
+        return self.topology.sentinel_ports[0]
+
+    def start(self) -> None:
+        """Already running once made (``_Servers`` calls it)."""
 
     def cleanup(self) -> None:
         self.topology.close()

@@ -25,6 +25,7 @@ BACKENDS = [
     "redis",
     "redis-cluster",
     "postgresql",
+    "redis-sentinel",
 ]
 
 

@@ -29,6 +29,7 @@ ASYNC_BACKENDS = [
     "async-redis",
     "async-redis-cluster",
     "async-postgresql",
+    "async-redis-sentinel",
 ]
 
 

@@ -26,7 +26,7 @@ from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, async_cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
-from sessionlocker.stores.redis._sentinel import make_async_pool
+from sessionlocker.stores.redis._sentinel import close_async_pool, make_async_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._store import RedisStore
 
@@ -204,4 +204,4 @@ class AsyncRedisStore:
         self._closed = True
         await asyncio.to_thread(self._watcher.close)  # joins watch threads
         with suppress(RedisError, OSError):  # best effort; the server forgets us anyway
-            await self._pool.disconnect()
+            await close_async_pool(self._pool)

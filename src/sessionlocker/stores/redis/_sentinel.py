@@ -28,7 +28,15 @@ import redis.asyncio.sentinel as async_sentinel
 import redis.sentinel as sync_sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-__all__ = ["LOOK_AGAIN", "async_primary_pool", "make_async_pool", "make_pool", "primary_pool"]
+__all__ = [
+    "LOOK_AGAIN",
+    "async_primary_pool",
+    "close_async_pool",
+    "close_pool",
+    "make_async_pool",
+    "make_pool",
+    "primary_pool",
+]
 
 #: Seconds after which a connection taken from the pool makes the pool ask the
 #: sentinels again which node is the primary.
@@ -202,3 +210,19 @@ def make_async_pool(
     return redis.asyncio.BlockingConnectionPool(
         max_connections=pool, timeout=kwargs["socket_timeout"], **kwargs
     )
+
+
+def close_pool(pool: Any) -> None:
+    """Drop every connection of ``pool``, and of its sentinels when it has them."""
+    pool.disconnect()
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:
+        manager.close()
+
+
+async def close_async_pool(pool: Any) -> None:
+    """The async ``close_pool``."""
+    await pool.disconnect()
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:
+        await manager.aclose()

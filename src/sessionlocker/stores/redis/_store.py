@@ -39,7 +39,7 @@ from sessionlocker.errors import UsageError
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
-from sessionlocker.stores.redis._sentinel import make_pool
+from sessionlocker.stores.redis._sentinel import close_pool, make_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._watch import RedisWatch
 
@@ -286,4 +286,4 @@ class RedisStore:
         for made in list(self._watches):
             made.close()
         with suppress(RedisError, OSError):  # best effort; the server forgets us anyway
-            self._pool.disconnect()
+            close_pool(self._pool)
