@@ -115,7 +115,7 @@ def test_acknowledged_ids_survive_a_primary_sigkill(
 
     wait_until(lambda: len(acked()) >= 30, 90, "30 acknowledged ids before the failover")
     killed = time.time()
-    private_sentinel.topology.fail_primary()  # kill, promotion, the old node restarted
+    private_sentinel.topology.fail_primary()  # then the promotion, the old node restarted
     wait_until(
         lambda: any(event["at"] > killed for event in acked()), BOUND, "an ack after the kill"
     )
@@ -191,6 +191,7 @@ def test_a_watch_follows_the_primary(private_sentinel: SentinelServers) -> None:
         watch.add("watched")
         wait_until(lambda: woken, 30, "the watch's first wake (its subscription)")
         topology.fail_primary()
+        topology.wait_recovered()
         revision: int | None = None
         deadline = time.monotonic() + 60
         while revision is None or not any(seen == revision for _key, seen in woken):

@@ -1,7 +1,8 @@
 """A throwaway Redis primary with replicas behind three Sentinels, on loopback.
 
-``RedisSentinelTopology(workdir, replicas=1)`` starts one ``redis-server`` primary,
-``replicas`` replicas of it and three ``redis-sentinel`` processes (quorum 2) that
+``RedisSentinelTopology(workdir, replicas=1)``, once ``start()``ed, runs one
+``redis-server`` primary, ``replicas`` replicas of it and three ``redis-sentinel``
+processes (quorum 2) that
 monitor it as the service ``sessionlocker``, each on a free port of 127.0.0.1 with its
 files under ``workdir``. ``url`` is the store URL (``redis+sentinel://``, with
 ``replicas=1``: every committed write waits for one replica). ``fail_primary()``
@@ -22,11 +23,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from sessionlocker.errors import SessionLockerError
 
 __all__ = ["LocalTopologyError", "RedisSentinelTopology"]
 
@@ -40,7 +44,7 @@ FAILOVER_TIMEOUT = 5.0
 WAIT = 60.0
 
 
-class LocalTopologyError(Exception):
+class LocalTopologyError(SessionLockerError):
     """The servers could not be found, started or failed over; the message says why."""
 
 
@@ -159,11 +163,16 @@ class RedisSentinelTopology:
 
     def __init__(self, workdir: Path, *, replicas: int = 1) -> None:
         if replicas < 1:
-            raise ValueError("a Sentinel topology needs at least one replica")
+            raise LocalTopologyError("a Sentinel topology needs at least one replica")
         self.workdir = Path(workdir)
         self.replicas = replicas
         self.nodes: list[Process] = []
         self.sentinels: list[Process] = []
+        self._recovery: threading.Thread | None = None
+        self._recovery_error: LocalTopologyError | None = None
+
+    def start(self) -> None:
+        """Start the nodes and the sentinels; wait until the sentinels see every node."""
         server, sentinel = _binary("redis-server"), _binary("redis-sentinel")
         try:
             self._start_nodes(server)
@@ -174,6 +183,7 @@ class RedisSentinelTopology:
             raise
 
     def __enter__(self) -> Self:
+        self.start()
         return self
 
     def __exit__(
@@ -240,13 +250,29 @@ class RedisSentinelTopology:
             time.sleep(0.05)
         raise LocalTopologyError(f"no replica was promoted within {WAIT:g} s")
 
-    def fail_primary(self, *, restart: bool = True) -> None:
-        """SIGKILL the primary, wait for the promotion of a replica, then (``restart``)
-        start the killed node again as a primary, for the sentinels to demote."""
+    def fail_primary(self) -> None:
+        """SIGKILL the primary; a thread waits for the promotion of a replica, then
+        starts the killed node again as a primary, for the sentinels to demote."""
+        self.wait_recovered()
         victim = self.kill_primary()
-        self.wait_promoted(victim.port)
-        if restart:
+        self._recovery = threading.Thread(target=self._recover, args=(victim,), daemon=True)
+        self._recovery.start()
+
+    def _recover(self, victim: Process) -> None:
+        try:
+            self.wait_promoted(victim.port)
             victim.start()
+        except LocalTopologyError as exc:
+            self._recovery_error = exc
+
+    def wait_recovered(self) -> None:
+        """Wait until the last ``fail_primary`` saw the promotion and restarted the node."""
+        if self._recovery is not None:
+            self._recovery.join()
+            self._recovery = None
+        error, self._recovery_error = self._recovery_error, None
+        if error is not None:
+            raise error
 
     def wait_replicas(self, count: int | None = None) -> None:
         """Wait until the primary has ``count`` (default: every other node) replicas
@@ -262,6 +288,9 @@ class RedisSentinelTopology:
 
     def close(self) -> None:
         """Stop every process and remove the files. Idempotent."""
+        if self._recovery is not None:
+            self._recovery.join()
+            self._recovery = None
         for process in [*self.sentinels, *self.nodes]:
             process.stop()
         shutil.rmtree(self.workdir / "redis-sentinel", ignore_errors=True)
