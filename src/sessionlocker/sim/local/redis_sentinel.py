@@ -2,9 +2,8 @@
 
 ``RedisSentinelTopology(workdir, replicas=1)``, once ``start()``ed, runs one
 ``redis-server`` primary, ``replicas`` replicas of it and three ``redis-sentinel``
-processes (quorum 2) that
-monitor it as the service ``sessionlocker``, each on a free port of 127.0.0.1 with its
-files under ``workdir``. ``url`` is the store URL (``redis+sentinel://``, with
+processes (quorum 2) that monitor it as the service ``sessionlocker``, each on a free
+port of 127.0.0.1 with its files under ``workdir``. ``url`` is the store URL (``redis+sentinel://``, with
 ``replicas=1``: every committed write waits for one replica). ``fail_primary()``
 SIGKILLs the primary the sentinels name now, waits until they name another one, then
 starts the killed node again on its port and data, as a primary (as a crashed machine
