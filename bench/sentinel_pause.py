@@ -54,8 +54,8 @@ def measure(replicas: int, replica_timeout: float) -> dict[str, float]:
             thread = threading.Thread(target=writer)
             thread.start()
             time.sleep(1.0)
+            victim = topology.kill_primary()  # returns once the process is gone
             killed = time.monotonic()
-            victim = topology.kill_primary()
             topology.wait_promoted(victim.port)
             promoted = time.monotonic()
             victim.start()

@@ -3,12 +3,14 @@
 ``RedisSentinelTopology(workdir, replicas=1)``, once ``start()``ed, runs one
 ``redis-server`` primary, ``replicas`` replicas of it and three ``redis-sentinel``
 processes (quorum 2) that monitor it as the service ``sessionlocker``, each on a free
-port of 127.0.0.1 with its files under ``workdir``. ``url`` is the store URL (``redis+sentinel://``, with
-``replicas=1``: every committed write waits for one replica). ``fail_primary()``
-SIGKILLs the primary the sentinels name now, waits until they name another one, then
-starts the killed node again on its port and data, as a primary (as a crashed machine
-that reboots would): it claims to be a primary until the sentinels turn it into a
-replica of the new one. ``close()`` stops everything and removes the files.
+port of 127.0.0.1 with its files under ``workdir``. ``url`` is the store URL
+(``redis+sentinel://``, with ``replicas=1``: every committed write waits for one
+replica). ``fail_primary()`` SIGKILLs the primary the sentinels name now and returns; a
+thread waits until the sentinels name another one, then starts the killed node again on
+its port and data, as a primary (as a crashed machine that reboots would): it claims to
+be a primary until the sentinels turn it into a replica of the new one
+(``wait_recovered()`` waits for that thread). ``close()`` stops everything and removes
+the files.
 
 The nodes keep an append-only file fsynced on every write (``appendfsync always``), so a
 killed node comes back with what it acknowledged. The sentinels judge a node down after

@@ -63,7 +63,12 @@ class RedisStore:
     is the number of connections, to size like the driver's worker threads (callers
     beyond it wait up to ``timeout`` for a free one). ``history`` keeps that many
     versions per key (see ``history``). ``tls`` speaks TLS (``rediss://``), verifying
-    the server against the system's CAs or the file ``ca_certs``.
+    the server against the system's CAs or the file ``ca_certs``. ``replicas=N``
+    counts a record command only once N replicas acknowledged it within
+    ``replica_timeout`` seconds (``_replicas``). With ``sentinels`` (``(host, port)``
+    pairs) and ``service``, ``host`` and ``port`` are unused: the store talks to the
+    primary those sentinels name for ``service``, following it across failovers
+    (``_sentinel``).
 
     Redis Cluster is not supported: a script touches the key and the counter, which
     live in different slots. Nothing connects until the first call. What is not I/O
