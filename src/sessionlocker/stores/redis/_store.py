@@ -132,7 +132,9 @@ class RedisStore:
                 connection.send_packed_command(connection.pack_commands(commands))
             except (RedisError, OSError) as exc:
                 connection.disconnect()
-                raise layout.error(exc, operation, sent=False, writes=writes) from exc
+                # Pipelined, the command may have left in full before the fence failed.
+                sent = len(commands) > 1
+                raise layout.error(exc, operation, sent=sent, writes=writes) from exc
             try:
                 replies = [_reply(connection) for _ in commands]
             except (RedisError, OSError) as exc:
