@@ -28,6 +28,7 @@ from sessionlocker.core.record import decode
 from sessionlocker.errors import Conflict, StoreError
 from sessionlocker.sim.local.redis_sentinel import command, role
 from sessionlocker.stores import open_store
+from sessionlocker.stores.redis._sentinel import LOOK_AGAIN
 
 pytestmark = [
     pytest.mark.slow,
@@ -204,5 +205,30 @@ def test_a_watch_follows_the_primary(private_sentinel: SentinelServers) -> None:
                 pass
             time.sleep(0.2)
         watch.close()
+    finally:
+        store.close()
+
+
+def test_after_a_switchover_the_next_write_goes_to_the_new_primary(
+    private_sentinel: SentinelServers,
+) -> None:
+    """``SENTINEL FAILOVER`` demotes a live primary (the sentinels also close its
+    clients' connections): the store's next write goes to the new primary, no error."""
+    topology = private_sentinel.topology
+    store = open_store(topology.base_url)
+    try:
+        revision = store.write("k", b"before", None)
+        old = topology.primary_port()
+        assert old is not None
+        command(topology.sentinel_ports[0], "SENTINEL", "FAILOVER", "sessionlocker")
+        new = topology.wait_promoted(old)
+        wait_until(lambda: role(old) == "slave", 60, "the old primary demoted")
+        time.sleep(LOOK_AGAIN)  # the pool looks at the sentinels again after this
+        revision = store.write("k", b"after", revision)  # no error: not sent to the old one
+        assert "cmdstat_evalsha" in str(command(new, "INFO", "commandstats"))
+        current = store.read("k")
+        assert current is not None
+        assert current.value == b"after"
+        assert new != old
     finally:
         store.close()
