@@ -10,6 +10,7 @@ to be a primary until the sentinels demote it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -230,5 +231,36 @@ def test_after_a_switchover_the_next_write_goes_to_the_new_primary(
         assert current is not None
         assert current.value == b"after"
         assert new != old
+    finally:
+        store.close()
+
+
+def test_a_primary_that_was_cut_off_gets_no_write_on_an_old_connection(
+    private_sentinel: SentinelServers,
+) -> None:
+    """A primary frozen (SIGSTOP) long enough to be failed over wakes up still claiming
+    to be one, and the store's pooled connection to it is still open: the store asks
+    the sentinels before using it, drops it, and writes to the new primary. (redis-py
+    alone would send the write on that connection, and the old primary would take it,
+    to lose it when it is demoted.)"""
+    topology = private_sentinel.topology
+    store = open_store(topology.base_url)
+    old = topology.primary_port()
+    assert old is not None
+    frozen = topology.node(old)
+    assert frozen.process is not None
+    try:
+        revision = store.write("k", b"before", None)  # a pooled connection to the old one
+        os.kill(frozen.process.pid, signal.SIGSTOP)
+        try:
+            topology.wait_promoted(old)
+        finally:
+            os.kill(frozen.process.pid, signal.SIGCONT)
+        assert role(old) == "master"  # it claims to be one for a while yet
+        revision = store.write("k", b"after", revision)
+        wait_until(lambda: role(old) == "slave", 60, "the old primary demoted")
+        current = store.read("k")
+        assert current is not None
+        assert current.value == b"after"
     finally:
         store.close()
