@@ -264,3 +264,22 @@ def test_a_primary_that_was_cut_off_gets_no_write_on_an_old_connection(
         assert current.value == b"after"
     finally:
         store.close()
+
+
+def test_a_node_the_sentinels_name_is_refused_unless_it_says_it_is_a_primary(
+    private_sentinel: SentinelServers,
+) -> None:
+    """A sentinel told to monitor a replica as the primary of a service names it as one;
+    the store's role check (``ROLE``) refuses to use it, reads included."""
+    topology = private_sentinel.topology
+    primary = topology.primary_port()
+    replica = next(node.port for node in topology.nodes if node.port != primary)
+    sentinel = topology.sentinel_ports[0]
+    command(sentinel, "SENTINEL", "MONITOR", "misnamed", "127.0.0.1", str(replica), "1")
+    store = open_store(f"redis+sentinel://127.0.0.1:{sentinel}/misnamed")
+    try:
+        with pytest.raises(StoreError, match="is not the primary"):
+            store.read("k")
+    finally:
+        store.close()
+        command(sentinel, "SENTINEL", "REMOVE", "misnamed")
