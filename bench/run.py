@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import cluster
+from baselines import baselines
 from plots import write_plots
 
 from servers import PostgresServer, RedisServer, ServerUnavailable
 from sessionlocker.benchmarks import FULL, QUICK, TINY, errors, markdown, run
 from sessionlocker.benchmarks.common import quiet_library_logs
+from sessionlocker.benchmarks.runner import guarded
 
 HERE = Path(__file__).resolve().parent
 START = "<!-- results:start (written by bench/run.py) -->"
@@ -63,7 +65,11 @@ def main() -> int:
             *([] if args.no_servers else _start_servers(servers, skipped)),
         ]
         try:
-            results = run(urls, SIZES[args.size], progress=_say, reproduce=command.strip())
+            sizes = SIZES[args.size]
+            results = run(urls, sizes, progress=_say, reproduce=command.strip())
+            _say("baselines (ProfileService and ProfileStore, bench/baselines.py)")
+            notified = results["driver_uses_notifications"]
+            results["baselines"] = guarded(lambda: baselines(sizes, notifications=notified))
         finally:
             for server in servers:
                 server.stop()

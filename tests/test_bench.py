@@ -7,6 +7,7 @@ that makes them is checked to count what passes through it.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sessionlocker.core.protocol import Keep, Put
 from sessionlocker.stores import CountingStore, MemoryStore
 from sessionlocker.stores.base import Notifying
 
+BENCH = Path(__file__).parent.parent / "bench"
 TRIPS = ("load", "save", "release", "handoff", "remote_change")
 
 
@@ -70,14 +72,23 @@ def test_every_part_runs_on_memory_and_sqlite_and_the_results_have_their_shape(
         assert_number(results["frame"]["due_locker_us"][str(count)])
     for size in results["memory"]["by_data_size"].values():
         assert size["locker_total_bytes"] > 0
-    systems = results["baselines"]["systems"]
-    assert {"sessionlocker", "profileservice", "profilestore"} <= set(systems)
-    for system in systems.values():
-        assert_percentiles(system["handoff_s"])
-        assert_percentiles(system["takeover_force_s"])
     table = markdown(results)
     assert "### Per backend" in table
     assert "| memory | sqlite |" in table
+
+
+def test_the_roblox_baselines_run_from_the_bench_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    baselines = importlib.import_module("baselines").baselines
+    results = {"baselines": baselines(TINY, notifications=True)}
+    systems = results["baselines"]["systems"]
+    assert {"sessionlocker", "sessionlocker_notified", "profileservice", "profilestore"} == set(
+        systems
+    )
+    for system in systems.values():
+        assert_percentiles(system["handoff_s"])
+        assert_percentiles(system["takeover_force_s"])
+    assert "### Against ProfileService and ProfileStore" in markdown(results)
 
 
 def test_the_command_prints_json_for_the_parts_asked(

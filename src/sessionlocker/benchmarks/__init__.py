@@ -6,10 +6,11 @@ records change hands, beside the Roblox libraries this design comes from.
 - ``handoff``: handoff latency and takeover time between two processes;
 - ``frame``: the cost of ``LockerService.update()`` with many idle lockers;
 - ``footprint``: memory per loaded locker beyond its data;
-- ``baselines``: ProfileService and ProfileStore (``roblox``) beside us, in virtual time;
 - ``runner.run``: all of them for some store URLs; ``report.markdown``: the tables.
 
-``sessionlocker bench`` and ``bench/run.py`` in the repository run them.
+``sessionlocker bench`` and ``bench/run.py`` in the repository run them; the models of
+ProfileService and ProfileStore (research code, not installed) live beside ``bench/run.py``
+in the repository and run from there only.
 """
 
 from __future__ import annotations

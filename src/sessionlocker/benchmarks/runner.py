@@ -1,7 +1,7 @@
 """Run every benchmark for some store URLs and gather one JSON-ready result.
 
 Backend-specific parts (save throughput, round trips, handoff, takeover) run for each
-URL; the rest (frame cost, memory, the Roblox baselines) once. A part that fails is
+URL; the rest (frame cost, memory) once. A part that fails is
 recorded as ``{"error": "..."}`` and the run goes on: a long benchmark run should not
 lose every figure to one broken backend; ``errors(results)`` lists what failed.
 """
@@ -14,7 +14,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sessionlocker.benchmarks.baselines import baselines
 from sessionlocker.benchmarks.common import Sizes, backend_name, machine, rounded
 from sessionlocker.benchmarks.environment import library_versions, server_version
 from sessionlocker.benchmarks.footprint import memory_per_locker
@@ -25,10 +24,10 @@ from sessionlocker.benchmarks.round_trips import lifecycle_round_trips
 from sessionlocker.benchmarks.throughput import save_throughput
 from sessionlocker.stores.opening import redact
 
-__all__ = ["PARTS", "errors", "run"]
+__all__ = ["PARTS", "errors", "guarded", "run"]
 
 #: Every part, in the order they run.
-PARTS = ("save", "round_trips", "handoff", "takeover", "frame", "memory", "baselines")
+PARTS = ("save", "round_trips", "handoff", "takeover", "frame", "memory")
 
 Progress = Callable[[str], None]
 
@@ -61,12 +60,11 @@ def run(
     shared: dict[str, Callable[[], Any]] = {
         "frame": lambda: frame_cost(sizes),
         "memory": lambda: memory_per_locker(sizes),
-        "baselines": lambda: baselines(sizes, notifications=notified),
     }
     for part, measure in shared.items():
         if part in chosen:
             say(part)
-            results[part] = _guarded(measure)
+            results[part] = guarded(measure)
     return _with_raw_round_trips(results)
 
 
@@ -76,17 +74,17 @@ def _backend(
     figures: dict[str, Any] = {"url": redact(url), "server_version": server_version(url)}
     if "save" in parts:
         say("  save throughput")
-        save = _guarded(lambda: save_throughput(url, sizes))
+        save = guarded(lambda: save_throughput(url, sizes))
         figures["save_ratio"] = save.get("ratio")
         figures["save"] = save
     if "round_trips" in parts:
         say("  round trips")
-        figures["round_trips"] = _guarded(lambda: lifecycle_round_trips(url))
+        figures["round_trips"] = guarded(lambda: lifecycle_round_trips(url))
     if "handoff" in parts:
         figures.update(_handoffs(url, sizes, notified, say))
     if "takeover" in parts:
         say("  takeover after SIGKILL")
-        takeover = _guarded(lambda: takeover_time(url, sizes))
+        takeover = guarded(lambda: takeover_time(url, sizes))
         figures["takeover_s"] = takeover.get("p50")
         figures["takeover"] = takeover
     return figures
@@ -94,7 +92,7 @@ def _backend(
 
 def _handoffs(url: str, sizes: Sizes, notified: bool, say: Progress) -> dict[str, Any]:
     say("  handoff, polling only")
-    polling = _guarded(lambda: handoff_latency(url, sizes, notifications=False))
+    polling = guarded(lambda: handoff_latency(url, sizes, notifications=False))
     notes = []
     notifications: dict[str, Any] | None = None
     if not notifying(url):
@@ -103,7 +101,7 @@ def _handoffs(url: str, sizes: Sizes, notified: bool, say: Progress) -> dict[str
         notes.append("the store notifies, but LockerService does not use notifications yet")
     else:
         say("  handoff, with notifications")
-        notifications = _guarded(lambda: handoff_latency(url, sizes, notifications=True))
+        notifications = guarded(lambda: handoff_latency(url, sizes, notifications=True))
     best = notifications if notifications is not None else polling
     return {
         "handoff_ms": {k: best.get(k) for k in ("p50", "p99", "n", "with")},
@@ -125,7 +123,8 @@ def _with_raw_round_trips(results: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
-def _guarded(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def guarded(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``, or ``{"error": ...}`` when it raises (the traceback goes to stderr)."""
     try:
         return measure()
     except Exception as exc:  # one part failing must not lose the others' figures

@@ -25,10 +25,10 @@ Measure what session locking costs on a store, and how fast records change hands
   takeover    time to take over a record after its holder is killed (SIGKILL)
   frame       LockerService.update() with 1,000 to 100,000 idle lockers
   memory      memory per loaded locker beyond its data
-  baselines   ProfileService and ProfileStore timing rules beside ours (virtual time)
 
 Benchmark records are written under the namespace "bench" with random keys and
-deleted afterwards. A full run takes several minutes per store.
+deleted afterwards. A full run takes several minutes per store. ProfileService and ProfileStore
+beside ours are measured by bench/run.py in the repository only.
 
 Exit status: 0 when every part ran, 1 when a part failed (its error is in the
 output), 2 for a bad command line."""
@@ -40,7 +40,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     """Add the ``bench`` subcommand."""
     parser = subcommands.add_parser(
         "bench",
-        help="measure a store: throughput, round trips, handoff, takeover, baselines",
+        help="measure a store: throughput, round trips, handoff, takeover, frame, memory",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -24,8 +24,9 @@ import statistics
 from collections.abc import Callable
 from typing import Any
 
+from roblox import PROFILE_SERVICE, PROFILE_STORE, RobloxServer, Rules
+
 from sessionlocker.benchmarks.common import Sizes, percentiles, rounded
-from sessionlocker.benchmarks.roblox import PROFILE_SERVICE, PROFILE_STORE, RobloxServer, Rules
 from sessionlocker.benchmarks.virtual import World
 from sessionlocker.core.modes import LoadMode
 from sessionlocker.core.spec import Spec
