@@ -27,8 +27,8 @@ Measure what session locking costs on a store, and how fast records change hands
   memory      memory per loaded locker beyond its data
 
 Benchmark records are written under the namespace "bench" with random keys and
-deleted afterwards. A full run takes several minutes per store. ProfileService and ProfileStore
-beside ours are measured by bench/run.py in the repository only.
+deleted afterwards. A full run takes several minutes per store. ProfileService
+and ProfileStore beside ours are measured by bench/run.py in the repository only.
 
 Exit status: 0 when every part ran, 1 when a part failed (its error is in the
 output), 2 for a bad command line."""
