@@ -1,18 +1,53 @@
-"""Only plain JSON can be stored; the error names the path of the first bad value."""
+"""Only plain JSON can be stored; the error names the path of the first bad value.
+
+Every test runs twice: with orjson (the ``fast`` extra) doing the C-speed check, and with
+the ``json`` module alone, as without the extra: the verdicts must be the same.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import decimal
+import enum
 import json
 import math
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sessionlocker.core import storable
 from sessionlocker.core.storable import check_storable, encode_data
 from sessionlocker.core.strictjson import MAX_DEPTH
 from sessionlocker.errors import DataError, UnstorableData
+
+
+@pytest.fixture(autouse=True, params=["orjson", "json"])
+def fast_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The C-speed check on orjson, then on the json module alone (no ``fast`` extra)."""
+    if request.param == "json":
+        monkeypatch.setattr(storable, "_fast_encode", storable._json_encode)
+    else:
+        pytest.importorskip("orjson")
+        assert storable._fast_encode is storable._orjson_encode
+    yield request.param
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Named(enum.StrEnum):
+    ONE = "one"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
 
 
 def nested(levels: int) -> list[Any]:
@@ -50,6 +85,15 @@ def cyclic() -> dict[str, Any]:
         ({"deep": nested(5000)}, "data['deep'][0][0]", f"more than {MAX_DEPTH} deep"),
         ({"n": [1, 10**4300]}, "data['n'][1]", "more than 4300 digits"),
         ({"n": -(10**5000)}, "data['n']", "more than 4300 digits"),
+        ({"d": datetime.date(2026, 1, 2)}, "data['d']", "date"),
+        ({"d": datetime.datetime(2026, 1, 2, 3, 4)}, "data['d']", "datetime"),
+        ({"d": decimal.Decimal("1.5")}, "data['d']", "Decimal"),
+        ({"u": uuid.UUID(int=1)}, "data['u']", "UUID"),
+        ({"p": Point(1)}, "data['p']", "Point"),
+        ({"e": Color.RED}, "data['e']", "Color"),
+        ({"x": [1, [math.nan]]}, "data['x'][1][0]", "finite"),
+        ({"big": 2**64, "t": (1,)}, "data['t']", "tuple"),
+        ([{"k": 1}, ("t",)], "data[1]", "tuple"),
     ],
 )
 def test_unstorable_values_are_named_by_path(data: Any, path: str, problem: str) -> None:
@@ -64,6 +108,13 @@ def test_unstorable_values_are_named_by_path(data: Any, path: str, problem: str)
 def test_plain_json_is_encoded_compactly() -> None:
     data = {"a": [1, 2.5, None, True, "ü"], "b": {"c": {}}}
     assert encode_data(data) == '{"a":[1,2.5,null,true,"ü"],"b":{"c":{}}}'
+
+
+def test_what_both_checks_accept_beyond_plain_types() -> None:
+    data = {"s": Named.ONE, "big": 2**70, "deep": nested(300), "f": 1e16}
+    text = encode_data(data)
+    assert json.loads(text) == data
+    assert json.loads(text)["s"] == "one"
 
 
 def test_data_exactly_at_the_depth_limit_is_stored_and_read_back() -> None:
@@ -109,8 +160,10 @@ def test_the_fast_check_agrees_with_the_walk_on_any_value(data: Any) -> None:
     expected = walk_verdict(data)
     if expected is None:
         text = encode_data(data)
-        assert text == json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        plain = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         assert json.loads(text) == data
+        if storable._fast_encode is storable._json_encode:
+            assert text == plain  # orjson writes some floats differently: 1e16, not 1e+16
         check_storable(data)
     else:
         for check in (encode_data, check_storable):

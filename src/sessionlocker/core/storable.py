@@ -17,6 +17,14 @@ bad value. The walk is the definition of what is storable: when the fast check f
 but the walk accepts, the walk's verdict stands. The fast check accepts nothing the
 walk refuses, short of a value whose own ``__eq__`` claims it equals the list or string
 it was dumped as (a tuple subclass that says it equals any list).
+
+With orjson installed (the ``fast`` extra) the C-speed check is orjson's dump, its
+read-back and the comparison, several times faster; when orjson cannot vouch for the
+data (it refuses integers outside 64 bits and nesting past 254 levels, and changes
+what it cannot keep: NaN becomes null, a tuple a list, a date a string) the check
+above runs as without it, so the verdicts are exactly the same with or without
+orjson. Only the text of some floats differs (``1e16`` against ``1e+16``): the same
+number either way.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from sessionlocker.core.strictjson import MAX_DEPTH, too_deep
@@ -53,7 +62,7 @@ def check_storable(data: Any, *, fast: bool = True) -> None:
     _check(data, "data")
 
 
-def _fast_encode(data: Any) -> str | None:
+def _json_encode(data: Any) -> str | None:
     """The JSON text if the C-speed check passes; None if it cannot vouch for the data."""
     try:
         text = _ENCODER.encode(data)
@@ -64,6 +73,24 @@ def _fast_encode(data: Any) -> str | None:
     if same is not True or too_deep(raw, MAX_DEPTH):
         return None
     return text
+
+
+def _orjson_encode(data: Any) -> str | None:
+    """``_json_encode`` with orjson first: its text when it gives the data back unchanged."""
+    try:
+        raw = orjson.dumps(data)
+        same = orjson.loads(raw) == data
+    except Exception:  # too deep, too long an integer, a foreign type: let json decide
+        return _json_encode(data)
+    return raw.decode("utf-8") if same is True else _json_encode(data)
+
+
+try:
+    import orjson
+except ImportError:  # the `fast` extra is not installed
+    _fast_encode: Callable[[Any], str | None] = _json_encode
+else:
+    _fast_encode = _orjson_encode
 
 
 def _check(data: Any, root: str) -> None:
