@@ -37,16 +37,20 @@ class Meta:
 
         Messages appended to the stored inbox since (by senders) are kept.
         """
+        return record.with_(**self.changes(record))
+
+    def changes(self, record: Record) -> dict[str, Any]:
+        """The fields ``write`` changes in ``record``, for one ``Record.with_`` call."""
         inbox = tuple(m for m in record.inbox if m.id not in self.consumed)
-        return record.with_(
-            applied=self.applied,
-            purchases=self.purchases,
-            credit=dict(self.credit),
-            outbox=self.outbox,
-            inbox=inbox,
-            user_ids=self.user_ids,
-            tags=dict(self.tags),
-        )
+        return {
+            "applied": self.applied,
+            "purchases": self.purchases,
+            "credit": dict(self.credit),
+            "outbox": self.outbox,
+            "inbox": inbox,
+            "user_ids": self.user_ids,
+            "tags": dict(self.tags),
+        }
 
 
 class Ledger:

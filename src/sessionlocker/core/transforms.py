@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sessionlocker.core.known import Known, decode_known, known_after
 from sessionlocker.core.ledger import Meta
@@ -339,15 +340,17 @@ def save(
         if not held:
             return Keep(Lost(record.lock))
         lock = record.lock
+        # One copy of the record with every change (dataclasses.replace is not free).
+        changes: dict[str, Any] = {"stamp": stamp, "encoding": encoding, "data": None}
         if checked is not None and lock is not None and lock.checked != checked:
-            record = record.with_(lock=replace(lock, checked=checked))
+            changes["lock"] = replace(lock, checked=checked)
         elif only_if_asked:
             return Keep(Saved(released=False, asked=asked, held=True, inbox=record.inbox))
         if release:
-            record = record.with_(lock=None, release_requests=())
+            changes.update(lock=None, release_requests=())
         if meta is not None:
-            record = meta.write(record)
-        record = record.with_(stamp=stamp, encoding=encoding, data=None)
+            changes.update(meta.changes(record))
+        record = record.with_(**changes)
         value = encode(record, data_json)
         if max_bytes is not None and len(value) > max_bytes:
             return Keep(TooLarge(len(value)))
