@@ -41,6 +41,15 @@ def assert_backend_shape(figures: dict[str, Any]) -> None:
     for size in figures["save"]["by_size"].values():
         for name in ("ours_per_s", "raw_per_s", "ratio"):
             assert_number(size[name])
+        assert isinstance(size["added_us"], float)  # may be below zero: a difference of rates
+    for count, burst in figures["burst"]["by_lockers"].items():
+        assert burst["lockers"] == int(count)
+        for side in ("ours", "ours_gc_frozen", "raw_sequential", "raw_pipelined"):
+            assert_number(burst[side]["saves_per_s"])
+            assert_number(burst[side]["cpu_us_per_save"])
+            assert burst[side]["latency_ms"]["n"] == int(count) * TINY.burst_rounds
+        assert_number(burst["ratio_to_sequential"])
+        assert_number(burst["ratio_to_pipelined"])
     trips = figures["round_trips"]
     for name in TRIPS:
         assert isinstance(trips[name], int), (name, trips[name])
@@ -75,6 +84,7 @@ def test_every_part_runs_on_memory_and_sqlite_and_the_results_have_their_shape(
     table = markdown(results)
     assert "### Per backend" in table
     assert "| memory | sqlite |" in table
+    assert "### Bursts" in table
 
 
 def test_the_roblox_baselines_run_from_the_bench_folder(monkeypatch: pytest.MonkeyPatch) -> None:

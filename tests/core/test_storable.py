@@ -13,7 +13,6 @@ import enum
 import json
 import math
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,14 +26,14 @@ from sessionlocker.errors import DataError, UnstorableData
 
 
 @pytest.fixture(autouse=True, params=["orjson", "json"])
-def fast_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def fast_check(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The C-speed check on orjson, then on the json module alone (no ``fast`` extra)."""
     if request.param == "json":
         monkeypatch.setattr(storable, "_fast_encode", storable._json_encode)
     else:
         pytest.importorskip("orjson")
         assert storable._fast_encode is storable._orjson_encode
-    yield request.param
+    return str(request.param)
 
 
 class Color(enum.Enum):

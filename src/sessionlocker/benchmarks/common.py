@@ -57,6 +57,11 @@ class Sizes:
     memory_lockers: int
     #: Samples (random phases) per baseline scenario, in virtual time.
     baseline_samples: int
+    #: Loaded lockers saving at once in the burst benchmark, and its rounds.
+    burst_lockers: tuple[int, ...] = (1_000,)
+    burst_rounds: int = 1
+    #: Cycles of the peers benchmark (``session()`` per cycle against other libraries).
+    peer_cycles: int = 300
 
     def as_dict(self) -> dict[str, Any]:
         """The sizes as JSON values, for the results file."""
@@ -75,6 +80,9 @@ FULL = Sizes(
     frames=2_000,
     memory_lockers=2_000,
     baseline_samples=200,
+    burst_lockers=(1_000, 10_000),
+    burst_rounds=2,
+    peer_cycles=2_000,
 )
 
 QUICK = Sizes(
@@ -89,6 +97,9 @@ QUICK = Sizes(
     frames=500,
     memory_lockers=500,
     baseline_samples=40,
+    burst_lockers=(1_000,),
+    burst_rounds=1,
+    peer_cycles=300,
 )
 
 #: For the smoke test: every benchmark runs, each for a moment.
@@ -104,6 +115,9 @@ TINY = Sizes(
     frames=50,
     memory_lockers=50,
     baseline_samples=3,
+    burst_lockers=(20,),
+    burst_rounds=1,
+    peer_cycles=5,
 )
 
 

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sessionlocker.benchmarks.burst import burst_throughput
 from sessionlocker.benchmarks.common import Sizes, backend_name, machine, rounded
 from sessionlocker.benchmarks.environment import library_versions, server_version
 from sessionlocker.benchmarks.footprint import memory_per_locker
@@ -27,7 +28,7 @@ from sessionlocker.stores.opening import redact
 __all__ = ["PARTS", "errors", "guarded", "run"]
 
 #: Every part, in the order they run.
-PARTS = ("save", "round_trips", "handoff", "takeover", "frame", "memory")
+PARTS = ("save", "burst", "round_trips", "handoff", "takeover", "frame", "memory")
 
 Progress = Callable[[str], None]
 
@@ -77,6 +78,9 @@ def _backend(
         save = guarded(lambda: save_throughput(url, sizes))
         figures["save_ratio"] = save.get("ratio")
         figures["save"] = save
+    if "burst" in parts:
+        say("  burst of saves from many loaded lockers")
+        figures["burst"] = guarded(lambda: burst_throughput(url, sizes))
     if "round_trips" in parts:
         say("  round trips")
         figures["round_trips"] = guarded(lambda: lifecycle_round_trips(url))

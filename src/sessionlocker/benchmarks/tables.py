@@ -18,11 +18,13 @@ _SYSTEMS = {
 
 def markdown(results: dict[str, Any]) -> str:
     """Every table, with a line saying where and when the figures were measured."""
-    sections = [_header(results), _backends(results)]
+    sections = [_header(results), _backends(results), _bursts(results)]
     if isinstance(results.get("frame"), dict):
         sections.append(_frame(results["frame"]))
     if isinstance(results.get("memory"), dict):
         sections.append(_memory(results["memory"]))
+    if isinstance(results.get("peers"), dict):
+        sections.append(_peers(results["peers"]))
     if isinstance(results.get("baselines"), dict):
         sections.append(_baselines(results["baselines"]))
     return "\n\n".join(section for section in sections if section) + "\n"
@@ -124,7 +126,85 @@ def _save_rows(columns: list[dict[str, Any]]) -> list[list[str]]:
                 f"= **{_num(figures['ratio'])}**"
             )
         rows.append([f"Saves/s {label}, ours / raw = ratio", *cells])
+    if labels:
+        added = [
+            " / ".join(
+                _num(column.get("save", {}).get("by_size", {}).get(label, {}).get("added_us"))
+                for label in labels
+            )
+            for column in columns
+        ]
+        rows.append([f"One save, µs added over raw, {' / '.join(labels)}", *added])
     return rows
+
+
+_BURST_SIDES = ("ours", "raw_sequential", "raw_pipelined")
+
+
+def _bursts(results: dict[str, Any]) -> str:
+    backends = results.get("backends", {})
+    names = [name for name in _BACKENDS if isinstance(backends.get(name, {}).get("burst"), dict)]
+    if not names:
+        return ""
+    columns = [backends[name]["burst"] for name in names]
+    counts: list[str] = []
+    for column in columns:
+        counts += [count for count in column.get("by_lockers", {}) if count not in counts]
+    rows = []
+    for count in counts:
+        figures = [column.get("by_lockers", {}).get(count) for column in columns]
+        label = f"{_num(int(count))} lockers"
+        rows += [
+            [f"{label}: saves/s, ours / raw sequential / raw pipelined"]
+            + [_sides(f, "saves_per_s") for f in figures],
+            [f"{label}: ours ÷ raw sequential, ours ÷ raw pipelined"]
+            + [_ratios(f) for f in figures],
+            [f"{label}: CPU µs per save, same three"]
+            + [_sides(f, "cpu_us_per_save") for f in figures],
+            [f"{label}: p99 save latency in the burst (ms), same three"]
+            + [_sides(f, "latency_ms") for f in figures],
+            [f"{label}: ours after gc.freeze(), saves/s / CPU µs per save"]
+            + [_frozen(f) for f in figures],
+        ]
+    title = "### Bursts: every loaded locker saves at once (1 KB, LockerService defaults)"
+    return f"{title}\n\n" + _table(["", *names], rows)
+
+
+def _sides(figures: Any, name: str) -> str:
+    if not isinstance(figures, dict) or "ours" not in figures:
+        return _error(figures)
+    values = [figures[side][name] for side in _BURST_SIDES]
+    return " / ".join(_num(v.get("p99") if isinstance(v, dict) else v) for v in values)
+
+
+def _ratios(figures: Any) -> str:
+    if not isinstance(figures, dict) or "ours" not in figures:
+        return _error(figures)
+    sequential, pipelined = figures["ratio_to_sequential"], figures["ratio_to_pipelined"]
+    return f"**{_num(sequential)}**, **{_num(pipelined)}**"
+
+
+def _frozen(figures: Any) -> str:
+    if not isinstance(figures, dict) or "ours_gc_frozen" not in figures:
+        return _error(figures)
+    frozen = figures["ours_gc_frozen"]
+    return f"{_num(frozen['saves_per_s'])} / {_num(frozen['cpu_us_per_save'])}"
+
+
+def _peers(peers: dict[str, Any]) -> str:
+    rows = []
+    for backend, found in peers.get("backends", {}).items():
+        if not isinstance(found, dict) or "error" in found:
+            rows.append([backend, _error(found), _DASH, _DASH])
+            continue
+        for name, figures in found.get("systems", {}).items():
+            ratio = figures.get("ours_ratio")
+            rows.append(
+                [backend, name, _num(figures.get("cycles_per_s")), _num(ratio) if ratio else _DASH]
+            )
+    title = "### Against other locking libraries: open exclusively, change, save, release (1 KB)"
+    head = ["Backend", "Way", "Cycles/s", "ours ÷ this"]
+    return f"{title}\n\n" + _table(head, rows)
 
 
 def _trips(trips: Any) -> str:

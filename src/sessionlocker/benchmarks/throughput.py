@@ -34,7 +34,7 @@ from sessionlocker.errors import SessionLockerError
 from sessionlocker.stores import open_store
 from sessionlocker.stores.base import Store
 
-__all__ = ["save_throughput"]
+__all__ = ["envelope_of", "record_bytes", "save_throughput"]
 
 
 def save_throughput(url: str, sizes: Sizes) -> dict[str, Any]:
@@ -72,8 +72,8 @@ def _compare(url: str, size: int, sizes: Sizes) -> dict[str, Any]:
     raw: RawWriter | None = None
     try:
         locker = _load(service, key)
-        envelope = _envelope(store, spec.store_key(key))
-        raw = open_raw(url, _record(envelope, data))
+        envelope = envelope_of(store, spec.store_key(key))
+        raw = open_raw(url, record_bytes(envelope, data))
         for _ in range(sizes.save_rounds):
             ours_rates.append(_ours_round(service, locker, sizes.save_seconds))
             rate, round_latencies = _raw_round(raw, envelope, data, sizes.save_seconds)
@@ -93,13 +93,14 @@ def _compare(url: str, size: int, sizes: Sizes) -> dict[str, Any]:
         "ours_per_s": rounded(ours),
         "raw_per_s": rounded(rawest),
         "ratio": rounded(ours / rawest) if rawest else None,
+        "added_us": rounded(1e6 / ours - 1e6 / rawest) if ours and rawest else None,
         "raw_write_ms": percentiles(latencies, scale=1000),
         "raw_method": raw.method,
         "raw_bytes": "the same record bytes as ours (envelope as stored, data compact)",
     }
 
 
-def _envelope(store: Store, store_key: str) -> bytes:
+def envelope_of(store: Store, store_key: str) -> bytes:
     """Our stored record up to its data (the data is written last): the raw side's head."""
     stored = store.read(store_key)
     marker = b',"data":'
@@ -108,7 +109,7 @@ def _envelope(store: Store, store_key: str) -> bytes:
     return stored.value[: stored.value.rindex(marker) + len(marker)]
 
 
-def _record(envelope: bytes, data: dict[str, Any]) -> bytes:
+def record_bytes(envelope: bytes, data: dict[str, Any]) -> bytes:
     """The record bytes the raw side writes: ``envelope``, the data as ours encodes it."""
     return envelope + _ENCODE(data).encode("utf-8") + b"}"
 
@@ -152,7 +153,7 @@ def _raw_round(
     deadline = start + seconds
     while True:
         data["coins"] += 1
-        value = _record(envelope, data)
+        value = record_bytes(envelope, data)
         before = time.perf_counter()
         raw.write(value)
         now = time.perf_counter()
