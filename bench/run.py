@@ -24,6 +24,7 @@ from typing import Any
 
 import cluster
 from baselines import baselines
+from peers import ensure_peers, peers
 from plots import write_plots
 
 from servers import PostgresServer, RedisServer, ServerUnavailable
@@ -70,6 +71,9 @@ def main() -> int:
             _say("baselines (ProfileService and ProfileStore, bench/baselines.py)")
             notified = results["driver_uses_notifications"]
             results["baselines"] = guarded(lambda: baselines(sizes, notifications=notified))
+            _say("peers (session() per cycle against other libraries, bench/peers.py)")
+            skipped.update({f"peer {name}": why for name, why in ensure_peers().items()})
+            results["peers"] = guarded(lambda: peers(urls, sizes))
         finally:
             for server in servers:
                 server.stop()

@@ -101,6 +101,23 @@ def test_the_roblox_baselines_run_from_the_bench_folder(monkeypatch: pytest.Monk
     assert "### Against ProfileService and ProfileStore" in markdown(results)
 
 
+def test_the_peers_part_runs_on_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    peers = importlib.import_module("peers").peers
+    results = {"peers": peers([redis_url, "memory://"], TINY)}
+    assert set(results["peers"]["backends"]) == {"redis"}
+    systems = results["peers"]["backends"]["redis"]["systems"]
+    assert set(systems) == {
+        "sessionlocker session()",
+        "sessionlocker long-held",
+        "redis-py Lock + GET/SET",
+    }
+    for figures in systems.values():
+        assert_number(figures["cycles_per_s"])
+    assert_number(systems["redis-py Lock + GET/SET"]["ours_ratio"])
+    assert "| redis | redis-py Lock + GET/SET |" in markdown(results)
+
+
 def test_the_command_prints_json_for_the_parts_asked(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
