@@ -70,6 +70,9 @@ __all__ = ["LockerService"]
 _Owner = Locker[Any] | Lease | str | Tell | Collect
 _LIVE = frozenset({Status.LOADING, Status.WAITING, Status.LOADED, Status.RELEASING})
 _TICK = 0.05
+#: Keys a service keeps watching after their locker ended, for the next session of the
+#: same key (a subscription each is all it costs the store).
+KEPT_WATCHES = 1024
 
 
 class LockerService(LeaseIdAlias, Generic[D]):
@@ -141,6 +144,8 @@ class LockerService(LeaseIdAlias, Generic[D]):
         #: Posts to other sessions' mailboxes that failed, sent again at the next renewal.
         self._untold: set[Tell] = set()
         self._watch: Watch | None = None
+        #: Keys still watched after their locker ended, oldest first (see ``KEPT_WATCHES``).
+        self._kept: dict[str, None] = {}
         if isinstance(self.store, Notifying):
             self._watch = self.store.watch(self._woken)
         self._handlers: dict[str, Handler] = {}
@@ -289,7 +294,8 @@ class LockerService(LeaseIdAlias, Generic[D]):
             raise AlreadyOpen(f"{locker.key!r} is already open in session {self.lease_id}")
         self._lockers[locker.key] = locker
         if self._watch is not None:
-            self._watch.add(locker.store_key)
+            self._kept.pop(locker.store_key, None)
+            self._watch.add(locker.store_key)  # nothing to do when the key was kept
 
     def wake(self, locker: Locker[D]) -> None:
         """Host hook: look at ``locker`` at the next frame."""
@@ -416,6 +422,8 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """From any thread: the record at ``store_key`` was written."""
         if revision is not None and self._own_writes.get(store_key) == revision:
             return  # our own write: its result tells the locker already
+        if store_key in self._kept:
+            return  # no live locker (one opening later reads the record anyway)
         self._done.put((store_key, revision, None))
         self._work_arrived()
 
@@ -468,7 +476,16 @@ class LockerService(LeaseIdAlias, Generic[D]):
             del self._lockers[locker.key]
             self._own_writes.pop(locker.store_key, None)
             if self._watch is not None:
-                self._watch.discard(locker.store_key)
+                self._keep_watch(locker.store_key)
+
+    def _keep_watch(self, store_key: str) -> None:
+        """Keep watching a key whose locker ended (on Redis a session then costs no
+        SUBSCRIBE, revision read and UNSUBSCRIBE); past ``KEPT_WATCHES``, drop the oldest."""
+        self._kept[store_key] = None
+        if len(self._kept) > KEPT_WATCHES and self._watch is not None:
+            oldest = next(iter(self._kept))
+            del self._kept[oldest]
+            self._watch.discard(oldest)
 
     def _schedule(self, locker: Locker[D]) -> None:
         due = locker.next_deadline()
