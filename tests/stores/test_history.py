@@ -15,7 +15,7 @@ import pytest
 from backends import open_backend, undated
 from sessionlocker.core.protocol import Keep, Put, Versioned
 from sessionlocker.errors import Conflict, UsageError
-from sessionlocker.stores import SQLiteStore, open_store
+from sessionlocker.stores import SQLiteStore, _trim, open_store
 from sessionlocker.stores.base import Dated, KeepsHistory
 
 DEPTH = 3
@@ -105,3 +105,24 @@ def test_each_kept_version_carries_the_store_s_write_time(versions: KeepsHistory
     current = store.read_entry("k")
     assert current == kept[0]
     assert store.read_entry("never") is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("trims", [False, True])
+def test_sql_history_is_trimmed_by_some_writes_and_reads_the_same_either_way(
+    backend: str, trims: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One write in TRIM_EVERY, at random, trims: here none does, or every one does.
+    monkeypatch.setattr(_trim, "TRIM_EVERY", 1 if trims else 10**12)
+    made = open_backend(backend, tmp_path, history=DEPTH)
+    store = made.store
+    assert isinstance(store, KeepsHistory)
+    try:
+        expected = None
+        for n in range(8):
+            expected = store.write("k", f"v{n}".encode(), expected)
+        assert [v.value for v in store.history("k")] == [b"v7", b"v6", b"v5"]
+        assert store.forget("k") == (DEPTH if trims else 8)  # the rows the table held
+        assert store.history("k") == []
+    finally:
+        made.close()

@@ -41,6 +41,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
+from sessionlocker.stores._trim import trim_now
 from sessionlocker.stores.base import Entry
 
 __all__ = ["SQLiteStore"]
@@ -289,11 +290,12 @@ class SQLiteStore:
         )
         if self._history:
             connection.execute("INSERT INTO history VALUES (?, ?, ?, ?)", row)
-            connection.execute(  # keep the newest ``history`` rows of the key
-                "DELETE FROM history WHERE key = ?1 AND revision <= (SELECT revision FROM"
-                " history WHERE key = ?1 ORDER BY revision DESC LIMIT 1 OFFSET ?2)",
-                (key, self._history),
-            )
+            if trim_now():  # keep the newest ``history`` rows of the key (see _trim)
+                connection.execute(
+                    "DELETE FROM history WHERE key = ?1 AND revision <= (SELECT revision FROM"
+                    " history WHERE key = ?1 ORDER BY revision DESC LIMIT 1 OFFSET ?2)",
+                    (key, self._history),
+                )
         return int(revision)
 
     # Records.

@@ -29,6 +29,7 @@ from sessionlocker.stores._checks import (
     check_value,
 )
 from sessionlocker.stores._deadline import DEADLINES
+from sessionlocker.stores._trim import trim_now
 from sessionlocker.stores.base import Entry
 from sessionlocker.stores.postgresql._connect import Connector
 from sessionlocker.stores.postgresql._errors import ErrorTranslator
@@ -161,6 +162,7 @@ class PostgreSQLLayout:
             "payload": notify_payload(stored),
             "notify": notify,
             "keep": max(self.depth - 1, 0),
+            "trim": trim_now(),
         }
         query = self.sql.insert if expected is None else self.sql.update
         return Statement("write", query, params, writing=True)

@@ -196,11 +196,13 @@ def create_missing(connection: Connection[TupleRow], names: Names, history: bool
 
 
 def _history_ctes(names: Names) -> sql.Composed:
-    """Copy the written row to the history and trim the key's history to ``keep`` + 1."""
+    """Copy the written row to the history and, when ``%(trim)s`` (one write in
+    ``TRIM_EVERY``), trim the key's history to ``keep`` + 1."""
     return sql.SQL(
         ", h AS (INSERT INTO {history} (key, revision, value, updated)"
         " SELECT %(key)s, revision, value, updated FROM w)"
-        ", trimmed AS (DELETE FROM {history} WHERE key = %(key)s AND EXISTS (SELECT FROM w)"
+        ", trimmed AS (DELETE FROM {history} WHERE %(trim)s AND key = %(key)s"
+        " AND EXISTS (SELECT FROM w)"
         " AND revision <= (SELECT revision FROM {history} WHERE key = %(key)s"
         " ORDER BY revision DESC OFFSET %(keep)s LIMIT 1))"
     ).format(history=names.ident("_history"))
