@@ -60,3 +60,42 @@ def test_a_keep_keeps_what_is_known_only_while_the_bytes_are_the_same() -> None:
     # A save that wrote nothing (a quiet autosave) keeps what is known, if still stored.
     assert tx.known_after(None, Versioned(bytes(mine.value), 2), known) is known
     assert tx.known_after(None, Versioned(encode(HELD_BY_A), 4), known) is None
+
+
+def test_a_look_that_finds_a_release_request_hands_its_record_to_the_releasing_save() -> None:
+    asked = Versioned(encode(HELD_BY_A.with_(release_requests=(ReleaseRequest("B", 11.0),))), 5)
+    look = tx.save(session="A", epoch=3, seq=1, data_json='{"n":0}', only_if_asked=True)
+    kept = look(asked)
+    assert isinstance(kept, Keep)
+    assert kept.outcome.asked
+    assert kept.outcome.seen is not None
+    assert kept.outcome.seen.data is None  # the data is never kept twice
+    known = tx.known_after(None, asked, None, kept.outcome.seen)
+    assert known is not None
+
+    def release(known: tx.Known | None) -> Any:
+        return tx.save(
+            session="A", epoch=3, seq=2, data_json='{"n":9}', release=True, meta=Meta(), known=known
+        )
+
+    fast = written(release(known)(asked))
+    slow = written(release(None)(asked))
+    assert fast.value == slow.value
+    assert decode(fast.value).lock is None
+
+
+def test_a_release_request_reuses_the_record_the_acquire_read() -> None:
+    current = Versioned(encode(HELD_BY_A), 7)
+    acquire = tx.acquire(
+        session="B", at=12.0, fresh=Record(data={}), fresh_json="{}", upgrade=lambda r: r
+    )
+    held = acquire(current)
+    assert isinstance(held, Keep)
+    assert isinstance(held.outcome, tx.Held)
+    assert held.outcome.record == HELD_BY_A
+    # Marked so that using it shows: the request is written on the record handed over.
+    seen = tx.Known(current.value, held.outcome.record.with_(extra={"later": "seen"}))
+    request = tx.request_release(session="B", at=12.0, seen=seen)
+    assert decode(written(request(current)).value).extra == {"later": "seen"}
+    other = Versioned(encode(HELD_BY_A.with_(data={"n": 1})), 8)  # other bytes: decoded
+    assert decode(written(request(other)).value).extra == {"later": 1}

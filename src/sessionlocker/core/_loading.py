@@ -173,7 +173,14 @@ class LoadSteps(Machine[D]):
         if mode is LoadMode.STEAL:
             self._take_over_now(lock, now)
         elif mode is LoadMode.FORCE and not outcome.requested:
-            transform = tx.request_release(session=self._lease.lease_id, at=self._lease.wall())
+            seen = (
+                None
+                if current is None or outcome.record is None
+                else tx.Known(current.value, outcome.record)
+            )
+            transform = tx.request_release(
+                session=self._lease.lease_id, at=self._lease.wall(), seen=seen
+            )
             # The record as just read: one conditional write when it has not moved since.
             self._send(
                 RequestKind.REQUEST, Update(key=self.store_key, transform=transform, known=current)

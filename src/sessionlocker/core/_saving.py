@@ -135,7 +135,7 @@ class SaveSteps(Machine[D]):
         if result.current is not None:
             self._saves.known = result.current
             self._saves.decoded = tx.known_after(
-                outcome.written, result.current, self._saves.decoded
+                outcome.written, result.current, self._saves.decoded, outcome.seen
             )
         self._saves.saved_json = save.data_json
         self._saves.saved_meta = save.meta

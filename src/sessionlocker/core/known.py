@@ -20,17 +20,22 @@ __all__ = ["Known", "decode_known", "known_after"]
 
 @dataclass(frozen=True, slots=True)
 class Known:
-    """Stored bytes and the record they decode to, its ``data`` left out."""
+    """Stored bytes and the record they decode to, its ``data`` left out (a save
+    replaces it); a release request, which writes the data back, keeps it."""
 
     value: bytes
     record: Record
 
 
-def known_after(written: Record | None, current: Versioned, before: Known | None) -> Known | None:
+def known_after(
+    written: Record | None, current: Versioned, before: Known | None, seen: Record | None = None
+) -> Known | None:
     """What is known after a save that wrote ``written`` (None: it wrote nothing), with
-    ``current`` stored now."""
+    ``current`` stored now; ``seen`` is what a save that wrote nothing decoded of it."""
     if written is not None:
         return Known(current.value, written)
+    if seen is not None:
+        return Known(current.value, seen)
     if before is not None and current.value == before.value:
         return before
     return None

@@ -84,10 +84,15 @@ class Granted:
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    """Another session holds the lock; ``requested``: our release request is on it."""
+    """Another session holds the lock; ``requested``: our release request is on it.
+
+    ``record`` is the stored record as read (data included), so a release request
+    written on those same bytes need not decode them again (``request_release``).
+    """
 
     lock: Lock
     requested: bool
+    record: Record | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,9 @@ class Saved:
     #: The record this save wrote, its ``data`` left out (``None`` when nothing was
     #: written): the next save starts from it instead of decoding the bytes again.
     written: Record | None = field(default=None, compare=False, repr=False)
+    #: The record as read when nothing was written (a look that found a release
+    #: request, say): the save that follows starts from it when the bytes have not moved.
+    seen: Record | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +228,7 @@ def acquire(
         lock = record.lock
         mine = lock is not None and lock.session == session
         if lock is not None and not mine and lock != take_over:
-            return Keep(Held(lock, requested=_requested_by(record, session)))
+            return Keep(Held(lock, requested=_requested_by(record, session), record=record))
         loaded = _loadable(record, upgrade)
         if isinstance(loaded, Refused):
             return Keep(loaded)
@@ -345,7 +353,8 @@ def save(
         if checked is not None and lock is not None and lock.checked != checked:
             changes["lock"] = replace(lock, checked=checked)
         elif only_if_asked:
-            return Keep(Saved(released=False, asked=asked, held=True, inbox=record.inbox))
+            seen = record.with_(data=None)
+            return Keep(Saved(False, asked, held=True, inbox=record.inbox, seen=seen))
         if release:
             changes.update(lock=None, release_requests=())
         if meta is not None:
@@ -362,14 +371,20 @@ def save(
     return transform
 
 
-def request_release(*, session: str, at: float) -> Transform[RequestOutcome]:
-    """Ask whoever holds the record to save and release it (``force``)."""
+def request_release(
+    *, session: str, at: float, seen: Known | None = None
+) -> Transform[RequestOutcome]:
+    """Ask whoever holds the record to save and release it (``force``).
+
+    ``seen`` is the record just read (its bytes and its decoded record, data included):
+    when the store hands back those bytes they are not decoded again.
+    """
 
     def transform(current: Versioned | None) -> Put[RequestOutcome] | Keep[RequestOutcome]:
         if current is None:
             return Keep(Free())
         try:
-            record = decode(current.value)
+            record = decode_known(current.value, seen)
         except CorruptRecord as exc:
             return Keep(Refused("corrupt", exc))
         lock = record.lock
