@@ -75,6 +75,8 @@ class RedisWatch:
         self._on_close = on_close
         self._lock = threading.Lock()
         self._wanted: set[str] = set()
+        #: Bumped at every change of ``_wanted``: the thread copies the set only then.
+        self._changes = 0
         self._closed = threading.Event()
         self._poke_in, self._poke_out = socket.socketpair()
         self._poke_in.setblocking(False)
@@ -97,7 +99,9 @@ class RedisWatch:
             if self._closed.is_set():
                 raise UsageError("this watch is closed")
             new = key not in self._wanted
-            self._wanted.add(key)
+            if new:
+                self._wanted.add(key)
+                self._changes += 1
         if new:
             self._poke()
 
@@ -107,6 +111,7 @@ class RedisWatch:
             if key not in self._wanted:
                 return
             self._wanted.discard(key)
+            self._changes += 1
         self._poke()
 
     def close(self) -> None:
@@ -154,18 +159,21 @@ class RedisWatch:
         unconfirmed: set[str] = set()  # to wake with their revision once confirmed
         heard = time.monotonic()
         pinged: float | None = None
+        seen = -1  # the ``_changes`` the subscriptions were last brought in line with
         try:
             while not self._closed.is_set():
-                with self._lock:
-                    wanted = set(self._wanted)
-                if wanted - subscribed:
-                    added = wanted - subscribed
-                    pubsub.subscribe(*(self._channel(key) for key in added))
-                    unconfirmed |= added
-                    subscribed |= added
-                if subscribed - wanted:
-                    pubsub.unsubscribe(*(self._channel(key) for key in subscribed - wanted))
-                    subscribed &= wanted
+                # A plain read: a change made just after it pokes, and is seen next turn.
+                if self._changes != seen:
+                    with self._lock:
+                        wanted, seen = set(self._wanted), self._changes
+                    added, dropped = wanted - subscribed, subscribed - wanted
+                    if added:
+                        pubsub.subscribe(*(self._channel(key) for key in added))
+                        unconfirmed |= added
+                        subscribed |= added
+                    if dropped:
+                        pubsub.unsubscribe(*(self._channel(key) for key in dropped))
+                        subscribed -= dropped
                 connection = pubsub.connection
                 if connection is not None and connection.can_read(timeout=0):
                     # Something has arrived (maybe only part of a message: allow the rest).
