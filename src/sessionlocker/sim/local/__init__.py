@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sessionlocker.errors import UsageError
+from sessionlocker.sim.local.postgres_standby import PostgresAsyncStandby, PostgresStandby
 from sessionlocker.sim.local.redis_cluster import RedisClusterTopology
 from sessionlocker.sim.local.redis_sentinel import RedisSentinelTopology
 
@@ -35,6 +36,8 @@ class LocalTopology(Protocol):
 TOPOLOGIES: dict[str, Callable[[Path], LocalTopology]] = {
     "redis-cluster": RedisClusterTopology,
     "redis-sentinel": RedisSentinelTopology,
+    "postgresql-standby": PostgresStandby,
+    "postgresql-async-standby": PostgresAsyncStandby,
 }
 
 

@@ -26,6 +26,7 @@ from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import Pending, expire
 from sessionlocker.stores.base import Entry, Wake, async_cas_update
+from sessionlocker.stores.postgresql._errors import READ_ONLY, ReplicationNotices
 from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._store import PostgreSQLStore
@@ -92,10 +93,13 @@ class AsyncPostgreSQLStore:
         self, connection: psycopg.AsyncConnection[TupleRow], statement: Statement
     ) -> list[TupleRow]:
         """Run ``statement`` under the deadline: a loop timer shuts the socket down when
-        no reply came in time (``_deadline``); the connection is then closed and dropped."""
+        no reply came in time (``_deadline``); the connection is then closed and dropped,
+        as is one to a standby. A commit not replicated raises an unknown outcome."""
         pending = Pending(connection.fileno(), 0.0)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self._layout.connector.deadline, expire, pending)
+        notices = ReplicationNotices()
+        connection.add_notice_handler(notices)
         try:
             cursor = await connection.execute(statement.query, statement.params)
             rows = await cursor.fetchall() if cursor.description is not None else []
@@ -103,11 +107,16 @@ class AsyncPostgreSQLStore:
             if pending.expired:
                 await connection.close()
                 raise self._layout.overrun(statement) from exc
+            if exc.sqlstate == READ_ONLY:  # a standby: let the pool connect to the primary
+                await connection.close()
             raise self._layout.failed(exc, statement, broken=connection.broken) from exc
         finally:
             timer.cancel()
+            connection.remove_notice_handler(notices)
         if pending.expired:  # the reply came just as the deadline passed
             await connection.close()
+        if notices.unreplicated:
+            raise self._layout.unreplicated(statement)
         return rows
 
     # Records.

@@ -8,6 +8,10 @@ options, at no extra round trip. None of them ends a call on a server that is st
 keeps the connection open. So every statement also runs under a client-side deadline
 (``Connector.deadline``, ``_deadline``): past it, its socket is shut down and the
 connection discarded.
+
+Several hosts (``h1:p1,h2:p2``, libpq's own syntax) are tried in order; unless the
+string says otherwise, only a primary is accepted (``target_session_attrs=read-write``),
+so after a failover new connections reach the promoted standby.
 """
 
 from __future__ import annotations
@@ -65,6 +69,17 @@ async def check_idle_async(connection: psycopg.AsyncConnection[TupleRow]) -> Non
     if _readable(connection.fileno()):
         await connection.close()
         raise psycopg.OperationalError("the server closed this idle connection")
+
+
+def _hosts(params: Mapping[str, Any]) -> list[str]:
+    """``host:port`` of each host libpq may try, in order (``h1,h2`` and ``p1,p2``)."""
+    hosts = str(params.get("host") or "localhost").split(",")
+    ports = str(params.get("port") or "5432").split(",")
+    if len(ports) == 1:
+        ports *= len(hosts)
+    return [
+        f"{host or 'localhost'}:{port or 5432}" for host, port in zip(hosts, ports, strict=False)
+    ]
 
 
 def _readable(fd: int) -> bool:
@@ -129,16 +144,24 @@ class Connector:
             "tcp_user_timeout": milliseconds,
             **extra,
         }
+        hosts = _hosts(params)
+        if len(hosts) > 1 and "target_session_attrs" not in params:
+            kwargs["target_session_attrs"] = "read-write"  # several hosts: the primary's
         password = params.get("password")
         return cls(
             conninfo=conninfo,
             kwargs=kwargs,
             connect_timeout=connect_timeout,
             deadline=timeout + GRACE,
-            host=f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}",
+            host=",".join(hosts),
             database=str(params.get("dbname") or params.get("user") or ""),
             password=str(password) if password else None,
         )
+
+    @property
+    def several_hosts(self) -> bool:
+        """Whether the connection string names more than one host (a failover setup)."""
+        return "," in self.host
 
     def connect(self) -> psycopg.Connection[TupleRow]:
         """A new connection outside any pool."""

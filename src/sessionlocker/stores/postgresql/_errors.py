@@ -12,6 +12,14 @@
   error was rolled back (every statement runs alone in autocommit), so its outcome is
   known.
 
+- A write the server refuses as read-only (``25006``: the connection is to a standby,
+  or to a primary demoted since) was not made: retryable, and the store drops that
+  connection so the next call connects to the primary.
+- ``unreplicated``: a write that returned success but with PostgreSQL's warning
+  "canceling wait for synchronous replication" (someone cancelled its wait for the
+  synchronous standby): committed on this server, maybe not on the standby that a
+  failover would promote. Never an acknowledgement: an unknown outcome.
+
 Messages name the operation, the host, the database and the table, and PostgreSQL's own
 words; the password is removed from them in case a server or library ever echoes it.
 """
@@ -24,14 +32,35 @@ from psycopg_pool import PoolTimeout
 from sessionlocker.errors import StoreError
 from sessionlocker.stores.postgresql._sql import Names
 
-__all__ = ["ErrorTranslator"]
+__all__ = ["READ_ONLY", "ErrorTranslator", "ReplicationNotices"]
+
+
+class ReplicationNotices:
+    """A notice handler for one statement: did the server warn that its commit's wait
+    for the synchronous standby was cancelled (committed here, maybe not replicated)?"""
+
+    __slots__ = ("unreplicated",)
+
+    def __init__(self) -> None:
+        self.unreplicated = False
+
+    def __call__(self, notice: psycopg.errors.Diagnostic) -> None:
+        if _UNREPLICATED in (notice.message_primary or ""):
+            self.unreplicated = True
+
 
 #: SQLSTATE classes worth retrying: connection exception, transaction rollback
 #: (serialization, deadlock), insufficient resources, operator intervention (shutdown,
 #: cancel, statement timeout), system error.
 _RETRYABLE_CLASSES = ("08", "40", "53", "57", "58")
-#: Single SQLSTATEs worth retrying: lock_not_available (a lock timeout).
-_RETRYABLE_STATES = frozenset({"55P03"})
+#: read_only_sql_transaction: a write sent to a standby (or a demoted primary).
+READ_ONLY = "25006"
+#: Single SQLSTATEs worth retrying: lock_not_available (a lock timeout), a write on a
+#: standby (the next connection reaches the primary).
+_RETRYABLE_STATES = frozenset({"55P03", READ_ONLY})
+#: Words of the warning that ends a commit's wait for the synchronous standby early
+#: (the server's messages in English: ``lc_messages``).
+_UNREPLICATED = "wait for synchronous replication"
 _PERMISSION = "42501"
 _UNDEFINED_TABLE = "42P01"
 #: Words of libpq connection failures that trying again will not fix.
@@ -78,6 +107,9 @@ class ErrorTranslator:
         if state == _UNDEFINED_TABLE:
             hint = f"a table of the store {self._names.shown} is missing (was it dropped?)"
             return StoreError(self._message(operation, f"{exc}. {hint}"), retryable=False)
+        if state == READ_ONLY:
+            hint = "the server is a standby (read-only); the next connection goes to the primary"
+            return StoreError(self._message(operation, f"{exc}. {hint}"), retryable=True)
         lost = broken or (state is None and isinstance(exc, psycopg.OperationalError))
         retryable = lost or (
             state is not None
@@ -97,6 +129,16 @@ class ErrorTranslator:
             "the connection was dropped"
         )
         return StoreError(self._message(operation, detail), retryable=True, unknown_outcome=writing)
+
+    def unreplicated(self, operation: str) -> StoreError:
+        """The error for a write whose commit stopped waiting for the synchronous standby:
+        committed on this server but maybe lost on failover, so not acknowledged."""
+        detail = (
+            "the commit's wait for the synchronous standby was cancelled (PostgreSQL: "
+            "'canceling wait for synchronous replication'); it is committed on this server "
+            "but maybe not on the standby, so it is not acknowledged"
+        )
+        return StoreError(self._message(operation, detail), retryable=True, unknown_outcome=True)
 
     def connect(self, exc: psycopg.Error, operation: str) -> StoreError:
         """The error for a failed connection attempt (nothing was sent, so nothing written)."""

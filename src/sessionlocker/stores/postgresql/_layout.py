@@ -278,6 +278,10 @@ class PostgreSQLLayout:
             exc, statement.operation, writing=statement.writing, broken=broken
         )
 
+    def unreplicated(self, statement: Statement) -> StoreError:
+        """``statement`` committed without the synchronous standby (see ``_errors``)."""
+        return self.errors.unreplicated(statement.operation)
+
     def overrun(self, statement: Statement) -> StoreError:
         """``statement`` got no reply by its deadline; its connection was shut down."""
         return self.errors.overrun(

@@ -27,6 +27,7 @@ from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import DEADLINES
 from sessionlocker.stores.base import Entry, Wake, cas_update
+from sessionlocker.stores.postgresql._errors import READ_ONLY, ReplicationNotices
 from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
@@ -108,8 +109,12 @@ class PostgreSQLStore:
     ) -> list[TupleRow]:
         """Run ``statement`` on ``connection`` under the deadline (see ``_deadline``).
 
-        A connection whose socket the deadline shut down is closed, so the pool drops it.
+        A connection whose socket the deadline shut down is closed, so the pool drops it;
+        so is one to a standby (a write refused as read-only). A write whose commit did
+        not wait for the synchronous standby raises an unknown outcome (``_errors``).
         """
+        notices = ReplicationNotices()
+        connection.add_notice_handler(notices)
         pending = DEADLINES.start(connection.fileno(), self._layout.connector.deadline)
         try:
             cursor = connection.execute(statement.query, statement.params)
@@ -118,9 +123,15 @@ class PostgreSQLStore:
             if DEADLINES.end(pending):
                 connection.close()
                 raise self._layout.overrun(statement) from exc
+            if exc.sqlstate == READ_ONLY:  # a standby: let the pool connect to the primary
+                connection.close()
             raise self._layout.failed(exc, statement, broken=connection.broken) from exc
+        finally:
+            connection.remove_notice_handler(notices)
         if DEADLINES.end(pending):  # the reply came just as the deadline passed
             connection.close()
+        if notices.unreplicated:
+            raise self._layout.unreplicated(statement)
         return rows
 
     # Records.

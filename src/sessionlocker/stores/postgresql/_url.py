@@ -4,6 +4,8 @@
 (``postgres://`` too). Host, port and database go to libpq as written, so several
 hosts (``h1:5432,h2:5432``) and IPv6 (``[::1]``) work as in libpq's own URLs. The
 password is handed to libpq apart from the connection string and never shown.
+With several hosts, libpq connects to the first that is a primary
+(``target_session_attrs=read-write``, the default then), so the store follows a failover.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from sessionlocker.stores.postgresql._store import PostgreSQLStore
 __all__ = ["OPTIONS", "open_async_postgresql_url", "open_postgresql_url"]
 
 #: libpq parameters a URL may set, passed through unchanged.
-_LIBPQ = ("sslmode", "sslrootcert", "sslcert", "sslkey", "application_name")
+_LIBPQ = (
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "target_session_attrs",
+)
 #: Every query option of a ``postgresql://`` URL (beside the fault options).
 OPTIONS = frozenset(
     {"table", "schema", "prefix", "history", "pool", "timeout", "connect_timeout", *_LIBPQ}
@@ -42,7 +51,7 @@ def open_postgresql_url(url: StoreURL) -> PostgreSQLStore:
     ``history`` (versions kept per key, default 10, 0 for none), ``pool`` (most
     connections, default 8), ``timeout`` (statement and TCP timeout in seconds, default
     10), ``connect_timeout`` (seconds, default 5), and the libpq parameters ``sslmode``,
-    ``sslrootcert``, ``sslcert``, ``sslkey``, ``application_name``.
+    ``sslrootcert``, ``sslcert``, ``sslkey``, ``application_name``, ``target_session_attrs``.
     """
     return made_from(url, PostgreSQLStore, _settings(url))
 
