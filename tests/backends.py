@@ -59,6 +59,7 @@ _ENV = {
     "postgresql": "SESSIONLOCKER_POSTGRES_URL",
     "redis-cluster": "SESSIONLOCKER_REDIS_CLUSTER_URL",
     "redis-sentinel": "SESSIONLOCKER_SENTINEL_URL",
+    "postgresql-standby": "SESSIONLOCKER_POSTGRES_STANDBY_URL",
 }
 
 
@@ -107,8 +108,8 @@ class Backend:
 
 
 def server_url(kind: str) -> str:
-    """The URL of this run's ``kind`` server (``redis``, ``redis-cluster`` or
-    ``postgresql``), or a loud skip."""
+    """The URL of this run's ``kind`` server (``redis``, ``redis-cluster``, ``postgresql``
+    or ``postgresql-standby``: a primary and a synchronous standby), or a loud skip."""
     url = os.environ.get(_ENV[kind])
     if not url:
         pytest.skip(f"{kind.upper()} BACKEND NOT TESTED: {_ENV[kind]} is not set")
@@ -133,7 +134,8 @@ def open_backend(
     """A fresh, empty store of backend ``name``; the caller calls ``close()`` on it.
 
     ``name`` is ``memory``, ``sqlite`` (a file in ``folder``), ``redis``,
-    ``redis-cluster`` or ``postgresql``. ``history`` is how many versions a key keeps
+    ``redis-cluster``, ``postgresql`` or ``postgresql-standby`` (the multi-host URL of a
+    primary and its synchronous standby). ``history`` is how many versions a key keeps
     (each backend's own default when ``None``). Memory runs on ``clock`` when one is
     given (its ttl is then 10 s of that clock), else on the real clock. ``opener``
     opens every URL (an async store seen as a blocking one, for instance).
@@ -151,8 +153,8 @@ def open_backend(
         return _redis(server_url("redis"), options, opener)
     if name == "redis-cluster":
         return _redis_cluster(server_url("redis-cluster"), options, opener)
-    if name == "postgresql":
-        return _postgresql(server_url("postgresql"), options, opener)
+    if name in ("postgresql", "postgresql-standby"):
+        return _postgresql(name, server_url(name), options, opener)
     if name == "redis-sentinel":
         return _sentinel(server_url("redis-sentinel"), options, opener)
     raise ValueError(f"no test backend named {name!r}")
@@ -216,7 +218,7 @@ def _sentinel(server: str, options: str, opener: Callable[[str], Store]) -> Back
     return Backend("redis-sentinel", store, 0.2, _sleep_a_bit_more, cleanup, url)
 
 
-def _postgresql(server: str, options: str, opener: Callable[[str], Store]) -> Backend:
+def _postgresql(name: str, server: str, options: str, opener: Callable[[str], Store]) -> Backend:
     """A store in a fresh schema (the store creates it) on the run's PostgreSQL server."""
     schema = f"test_{uuid.uuid4().hex[:12]}"
     url = _with_options(server, f"schema={schema}", options)
@@ -228,7 +230,7 @@ def _postgresql(server: str, options: str, opener: Callable[[str], Store]) -> Ba
             connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
     store = _opened(url, opener, cleanup)
-    return Backend("postgresql", store, 0.2, _sleep_a_bit_more, cleanup, url)
+    return Backend(name, store, 0.2, _sleep_a_bit_more, cleanup, url)
 
 
 def _opened(url: str, opener: Callable[[str], Store], cleanup: Callable[[], None]) -> Store:

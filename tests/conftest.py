@@ -16,32 +16,36 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from servers import ClusterServer, PostgresServer, RedisServer, SentinelServers, ServerError
+from sessionlocker.sim.local.postgres_standby import PostgresStandby, TopologyError
 
 _ENV = {
     "redis": "SESSIONLOCKER_REDIS_URL",
     "postgresql": "SESSIONLOCKER_POSTGRES_URL",
     "redis-cluster": "SESSIONLOCKER_REDIS_CLUSTER_URL",
     "redis-sentinel": "SESSIONLOCKER_SENTINEL_URL",
+    "postgresql-standby": "SESSIONLOCKER_POSTGRES_STANDBY_URL",
 }
 _TITLE = {
     "redis": "REDIS",
     "postgresql": "POSTGRESQL",
     "redis-cluster": "REDIS CLUSTER",
     "redis-sentinel": "REDIS SENTINEL",
+    "postgresql-standby": "POSTGRESQL STANDBY",
 }
 Server = RedisServer | PostgresServer | ClusterServer | SentinelServers
+Started = Server | PostgresStandby
 
 
 class _Servers:
     """The servers of this run: started at most once each, stopped at the end."""
 
     def __init__(self) -> None:
-        self.started: dict[str, Server] = {}
+        self.started: dict[str, Started] = {}
         self.failures: dict[str, str] = {}
         self.notes: dict[str, str] = {}
 
@@ -57,20 +61,41 @@ class _Servers:
         if kind in self.failures:
             return None
         try:
-            server = start(kind)
+            server = start_standby() if kind == "postgresql-standby" else start(kind)
         except ServerError as exc:
             self.failures[kind] = str(exc)
             return None
         self.started[kind] = server
         os.environ[variable] = server.url
-        self.notes[kind] = f"{kind}: started a server on 127.0.0.1:{server.port} for this run"
+        self.notes[kind] = f"{kind}: started {server.url} for this run"
         return server.url
 
     def stop_all(self) -> None:
         for kind, server in list(self.started.items()):
-            server.cleanup()
+            if isinstance(server, PostgresStandby):
+                server.close()
+            else:
+                server.cleanup()
             os.environ.pop(_ENV[kind], None)
             del self.started[kind]
+
+
+def start_standby(*, synchronous: bool = True) -> PostgresStandby:
+    """A running PostgreSQL primary and standby (``sim/local/postgres_standby.py``);
+    ``ServerError`` (and nothing left behind) if not."""
+    try:
+        topology = PostgresStandby(synchronous=synchronous)
+    except TopologyError as exc:
+        raise ServerError(str(exc)) from None
+    try:
+        topology.start()
+    except TopologyError as exc:
+        topology.close()
+        raise ServerError(str(exc)) from None
+    except BaseException:
+        topology.close()
+        raise
+    return topology
 
 
 def start(kind: str) -> Server:
@@ -150,6 +175,32 @@ def private_sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelServers
     servers.cleanup()
 
 
+@pytest.fixture(scope="session")
+def postgres_standby_url() -> str:
+    """The multi-host URL of this run's PostgreSQL primary and synchronous standby
+    (never failed over: a test that fails one over starts its own, ``private_standby``)."""
+    return _server_url("postgresql-standby")
+
+
+@pytest.fixture
+def private_standby() -> Iterator[Callable[[bool], PostgresStandby]]:
+    """Start a PostgreSQL primary and standby of this test's own: ``private_standby(sync)``,
+    synchronous replication or not. Stopped at the end of the test."""
+    started: list[PostgresStandby] = []
+
+    def make(synchronous: bool) -> PostgresStandby:
+        try:
+            topology = start_standby(synchronous=synchronous)
+        except ServerError as exc:
+            raise skip_loudly("postgresql-standby", str(exc)) from None
+        started.append(topology)
+        return topology
+
+    yield make
+    for topology in started:
+        topology.close()
+
+
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A Redis server of this test's own, to stop, pause or restart at will."""
@@ -180,6 +231,7 @@ _WORDS = (
     ("postgresql", "postgres"),
     ("redis-cluster", "cluster"),
     ("redis-sentinel", "sentinel"),
+    ("postgresql-standby", "standby"),
 )
 
 

@@ -26,6 +26,7 @@ BACKENDS = [
     "redis-cluster",
     "postgresql",
     "redis-sentinel",
+    "postgresql-standby",
 ]
 
 

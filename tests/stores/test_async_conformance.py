@@ -30,6 +30,7 @@ ASYNC_BACKENDS = [
     "async-redis-cluster",
     "async-postgresql",
     "async-redis-sentinel",
+    "async-postgresql-standby",
 ]
 
 

@@ -395,6 +395,7 @@ def _postgresql(scheme: str) -> Backend:
         options=frozenset(
             {"table", "schema", "prefix", "history", "pool", "timeout", "connect_timeout"}
             | {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name"}
+            | {"target_session_attrs"}
         ),
         open=_open_postgresql,
         open_async=_open_async_postgresql,
@@ -444,7 +445,8 @@ def open_store(url: str) -> Store:
     - ``postgresql://[user:password@]host[:port]/database`` (or ``postgres://``): a
       ``PostgreSQLStore``; options ``table``, ``schema``, ``prefix``, ``history``, ``pool``,
       ``timeout``, ``connect_timeout`` and the libpq ``sslmode``, ``sslrootcert``,
-      ``sslcert``, ``sslkey``, ``application_name``.
+      ``sslcert``, ``sslkey``, ``application_name``, ``target_session_attrs``. Several
+      hosts (``h1:5432,h2:5432``) reach whichever is the primary.
     - Fault options, for any scheme: ``fail``, ``throttle`` and ``unknown`` (rates
       between 0 and 1), ``latency`` and ``retry_after`` (seconds), ``seed`` (a whole
       number). Giving any of them wraps the store in a ``FaultyStore``.

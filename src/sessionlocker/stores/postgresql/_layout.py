@@ -33,6 +33,7 @@ from sessionlocker.stores._trim import trim_now
 from sessionlocker.stores.base import Entry
 from sessionlocker.stores.postgresql._connect import Connector
 from sessionlocker.stores.postgresql._errors import ErrorTranslator
+from sessionlocker.stores.postgresql._replication import check_replication
 from sessionlocker.stores.postgresql._sql import (
     Names,
     Statements,
@@ -95,8 +96,8 @@ class PostgreSQLLayout:
         self.shown = f"host={host!r}, dbname={database!r}, table={self.names.shown!r}"
         if self.prefix:
             self.shown += f", prefix={self.prefix!r}"
-        where = f"{host}/{database} (table {self.names.shown})"
-        self.errors = ErrorTranslator(self.names, where, self.connector.password)
+        self.where = f"{host}/{database} (table {self.names.shown})"
+        self.errors = ErrorTranslator(self.names, self.where, self.connector.password)
         self.sql = Statements.build(self.names, self.depth > 0)
         self._pages = {
             (first, bounded): keys_page(self.names, first=first, bounded=bounded)
@@ -105,7 +106,8 @@ class PostgreSQLLayout:
         }
 
     def create_tables(self) -> None:
-        """Create what is missing, on a connection of its own (blocking: once per store)."""
+        """Create what is missing, on a connection of its own (blocking: once per store),
+        and warn if acknowledgements could be lost on failover (``_replication``)."""
         try:
             connection = self.connector.connect()
         except psycopg.Error as exc:
@@ -115,6 +117,9 @@ class PostgreSQLLayout:
             pending = DEADLINES.start(connection.fileno(), 4 * self.connector.deadline)
             try:
                 create_missing(connection, self.names, self.depth > 0)
+                check_replication(
+                    connection, several_hosts=self.connector.several_hosts, where=self.where
+                )
             except psycopg.Error as exc:
                 if DEADLINES.end(pending):
                     seconds = 4 * self.connector.deadline
