@@ -40,7 +40,7 @@ from types import TracebackType
 
 from sessionlocker.errors import SessionLockerError
 
-__all__ = ["PostgresStandby", "TopologyError", "find_postgres_bin"]
+__all__ = ["PostgresAsyncStandby", "PostgresStandby", "TopologyError", "find_postgres_bin"]
 
 _START_TIMEOUT = 60
 DATABASE = "sessionlocker"
@@ -249,6 +249,14 @@ class PostgresStandby:
             return "\n".join(self.log(node).read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class PostgresAsyncStandby(PostgresStandby):
+    """``PostgresStandby`` with asynchronous replication (PostgreSQL's default): a save
+    acknowledged just before the primary dies may be missing on the promoted standby."""
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        super().__init__(workdir, synchronous=False)
 
 
 def _children(parent: int) -> list[int]:
