@@ -159,6 +159,31 @@ def test_watch_and_writes_follow_the_promoted_standby(private_standby: Make) -> 
         store.close()
 
 
+def test_async_store_follows_the_promoted_standby(private_standby: Make) -> None:
+    topology = private_standby(True)
+
+    async def run() -> bytes | None:
+        store = open_async_store(topology.url + "&timeout=2&connect_timeout=1")
+        try:
+            first = await store.write("k", b"1", None)
+            await asyncio.to_thread(topology.fail_primary)
+            deadline = time.monotonic() + FAILOVER_BOUND
+            while True:
+                try:
+                    await store.write("k", b"2", first)
+                    break
+                except StoreError as exc:
+                    if not exc.retryable or time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            stored = await store.read("k")
+            return None if stored is None else stored.value
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(run()) == b"2"
+
+
 def test_a_write_refused_by_a_standby_is_retryable_and_not_unknown(
     postgres_standby_url: str,
 ) -> None:
