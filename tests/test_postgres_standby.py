@@ -35,6 +35,7 @@ from sessionlocker.sim.report import Report
 from sessionlocker.sim.run import Options, SimulationError, simulate
 from sessionlocker.stores import open_store
 from sessionlocker.stores.opening import open_async_store
+from sessionlocker.stores.postgresql._connect import Connector
 from sessionlocker.stores.postgresql._replication import replication_warning
 
 Make = Callable[[bool], PostgresStandby]
@@ -83,6 +84,22 @@ def test_replication_warning_names_the_setting(
         assert warning is not None
         assert named in warning
         assert "lost on failover" in warning
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "shown", "attrs"),
+    [
+        ("postgresql://u@db1:5433,db2/game", "db1:5433,db2:5432", "read-write"),
+        ("postgresql://u@db1,db2:6000/g?target_session_attrs=any", "db1:5432,db2:6000", None),
+        ("postgresql://u@db1/game", "db1:5432", None),
+    ],
+)
+def test_several_hosts_connect_to_the_primary(conninfo: str, shown: str, attrs: str | None) -> None:
+    connector = Connector.build(
+        conninfo, None, timeout=1.0, connect_timeout=1.0, application_name="t"
+    )
+    assert connector.host == shown
+    assert connector.kwargs.get("target_session_attrs") == attrs
 
 
 def test_no_warning_with_a_synchronous_standby(
