@@ -5,8 +5,9 @@ Needs the ``postgresql`` extra (psycopg 3 and psycopg_pool). Public here:
 shared arguments ``PostgreSQLSettings`` / ``PostgreSQLOptions``, and ``PostgreSQLWatch``
 (LISTEN/NOTIFY wake-ups). The rest is private: ``_layout`` (everything both stores share
 but the I/O), ``_sql`` (the SQL), ``_connect`` (libpq parameters and pools), ``_errors``
-(psycopg errors to ``StoreError``), ``_settings``, ``_url`` (``postgresql://`` URLs),
-``_store``, ``_async`` and ``_watch``.
+(psycopg errors to ``StoreError``), ``_replication`` (the start-up check of what the
+server keeps on failover), ``_settings``, ``_url`` (``postgresql://`` URLs), ``_store``,
+``_async`` and ``_watch``.
 """
 
 from __future__ import annotations
