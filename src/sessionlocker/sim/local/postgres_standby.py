@@ -85,6 +85,8 @@ class PostgresStandby:
         if self.as_root and shutil.which("runuser") is None:
             raise TopologyError("running as root, but runuser is missing to run PostgreSQL")
         parent = None if self.as_root or workdir is None else workdir
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
         self.directory = Path(tempfile.mkdtemp(prefix="sessionlocker-pg-standby-", dir=parent))
         if self.as_root:
             shutil.chown(self.directory, user="postgres", group="postgres")
