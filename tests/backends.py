@@ -134,8 +134,9 @@ def open_backend(
     """A fresh, empty store of backend ``name``; the caller calls ``close()`` on it.
 
     ``name`` is ``memory``, ``sqlite`` (a file in ``folder``), ``redis``,
-    ``redis-cluster``, ``postgresql`` or ``postgresql-standby`` (the multi-host URL of a
-    primary and its synchronous standby). ``history`` is how many versions a key keeps
+    ``redis-cluster`` (``redis-cluster-replicas``: with ``replicas=1``), ``postgresql``
+    or ``postgresql-standby`` (the multi-host URL of a primary and its synchronous
+    standby). ``history`` is how many versions a key keeps
     (each backend's own default when ``None``). Memory runs on ``clock`` when one is
     given (its ttl is then 10 s of that clock), else on the real clock. ``opener``
     opens every URL (an async store seen as a blocking one, for instance).
@@ -153,6 +154,9 @@ def open_backend(
         return _redis(server_url("redis"), options, opener)
     if name == "redis-cluster":
         return _redis_cluster(server_url("redis-cluster"), options, opener)
+    if name == "redis-cluster-replicas":  # every record command waits for the slot's replica
+        replicas = _with_options("", "replicas=1", options).lstrip("?")
+        return _redis_cluster(server_url("redis-cluster"), replicas, opener)
     if name in ("postgresql", "postgresql-standby"):
         return _postgresql(name, server_url(name), options, opener)
     if name == "redis-sentinel":

@@ -24,6 +24,7 @@ BACKENDS = [
     "faulty-sqlite",
     "redis",
     "redis-cluster",
+    "redis-cluster-replicas",
     "postgresql",
     "redis-sentinel",
     "postgresql-standby",

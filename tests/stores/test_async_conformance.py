@@ -28,6 +28,7 @@ ASYNC_BACKENDS = [
     "async-sqlite",
     "async-redis",
     "async-redis-cluster",
+    "async-redis-cluster-replicas",
     "async-postgresql",
     "async-redis-sentinel",
     "async-postgresql-standby",

@@ -362,8 +362,9 @@ def _redis_cluster(scheme: str) -> Backend:
             f"{scheme}://host1:7000,host2:7001,host3:7002/",
             f"{scheme}://:password@host:7000/?prefix=game:&history=10&timeout=5&pool=8"
             + ("&ca=/path/ca.pem" if scheme.startswith("rediss") else ""),
+            f"{scheme}://host1:7000,host2:7001/?replicas=1&replica_timeout=1",
         ),
-        options=frozenset({"prefix", "history", "timeout", "pool", "ca"}),
+        options=_REDIS_OPTIONS | {"ca"},
         open=_open_redis_cluster,
         open_async=_open_async_redis_cluster,
     )

@@ -15,17 +15,19 @@ from typing import Any, TypeVar, Unpack
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, MovedError, NoScriptError, SlotNotCoveredError
 
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
 from sessionlocker.errors import StoreError
 from sessionlocker.stores._checks import check_count, check_prefix, closed_error
 from sessionlocker.stores.base import Entry, Wake, Watch, async_cas_update
+from sessionlocker.stores.redis._async import _reply
 from sessionlocker.stores.redis._cluster import (
     FAILURES,
     RedisClusterStore,
     cluster_kwargs,
     cluster_layout,
+    cluster_replication,
 )
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
 from sessionlocker.stores.redis._settings import RedisOptions
@@ -43,6 +45,7 @@ class AsyncRedisClusterStore:
     def __init__(self, nodes: Sequence[tuple[str, int]], **options: Unpack[RedisOptions]) -> None:
         self._nodes = [(str(host), check_count(port, "port", 1)) for host, port in nodes]
         self._layout = layout = cluster_layout(self._nodes, options)
+        self._replication = cluster_replication(layout, options)
         pool = check_count(options.get("pool", 8), "pool", 1)
         self._client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in self._nodes],
@@ -76,24 +79,85 @@ class AsyncRedisClusterStore:
         except FAILURES as exc:
             raise self._layout.reply_error(exc, operation, writes=writes) from exc
 
-    async def _script(self, call: Call, *, writes: bool) -> Any:
+    async def _replicated(self, operation: str, key: str, *args: Any, writes: bool = False) -> Any:
+        """A command on record ``key`` (see ``RedisClusterStore._replicated``)."""
+        if not self._replication.on:
+            return await self._execute(operation, *args, writes=writes)
+        try:
+            return await self._on_primary(operation, key, args, writes=writes)
+        except (MovedError, AskError):
+            with suppress(*FAILURES):
+                await self._client.nodes_manager.initialize()
+        return await self._on_primary(operation, key, args, writes=writes, last=True)
+
+    async def _on_primary(
+        self, operation: str, key: str, args: tuple[Any, ...], *, writes: bool, last: bool = False
+    ) -> Any:
+        """``args``, the fence and ``WAIT`` on one connection to the primary of ``key``'s
+        slot (see ``RedisClusterStore._on_primary``)."""
+        if self._closed:
+            raise closed_error()
+        layout = self._layout
+        commands = self._replication.commands(args, fence=layout.fence_args(key))
+        try:
+            await self._client.initialize()
+            node = self._client.get_node_from_key(layout.name(b"r:", key).decode())
+            if node is None:  # only a replica may be missing; typed Optional anyway
+                raise SlotNotCoveredError(f"no primary for {key!r}")
+            connection = node.acquire_connection()
+        except FAILURES as exc:
+            raise layout.error(exc, operation, sent=False, writes=writes) from exc
+        try:
+            try:
+                await connection.send_packed_command(connection.pack_commands(commands))
+            except FAILURES as exc:
+                await connection.disconnect()  # the command may have left in full
+                raise layout.error(exc, operation, sent=True, writes=writes) from exc
+            try:
+                replies = [await _reply(connection) for _ in commands]
+            except FAILURES as exc:
+                await connection.disconnect()
+                raise layout.reply_error(exc, operation, writes=writes) from exc
+        finally:
+            node.release(connection)
+        try:
+            return self._replication.settle(
+                replies, where=layout.where, operation=operation, writes=writes
+            )
+        except (MovedError, AskError) as exc:
+            if not last:
+                raise
+            raise layout.reply_error(exc, operation, writes=writes) from exc
+        except NoScriptError:
+            raise
+        except FAILURES as exc:  # an error reply: the command did not run
+            raise layout.reply_error(exc, operation, writes=writes) from exc
+
+    async def _script(self, call: Call, *, writes: bool, key: str | None = None) -> Any:
+        """Run ``call``; with ``key``, as a command on that record (``_replicated``)."""
         text, sha = SCRIPTS[call.script]
         keys, args, name = call.keys, call.args, call.script
+
+        async def run(*command: Any) -> Any:
+            if key is None:
+                return await self._execute(name, *command, writes=writes)
+            return await self._replicated(name, key, *command, writes=writes)
+
         try:
-            return await self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, writes=writes)
+            return await run("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:  # a new or restarted node lacks it: EVAL sends and caches it
-            return await self._execute(name, "EVAL", text, len(keys), *keys, *args, writes=writes)
+            return await run("EVAL", text, len(keys), *keys, *args)
 
     # Records.
 
     async def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``TIME``) of that write."""
-        reply = await self._execute("read", *self._layout.read_version_args(key))
+        reply = await self._replicated("read", key, *self._layout.read_version_args(key))
         return self._layout.read_version_reply(reply)
 
     async def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
-        reply = await self._execute("read", *self._layout.read_args(key))
+        reply = await self._replicated("read", key, *self._layout.read_args(key))
         return self._layout.read_reply(reply)
 
     async def write(
@@ -104,7 +168,7 @@ class AsyncRedisClusterStore:
         index = self._layout.index_commands(key, value)
         for command in index:  # a failure here: the record was not touched
             await self._execute("write", *command)
-        revision = self._layout.write_reply(key, await self._script(call, writes=True))
+        revision = self._layout.write_reply(key, await self._script(call, writes=True, key=key))
         for command in index:  # committed: a failure here must not fail the write
             with suppress(StoreError):
                 await self._execute("write", *command)
@@ -119,7 +183,7 @@ class AsyncRedisClusterStore:
     async def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
         call = self._layout.delete_call(key, expected)
-        return self._layout.delete_reply(key, await self._script(call, writes=True))
+        return self._layout.delete_reply(key, await self._script(call, writes=True, key=key))
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         """Every key starting with ``prefix``, gathered by SCAN on every primary."""

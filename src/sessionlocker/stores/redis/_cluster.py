@@ -21,7 +21,7 @@ from typing import Any, TypeVar, Unpack
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
@@ -31,9 +31,11 @@ from sessionlocker.stores.base import Entry, Wake, Watch, cas_update
 from sessionlocker.stores.redis._cluster_layout import ClusterLayout
 from sessionlocker.stores.redis._cluster_watch import ClusterWatch
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.redis._replicas import Replication
 from sessionlocker.stores.redis._settings import RedisOptions
+from sessionlocker.stores.redis._store import _reply
 
-__all__ = ["RedisClusterStore", "cluster_kwargs", "cluster_layout"]
+__all__ = ["RedisClusterStore", "cluster_kwargs", "cluster_layout", "cluster_replication"]
 
 T = TypeVar("T")
 
@@ -54,6 +56,16 @@ def cluster_layout(nodes: Sequence[tuple[str, int]], options: RedisOptions) -> C
         timeout=options.get("timeout", 5.0),
         where=where,
         password=options.get("password"),
+    )
+
+
+def cluster_replication(layout: ClusterLayout, options: RedisOptions) -> Replication:
+    """How many replicas of a slot's primary a record command waits for (checked)."""
+    return Replication.checked(
+        options.get("replicas", 0),
+        options.get("replica_timeout", 1.0),
+        fence=layout.prefix + b"fence",
+        socket_timeout=layout.timeout,
     )
 
 
@@ -82,6 +94,7 @@ class RedisClusterStore:
     def __init__(self, nodes: Sequence[tuple[str, int]], **options: Unpack[RedisOptions]) -> None:
         self._nodes = [(str(host), check_count(port, "port", 1)) for host, port in nodes]
         self._layout = cluster_layout(self._nodes, options)
+        self._replication = cluster_replication(self._layout, options)
         self._options = options
         self._pool = check_count(options.get("pool", 8), "pool", 1)
         self._client: RedisCluster | None = None
@@ -132,13 +145,76 @@ class RedisClusterStore:
         except FAILURES as exc:
             raise self._layout.reply_error(exc, operation, writes=writes) from exc
 
-    def _script(self, call: Call, *, writes: bool) -> Any:
+    def _replicated(self, operation: str, key: str, *args: Any, writes: bool = False) -> Any:
+        """A command on record ``key``; with ``replicas=N`` counted once N replicas of
+        the slot's primary have it: the command, the fence and ``WAIT`` (``_replicas``)
+        in one round trip on one connection to that primary. A ``MOVED`` or ``ASK``
+        reply (nothing ran) refreshes the slot map and tries once more."""
+        if not self._replication.on:
+            return self._execute(operation, *args, writes=writes)
+        try:
+            return self._on_primary(operation, key, args, writes=writes)
+        except (MovedError, AskError):
+            with suppress(*FAILURES):
+                self._cluster().nodes_manager.initialize()
+        return self._on_primary(operation, key, args, writes=writes, last=True)
+
+    def _on_primary(
+        self, operation: str, key: str, args: tuple[Any, ...], *, writes: bool, last: bool = False
+    ) -> Any:
+        """``args``, the fence and ``WAIT`` on the primary of ``key``'s slot (a ``MOVED``
+        or ``ASK`` reply raised as is unless ``last``)."""
+        if self._closed:
+            raise closed_error()
+        layout = self._layout
+        commands = self._replication.commands(args, fence=layout.fence_args(key))
+        cluster = self._cluster()
+        try:
+            node = cluster.get_node_from_key(layout.name(b"r:", key))  # type: ignore[no-untyped-call]
+            pool = cluster.get_redis_connection(node).connection_pool
+            connection: Any = pool.get_connection()
+        except FAILURES as exc:
+            raise layout.error(exc, operation, sent=False, writes=writes) from exc
+        try:
+            try:
+                connection.send_packed_command(connection.pack_commands(commands))
+            except FAILURES as exc:
+                connection.disconnect()  # the command may have left in full
+                raise layout.error(exc, operation, sent=True, writes=writes) from exc
+            try:
+                replies = [_reply(connection) for _ in commands]
+            except FAILURES as exc:
+                connection.disconnect()
+                raise layout.reply_error(exc, operation, writes=writes) from exc
+        finally:
+            pool.release(connection)
+        try:
+            return self._replication.settle(
+                replies, where=layout.where, operation=operation, writes=writes
+            )
+        except (MovedError, AskError) as exc:
+            if not last:
+                raise
+            raise layout.reply_error(exc, operation, writes=writes) from exc
+        except NoScriptError:
+            raise
+        except FAILURES as exc:  # an error reply: the command did not run
+            raise layout.reply_error(exc, operation, writes=writes) from exc
+
+    def _script(self, call: Call, *, writes: bool, key: str | None = None) -> Any:
+        """Run ``call``; with ``key``, as a command on that record (``_replicated``)."""
         text, sha = SCRIPTS[call.script]
         keys, args, name = call.keys, call.args, call.script
+
+        def run(*command: Any) -> Any:
+            if key is None:
+                return self._execute(name, *command, writes=writes)
+            return self._replicated(name, key, *command, writes=writes)
+
         try:
-            return self._execute(name, "EVALSHA", sha, len(keys), *keys, *args, writes=writes)
+            return run("EVALSHA", sha, len(keys), *keys, *args)
         except NoScriptError:  # a new or restarted node lacks it: EVAL sends and caches it
-            return self._execute(name, "EVAL", text, len(keys), *keys, *args, writes=writes)
+            return run("EVAL", text, len(keys), *keys, *args)
 
     # Records.
 
@@ -148,12 +224,12 @@ class RedisClusterStore:
 
     def read_entry(self, key: str) -> Entry | None:
         """What ``read`` returns, with the server's time (``TIME``) of that write."""
-        reply = self._execute("read", *self._layout.read_version_args(key))
+        reply = self._replicated("read", key, *self._layout.read_version_args(key))
         return self._layout.read_version_reply(reply)
 
     def read(self, key: str) -> Versioned | None:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
-        return self._layout.read_reply(self._execute("read", *self._layout.read_args(key)))
+        return self._layout.read_reply(self._replicated("read", key, *self._layout.read_args(key)))
 
     def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
@@ -165,13 +241,12 @@ class RedisClusterStore:
         index = self._layout.index_commands(key, value)
         for command in index:  # a failure here: the record was not touched
             self._execute("write", *command)
-        revision = self._layout.write_reply(key, self._script(call, writes=True))
+        revision = self._layout.write_reply(key, self._script(call, writes=True, key=key))
         # The write committed: the second, idempotent SADD only narrows a race with
         # keys_for_user, so its failure must not report the write as failed.
         for command in index:
             with suppress(StoreError):
                 self._execute("write", *command)
-        # replicas= (WAIT on the slot's primary, after the script) would go here.
         return revision
 
     def update(
@@ -184,7 +259,7 @@ class RedisClusterStore:
         """Remove ``key`` (only at revision ``expected`` when given); True if it existed.
         Its revision counter and history stay."""
         call = self._layout.delete_call(key, expected)
-        return self._layout.delete_reply(key, self._script(call, writes=True))
+        return self._layout.delete_reply(key, self._script(call, writes=True, key=key))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with ``prefix``, gathered now by SCAN on every primary."""
@@ -226,7 +301,7 @@ class RedisClusterStore:
     def forget(self, key: str) -> int:
         """Drop every history entry of ``key`` (an erasure); how many were dropped."""
         dropped = len(self.history(key))
-        self._execute("forget", *self._layout.forget_args(key))
+        self._replicated("forget", key, *self._layout.forget_args(key), writes=True)
         return dropped
 
     # Leases.

@@ -9,7 +9,8 @@ script may touch them all:
   store-wide counter: revisions grow per record and are never reused);
 - ``P h:{=K}``: the history list; ``P n:{=K}``: the sharded pub/sub channel (SPUBLISH);
 - ``P s:{=L}`` and ``P sv:{=L}``: a lease and its version counter;
-- ``P u:{=U}``: the keys that list user ``U``, in the user's own slot.
+- ``P u:{=U}``: the keys that list user ``U``, in the user's own slot;
+- ``P f:{=K}``: with ``replicas=N``, the fence of ``K``'s slot, set and deleted at once.
 
 The ``=`` keeps a tag from being empty (a key starting with ``}``); a key holding ``}``
 ends its tag early, the same way in each of its names, so they still share a slot.
@@ -38,6 +39,7 @@ from sessionlocker.stores._checks import (
     check_value,
 )
 from sessionlocker.stores.redis._layout import _SESSION_GRACE, Call, RedisLayout, _glob_escape
+from sessionlocker.stores.redis._scripts import CLUSTER_FENCE
 
 __all__ = ["ClusterLayout", "users_of"]
 
@@ -98,6 +100,11 @@ class ClusterLayout(RedisLayout):
         expected = check_expected(expected)
         args = ["" if expected is None else str(expected), self.channel(key)]
         return Call("cluster_delete", [self.name(b"r:", key)], args)
+
+    def fence_args(self, key: str) -> tuple[Any, ...]:
+        """The replication fence in ``key``'s slot (``_scripts.CLUSTER_FENCE``), sent
+        as ``EVAL``: on a direct connection a ``NOSCRIPT`` could not be answered."""
+        return ("EVAL", CLUSTER_FENCE, 1, self.name(b"f:", key))
 
     def index_commands(self, key: str, value: bytes) -> list[tuple[Any, ...]]:
         """The ``SADD`` of ``key`` to the set of each user ``value`` lists."""

@@ -18,11 +18,13 @@ from typing import Any
 
 import redis
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
     ClusterDownError,
     ClusterError,
+    MovedError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -334,6 +336,10 @@ class RedisLayout:
         if isinstance(exc, NoPermissionError):
             problem = f"the Redis user lacks a permission: {text}"
             return StoreError(f"{where}: {problem}", retryable=False)
+        if isinstance(exc, MovedError | AskError):
+            # Only on the cluster stores' own connection to a slot's primary (replicas=):
+            # the slot is served elsewhere now, the command did not run.
+            return StoreError(f"{where}: the slot moved, nothing ran: {text}", retryable=True)
         if isinstance(exc, ClusterDownError | TryAgainError | SlotNotCoveredError):
             # Refused (the cluster is failing over or migrating): nothing ran.
             return StoreError(f"{where}: the cluster cannot serve us now: {text}", retryable=True)

@@ -18,7 +18,10 @@ replicas hold. The fence matters: without it, ``WAIT`` only covers this connecti
 own last write, not what a conflict reply or a read returned.
 
 The sync and the async stores share this; each sends ``commands`` over one held
-connection and hands the replies to ``settle``.
+connection and hands the replies to ``settle``. On a Redis Cluster, ``PUBLISH`` (and
+``SPUBLISH``) travel over the cluster bus, not the replication stream, so they move no
+replication offset: the cluster stores send their own fence (``commands(fence=...)``),
+a script that sets and deletes a key in the record's slot, on the slot's primary.
 """
 
 from __future__ import annotations
@@ -62,12 +65,16 @@ class Replication:
     def on(self) -> bool:
         return self.replicas > 0
 
-    def commands(self, command: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """``command``, then the fence and ``WAIT`` when on."""
+    def commands(
+        self, command: tuple[Any, ...], *, fence: tuple[Any, ...] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``command``, then the fence (``PUBLISH`` to ``self.fence`` unless another
+        ``fence`` command is given) and ``WAIT`` when on."""
         if not self.on:
             return [command]
         milliseconds = max(1, round(self.timeout * 1000))
-        return [command, ("PUBLISH", self.fence, b""), ("WAIT", self.replicas, milliseconds)]
+        fence = ("PUBLISH", self.fence, b"") if fence is None else fence
+        return [command, fence, ("WAIT", self.replicas, milliseconds)]
 
     def settle(self, replies: list[Any], *, where: str, operation: str, writes: bool) -> Any:
         """The command's reply, once the replicas acknowledged it.
@@ -82,7 +89,8 @@ class Replication:
             raise first
         if len(replies) == 1:  # not waited for
             return first
-        acknowledged = replies[2]
+        # A failed fence leaves WAIT counting only this connection's own last write.
+        acknowledged = replies[1] if isinstance(replies[1], BaseException) else replies[2]
         if isinstance(acknowledged, BaseException) or int(acknowledged) < self.replicas:
             got = acknowledged if isinstance(acknowledged, int) else f"an error ({acknowledged})"
             problem = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "CLUSTER_DELETE",
+    "CLUSTER_FENCE",
     "CLUSTER_PUT_LEASE",
     "CLUSTER_WRITE",
     "DELETE",
@@ -217,3 +218,12 @@ return {1}
 CLUSTER_PUT_LEASE = PUT_LEASE.replace(
     "return version", "redis.call('PEXPIRE', KEYS[2], ARGV[5])\nreturn version"
 )
+
+#: The cluster's replication fence (``_replicas``): a write in the record's slot that
+#: leaves nothing behind but moves the primary's replication offset past everything it
+#: holds (``PUBLISH`` does not on a cluster). KEYS: the record's fence name.
+CLUSTER_FENCE = """
+redis.call('SET', KEYS[1], '')
+redis.call('DEL', KEYS[1])
+return 1
+"""

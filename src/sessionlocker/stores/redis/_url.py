@@ -111,6 +111,7 @@ def _cluster_settings(url: StoreURL) -> dict[str, Any]:
         raise url.error("option ca is for TLS: use rediss+cluster://")
     history = url.integer("history")
     pool = url.integer("pool")
+    replicas = url.integer("replicas")
     return {
         "nodes": nodes,
         "username": url.username or None,
@@ -121,6 +122,8 @@ def _cluster_settings(url: StoreURL) -> dict[str, Any]:
         "history": 0 if history is None else history,
         "timeout": url.number("timeout", 5.0, minimum=0.001),
         "pool": 8 if pool is None else pool,
+        "replicas": 0 if replicas is None else replicas,
+        "replica_timeout": url.number("replica_timeout", 1.0, minimum=0.001),
     }
 
 
