@@ -175,6 +175,15 @@ def test_moved_and_ask_on_the_direct_connection_are_never_data_errors(
     assert isinstance(store, RedisClusterStore)
     keys = [f"key-{number}" for number in range(200)]
     revisions = {key: store.write(key, b"0", None) for key in keys}
+    manager = store._cluster().nodes_manager
+    refreshes: list[float] = []
+    initialize = manager.initialize
+
+    def counted(*args: object, **kwargs: object) -> object:
+        refreshes.append(time.monotonic())
+        return initialize(*args, **kwargs)
+
+    manager.initialize = counted  # type: ignore[method-assign]
     refusals: list[StoreError] = []
     failures: list[BaseException] = []
     done = threading.Event()
@@ -211,6 +220,7 @@ def test_moved_and_ask_on_the_direct_connection_are_never_data_errors(
         assert not failures, failures[:3]
         moves = [refusal for refusal in refusals if "the slot moved" in str(refusal)]
         assert all(not refusal.unknown_outcome for refusal in moves), moves[:3]
+        assert refreshes, "no MOVED or ASK reached the direct connection"
         moved = [key for key in keys if owner_port(store, key) == target]
         assert moved, "the reshard moved none of the keys"
         for key in keys:  # every acknowledged write is there, at its revision
