@@ -9,20 +9,26 @@ The tests that freeze a node, move slots or kill a primary use a cluster of thei
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from servers import ClusterServer
 from sessionlocker.core.protocol import Versioned
+from sessionlocker.core.record import decode
 from sessionlocker.errors import StoreError
 from sessionlocker.stores import Store, open_async_store, open_store
 from sessionlocker.stores.redis._cluster import RedisClusterStore
+from test_sentinel_failover import KEYS, SPEC, Appender, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -229,3 +235,61 @@ def test_moved_and_ask_on_the_direct_connection_are_never_data_errors(
             assert stored.revision == revisions[key]
     finally:
         store.close()
+
+
+def test_acknowledged_ids_survive_a_primary_sigkill(
+    private_cluster: ClusterServer, tmp_path: Path
+) -> None:
+    """Three processes append ids to four shared keys (acknowledged on ``when_saved(True)``,
+    ``replicas=1``); the primary of the first key is SIGKILLed, the cluster promotes its
+    replica, the killed node is started again (it rejoins as a replica: until then
+    ``WAIT 1`` has no replica on that shard). Every acknowledged id is in the records."""
+    topology = private_cluster.topology
+    url = f"{private_cluster.url}?replicas=1"
+    appenders: list[Appender] = []
+    with contextlib.ExitStack() as stack:
+
+        @stack.callback
+        def stop() -> None:
+            (tmp_path / "stop").touch()
+            for appender in appenders:
+                appender.finish(timeout=60)
+
+        appenders += [Appender(tmp_path, url, name) for name in ("A", "B", "C")]
+
+        def acked() -> list[dict[str, Any]]:
+            return [event for appender in appenders for event in appender.of("acked")]
+
+        wait_until(lambda: len(acked()) >= 30, 90, "30 acknowledged ids before the failover")
+        probe = open_store(url)
+        assert isinstance(probe, RedisClusterStore)
+        victim = owner_port(probe, SPEC.store_key(KEYS[0]))
+        probe.close()
+        killed = time.time()
+        topology.fail_primary(victim)
+        topology.wait_healthy()  # a replica promoted
+        topology.restart(victim)  # back as a replica, in sync
+        wait_until(
+            lambda: any(event["at"] > killed for event in acked()), 60, "an ack after the kill"
+        )
+        after = len(acked())
+        wait_until(lambda: len(acked()) >= after + 30, 90, "30 more acknowledged ids")
+    store = open_store(url)
+    try:
+        final = {}
+        for key in KEYS:
+            versioned = store.read(SPEC.store_key(key))
+            assert versioned is not None
+            final[key] = decode(versioned.value).data["ids"]
+    finally:
+        store.close()
+    for key, ids in final.items():
+        assert len(ids) == len(set(ids)), f"an id applied twice in {key}"
+    missing = [(e["key"], e["id"]) for e in acked() if e["id"] not in set(final[e["key"]])]
+    assert not missing, f"acknowledged ids lost: {missing[:10]}"
+    sessions: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for appender in appenders:
+        for event in appender.of("loaded"):
+            sessions[event["key"], event["epoch"]].add(event["session"])
+    shared = {where: names for where, names in sessions.items() if len(names) > 1}
+    assert not shared, f"two sessions loaded under one epoch: {shared}"
