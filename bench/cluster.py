@@ -14,7 +14,15 @@ and one ``redis-server`` (``servers.py``), both with ``appendfsync always``, the
   the seconds from the kill to the first save that succeeds again, and until the cluster
   says it is healthy.
 
-``replicas=1`` (``WAIT``) is not measured: that option is not in the cluster store yet.
+- ``cluster_replicas_1``: the saves per second on the cluster with ``replicas=1`` (each
+  record write waits until the replica of its slot's primary has it).
+- ``replicas_pause``: for a cluster with 1, then 2 replicas per primary, one thread
+  saves a key through ``?replicas=1&replica_timeout=1`` in a loop; its primary is
+  SIGKILLed; once a replica is promoted the killed node is started again (it rejoins as
+  a replica); the seconds from the kill to the promotion (cluster healthy), to the
+  rejoined node being in sync, and to the first save acknowledged again.
+
+    .venv/bin/python bench/cluster.py --pause-only --runs 3   # only ``replicas_pause``
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +40,7 @@ from typing import Any
 from servers import RedisServer
 from sessionlocker import LockerService, Spec
 from sessionlocker.benchmarks.common import quiet_library_logs
-from sessionlocker.errors import StoreError
+from sessionlocker.errors import Conflict, StoreError
 from sessionlocker.sim.local.redis_cluster import RedisClusterTopology
 from sessionlocker.stores import open_store
 
@@ -120,6 +129,62 @@ def failover_pause(topology: RedisClusterTopology) -> dict[str, float]:
         store.close()
 
 
+def replicas_pause(replicas: int) -> dict[str, float]:
+    """With ``replicas`` replicas per primary and ``replicas=1``: seconds from a primary's
+    SIGKILL to the promotion, to the killed node back in sync, to the first save of a
+    key it owned that the library acknowledged again."""
+    with (
+        tempfile.TemporaryDirectory(prefix="sessionlocker-bench-pause-") as folder,
+        RedisClusterTopology(Path(folder) / "cluster", replicas=replicas) as topology,
+    ):
+        store = open_store(topology.url + "?timeout=2&replicas=1&replica_timeout=1")
+        client = store.connect()  # type: ignore[attr-defined]
+        name = store._layout.name(b"r:", "failover")  # type: ignore[attr-defined]
+        port = int(client.get_node_from_key(name).port)
+        client.close()
+        revision: int | None = store.write("failover", b"0", None)
+        acknowledged: list[float] = []
+        stop = threading.Event()
+
+        def writer() -> None:
+            nonlocal revision
+            count = 0
+            while not stop.is_set():
+                count += 1
+                try:
+                    revision = store.write("failover", b"%d" % count, revision)
+                    acknowledged.append(time.monotonic())
+                except Conflict as conflict:  # an unknown outcome that had committed
+                    revision = None if conflict.current is None else conflict.current.revision
+                except StoreError:  # a refusal, an unknown outcome
+                    time.sleep(0.05)
+                    revision = _revision(store) or revision
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            time.sleep(1.0)
+            killed = time.monotonic()
+            topology.fail_primary(port)
+            topology.wait_healthy()
+            promoted = time.monotonic()
+            topology.restart(port)  # returns once the node is a replica, in sync
+            rejoined = time.monotonic()
+            deadline = time.monotonic() + 60
+            while not [t for t in acknowledged if t > killed] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join()
+            store.close()
+        after = [t for t in acknowledged if t > killed]
+        return {
+            "promoted_s": round(promoted - killed, 2),
+            "rejoined_s": round(rejoined - killed, 2),
+            "first_ack_s": round(after[0] - killed, 2) if after else float("nan"),
+        }
+
+
 def _revision(store: Any) -> int | None:
     try:
         stored = store.read("failover")
@@ -142,9 +207,17 @@ def measure(seconds: float) -> dict[str, Any]:
                         ),
                         "3_processes_saves_per_s": round(processes_saves(url, 3, seconds), 1),
                     }
+                waited = cluster.url + "?replicas=1"
+                results["cluster_replicas_1"] = {
+                    "1_process_saves_per_s": round(
+                        saves_per_second(waited, LOCKERS, seconds, "waited-one"), 1
+                    ),
+                    "3_processes_saves_per_s": round(processes_saves(waited, 3, seconds), 1),
+                }
                 results["failover"] = failover_pause(cluster)
         finally:
             single.stop()
+    results["replicas_pause"] = {str(n): replicas_pause(n) for n in (1, 2)}
     return results
 
 
@@ -159,19 +232,30 @@ def table(results: dict[str, Any]) -> str:
         "| store | 1 process | 3 processes |",
         "|---|---|---|",
     ]
-    for name, shown in (("single", "one Redis node"), ("cluster", "Redis Cluster, 3 shards")):
+    shown_as = (
+        ("single", "one Redis node"),
+        ("cluster", "Redis Cluster, 3 shards"),
+        ("cluster_replicas_1", "Redis Cluster, 3 shards, `replicas=1`"),
+    )
+    for name, shown in shown_as:
         figures = results[name]
         rows.append(
             f"| {shown} | {figures['1_process_saves_per_s']:,.0f}/s "
             f"| {figures['3_processes_saves_per_s']:,.0f}/s |"
         )
     failover = results["failover"]
+    pause = results["replicas_pause"]
     rows += [
         "",
         f"A primary SIGKILLed: the first save of a key it owned succeeded "
         f"{failover['first_save_s']:g} s later (cluster healthy after "
-        f"{failover['cluster_healthy_s']:g} s; `cluster-node-timeout` 2 s). `replicas=1` "
-        "is not measured: the cluster store has no `WAIT` option yet. All 6 cluster nodes, "
+        f"{failover['cluster_healthy_s']:g} s; `cluster-node-timeout` 2 s). With "
+        "`replicas=1&replica_timeout=1`, the killed node started again as soon as a replica "
+        "was promoted, the first save acknowledged again came "
+        f"{pause['1']['first_ack_s']:g} s after the kill with 1 replica per primary "
+        f"(promoted {pause['1']['promoted_s']:g} s, killed node back in sync "
+        f"{pause['1']['rejoined_s']:g} s) and {pause['2']['first_ack_s']:g} s with 2 "
+        f"(promoted {pause['2']['promoted_s']:g} s). All 6 cluster nodes, "
         "the single node and the benchmark share this machine's cores, so the cluster "
         "cannot show its scaling here: the figures compare the client-side cost and "
         "vary by tens of percent from run to run.",
@@ -185,10 +269,23 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="child", help=argparse.SUPPRESS)
+    parser.add_argument("--pause-only", action="store_true", help="only replicas_pause")
+    parser.add_argument("--runs", type=int, default=1, help="replicas_pause runs")
     args = parser.parse_args()
     quiet_library_logs()
     if args.child:
         print(saves_per_second(args.child, LOCKERS, args.seconds, args.tag))
+        return 0
+    if args.pause_only:
+        print("replicas/primary  promoted(s)  rejoined(s)  first ack(s)")
+        for replicas in (1, 2):
+            for _ in range(args.runs):
+                got = replicas_pause(replicas)
+                print(
+                    f"{replicas:16d}  {got['promoted_s']:11.2f}  {got['rejoined_s']:11.2f}  "
+                    f"{got['first_ack_s']:12.2f}",
+                    flush=True,
+                )
         return 0
     began = time.monotonic()
     results = measure(args.seconds)
