@@ -129,10 +129,12 @@ def failover_pause(topology: RedisClusterTopology) -> dict[str, float]:
         store.close()
 
 
-def replicas_pause(replicas: int) -> dict[str, float]:
+def replicas_pause(replicas: int, restart_after: float | None = 0.0) -> dict[str, float]:
     """With ``replicas`` replicas per primary and ``replicas=1``: seconds from a primary's
     SIGKILL to the promotion, to the killed node back in sync, to the first save of a
-    key it owned that the library acknowledged again."""
+    key it owned that the library acknowledged again. The killed node is started again
+    ``restart_after`` seconds after the promotion (``None``: never; then a first save
+    not acknowledged within 30 s is ``nan``)."""
     with (
         tempfile.TemporaryDirectory(prefix="sessionlocker-bench-pause-") as folder,
         RedisClusterTopology(Path(folder) / "cluster", replicas=replicas) as topology,
@@ -168,9 +170,12 @@ def replicas_pause(replicas: int) -> dict[str, float]:
             topology.fail_primary(port)
             topology.wait_healthy()
             promoted = time.monotonic()
-            topology.restart(port)  # returns once the node is a replica, in sync
-            rejoined = time.monotonic()
-            deadline = time.monotonic() + 60
+            rejoined = float("nan")
+            if restart_after is not None:
+                time.sleep(restart_after)
+                topology.restart(port)  # returns once the node is a replica, in sync
+                rejoined = time.monotonic()
+            deadline = time.monotonic() + (60 if restart_after is not None else 30)
             while not [t for t in acknowledged if t > killed] and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
@@ -271,6 +276,9 @@ def main() -> int:
     parser.add_argument("--tag", default="child", help=argparse.SUPPRESS)
     parser.add_argument("--pause-only", action="store_true", help="only replicas_pause")
     parser.add_argument("--runs", type=int, default=1, help="replicas_pause runs")
+    parser.add_argument(
+        "--restart-after", type=float, default=0.0, help="seconds; negative: never restart"
+    )
     args = parser.parse_args()
     quiet_library_logs()
     if args.child:
@@ -280,7 +288,8 @@ def main() -> int:
         print("replicas/primary  promoted(s)  rejoined(s)  first ack(s)")
         for replicas in (1, 2):
             for _ in range(args.runs):
-                got = replicas_pause(replicas)
+                after = None if args.restart_after < 0 else args.restart_after
+                got = replicas_pause(replicas, after)
                 print(
                     f"{replicas:16d}  {got['promoted_s']:11.2f}  {got['rejoined_s']:11.2f}  "
                     f"{got['first_ack_s']:12.2f}",

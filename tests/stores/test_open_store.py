@@ -194,3 +194,20 @@ def test_redis_cluster_urls_name_every_node_and_connect_only_when_used() -> None
     assert "secret" not in repr(tls)
     tls.close()
     assert isinstance(open_async_store("redis+cluster://127.0.0.1:1/"), AsyncRedisClusterStore)
+
+
+def test_redis_cluster_urls_take_replicas_and_check_the_timeout() -> None:
+    waited = open_store("redis+cluster://127.0.0.1:1/?replicas=2&replica_timeout=0.5")
+    assert waited._replication.replicas == 2  # type: ignore[attr-defined]
+    assert waited._replication.timeout == 0.5  # type: ignore[attr-defined]
+    waited.close()
+    for url in (
+        "redis+cluster://127.0.0.1:1/?replicas=1&replica_timeout=5&timeout=5",
+        "rediss+cluster://127.0.0.1:1/?replicas=1&replica_timeout=9",
+    ):
+        with pytest.raises(UsageError, match="replica_timeout must be above 0 and below timeout"):
+            open_store(url)
+        with pytest.raises(UsageError, match="replica_timeout must be above 0 and below timeout"):
+            open_async_store(url)
+    with pytest.raises(UsageError, match="replicas"):
+        open_store("redis+cluster://127.0.0.1:1/?replicas=-1")

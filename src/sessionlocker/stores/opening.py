@@ -440,6 +440,9 @@ def open_store(url: str) -> Store:
       ``RedisStore``; options ``prefix``, ``history``, ``timeout``, ``pool`` (and ``ca``),
       ``replicas`` and ``replica_timeout`` (a record command counts once that many
       replicas acknowledged it, waiting up to that many seconds).
+    - ``redis+cluster://host:port[,host:port...]/`` (``rediss+cluster://`` for TLS): a
+      ``RedisClusterStore``; the ``redis://`` options (``replicas`` waits for the
+      replicas of the record's slot's primary).
     - ``redis+sentinel://sentinel:port[,sentinel:port...]/service``: a ``RedisStore`` on
       the primary the sentinels name for ``service``, following it across failovers;
       the ``redis://`` options but ``ca``, and ``db``.

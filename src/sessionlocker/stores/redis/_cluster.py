@@ -88,7 +88,9 @@ class RedisClusterStore:
 
     ``nodes`` are some of the cluster's nodes as ``(host, port)`` (the client learns the
     rest); the keyword arguments are ``RedisStore``'s (``db`` must be 0; ``pool`` bounds
-    the connections of each node). Nothing connects until the first call.
+    the connections of each node). ``replicas=N`` counts a record command only once N
+    replicas of its slot's primary acknowledged it (``_replicated``). Nothing connects
+    until the first call.
     """
 
     def __init__(self, nodes: Sequence[tuple[str, int]], **options: Unpack[RedisOptions]) -> None:

@@ -84,7 +84,8 @@ def _common(url: StoreURL) -> dict[str, Any]:
 
 def open_redis_cluster_url(url: StoreURL) -> RedisClusterStore:
     """A ``RedisClusterStore`` from ``redis+cluster://host:port[,host:port...]/?options``
-    (``rediss+cluster://`` speaks TLS); the options are ``redis://``'s."""
+    (``rediss+cluster://`` speaks TLS); the options are ``redis://``'s, ``replicas`` and
+    ``replica_timeout`` included."""
     settings = _cluster_settings(url)
     return made_from(url, RedisClusterStore, settings)
 
