@@ -149,9 +149,17 @@ def redis_cluster_url() -> str:
 
 
 @pytest.fixture
-def private_cluster() -> Iterator[ClusterServer]:
-    """A Redis Cluster of this test's own, to kill nodes of or reshard at will."""
-    server = _private("redis-cluster")
+def private_cluster(request: pytest.FixtureRequest) -> Iterator[ClusterServer]:
+    """A Redis Cluster of this test's own, to kill nodes of or reshard at will; with
+    ``replicas`` replicas per primary (indirect parameter, default 1)."""
+    replicas = getattr(request, "param", 1)
+    if replicas == 1:
+        server = _private("redis-cluster")
+    else:
+        try:
+            server = ClusterServer(replicas=replicas)
+        except ServerError as exc:
+            raise skip_loudly("redis-cluster", str(exc)) from None
     assert isinstance(server, ClusterServer)
     yield server
     server.cleanup()

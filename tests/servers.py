@@ -327,10 +327,11 @@ def _children(parent: int) -> list[int]:
 
 
 class ClusterServer:
-    """A 6-node Redis Cluster (3 primaries, 3 replicas) of ``sessionlocker.sim.local``:
+    """A 6-node Redis Cluster (3 primaries, 3 replicas; ``replicas=2``: 6) of
+    ``sessionlocker.sim.local``:
     the tests use the same start-up code as ``sessionlocker simulate --start``."""
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 1) -> None:
         from sessionlocker.sim.local.redis_cluster import (  # noqa: PLC0415 (installed code)
             RedisClusterTopology,
             TopologyError,
@@ -340,7 +341,7 @@ class ClusterServer:
             install_package("redis-server")
         self.directory = Path(tempfile.mkdtemp(prefix="sessionlocker-cluster-"))
         try:
-            self.topology = RedisClusterTopology(self.directory / "cluster")
+            self.topology = RedisClusterTopology(self.directory / "cluster", replicas=replicas)
             self.topology.start()
         except TopologyError as exc:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -25,7 +25,7 @@ import pytest
 from servers import ClusterServer
 from sessionlocker.core.protocol import Versioned
 from sessionlocker.core.record import decode
-from sessionlocker.errors import StoreError
+from sessionlocker.errors import Conflict, StoreError
 from sessionlocker.stores import Store, open_async_store, open_store
 from sessionlocker.stores.redis._cluster import RedisClusterStore
 from test_sentinel_failover import KEYS, SPEC, Appender, wait_until
@@ -293,3 +293,37 @@ def test_acknowledged_ids_survive_a_primary_sigkill(
             sessions[event["key"], event["epoch"]].add(event["session"])
     shared = {where: names for where, names in sessions.items() if len(names) > 1}
     assert not shared, f"two sessions loaded under one epoch: {shared}"
+
+
+@pytest.mark.parametrize("private_cluster", [2], indirect=True, ids=["2-replicas"])
+def test_with_two_replicas_saves_are_acknowledged_again_without_the_dead_node(
+    private_cluster: ClusterServer,
+) -> None:
+    """The killed primary stays down: the store must find the promoted replica on its
+    own (its slot map refreshed after the failed connection), and ``WAIT 1`` is met
+    by the other replica."""
+    topology = private_cluster.topology
+    store = open_store(f"{private_cluster.url}?replicas=1&timeout=1&replica_timeout=0.5")
+    assert isinstance(store, RedisClusterStore)
+    try:
+        revision: int | None = store.write("k", b"before", None)
+        topology.fail_primary(owner_port(store, "k"))
+        began = time.monotonic()
+        written = None
+        refusals: list[StoreError] = []
+        while written is None:
+            assert time.monotonic() - began < PATIENCE, f"no ack; last: {refusals[-1:]}"
+            try:
+                written = store.write("k", b"after", revision)
+            except Conflict as conflict:  # an unknown outcome that had committed
+                revision = None if conflict.current is None else conflict.current.revision
+            except StoreError as exc:
+                refusals.append(exc)
+                time.sleep(0.1)
+        assert all(refusal.retryable for refusal in refusals)
+        assert topology.killed  # never restarted
+        found = store.read("k")
+        assert found is not None
+        assert (found.value, found.revision) == (b"after", written)
+    finally:
+        store.close()

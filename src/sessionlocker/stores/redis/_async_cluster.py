@@ -86,9 +86,13 @@ class AsyncRedisClusterStore:
         try:
             return await self._on_primary(operation, key, args, writes=writes)
         except (MovedError, AskError):
-            with suppress(*FAILURES):
-                await self._client.nodes_manager.initialize()
+            await self._refresh()
         return await self._on_primary(operation, key, args, writes=writes, last=True)
+
+    async def _refresh(self, failed: str | None = None) -> None:
+        """Ask the cluster for its slot map again (``RedisClusterStore._refresh``)."""
+        with suppress(*FAILURES):
+            await self._client.nodes_manager.initialize(last_failed_node_name=failed)
 
     async def _on_primary(
         self, operation: str, key: str, args: tuple[Any, ...], *, writes: bool, last: bool = False
@@ -106,17 +110,20 @@ class AsyncRedisClusterStore:
                 raise SlotNotCoveredError(f"no primary for {key!r}")
             connection = node.acquire_connection()
         except FAILURES as exc:
+            await self._refresh()  # the primary may be gone: the next call asks the cluster
             raise layout.error(exc, operation, sent=False, writes=writes) from exc
         try:
             try:
                 await connection.send_packed_command(connection.pack_commands(commands))
             except FAILURES as exc:
                 await connection.disconnect()  # the command may have left in full
+                await self._refresh(node.name)
                 raise layout.error(exc, operation, sent=True, writes=writes) from exc
             try:
                 replies = [await _reply(connection) for _ in commands]
             except FAILURES as exc:
                 await connection.disconnect()
+                await self._refresh(node.name)
                 raise layout.reply_error(exc, operation, writes=writes) from exc
         finally:
             node.release(connection)

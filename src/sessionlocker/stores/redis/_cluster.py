@@ -151,15 +151,21 @@ class RedisClusterStore:
         """A command on record ``key``; with ``replicas=N`` counted once N replicas of
         the slot's primary have it: the command, the fence and ``WAIT`` (``_replicas``)
         in one round trip on one connection to that primary. A ``MOVED`` or ``ASK``
-        reply (nothing ran) refreshes the slot map and tries once more."""
+        reply (nothing ran) refreshes the slot map and tries once more; a failed
+        connection refreshes it for the next call."""
         if not self._replication.on:
             return self._execute(operation, *args, writes=writes)
         try:
             return self._on_primary(operation, key, args, writes=writes)
         except (MovedError, AskError):
-            with suppress(*FAILURES):
-                self._cluster().nodes_manager.initialize()
+            self._refresh()
         return self._on_primary(operation, key, args, writes=writes, last=True)
+
+    def _refresh(self, failed: str | None = None) -> None:
+        """Ask the cluster for its slot map again (best effort), as redis-py does after a
+        redirection or a failed connection; ``failed``: the node to ask last."""
+        with suppress(*FAILURES):
+            self._cluster().nodes_manager.initialize(last_failed_node_name=failed)
 
     def _on_primary(
         self, operation: str, key: str, args: tuple[Any, ...], *, writes: bool, last: bool = False
@@ -176,17 +182,20 @@ class RedisClusterStore:
             pool = cluster.get_redis_connection(node).connection_pool
             connection: Any = pool.get_connection()
         except FAILURES as exc:
+            self._refresh()  # the primary may be gone: the next call asks the cluster
             raise layout.error(exc, operation, sent=False, writes=writes) from exc
         try:
             try:
                 connection.send_packed_command(connection.pack_commands(commands))
             except FAILURES as exc:
                 connection.disconnect()  # the command may have left in full
+                self._refresh(node.name)
                 raise layout.error(exc, operation, sent=True, writes=writes) from exc
             try:
                 replies = [_reply(connection) for _ in commands]
             except FAILURES as exc:
                 connection.disconnect()
+                self._refresh(node.name)
                 raise layout.reply_error(exc, operation, writes=writes) from exc
         finally:
             pool.release(connection)
