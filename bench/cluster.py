@@ -166,8 +166,8 @@ def replicas_pause(replicas: int, restart_after: float | None = 0.0) -> dict[str
         thread.start()
         try:
             time.sleep(1.0)
+            topology.fail_primary(port)  # returns once the process is gone
             killed = time.monotonic()
-            topology.fail_primary(port)
             topology.wait_healthy()
             promoted = time.monotonic()
             rejoined = float("nan")
