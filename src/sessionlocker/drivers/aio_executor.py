@@ -1,11 +1,10 @@
 """``AsyncExecutor``: store requests awaited on the event loop, no thread hop.
 
-The frame-loop driver hands every request to its executor as a ``StoreCall``. When the
-call's store is this executor's ``AsyncStore`` seen through ``BlockingStore``, the
-request is awaited on the async store (``aexecute``, the async twin of ``execute``) in a
-task on the loop; any other call (a wrapped store, such as ``ReadOnlyStore``) runs as it
-is on the loop's default thread pool. Then the result goes to ``done``. ``submit`` may be
-called from any thread (the asyncio driver's close runs a last frame off the loop).
+The frame-loop driver hands every request to its executor as a ``StoreCall``, and the
+mailbox read as a ``Collect``. When the call's store is an ``AsyncStore`` the request is
+awaited on it (``aexecute``, the async twin of ``execute``; ``Collect.acollect``) in a
+task on the loop; a call on a sync ``Store`` runs as it is on the loop's default thread
+pool. Then the result goes to ``done``. ``submit`` may be called from any thread.
 
 At most ``limit`` record updates (the lockers' calls) run at once; the others wait
 here, not in the store's own queue (a connection pool's), so the lease renewal and the
@@ -23,9 +22,9 @@ from typing import cast
 
 from sessionlocker.core.protocol import Request, Update
 from sessionlocker.drivers.executor import StoreCall, dispatch, failure
+from sessionlocker.drivers.mailbox import Collect
 from sessionlocker.errors import UsageError
-from sessionlocker.stores._bridges import BlockingStore
-from sessionlocker.stores.base import AsyncStore
+from sessionlocker.stores.base import AsyncStore, Store
 
 __all__ = ["AsyncExecutor", "aexecute"]
 
@@ -39,13 +38,12 @@ async def aexecute(store: AsyncStore, request: Request) -> object:
 
 
 class AsyncExecutor:
-    """Runs each ``StoreCall``'s request on ``store`` in a task of the bound loop,
-    at most ``limit`` record updates at once."""
+    """Awaits each ``StoreCall``'s request on its async store in a task of the bound
+    loop, at most ``limit`` record updates at once."""
 
-    def __init__(self, store: AsyncStore, limit: int = 4) -> None:
+    def __init__(self, limit: int = 4) -> None:
         if limit < 1:
             raise UsageError(f"workers must be at least 1, not {limit!r}")
-        self.store = store
         self._limit = limit
         self._updates: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,15 +81,11 @@ class AsyncExecutor:
         done(result)
 
     async def _call(self, call: Callable[[], object]) -> object:
-        if isinstance(call, StoreCall) and self._native(call):
-            return await aexecute(self.store, call.request)
+        if isinstance(call, StoreCall) and not isinstance(call.store, Store):
+            return await aexecute(call.store, call.request)
+        if isinstance(call, Collect) and not isinstance(call.store, Store):
+            return await call.acollect(call.store)
         return await asyncio.to_thread(call)
-
-    def _native(self, call: Callable[[], object]) -> bool:
-        """Whether ``call`` is a request on this executor's async store itself."""
-        if not isinstance(call, StoreCall):
-            return False
-        return isinstance(call.store, BlockingStore) and call.store.inner is self.store
 
     @property
     def pending(self) -> int:

@@ -19,7 +19,15 @@ from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update
 from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores.base import AsyncStore, Store
 
-__all__ = ["Executor", "StoreCall", "ThreadExecutor", "dispatch", "execute", "failure"]
+__all__ = [
+    "Executor",
+    "StoreCall",
+    "ThreadExecutor",
+    "dispatch",
+    "execute",
+    "failure",
+    "sync_store",
+]
 
 log = logging.getLogger("sessionlocker.driver")
 
@@ -91,13 +99,21 @@ class ThreadExecutor:
 
 @dataclass(frozen=True, slots=True)
 class StoreCall:
-    """A call of one ``request`` on ``store``: ``call()`` is ``execute(store, request)``."""
+    """A call of one ``request`` on ``store``: ``call()`` is ``execute(store, request)``
+    on a sync store; an ``AsyncStore``'s request is awaited (``aexecute``) instead."""
 
-    store: Store
+    store: Store | AsyncStore
     request: Request
 
     def __call__(self) -> object:
-        return execute(self.store, self.request)
+        return execute(sync_store(self.store), self.request)
+
+
+def sync_store(store: Store | AsyncStore) -> Store:
+    """``store`` when it is a sync ``Store``; ``UsageError`` for an async one."""
+    if not isinstance(store, Store):
+        raise UsageError(f"{store!r} is an AsyncStore: await its calls (AsyncLockerService)")
+    return store
 
 
 def dispatch(store: Store | AsyncStore, request: Request) -> object:

@@ -45,7 +45,13 @@ from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, run_within
 from sessionlocker.drivers.delivery import Delivery, deliver_now
-from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
+from sessionlocker.drivers.executor import (
+    Executor,
+    StoreCall,
+    ThreadExecutor,
+    execute,
+    sync_store,
+)
 from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
 from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
@@ -61,7 +67,7 @@ from sessionlocker.errors import (
 )
 from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
-from sessionlocker.stores import ReadOnlyStore, Store, open_store
+from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_store
 from sessionlocker.stores.base import Entry, Notifying, Watch, read_entry
 from sessionlocker.stores.user_keys import keys_for_user
 
@@ -81,6 +87,11 @@ class LockerService(LeaseIdAlias, Generic[D]):
     Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
 
     ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it).
+    An ``AsyncStore`` is taken only with an ``executor`` that awaits its requests
+    (``AsyncExecutor``: what ``AsyncLockerService`` does); the helpers that call the
+    store themselves (``send``, ``view``, ``history``, ``keys_for_user``, the lease drop
+    of ``close``) then raise ``UsageError``: their awaitable twins are on
+    ``AsyncLockerService``.
     With ``read_only`` every write stays in this process (``ReadOnlyStore``): loads,
     migrations and saves run as usual and the store is never changed.
     ``clock`` (monotonic seconds) and ``wall`` (epoch seconds, only for timestamps in
@@ -97,7 +108,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
 
     def __init__(
         self,
-        store: Store | str,
+        store: Store | AsyncStore | str,
         spec: Spec[D],
         lease_id: str | None = None,
         clock: Callable[[], float] | None = None,
@@ -116,9 +127,12 @@ class LockerService(LeaseIdAlias, Generic[D]):
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
         self._owns_store = isinstance(store, str)
-        self.store: Store = open_store(store) if isinstance(store, str) else store
+        #: The store the frames' requests go to: ``store``, sync or async.
+        self.target: Store | AsyncStore = open_store(store) if isinstance(store, str) else store
         if read_only:
-            self.store = ReadOnlyStore(self.store)
+            self.target = ReadOnlyStore(sync_store(self.target))
+        if executor is None and not isinstance(self.target, Store):
+            raise UsageError("an AsyncStore's requests are awaited: use AsyncLockerService")
         self.spec = spec
         self.lease_id = lease_id or _new_lease_id()
         self.clock = clock or time.monotonic
@@ -140,14 +154,14 @@ class LockerService(LeaseIdAlias, Generic[D]):
         self._own_writes: dict[str, int] = {}
         self._done: queue.SimpleQueue[tuple[_Owner, object, Request | None]] = queue.SimpleQueue()
         #: Reads this session's mailbox once per lease renewal (see ``drivers.mailbox``).
-        self._collect = Collect(self.store, self.lease_id)
+        self._collect = Collect(self.target, self.lease_id)
         #: Posts to other sessions' mailboxes that failed, sent again at the next renewal.
         self._untold: set[Tell] = set()
         self._watch: Watch | None = None
         #: Keys still watched after their locker ended, oldest first (see ``KEPT_WATCHES``).
         self._kept: dict[str, None] = {}
-        if isinstance(self.store, Notifying):
-            self._watch = self.store.watch(self._woken)
+        if isinstance(self.target, Notifying):
+            self._watch = self.target.watch(self._woken)
         self._handlers: dict[str, Handler] = {}
         self.health = StoreHealth(critical_errors, critical_window)
         self._on_critical: list[Callable[[bool], None]] = []
@@ -160,8 +174,13 @@ class LockerService(LeaseIdAlias, Generic[D]):
         self._telemetry = Telemetry(metrics, self.lease_id)
         self.metrics = self._telemetry.metrics
         self._telemetry.service_event(
-            logging.INFO, "started on %r (%s)", self.store, spec.namespace
+            logging.INFO, "started on %r (%s)", self.target, spec.namespace
         )
+
+    @property
+    def store(self) -> Store:
+        """The sync store (``target``); ``UsageError`` when the service's store is async."""
+        return sync_store(self.target)
 
     # ------------------------------------------------------------------ lockers
 
@@ -405,7 +424,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """Post ``tell.store_key`` to the mailbox of ``tell.session`` (it must look)."""
         self._inflight += 1
         request = tell.request()
-        self._executor.submit(StoreCall(self.store, request), self._finished(tell, request))
+        self._executor.submit(StoreCall(self.target, request), self._finished(tell, request))
 
     def _finished(self, owner: _Owner, request: Request | None) -> Callable[[object], None]:
         started = self.clock()
@@ -453,7 +472,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
             self._work_arrived()
 
         executor = self._lease_executor if owner is self.lease else self._executor
-        executor.submit(StoreCall(self.store, request), done)
+        executor.submit(StoreCall(self.target, request), done)
 
     def _note_own_write(self, owner: Locker[D] | Lease, request: Request, result: object) -> None:
         """From a worker thread: the revision a locker's write of its own record made."""
@@ -506,7 +525,8 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """
         self._check_open()
         prefix = self.spec.store_key("")
-        return [key[len(prefix) :] for key in keys_for_user(self.store, user_id, prefix)]
+        found = keys_for_user(self.store, user_id, prefix)
+        return [key[len(prefix) :] for key in found]
 
     def view(self, key: str) -> Snapshot | None:
         """The record at ``key`` as stored now, without taking its lock; ``None`` if absent.
