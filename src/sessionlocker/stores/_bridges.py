@@ -12,7 +12,10 @@ notifies stays notifying: ``threaded`` returns a ``NotifyingThreadedAsyncStore``
 Each call runs the async store's coroutine on ``loop`` and waits for its result, so
 code written for a sync store can use an async store that lives on an event loop.
 Calling it from that loop's own thread would wait on itself forever, so that raises
-``UsageError`` instead.
+``UsageError`` instead. The asyncio driver does not use it for its frames (they await
+the async store directly); two things need it: a read-only ``AsyncLockerService`` on an
+async store, whose ``ReadOnlyStore`` overlay is a sync store read from worker threads,
+and the conformance suite, which runs the sync tests against every async store.
 """
 
 from __future__ import annotations
