@@ -6,7 +6,8 @@ awaited on it (``aexecute``, the async twin of ``execute``; ``Collect.acollect``
 task on the loop; a call on a sync ``Store`` runs as it is on the loop's default thread
 pool. Then the result goes to ``done``. ``submit`` may be called from any thread.
 
-At most ``limit`` record updates (the lockers' calls) run at once; the others wait
+At most ``limit`` record updates (the lockers' calls; a frame's batch counts as one) run
+at once; the others wait
 here, not in the store's own queue (a connection pool's), so the lease renewal and the
 session reads, which never wait here, are not queued behind a burst of them: the async
 twin of the sync driver's own lease thread. A lease queued behind a thousand saves would
@@ -17,16 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from sessionlocker.core.protocol import Request, Update
-from sessionlocker.drivers.executor import StoreCall, dispatch, failure
+from sessionlocker.drivers.executor import (
+    StoreBatch,
+    StoreCall,
+    batch_results,
+    dispatch,
+    failure,
+)
 from sessionlocker.drivers.mailbox import Collect
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.base import AsyncStore, Store
+from sessionlocker.stores.base import AsyncStore, Store, async_update_many
 
-__all__ = ["AsyncExecutor", "aexecute"]
+__all__ = ["AsyncExecutor", "aexecute", "aexecute_batch"]
 
 
 async def aexecute(store: AsyncStore, request: Request) -> object:
@@ -35,6 +42,15 @@ async def aexecute(store: AsyncStore, request: Request) -> object:
         return await cast("Awaitable[object]", dispatch(store, request))
     except Exception as exc:
         return failure(store, request, exc)
+
+
+async def aexecute_batch(store: AsyncStore, updates: Sequence[Update[Any]]) -> list[object]:
+    """``execute_batch`` awaited: one ``update_many``, each result as ``aexecute`` gives it."""
+    try:
+        outcomes = await async_update_many(store, updates)
+    except Exception as exc:  # a store's batch that raised as a whole: every one failed
+        outcomes = [exc] * len(updates)
+    return batch_results(store, updates, outcomes)
 
 
 class AsyncExecutor:
@@ -72,7 +88,9 @@ class AsyncExecutor:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
-        if isinstance(call, StoreCall) and isinstance(call.request, Update):
+        if isinstance(call, StoreBatch) or (
+            isinstance(call, StoreCall) and isinstance(call.request, Update)
+        ):
             assert self._updates is not None  # made when bound
             async with self._updates:
                 result = await self._call(call)
@@ -83,6 +101,8 @@ class AsyncExecutor:
     async def _call(self, call: Callable[[], object]) -> object:
         if isinstance(call, StoreCall) and not isinstance(call.store, Store):
             return await aexecute(call.store, call.request)
+        if isinstance(call, StoreBatch) and not isinstance(call.store, Store):
+            return await aexecute_batch(call.store, call.updates)
         if isinstance(call, Collect) and not isinstance(call.store, Store):
             return await call.acollect(call.store)
         return await asyncio.to_thread(call)

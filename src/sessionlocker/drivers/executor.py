@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update
 from sessionlocker.errors import StoreError, UsageError
-from sessionlocker.stores.base import AsyncStore, Store
+from sessionlocker.stores.base import AsyncStore, Outcome, Store, update_many
 
 __all__ = [
     "Executor",
@@ -107,6 +107,38 @@ class StoreCall:
 
     def __call__(self) -> object:
         return execute(sync_store(self.store), self.request)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBatch:
+    """The record updates that became due in one frame, sent to ``store`` together
+    (``update_many``): ``call()`` is ``execute_batch(store, updates)``, a list with one
+    result per update; an ``AsyncStore``'s batch is awaited instead."""
+
+    store: Store | AsyncStore
+    updates: tuple[Update[Any], ...]
+
+    def __call__(self) -> list[object]:
+        return execute_batch(sync_store(self.store), self.updates)
+
+
+def execute_batch(store: Store, updates: Sequence[Update[Any]]) -> list[object]:
+    """Run ``updates`` together on ``store``; each result as ``execute`` gives it."""
+    try:
+        outcomes = update_many(store, updates)
+    except Exception as exc:  # a store's batch that raised as a whole: every one failed
+        outcomes = [exc] * len(updates)
+    return batch_results(store, updates, outcomes)
+
+
+def batch_results(
+    store: Store | AsyncStore, updates: Sequence[Update[Any]], outcomes: Sequence[Outcome]
+) -> list[object]:
+    """Each update's outcome as ``execute`` returns it: a failure as a ``StoreError``."""
+    return [
+        failure(store, update, outcome) if isinstance(outcome, Exception) else outcome
+        for update, outcome in zip(updates, outcomes, strict=True)
+    ]
 
 
 def sync_store(store: Store | AsyncStore) -> Store:

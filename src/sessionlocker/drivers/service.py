@@ -47,6 +47,7 @@ from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, run_within
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import (
     Executor,
+    StoreBatch,
     StoreCall,
     ThreadExecutor,
     execute,
@@ -334,14 +335,22 @@ class LockerService(LeaseIdAlias, Generic[D]):
             self._submit(self.lease, renewal)
             self._check_mail()
         heap = self._heap
+        batch: list[tuple[Locker[D], Update[Any]]] = []
         while heap and heap[0][0] <= now:
             due, _, locker = heapq.heappop(heap)
             if self._scheduled.get(locker) != due:
                 continue
             del self._scheduled[locker]
             for request in locker.update(now):
-                self._submit(locker, request)
+                if isinstance(request, Update):
+                    batch.append((locker, request))
+                else:
+                    self._submit(locker, request)
             self._settle(locker)
+        if len(batch) == 1:
+            self._submit(*batch[0])
+        elif batch:
+            self._submit_batch(batch)
 
     def next_deadline(self) -> float | None:
         """The earliest time a frame has work (``None``: only I/O results will bring work)."""
@@ -473,6 +482,25 @@ class LockerService(LeaseIdAlias, Generic[D]):
 
         executor = self._lease_executor if owner is self.lease else self._executor
         executor.submit(StoreCall(self.target, request), done)
+
+    def _submit_batch(self, batch: list[tuple[Locker[D], Update[Any]]]) -> None:
+        """The record updates of one frame, sent to the store together (``StoreBatch``);
+        each result is taken as if its request had gone alone."""
+        self._inflight += len(batch)
+        started = self.clock()
+
+        def done(results: object) -> None:
+            seconds = self.clock() - started
+            if not isinstance(results, list):  # an executor's error for the whole call
+                results = [results] * len(batch)
+            for (locker, request), result in zip(batch, results, strict=True):
+                self._telemetry.finished(request, result, seconds)
+                self._note_own_write(locker, request, result)
+                self._done.put((locker, result, request))
+            self._work_arrived()
+
+        updates = tuple(request for _, request in batch)
+        self._executor.submit(StoreBatch(self.target, updates), done)
 
     def _note_own_write(self, owner: Locker[D] | Lease, request: Request, result: object) -> None:
         """From a worker thread: the revision a locker's write of its own record made."""
