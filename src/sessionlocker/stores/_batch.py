@@ -72,6 +72,15 @@ class CasBatch:
                 self._results[i] = attempt.written(reply)
         self._decide()
 
+    def fail(self, error: Exception) -> None:
+        """A whole round failed (no connection, say): every update still without a
+        result gets ``error``; those already finished keep their results."""
+        for i in self._unread:
+            self._results[i] = error
+        for i in self._attempts:
+            self._results[i] = error
+        self._unread, self._attempts = [], {}
+
     def _decide(self) -> None:
         current, self._current = self._current, {}
         for i, stored in current.items():
