@@ -40,11 +40,12 @@ from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Outcome, Wake, Watch, cas_update
 from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha
+from sessionlocker.stores.redis._replicas import Replication
 from sessionlocker.stores.redis._sentinel import close_pool, make_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._watch import RedisWatch
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "settle_each"]
 
 T = TypeVar("T")
 
@@ -55,6 +56,29 @@ def _reply(connection: Any) -> Any:
         return connection.read_response()
     except ResponseError as exc:
         return exc
+
+
+def settle_each(
+    replication: Replication,
+    replies: list[Any],
+    count: int,
+    *,
+    where: str,
+    operation: str,
+    writes: bool,
+) -> list[Any]:
+    """The replies of ``count`` pipelined commands, each once the replicas acknowledged
+    the fence after them (one ``WAIT`` for all, ``replies``' tail), or its error."""
+    tail = replies[count:]
+    settled: list[Any] = []
+    for reply in replies[:count]:
+        try:
+            settled.append(
+                replication.settle([reply, *tail], where=where, operation=operation, writes=writes)
+            )
+        except (RedisError, OSError, StoreError) as exc:
+            settled.append(exc)
+    return settled
 
 
 class RedisStore:
@@ -194,20 +218,14 @@ class RedisStore:
                 replies.extend([error] * (len(sent) - len(replies)))
         finally:
             self._pool.release(connection)
-        tail = replies[len(commands) :]
-        return [
-            self._settled([reply, *tail], operation, writes) for reply in replies[: len(commands)]
-        ]
-
-    def _settled(self, replies: list[Any], operation: str, writes: bool) -> Any:
-        """One pipelined command's reply once the replicas acknowledged the pipeline's
-        fence (one ``WAIT`` for all), or the error it met, as a value."""
-        try:
-            return self._replication.settle(
-                replies, where=self._layout.where, operation=operation, writes=writes
-            )
-        except (RedisError, OSError, StoreError) as exc:
-            return exc
+        return settle_each(
+            self._replication,
+            replies,
+            len(commands),
+            where=layout.where,
+            operation=operation,
+            writes=writes,
+        )
 
     def _scripts(self, calls: list[Call], *, writes: bool) -> list[Any]:
         """``_script`` for many calls, pipelined (``EVAL`` again those the server forgot)."""
