@@ -287,6 +287,49 @@ class PostgreSQLLayout:
         """``statement`` committed without the synchronous standby (see ``_errors``)."""
         return self.errors.unreplicated(statement.operation)
 
+    def pipelined(
+        self,
+        statements: list[Statement],
+        replies: list[list[TupleRow] | None],
+        errors: list[psycopg.Error],
+        *,
+        broken: bool,
+        overrun: bool,
+    ) -> list[list[TupleRow] | StoreError]:
+        """The rows of each pipelined statement, or its error. A statement without a
+        reply (``None``) failed: the errors the pipeline raised come in the order of
+        those statements; once they run out (a broken connection), the last one stands
+        for every statement left, whose outcome it makes unknown for a write."""
+        results: list[list[TupleRow] | StoreError] = []
+        raised = iter(errors)
+        last: psycopg.Error | None = None
+        for statement, rows in zip(statements, replies, strict=True):
+            if rows is not None:
+                results.append(rows)
+                continue
+            last = next(raised, last)
+            if overrun or last is None:
+                results.append(self.overrun(statement))
+            else:
+                results.append(self.failed(last, statement, broken=broken))
+        return results
+
+    def write_outcomes(
+        self, writes: list[tuple[str, int | None]], results: list[list[TupleRow] | StoreError]
+    ) -> list[int | Exception | None]:
+        """Each pipelined write's revision, ``Conflict`` or error; ``None`` for one that
+        lost a race its snapshot could not show (to send again on its own)."""
+        outcomes: list[int | Exception | None] = []
+        for (key, expected), rows in zip(writes, results, strict=True):
+            if isinstance(rows, StoreError):
+                outcomes.append(rows)
+                continue
+            try:
+                outcomes.append(self.write_rows(key, expected, rows))
+            except Conflict as conflict:
+                outcomes.append(conflict)
+        return outcomes
+
     def overrun(self, statement: Statement) -> StoreError:
         """``statement`` got no reply by its deadline; its connection was shut down."""
         return self.errors.overrun(
