@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import TupleRow
 
 from sessionlocker.core.protocol import LeaseView, Versioned
@@ -54,6 +55,11 @@ STALE_ROUNDS = 100
 
 def _versioned(rows: list[TupleRow]) -> Versioned | None:
     return Versioned(bytes(rows[0][1]), int(rows[0][0])) if rows else None
+
+
+def answered(result: Any) -> bool:
+    """Whether a pipelined statement's ``pgresult`` says it ran (else it failed)."""
+    return result is not None and result.status in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,11 +301,23 @@ class PostgreSQLLayout:
         *,
         broken: bool,
         overrun: bool,
+        unreplicated: bool = False,
     ) -> list[list[TupleRow] | StoreError]:
         """The rows of each pipelined statement, or its error. A statement without a
         reply (``None``) failed: the errors the pipeline raised come in the order of
         those statements; once they run out (a broken connection), the last one stands
-        for every statement left, whose outcome it makes unknown for a write."""
+        for every statement left, whose outcome it makes unknown for a write. When some
+        commit of the batch did not wait for the synchronous standby (``unreplicated``:
+        the warning does not say which), no write of it counts as acknowledged."""
+        if unreplicated:
+            return [
+                self.unreplicated(statement) if statement.writing else result
+                for statement, result in zip(
+                    statements,
+                    self.pipelined(statements, replies, errors, broken=broken, overrun=overrun),
+                    strict=True,
+                )
+            ]
         results: list[list[TupleRow] | StoreError] = []
         raised = iter(errors)
         last: psycopg.Error | None = None

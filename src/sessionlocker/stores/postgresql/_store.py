@@ -20,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar, Unpack
 
 import psycopg
-from psycopg.pq import ExecStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
@@ -31,14 +30,11 @@ from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import DEADLINES
 from sessionlocker.stores.base import Attempt, Entry, Outcome, Wake, cas_update
 from sessionlocker.stores.postgresql._errors import READ_ONLY, ReplicationNotices
-from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement, answered
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
 
 __all__ = ["PostgreSQLStore"]
-
-#: The statuses of a statement that ran (any other: it failed, or never ran).
-_ANSWERED = (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK)
 
 T = TypeVar("T")
 
@@ -182,17 +178,14 @@ class PostgreSQLStore:
         if overrun or any(exc.sqlstate == READ_ONLY for exc in errors):
             connection.close()  # shut down, or a standby: the pool connects again
         replies = [_rows(cursor) for cursor in cursors]
-        results = self._layout.pipelined(
-            statements, replies, errors, broken=connection.broken, overrun=overrun
+        return self._layout.pipelined(
+            statements,
+            replies,
+            errors,
+            broken=connection.broken,
+            overrun=overrun,
+            unreplicated=notices.unreplicated,
         )
-        if not notices.unreplicated:
-            return results
-        # Some commit of the batch did not wait for the synchronous standby, and the
-        # warning does not say which: no write of it counts as acknowledged.
-        return [
-            self._layout.unreplicated(statement) if statement.writing else result
-            for statement, result in zip(statements, results, strict=True)
-        ]
 
     # Records.
 
@@ -388,7 +381,6 @@ class PostgreSQLStore:
 
 def _rows(cursor: psycopg.Cursor[TupleRow]) -> list[TupleRow] | None:
     """The rows of a pipelined statement; ``None`` when it got no result (it failed)."""
-    result = cursor.pgresult
-    if result is None or result.status not in _ANSWERED:
+    if not answered(cursor.pgresult):
         return None
     return cursor.fetchall() if cursor.description is not None else []
