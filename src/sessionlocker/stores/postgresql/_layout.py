@@ -304,11 +304,12 @@ class PostgreSQLLayout:
         unreplicated: bool = False,
     ) -> list[list[TupleRow] | StoreError]:
         """The rows of each pipelined statement, or its error. A statement without a
-        reply (``None``) failed: the errors the pipeline raised come in the order of
-        those statements; once they run out (a broken connection), the last one stands
-        for every statement left, whose outcome it makes unknown for a write. When some
-        commit of the batch did not wait for the synchronous standby (``unreplicated``:
-        the warning does not say which), no write of it counts as acknowledged."""
+        reply (``None``, or none at all: never sent) failed: the errors the pipeline
+        raised come in the order of those statements; once they run out (a broken
+        connection), the last one stands for every statement left (unknown outcome for
+        a write). When some commit of the batch did not wait for the synchronous standby
+        (``unreplicated``: the warning does not say which), no write of it counts as
+        acknowledged."""
         if unreplicated:
             return [
                 self.unreplicated(statement) if statement.writing else result
@@ -319,6 +320,7 @@ class PostgreSQLLayout:
                 )
             ]
         results: list[list[TupleRow] | StoreError] = []
+        replies = replies + [None] * (len(statements) - len(replies))  # never sent: failed
         raised = iter(errors)
         last: psycopg.Error | None = None
         for statement, rows in zip(statements, replies, strict=True):
