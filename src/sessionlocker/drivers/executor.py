@@ -97,6 +97,18 @@ class ThreadExecutor:
             thread.join()
 
 
+class InlineExecutor:
+    """Runs each call on the caller's thread, at once: for a caller that waits for the
+    result anyway (``LockerService.run_until`` without a deadline), so the call pays no
+    thread hand-off and no wake-up, and its result is taken in the same frame."""
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        done(call())
+
+    def shutdown(self) -> None:
+        """Nothing runs in the background."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreCall:
     """A call of one ``request`` on ``store``: ``call()`` is ``execute(store, request)``

@@ -47,6 +47,7 @@ from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, run_within
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import (
     Executor,
+    InlineExecutor,
     StoreBatch,
     StoreCall,
     ThreadExecutor,
@@ -144,6 +145,11 @@ class LockerService(LeaseIdAlias, Generic[D]):
         # The lease renewal gets a thread of its own: queued behind a burst of lockers'
         # calls it could come too late and lapse the lease (every lock re-checked).
         self._lease_executor = self._executor if executor else ThreadExecutor(1)
+        #: Where ``run_until`` without a deadline runs the lockers' calls: on its own
+        #: thread (a sync store and the default pool only: a given executor decides).
+        self._inline: Executor | None = None
+        if executor is None and isinstance(self.target, Store):
+            self._inline = InlineExecutor()
         self._lockers: dict[str, Locker[D]] = {}
         self._heap: list[tuple[float, int, Locker[D]]] = []
         self._scheduled: dict[Locker[D], float] = {}
@@ -328,6 +334,11 @@ class LockerService(LeaseIdAlias, Generic[D]):
 
     def update(self, now: float | None = None) -> None:
         """Run one frame: results in, lease renewal, due lockers advanced."""
+        self._frame(self._executor, now)
+
+    def _frame(self, executor: Executor, now: float | None = None) -> None:
+        """One frame, the lockers' store calls run by ``executor``; when it runs them
+        on this thread, their results are taken in this same frame."""
         now = self.clock() if now is None else now
         self._take_results(now)
         renewal = self.lease.update(now)
@@ -345,12 +356,14 @@ class LockerService(LeaseIdAlias, Generic[D]):
                 if isinstance(request, Update):
                     batch.append((locker, request))
                 else:
-                    self._submit(locker, request)
+                    self._submit(locker, request, executor)
             self._settle(locker)
         if len(batch) == 1:
-            self._submit(*batch[0])
+            self._submit(*batch[0], executor)
         elif batch:
-            self._submit_batch(batch)
+            self._submit_batch(batch, executor)
+        if executor is self._inline:
+            self._take_results(now)
 
     def next_deadline(self) -> float | None:
         """The earliest time a frame has work (``None``: only I/O results will bring work)."""
@@ -470,7 +483,9 @@ class LockerService(LeaseIdAlias, Generic[D]):
             locker.notice(revision)
             self._schedule(locker)
 
-    def _submit(self, owner: Locker[D] | Lease, request: Request) -> None:
+    def _submit(
+        self, owner: Locker[D] | Lease, request: Request, executor: Executor | None = None
+    ) -> None:
         self._inflight += 1
         started = self.clock()
 
@@ -480,10 +495,12 @@ class LockerService(LeaseIdAlias, Generic[D]):
             self._done.put((owner, result, request))
             self._work_arrived()
 
-        executor = self._lease_executor if owner is self.lease else self._executor
+        if owner is self.lease:
+            executor = self._lease_executor
+        executor = executor or self._executor
         executor.submit(StoreCall(self.target, request), done)
 
-    def _submit_batch(self, batch: list[tuple[Locker[D], Update[Any]]]) -> None:
+    def _submit_batch(self, batch: list[tuple[Locker[D], Update[Any]]], executor: Executor) -> None:
         """The record updates of one frame, sent to the store together (``StoreBatch``);
         each result is taken as if its request had gone alone."""
         self._inflight += len(batch)
@@ -500,7 +517,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
             self._work_arrived()
 
         updates = tuple(request for _, request in batch)
-        self._executor.submit(StoreBatch(self.target, updates), done)
+        executor.submit(StoreBatch(self.target, updates), done)
 
     def _note_own_write(self, owner: Locker[D] | Lease, request: Request, result: object) -> None:
         """From a worker thread: the revision a locker's write of its own record made."""
@@ -593,9 +610,13 @@ class LockerService(LeaseIdAlias, Generic[D]):
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Drive frames until ``done()`` is true (True) or ``timeout`` seconds pass (False)."""
         deadline = None if timeout is None else self.clock() + timeout
+        # Without a deadline the caller waits for the store anyway: the lockers' calls
+        # run here (no thread hop, one frame per save). With one, they stay on the pool,
+        # so a store that hangs cannot hold the caller past it.
+        executor = self._inline if deadline is None and self._inline else self._executor
         while True:
             self._signal.clear()
-            self.update()
+            self._frame(executor)
             if done():
                 return True
             now = self.clock()
