@@ -30,7 +30,7 @@ class ThreadNotingStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.threads: list[int] = []
-        self.batches: list[int] = []
+        self.sizes: list[int] = []
 
     def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
@@ -40,7 +40,7 @@ class ThreadNotingStore(MemoryStore):
 
     def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
         self.threads.append(threading.get_ident())
-        self.batches.append(len(updates))
+        self.sizes.append(len(updates))
         return super().update_many(updates)
 
 
@@ -75,13 +75,13 @@ def test_the_saves_due_in_one_frame_go_to_the_store_together() -> None:
             locker.acquire()
         service.run_until(lambda: all(lk.status is Status.LOADED for lk in lockers), 10)
         assert all(locker.status is Status.LOADED for locker in lockers)
-        store.batches.clear()
+        store.sizes.clear()
         for i, locker in enumerate(lockers):
             locker.data["coins"] = i
             locker.mark_changed()
             locker.force_save()
         service.run_until(lambda: not any(lk.changes_pending for lk in lockers), 10)
-        assert store.batches == [20]  # one frame, one batch, every save in it
+        assert store.sizes == [20]  # one frame, one batch, every save in it
     for i in range(20):
         stored = store.read(f"{spec().namespace}/p{i}")
         assert stored is not None

@@ -70,7 +70,7 @@ from sessionlocker.errors import (
 from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_store
-from sessionlocker.stores.base import Entry, Notifying, Watch, read_entry
+from sessionlocker.stores.base import Entry, Notifying, Watch, batches, read_entry
 from sessionlocker.stores.user_keys import keys_for_user
 
 __all__ = ["LockerService"]
@@ -145,6 +145,9 @@ class LockerService(LeaseIdAlias, Generic[D]):
         # The lease renewal gets a thread of its own: queued behind a burst of lockers'
         # calls it could come too late and lapse the lease (every lock re-checked).
         self._lease_executor = self._executor if executor else ThreadExecutor(1)
+        #: Whether a frame's record updates go to the store together (``update_many``);
+        #: a store that does not batch (a wrapper) gets them one call each, in parallel.
+        self._batches = batches(self.target)
         #: Where ``run_until`` without a deadline runs the lockers' calls: on its own
         #: thread (a sync store and the default pool only: a given executor decides).
         self._inline: Executor | None = None
@@ -358,10 +361,11 @@ class LockerService(LeaseIdAlias, Generic[D]):
                 else:
                     self._submit(locker, request, executor)
             self._settle(locker)
-        if len(batch) == 1:
-            self._submit(*batch[0], executor)
-        elif batch:
+        if len(batch) > 1 and self._batches:
             self._submit_batch(batch, executor)
+        else:
+            for locker, request in batch:
+                self._submit(locker, request, executor)
         if executor is self._inline:
             self._take_results(now)
 

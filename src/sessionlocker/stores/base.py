@@ -47,6 +47,7 @@ __all__ = [
     "Watch",
     "async_cas_update",
     "async_update_many",
+    "batches",
     "cas_decide",
     "cas_update",
     "read_entry",
@@ -375,6 +376,14 @@ class AsyncBatching(Protocol):
     async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
         """Run every update; one result per update, in order."""
         ...
+
+
+def batches(store: Store | AsyncStore) -> bool:
+    """Whether ``store`` sends many updates together (a wrapper such as the threaded
+    async store batches only when the store it wraps does: its ``sends_batches``)."""
+    if not isinstance(store, Batching | AsyncBatching):
+        return False
+    return bool(getattr(store, "sends_batches", True))
 
 
 def update_many(store: Store, updates: Sequence[Update[Any]]) -> list[Outcome]:
