@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, Self
+from typing import Any, Generic, Self, TypeVar
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
@@ -81,6 +81,9 @@ _TICK = 0.05
 #: Keys a service keeps watching after their locker ended, for the next session of the
 #: same key (a subscription each is all it costs the store).
 KEPT_WATCHES = 1024
+#: The smallest batch a frame's updates are split into (see ``_parts``).
+_MIN_PART = 32
+T = TypeVar("T")
 
 
 class LockerService(LeaseIdAlias, Generic[D]):
@@ -148,6 +151,10 @@ class LockerService(LeaseIdAlias, Generic[D]):
         #: Whether a frame's record updates go to the store together (``update_many``);
         #: a store that does not batch (a wrapper) gets them one call each, in parallel.
         self._batches = batches(self.target)
+        #: Into how many batches, run side by side, a large frame's updates are split:
+        #: one per worker, so a server that runs each connection's statements in turn
+        #: (PostgreSQL) works on as many of them at once as without batches.
+        self._workers = workers
         #: Where ``run_until`` without a deadline runs the lockers' calls: on its own
         #: thread (a sync store and the default pool only: a given executor decides).
         self._inline: Executor | None = None
@@ -362,7 +369,8 @@ class LockerService(LeaseIdAlias, Generic[D]):
                     self._submit(locker, request, executor)
             self._settle(locker)
         if len(batch) > 1 and self._batches:
-            self._submit_batch(batch, executor)
+            for part in _parts(batch, 1 if executor is self._inline else self._workers):
+                self._submit_batch(part, executor)
         else:
             for locker, request in batch:
                 self._submit(locker, request, executor)
@@ -751,6 +759,14 @@ class LockerService(LeaseIdAlias, Generic[D]):
     def __repr__(self) -> str:
         live = len(self._lockers)
         return f"<LockerService {self.spec.namespace!r} session={self.lease_id} live={live}>"
+
+
+def _parts(batch: list[T], count: int) -> list[list[T]]:
+    """``batch`` in at most ``count`` parts of about equal size, in order, none smaller
+    than ``_MIN_PART`` (a small frame stays one batch)."""
+    count = max(1, min(count, len(batch) // _MIN_PART))
+    size = -(-len(batch) // count)
+    return [batch[start : start + size] for start in range(0, len(batch), size)]
 
 
 def watch_final_save(locker: Locker[Any]) -> list[bool]:
