@@ -37,17 +37,18 @@ from sessionlocker.core.snapshot import SaveFacts, Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
-from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, thread_within
+from sessionlocker.drivers.closing import (
+    CLOSE_MARGIN,
+    CloseReport,
+    exit_error,
+    thread_within,
+    watch_final_save,
+)
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
-from sessionlocker.drivers.service import (
-    LockerService,
-    exit_error,
-    snapshot_of,
-    watch_final_save,
-)
+from sessionlocker.drivers.service import LockerService, snapshot_of
 from sessionlocker.errors import (
     AlreadyOpen,
     DataError,

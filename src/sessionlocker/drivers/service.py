@@ -43,7 +43,14 @@ from sessionlocker.core.protocol import Request, Update, Updated, Versioned
 from sessionlocker.core.snapshot import Snapshot, view_snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
-from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, run_within
+from sessionlocker.drivers.alerts import HealthAlerts
+from sessionlocker.drivers.closing import (
+    CLOSE_MARGIN,
+    CloseReport,
+    exit_error,
+    run_within,
+    watch_final_save,
+)
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import (
     Executor,
@@ -54,16 +61,13 @@ from sessionlocker.drivers.executor import (
     execute,
     sync_store,
 )
-from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
+from sessionlocker.drivers.health import StoreFailure, StoreHealth
 from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
-from sessionlocker.drivers.telemetry import Telemetry, service_log
+from sessionlocker.drivers.telemetry import Telemetry
 from sessionlocker.errors import (
     AlreadyOpen,
-    DataError,
-    LockLost,
     LockUnavailable,
-    SessionLockerError,
     StoreError,
     UsageError,
 )
@@ -86,7 +90,7 @@ _MIN_PART = 32
 T = TypeVar("T")
 
 
-class LockerService(LeaseIdAlias, Generic[D]):
+class LockerService(HealthAlerts, LeaseIdAlias, Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, under one lease.
 
     Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
@@ -272,55 +276,6 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """From any thread: a post to a mailbox failed; the frames send it again."""
         self._done.put((tell, None, None))
         self._work_arrived()
-
-    # ------------------------------------------------------------------ store health
-
-    @property
-    def critical(self) -> bool:
-        """True while the store is failing (ProfileService's ``IsCriticalState``)."""
-        return self.health.critical
-
-    def on_critical(self, callback: Callable[[bool], None]) -> Callable[[], None]:
-        """Call ``callback(True)`` when the service enters the critical state and
-        ``callback(False)`` when it leaves it (``OnCriticalToggle``), from the frame
-        thread; returns a function that stops it."""
-        self._on_critical.append(callback)
-        return lambda: self._on_critical.remove(callback)
-
-    def on_store_error(self, callback: Callable[[StoreFailure], None]) -> Callable[[], None]:
-        """Call ``callback(failure)`` for every failed store call of the frames, with the
-        operation, key and error (ProfileStore's ``OnError``), from the frame thread;
-        returns a function that stops it."""
-        self._on_store_error.append(callback)
-        return lambda: self._on_store_error.remove(callback)
-
-    def _checked(self, kind: str | None, key: str | None, result: object, now: float) -> None:
-        """Feed a frame's store call result to the store health, and call back."""
-        if not isinstance(result, StoreError):
-            if self.health.succeeded():
-                self._toggle(False)
-            return
-        operation = OPERATIONS.get(kind or "", kind or "unknown")
-        failure = StoreFailure(operation=operation, key=key, error=result, at=now)
-        for callback in list(self._on_store_error):
-            self._callback(callback, failure)
-        if self.health.failed(now):
-            self._toggle(True)
-
-    def _toggle(self, critical: bool) -> None:
-        self._telemetry.critical(critical, self.health)
-        for callback in list(self._on_critical):
-            self._callback(callback, critical)
-
-    def _callback(self, callback: Callable[[Any], object], argument: object) -> None:
-        try:
-            callback(argument)
-        except Exception:  # a user's callback must not stop the frames
-            service_log.exception(
-                "session=%s a store health callback failed",
-                self.lease_id,
-                extra={"key": None, "session": self.lease_id},
-            )
 
     def opening(self, locker: Locker[D]) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
@@ -767,27 +722,6 @@ def _parts(batch: list[T], count: int) -> list[list[T]]:
     count = max(1, min(count, len(batch) // _MIN_PART))
     size = -(-len(batch) // count)
     return [batch[start : start + size] for start in range(0, len(batch), size)]
-
-
-def watch_final_save(locker: Locker[Any]) -> list[bool]:
-    """Mark the data as it is when a session ends; the list gets True once the final
-    write holds it, False if it never will (the release writes once either way).
-    """
-    answer: list[bool] = []
-    locker.when_saved(locker.mark_changed(), answer.append)
-    return answer
-
-
-def exit_error(locker: Locker[Any], final: list[bool]) -> SessionLockerError | None:
-    """What ``session()`` raises at exit: ``LockLost``, or the data error that kept the
-    final write from holding the data. A save refused earlier in the session whose data
-    was fixed before the end is not an error any more.
-    """
-    if isinstance(locker.error, LockLost):
-        return locker.error
-    if final != [True] and isinstance(locker.error, DataError):
-        return locker.error
-    return None
 
 
 def snapshot_of(key: str, spec: Spec, stored: Entry | None) -> Snapshot | None:
