@@ -31,7 +31,7 @@ from sessionlocker.drivers.executor import (
 )
 from sessionlocker.drivers.mailbox import Collect
 from sessionlocker.errors import UsageError
-from sessionlocker.stores.base import AsyncStore, Store, async_update_many
+from sessionlocker.stores.base import AsyncStore, async_update_many, is_async
 
 __all__ = ["AsyncExecutor", "aexecute", "aexecute_batch"]
 
@@ -99,12 +99,12 @@ class AsyncExecutor:
         done(result)
 
     async def _call(self, call: Callable[[], object]) -> object:
-        if isinstance(call, StoreCall) and not isinstance(call.store, Store):
-            return await aexecute(call.store, call.request)
-        if isinstance(call, StoreBatch) and not isinstance(call.store, Store):
-            return await aexecute_batch(call.store, call.updates)
-        if isinstance(call, Collect) and not isinstance(call.store, Store):
-            return await call.acollect(call.store)
+        if isinstance(call, StoreCall) and is_async(call.store):
+            return await aexecute(cast("AsyncStore", call.store), call.request)
+        if isinstance(call, StoreBatch) and is_async(call.store):
+            return await aexecute_batch(cast("AsyncStore", call.store), call.updates)
+        if isinstance(call, Collect) and is_async(call.store):
+            return await call.acollect(cast("AsyncStore", call.store))
         return await asyncio.to_thread(call)
 
     @property

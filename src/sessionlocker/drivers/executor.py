@@ -13,11 +13,11 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update
 from sessionlocker.errors import StoreError, UsageError
-from sessionlocker.stores.base import AsyncStore, Outcome, Store, update_many
+from sessionlocker.stores.base import AsyncStore, Outcome, Store, is_async, update_many
 
 __all__ = [
     "Executor",
@@ -155,9 +155,9 @@ def batch_results(
 
 def sync_store(store: Store | AsyncStore) -> Store:
     """``store`` when it is a sync ``Store``; ``UsageError`` for an async one."""
-    if not isinstance(store, Store):
+    if is_async(store):
         raise UsageError(f"{store!r} is an AsyncStore: await its calls (AsyncLockerService)")
-    return store
+    return cast("Store", store)
 
 
 def dispatch(store: Store | AsyncStore, request: Request) -> object:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.protocol import Keep, Put, Transform, Update, Versioned
 from sessionlocker.errors import Conflict, StoreError
-from sessionlocker.stores.base import AsyncStore, KeepsHistory, Store
+from sessionlocker.stores.base import AsyncStore, KeepsHistory, Store, is_async
 
 __all__ = ["PREFIX", "Collect", "Mail", "Tell", "addressee", "mailbox_key", "post"]
 
@@ -108,9 +109,9 @@ class Collect:
     lease_id: str
 
     def __call__(self) -> Mail:
-        store = self.store
-        if not isinstance(store, Store):
-            raise TypeError(f"{store!r} is an AsyncStore: await acollect")
+        if is_async(self.store):
+            raise TypeError(f"{self.store!r} is an AsyncStore: await acollect")
+        store = cast("Store", self.store)
         key = mailbox_key(self.lease_id)
         try:
             current = store.read(key)

@@ -74,7 +74,7 @@ from sessionlocker.errors import (
 from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_store
-from sessionlocker.stores.base import Entry, Notifying, Watch, batches, read_entry
+from sessionlocker.stores.base import Entry, Notifying, Watch, batches, is_async, read_entry
 from sessionlocker.stores.user_keys import keys_for_user
 
 __all__ = ["LockerService"]
@@ -140,7 +140,7 @@ class LockerService(HealthAlerts, LeaseIdAlias, Generic[D]):
         self.target: Store | AsyncStore = open_store(store) if isinstance(store, str) else store
         if read_only:
             self.target = ReadOnlyStore(sync_store(self.target))
-        if executor is None and not isinstance(self.target, Store):
+        if executor is None and is_async(self.target):
             raise UsageError("an AsyncStore's requests are awaited: use AsyncLockerService")
         self.spec = spec
         self.lease_id = lease_id or _new_lease_id()
@@ -162,7 +162,7 @@ class LockerService(HealthAlerts, LeaseIdAlias, Generic[D]):
         #: Where ``run_until`` without a deadline runs the lockers' calls: on its own
         #: thread (a sync store and the default pool only: a given executor decides).
         self._inline: Executor | None = None
-        if executor is None and isinstance(self.target, Store):
+        if executor is None and not is_async(self.target):
             self._inline = InlineExecutor()
         self._lockers: dict[str, Locker[D]] = {}
         self._heap: list[tuple[float, int, Locker[D]]] = []

@@ -50,6 +50,7 @@ __all__ = [
     "batches",
     "cas_decide",
     "cas_update",
+    "is_async",
     "read_entry",
     "update_many",
 ]
@@ -376,6 +377,12 @@ class AsyncBatching(Protocol):
     async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
         """Run every update; one result per update, in order."""
         ...
+
+
+def is_async(store: object) -> bool:
+    """Whether ``store``'s calls are awaited: an ``AsyncStore`` that is not also a sync
+    ``Store`` (anything else, a partial test double included, is called)."""
+    return isinstance(store, AsyncStore) and not isinstance(store, Store)
 
 
 def batches(store: Store | AsyncStore) -> bool:
