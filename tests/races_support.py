@@ -7,9 +7,9 @@ store call runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sessionlocker import Locker, Status
 from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
@@ -17,6 +17,7 @@ from sessionlocker.core.record import Record, decode
 from sessionlocker.drivers.mailbox import PREFIX as MAILBOXES
 from sessionlocker.errors import StoreError
 from sessionlocker.stores import MemoryStore
+from sessionlocker.stores.base import Outcome
 from sessionlocker.testing import ManualExecutor
 
 T = TypeVar("T")
@@ -170,6 +171,17 @@ class RecordingStore:
             assert current is not None
             self._logged(key, current.value, current.revision)
         return result
+
+    def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """The memory store's batch (one lock hold), each committed write logged: the
+        race machine's frames send their updates together, as on a real backend."""
+        results = self.inner.update_many(updates)
+        for update, result in zip(updates, results, strict=True):
+            if isinstance(result, Updated) and result.wrote:
+                current = result.current
+                assert current is not None
+                self._logged(update.key, current.value, current.revision)
+        return results
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         if key.startswith(MAILBOXES):  # emptied once read

@@ -15,10 +15,11 @@ import pytest
 from backends import drive, fast_spec, load
 from servers import SentinelServers
 from sessionlocker import LockerService
-from sessionlocker.core.protocol import Versioned
+from sessionlocker.core.protocol import Put, Update, Updated, Versioned
 from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.sim.local.redis_sentinel import Process
 from sessionlocker.stores import RedisStore, Store, open_async_store, open_store
+from sessionlocker.stores.base import update_many
 
 
 @pytest.fixture
@@ -159,3 +160,32 @@ def test_sentinel_url_forms() -> None:
     for url, words in bad:
         with pytest.raises(UsageError, match=words):
             open_store(url)
+
+
+def test_a_batch_counts_each_write_only_once_the_replicas_have_it(
+    private_sentinel: SentinelServers,
+) -> None:
+    primary = private_sentinel.topology.primary_port()
+    plain = open_store(f"redis://127.0.0.1:{primary}/0")
+    waiting = open_store(f"redis://127.0.0.1:{primary}/0?replicas=1&replica_timeout=1")
+    too_many = open_store(f"redis://127.0.0.1:{primary}/0?replicas=2&replica_timeout=0.2")
+    try:
+        known = {key: plain.write(key, b"0", None) for key in ("a", "b")}
+        updates = [
+            Update(key=key, transform=lambda _: Put(b"1", "put"), known=Versioned(b"0", rev))
+            for key, rev in known.items()
+        ]
+        for result in update_many(too_many, updates):  # one WAIT for the pipeline: short
+            assert isinstance(result, StoreError)
+            assert result.unknown_outcome
+        current = {key: plain.read(key) for key in known}
+        again = [
+            Update(key=key, transform=lambda _: Put(b"2", "put"), known=found)
+            for key, found in current.items()
+        ]
+        for result in update_many(waiting, again):  # the replica acknowledges: each counts
+            assert isinstance(result, Updated)
+            assert result.wrote
+    finally:
+        for store in (plain, waiting, too_many):
+            store.close()

@@ -4,8 +4,9 @@ It does not re-implement the frame loop: it owns a ``LockerService`` (the deadli
 heap, lease renewal, notifications, ``send`` and ``on_message`` are all there) and
 runs its frames from one background task on the event loop instead of from a blocking
 ``run_until``. With an ``AsyncStore`` (or a URL, opened with ``open_async_store``) the
-frames' store requests, ``send`` and the lease drop at ``aclose`` are awaited on the
-loop (``AsyncExecutor``); a sync ``Store``'s calls run on the service's thread pool. A
+frames run against the async store itself: their store requests, the mailbox reads,
+``send`` and the lease drop at ``aclose`` are awaited on the loop (``AsyncExecutor``);
+a sync ``Store``'s calls run on the service's thread pool. A
 finished call, a notification or a woken locker wakes the frame task at once through
 the service's ``on_work`` hook, and the task otherwise sleeps until the next deadline.
 
@@ -36,17 +37,18 @@ from sessionlocker.core.snapshot import SaveFacts, Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
-from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, thread_within
+from sessionlocker.drivers.closing import (
+    CLOSE_MARGIN,
+    CloseReport,
+    exit_error,
+    thread_within,
+    watch_final_save,
+)
 from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
-from sessionlocker.drivers.service import (
-    LockerService,
-    exit_error,
-    snapshot_of,
-    watch_final_save,
-)
+from sessionlocker.drivers.service import LockerService, snapshot_of
 from sessionlocker.errors import (
     AlreadyOpen,
     DataError,
@@ -61,6 +63,7 @@ from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_async_store
 from sessionlocker.stores._bridges import BlockingStore, blocking
 from sessionlocker.stores.base import AsyncDated, AsyncKeepsHistory
+from sessionlocker.stores.user_keys import akeys_for_user
 
 __all__ = ["AsyncLockerService", "Profile"]
 
@@ -252,8 +255,8 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
         self._report = CloseReport(released=True)
         #: Tasks a timed-out ``aclose`` left running (kept referenced until they end).
         self._abandoned: set[asyncio.Task[Any]] = set()
-        #: The async store given, if any: the frames see it as a ``BlockingStore`` and
-        #: their requests are awaited on it by an ``AsyncExecutor`` (no thread hop).
+        #: The async store given, if any: the frames' requests are awaited on it by an
+        #: ``AsyncExecutor`` (no thread hop).
         self.async_store: AsyncStore | None = None
         self._bound: list[BlockingStore | AsyncExecutor] = []
         #: Whether the service opened the async store (from a URL), so closes it.
@@ -264,10 +267,11 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
         self._native: AsyncExecutor | None = None
         if isinstance(store, AsyncStore) and not isinstance(store, Store):
             self.async_store = store
-            store = blocking(store)
-            self._bound.append(store)
-            if not read_only and executor is None:  # read-only writes stay local: threads
-                executor = self._native = AsyncExecutor(self.async_store, workers)
+            if read_only:  # the read-only overlay is a sync store: it reads from threads
+                store = blocking(store)
+                self._bound.append(store)
+            elif executor is None:
+                executor = self._native = AsyncExecutor(workers)
                 self._bound.append(executor)
         self.frames = LockerService(
             store,
@@ -284,7 +288,8 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
             critical_window=critical_window,
         )
         self.metrics = self.frames.metrics
-        self.store = self.frames.store
+        #: The store the frames' requests go to (the async store itself, when given).
+        self.store: Store | AsyncStore = self.frames.target
         self.spec = spec
         self.lease_id = self.frames.lease_id
 
@@ -336,11 +341,13 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
         self._check_open()
         frames = self.frames
         delivery = Delivery.build(self.spec, key, kind, body, id=id, now=frames.wall())
-        updated = await adeliver(self._native.store, delivery, timeout, frames.clock)
+        store = self.async_store
+        assert store is not None  # an AsyncExecutor is made only for an async store
+        updated = await adeliver(store, delivery, timeout, frames.clock)
         message_id = frames.delivered(delivery, updated.outcome)
         tell = frames.to_tell(delivery, updated.outcome)
         if tell is not None:
-            posted = await aexecute(self._native.store, tell.request())
+            posted = await aexecute(store, tell.request())
             if isinstance(posted, StoreError):
                 frames.untold(tell)
         return message_id
@@ -348,9 +355,15 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
     async def keys_for_user(self, user_id: str) -> list[str]:
         """The keys of this namespace whose record lists ``user_id``, sorted.
 
-        The awaitable twin of ``LockerService.keys_for_user`` (run on a worker thread).
+        The awaitable twin of ``LockerService.keys_for_user``: awaited on an async store
+        (which has no user index: every record is read), else run on a worker thread.
         """
-        return await asyncio.to_thread(self.frames.keys_for_user, user_id)
+        store = self.async_store
+        if store is None or self._native is None:
+            return await asyncio.to_thread(self.frames.keys_for_user, user_id)
+        self._check_open()
+        prefix = self.spec.store_key("")
+        return [key[len(prefix) :] for key in await akeys_for_user(store, user_id, prefix)]
 
     async def view(self, key: str) -> Snapshot | None:
         """The record at ``key`` without its lock; the awaitable twin of
@@ -720,18 +733,18 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
             self._work.set()
             await self._task
         self._closed = True
-        if self._native is None or not self.frames.drained():
-            # A sync store's close (the lease, the pool) blocks, and so does waiting for
-            # calls still in flight after a timeout (frames driven by ``run_until``): on a
-            # thread, which returns in time by itself (``LockerService.close``).
+        if self.async_store is None or self._native is None:
+            # A sync store's close (the lease, the pool) blocks: on a thread, which
+            # returns in time by itself (``LockerService.close``).
             left = max(0.1, end - loop.time())
             closed = await thread_within(lambda: self.frames.close(left), left + 1, "aclose")
             report = closed[0] if closed else CloseReport(released=False, lease_dropped=False)
             if not released:
                 report = replace(report, released=False)
         else:
-            dropped = await self._drop_lease(self._native.store, released, end)
-            report = CloseReport(released=released, lease_dropped=dropped)
+            abandoned = tuple(sorted(locker.key for locker in self.frames.lockers()))
+            dropped = await self._drop_lease(self.async_store, released, end)
+            report = CloseReport(released=released, abandoned=abandoned, lease_dropped=dropped)
         if self._owns_async_store and self.async_store is not None:
             await self._close_store(self.async_store, end + CLOSE_MARGIN - loop.time())
         self._report = report

@@ -1,13 +1,13 @@
 """``AsyncExecutor``: store requests awaited on the event loop, no thread hop.
 
-The frame-loop driver hands every request to its executor as a ``StoreCall``. When the
-call's store is this executor's ``AsyncStore`` seen through ``BlockingStore``, the
-request is awaited on the async store (``aexecute``, the async twin of ``execute``) in a
-task on the loop; any other call (a wrapped store, such as ``ReadOnlyStore``) runs as it
-is on the loop's default thread pool. Then the result goes to ``done``. ``submit`` may be
-called from any thread (the asyncio driver's close runs a last frame off the loop).
+The frame-loop driver hands every request to its executor as a ``StoreCall``, and the
+mailbox read as a ``Collect``. When the call's store is an ``AsyncStore`` the request is
+awaited on it (``aexecute``, the async twin of ``execute``; ``Collect.acollect``) in a
+task on the loop; a call on a sync ``Store`` runs as it is on the loop's default thread
+pool. Then the result goes to ``done``. ``submit`` may be called from any thread.
 
-At most ``limit`` record updates (the lockers' calls) run at once; the others wait
+At most ``limit`` record updates (the lockers' calls; a frame's batch counts as one) run
+at once; the others wait
 here, not in the store's own queue (a connection pool's), so the lease renewal and the
 session reads, which never wait here, are not queued behind a burst of them: the async
 twin of the sync driver's own lease thread. A lease queued behind a thousand saves would
@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
 
 from sessionlocker.core.protocol import Request, Update
-from sessionlocker.drivers.executor import StoreCall, dispatch, failure
+from sessionlocker.drivers.executor import (
+    StoreBatch,
+    StoreCall,
+    batch_results,
+    dispatch,
+    failure,
+)
+from sessionlocker.drivers.mailbox import Collect
 from sessionlocker.errors import UsageError
-from sessionlocker.stores._bridges import BlockingStore
-from sessionlocker.stores.base import AsyncStore
+from sessionlocker.stores.base import AsyncStore, async_update_many, is_async
 
-__all__ = ["AsyncExecutor", "aexecute"]
+__all__ = ["AsyncExecutor", "aexecute", "aexecute_batch"]
 
 
 async def aexecute(store: AsyncStore, request: Request) -> object:
@@ -38,14 +44,22 @@ async def aexecute(store: AsyncStore, request: Request) -> object:
         return failure(store, request, exc)
 
 
-class AsyncExecutor:
-    """Runs each ``StoreCall``'s request on ``store`` in a task of the bound loop,
-    at most ``limit`` record updates at once."""
+async def aexecute_batch(store: AsyncStore, updates: Sequence[Update[Any]]) -> list[object]:
+    """``execute_batch`` awaited: one ``update_many``, each result as ``aexecute`` gives it."""
+    try:
+        outcomes = await async_update_many(store, updates)
+    except Exception as exc:  # a store's batch that raised as a whole: every one failed
+        outcomes = [exc] * len(updates)
+    return batch_results(store, updates, outcomes)
 
-    def __init__(self, store: AsyncStore, limit: int = 4) -> None:
+
+class AsyncExecutor:
+    """Awaits each ``StoreCall``'s request on its async store in a task of the bound
+    loop, at most ``limit`` record updates at once."""
+
+    def __init__(self, limit: int = 4) -> None:
         if limit < 1:
             raise UsageError(f"workers must be at least 1, not {limit!r}")
-        self.store = store
         self._limit = limit
         self._updates: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,7 +88,9 @@ class AsyncExecutor:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
-        if isinstance(call, StoreCall) and isinstance(call.request, Update):
+        if isinstance(call, StoreBatch) or (
+            isinstance(call, StoreCall) and isinstance(call.request, Update)
+        ):
             assert self._updates is not None  # made when bound
             async with self._updates:
                 result = await self._call(call)
@@ -83,15 +99,13 @@ class AsyncExecutor:
         done(result)
 
     async def _call(self, call: Callable[[], object]) -> object:
-        if isinstance(call, StoreCall) and self._native(call):
-            return await aexecute(self.store, call.request)
+        if isinstance(call, StoreCall) and is_async(call.store):
+            return await aexecute(cast("AsyncStore", call.store), call.request)
+        if isinstance(call, StoreBatch) and is_async(call.store):
+            return await aexecute_batch(cast("AsyncStore", call.store), call.updates)
+        if isinstance(call, Collect) and is_async(call.store):
+            return await call.acollect(cast("AsyncStore", call.store))
         return await asyncio.to_thread(call)
-
-    def _native(self, call: Callable[[], object]) -> bool:
-        """Whether ``call`` is a request on this executor's async store itself."""
-        if not isinstance(call, StoreCall):
-            return False
-        return isinstance(call.store, BlockingStore) and call.store.inner is self.store
 
     @property
     def pending(self) -> int:

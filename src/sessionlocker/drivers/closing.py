@@ -6,6 +6,9 @@ stop their threads and close a store they opened: steps that talk to the store o
 a thread, so they could wait as long as a stuck store call. They run on a thread of
 their own (``run_within``), given what is left of ``timeout`` plus ``CLOSE_MARGIN``;
 what has not finished by then goes on in the background, and the report says so.
+
+Also how a ``session()`` block ends, for both drivers: ``watch_final_save`` marks the
+data for the final save and ``exit_error`` says what the block raises at exit.
 """
 
 from __future__ import annotations
@@ -16,9 +19,19 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["CLOSE_MARGIN", "CloseReport", "run_within", "thread_within"]
+from sessionlocker.core.locker import Locker
+from sessionlocker.errors import DataError, LockLost, SessionLockerError
+
+__all__ = [
+    "CLOSE_MARGIN",
+    "CloseReport",
+    "exit_error",
+    "run_within",
+    "thread_within",
+    "watch_final_save",
+]
 
 log = logging.getLogger("sessionlocker.service")
 
@@ -96,3 +109,24 @@ async def thread_within(work: Callable[[], T], seconds: float, name: str) -> lis
 def _settle(future: asyncio.Future[list[T]], outcome: list[T]) -> None:
     if not future.done():
         future.set_result(outcome)
+
+
+def watch_final_save(locker: Locker[Any]) -> list[bool]:
+    """Mark the data as it is when a session ends; the list gets True once the final
+    write holds it, False if it never will (the release writes once either way).
+    """
+    answer: list[bool] = []
+    locker.when_saved(locker.mark_changed(), answer.append)
+    return answer
+
+
+def exit_error(locker: Locker[Any], final: list[bool]) -> SessionLockerError | None:
+    """What ``session()`` raises at exit: ``LockLost``, or the data error that kept the
+    final write from holding the data. A save refused earlier in the session whose data
+    was fixed before the end is not an error any more.
+    """
+    if isinstance(locker.error, LockLost):
+        return locker.error
+    if final != [True] and isinstance(locker.error, DataError):
+        return locker.error
+    return None

@@ -11,15 +11,23 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update
 from sessionlocker.errors import StoreError, UsageError
-from sessionlocker.stores.base import AsyncStore, Store
+from sessionlocker.stores.base import AsyncStore, Outcome, Store, is_async, update_many
 
-__all__ = ["Executor", "StoreCall", "ThreadExecutor", "dispatch", "execute", "failure"]
+__all__ = [
+    "Executor",
+    "StoreCall",
+    "ThreadExecutor",
+    "dispatch",
+    "execute",
+    "failure",
+    "sync_store",
+]
 
 log = logging.getLogger("sessionlocker.driver")
 
@@ -89,15 +97,67 @@ class ThreadExecutor:
             thread.join()
 
 
+class InlineExecutor:
+    """Runs each call on the caller's thread, at once: for a caller that waits for the
+    result anyway (``LockerService.run_until`` without a deadline), so the call pays no
+    thread hand-off and no wake-up, and its result is taken in the same frame."""
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        done(call())
+
+    def shutdown(self) -> None:
+        """Nothing runs in the background."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreCall:
-    """A call of one ``request`` on ``store``: ``call()`` is ``execute(store, request)``."""
+    """A call of one ``request`` on ``store``: ``call()`` is ``execute(store, request)``
+    on a sync store; an ``AsyncStore``'s request is awaited (``aexecute``) instead."""
 
-    store: Store
+    store: Store | AsyncStore
     request: Request
 
     def __call__(self) -> object:
-        return execute(self.store, self.request)
+        return execute(sync_store(self.store), self.request)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBatch:
+    """The record updates that became due in one frame, sent to ``store`` together
+    (``update_many``): ``call()`` is ``execute_batch(store, updates)``, a list with one
+    result per update; an ``AsyncStore``'s batch is awaited instead."""
+
+    store: Store | AsyncStore
+    updates: tuple[Update[Any], ...]
+
+    def __call__(self) -> list[object]:
+        return execute_batch(sync_store(self.store), self.updates)
+
+
+def execute_batch(store: Store, updates: Sequence[Update[Any]]) -> list[object]:
+    """Run ``updates`` together on ``store``; each result as ``execute`` gives it."""
+    try:
+        outcomes = update_many(store, updates)
+    except Exception as exc:  # a store's batch that raised as a whole: every one failed
+        outcomes = [exc] * len(updates)
+    return batch_results(store, updates, outcomes)
+
+
+def batch_results(
+    store: Store | AsyncStore, updates: Sequence[Update[Any]], outcomes: Sequence[Outcome]
+) -> list[object]:
+    """Each update's outcome as ``execute`` returns it: a failure as a ``StoreError``."""
+    return [
+        failure(store, update, outcome) if isinstance(outcome, Exception) else outcome
+        for update, outcome in zip(updates, outcomes, strict=True)
+    ]
+
+
+def sync_store(store: Store | AsyncStore) -> Store:
+    """``store`` when it is a sync ``Store``; ``UsageError`` for an async one."""
+    if is_async(store):
+        raise UsageError(f"{store!r} is an AsyncStore: await its calls (AsyncLockerService)")
+    return cast("Store", store)
 
 
 def dispatch(store: Store | AsyncStore, request: Request) -> object:

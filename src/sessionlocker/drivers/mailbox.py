@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.protocol import Keep, Put, Transform, Update, Versioned
 from sessionlocker.errors import Conflict, StoreError
-from sessionlocker.stores.base import KeepsHistory, Store
+from sessionlocker.stores.base import AsyncStore, KeepsHistory, Store, is_async
 
 __all__ = ["PREFIX", "Collect", "Mail", "Tell", "addressee", "mailbox_key", "post"]
 
@@ -98,33 +99,52 @@ class Mail:
 @dataclass(frozen=True, slots=True)
 class Collect:
     """Read (and empty) ``lease_id``'s mailbox: a call for an executor, returning
-    the ``Mail`` found.
+    the ``Mail`` found (``acollect`` awaits it on an async store).
 
     The mailbox is deleted only at the revision read, so a post that lands meanwhile
     stays for the next read; its history entries (SQLite, PostgreSQL) are forgotten too.
     """
 
-    store: Store
+    store: Store | AsyncStore
     lease_id: str
 
     def __call__(self) -> Mail:
+        if is_async(self.store):
+            raise TypeError(f"{self.store!r} is an AsyncStore: await acollect")
+        store = cast("Store", self.store)
         key = mailbox_key(self.lease_id)
         try:
-            current = self.store.read(key)
+            current = store.read(key)
         except Exception as exc:  # every failure is reported, never raised
             return Mail([], [_store_error(exc)])
-        keys = _keys(current)
         if current is None:
-            return Mail(keys, [])
+            return Mail([], [])
         try:
-            self.store.delete(key, current.revision)
-            if isinstance(self.store, KeepsHistory):
-                self.store.forget(key)
+            store.delete(key, current.revision)
+            if isinstance(store, KeepsHistory):
+                store.forget(key)
         except Conflict:  # a post landed since: it stays for the next read
             pass
         except Exception as exc:  # the keys are poked now and read again next time
-            return Mail(keys, [_store_error(exc)])
-        return Mail(keys, [])
+            return Mail(_keys(current), [_store_error(exc)])
+        return Mail(_keys(current), [])
+
+    async def acollect(self, store: AsyncStore) -> Mail:
+        """The same read and delete, awaited on ``store`` (this call's async store)."""
+        key = mailbox_key(self.lease_id)
+        try:
+            current = await store.read(key)
+        except Exception as exc:  # every failure is reported, never raised
+            return Mail([], [_store_error(exc)])
+        if current is None:
+            return Mail([], [])
+        try:
+            await store.delete(key, current.revision)
+        except Conflict:  # a post landed since: it stays for the next read
+            pass
+        except Exception as exc:  # the keys are poked now and read again next time
+            return Mail(_keys(current), [_store_error(exc)])
+        return Mail(_keys(current), [])
 
 
 def _store_error(exc: Exception) -> StoreError:

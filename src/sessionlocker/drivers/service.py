@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, Self
+from typing import Any, Generic, Self, TypeVar
 
 from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
@@ -43,26 +43,38 @@ from sessionlocker.core.protocol import Request, Update, Updated, Versioned
 from sessionlocker.core.snapshot import Snapshot, view_snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
-from sessionlocker.drivers.closing import CLOSE_MARGIN, CloseReport, run_within
+from sessionlocker.drivers.alerts import HealthAlerts
+from sessionlocker.drivers.closing import (
+    CLOSE_MARGIN,
+    CloseReport,
+    exit_error,
+    run_within,
+    watch_final_save,
+)
 from sessionlocker.drivers.delivery import Delivery, deliver_now
-from sessionlocker.drivers.executor import Executor, StoreCall, ThreadExecutor, execute
-from sessionlocker.drivers.health import OPERATIONS, StoreFailure, StoreHealth
+from sessionlocker.drivers.executor import (
+    Executor,
+    InlineExecutor,
+    StoreBatch,
+    StoreCall,
+    ThreadExecutor,
+    execute,
+    sync_store,
+)
+from sessionlocker.drivers.health import StoreFailure, StoreHealth
 from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
-from sessionlocker.drivers.telemetry import Telemetry, service_log
+from sessionlocker.drivers.telemetry import Telemetry
 from sessionlocker.errors import (
     AlreadyOpen,
-    DataError,
-    LockLost,
     LockUnavailable,
-    SessionLockerError,
     StoreError,
     UsageError,
 )
 from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
-from sessionlocker.stores import ReadOnlyStore, Store, open_store
-from sessionlocker.stores.base import Entry, Notifying, Watch, read_entry
+from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_store
+from sessionlocker.stores.base import Entry, Notifying, Watch, batches, is_async, read_entry
 from sessionlocker.stores.user_keys import keys_for_user
 
 __all__ = ["LockerService"]
@@ -73,14 +85,22 @@ _TICK = 0.05
 #: Keys a service keeps watching after their locker ended, for the next session of the
 #: same key (a subscription each is all it costs the store).
 KEPT_WATCHES = 1024
+#: The smallest batch a frame's updates are split into (see ``_parts``).
+_MIN_PART = 32
+T = TypeVar("T")
 
 
-class LockerService(LeaseIdAlias, Generic[D]):
+class LockerService(HealthAlerts, LeaseIdAlias, Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, under one lease.
 
     Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
 
     ``store`` is a ``Store`` or a URL for ``open_store`` (then the service closes it).
+    An ``AsyncStore`` is taken only with an ``executor`` that awaits its requests
+    (``AsyncExecutor``: what ``AsyncLockerService`` does); the helpers that call the
+    store themselves (``send``, ``view``, ``history``, ``keys_for_user``, the lease drop
+    of ``close``) then raise ``UsageError``: their awaitable twins are on
+    ``AsyncLockerService``.
     With ``read_only`` every write stays in this process (``ReadOnlyStore``): loads,
     migrations and saves run as usual and the store is never changed.
     ``clock`` (monotonic seconds) and ``wall`` (epoch seconds, only for timestamps in
@@ -97,7 +117,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
 
     def __init__(
         self,
-        store: Store | str,
+        store: Store | AsyncStore | str,
         spec: Spec[D],
         lease_id: str | None = None,
         clock: Callable[[], float] | None = None,
@@ -116,9 +136,12 @@ class LockerService(LeaseIdAlias, Generic[D]):
         if not isinstance(spec, Spec):
             raise UsageError(f"spec must be a sessionlocker.Spec, not {type(spec).__name__}")
         self._owns_store = isinstance(store, str)
-        self.store: Store = open_store(store) if isinstance(store, str) else store
+        #: The store the frames' requests go to: ``store``, sync or async.
+        self.target: Store | AsyncStore = open_store(store) if isinstance(store, str) else store
         if read_only:
-            self.store = ReadOnlyStore(self.store)
+            self.target = ReadOnlyStore(sync_store(self.target))
+        if executor is None and is_async(self.target):
+            raise UsageError("an AsyncStore's requests are awaited: use AsyncLockerService")
         self.spec = spec
         self.lease_id = lease_id or _new_lease_id()
         self.clock = clock or time.monotonic
@@ -129,6 +152,18 @@ class LockerService(LeaseIdAlias, Generic[D]):
         # The lease renewal gets a thread of its own: queued behind a burst of lockers'
         # calls it could come too late and lapse the lease (every lock re-checked).
         self._lease_executor = self._executor if executor else ThreadExecutor(1)
+        #: Whether a frame's record updates go to the store together (``update_many``);
+        #: a store that does not batch (a wrapper) gets them one call each, in parallel.
+        self._batches = batches(self.target)
+        #: Into how many batches, run side by side, a large frame's updates are split:
+        #: one per worker, so a server that runs each connection's statements in turn
+        #: (PostgreSQL) works on as many of them at once as without batches.
+        self._workers = workers
+        #: Where ``run_until`` without a deadline runs the lockers' calls: on its own
+        #: thread (a sync store and the default pool only: a given executor decides).
+        self._inline: Executor | None = None
+        if executor is None and not is_async(self.target):
+            self._inline = InlineExecutor()
         self._lockers: dict[str, Locker[D]] = {}
         self._heap: list[tuple[float, int, Locker[D]]] = []
         self._scheduled: dict[Locker[D], float] = {}
@@ -140,14 +175,14 @@ class LockerService(LeaseIdAlias, Generic[D]):
         self._own_writes: dict[str, int] = {}
         self._done: queue.SimpleQueue[tuple[_Owner, object, Request | None]] = queue.SimpleQueue()
         #: Reads this session's mailbox once per lease renewal (see ``drivers.mailbox``).
-        self._collect = Collect(self.store, self.lease_id)
+        self._collect = Collect(self.target, self.lease_id)
         #: Posts to other sessions' mailboxes that failed, sent again at the next renewal.
         self._untold: set[Tell] = set()
         self._watch: Watch | None = None
         #: Keys still watched after their locker ended, oldest first (see ``KEPT_WATCHES``).
         self._kept: dict[str, None] = {}
-        if isinstance(self.store, Notifying):
-            self._watch = self.store.watch(self._woken)
+        if isinstance(self.target, Notifying):
+            self._watch = self.target.watch(self._woken)
         self._handlers: dict[str, Handler] = {}
         self.health = StoreHealth(critical_errors, critical_window)
         self._on_critical: list[Callable[[bool], None]] = []
@@ -160,8 +195,13 @@ class LockerService(LeaseIdAlias, Generic[D]):
         self._telemetry = Telemetry(metrics, self.lease_id)
         self.metrics = self._telemetry.metrics
         self._telemetry.service_event(
-            logging.INFO, "started on %r (%s)", self.store, spec.namespace
+            logging.INFO, "started on %r (%s)", self.target, spec.namespace
         )
+
+    @property
+    def store(self) -> Store:
+        """The sync store (``target``); ``UsageError`` when the service's store is async."""
+        return sync_store(self.target)
 
     # ------------------------------------------------------------------ lockers
 
@@ -237,55 +277,6 @@ class LockerService(LeaseIdAlias, Generic[D]):
         self._done.put((tell, None, None))
         self._work_arrived()
 
-    # ------------------------------------------------------------------ store health
-
-    @property
-    def critical(self) -> bool:
-        """True while the store is failing (ProfileService's ``IsCriticalState``)."""
-        return self.health.critical
-
-    def on_critical(self, callback: Callable[[bool], None]) -> Callable[[], None]:
-        """Call ``callback(True)`` when the service enters the critical state and
-        ``callback(False)`` when it leaves it (``OnCriticalToggle``), from the frame
-        thread; returns a function that stops it."""
-        self._on_critical.append(callback)
-        return lambda: self._on_critical.remove(callback)
-
-    def on_store_error(self, callback: Callable[[StoreFailure], None]) -> Callable[[], None]:
-        """Call ``callback(failure)`` for every failed store call of the frames, with the
-        operation, key and error (ProfileStore's ``OnError``), from the frame thread;
-        returns a function that stops it."""
-        self._on_store_error.append(callback)
-        return lambda: self._on_store_error.remove(callback)
-
-    def _checked(self, kind: str | None, key: str | None, result: object, now: float) -> None:
-        """Feed a frame's store call result to the store health, and call back."""
-        if not isinstance(result, StoreError):
-            if self.health.succeeded():
-                self._toggle(False)
-            return
-        operation = OPERATIONS.get(kind or "", kind or "unknown")
-        failure = StoreFailure(operation=operation, key=key, error=result, at=now)
-        for callback in list(self._on_store_error):
-            self._callback(callback, failure)
-        if self.health.failed(now):
-            self._toggle(True)
-
-    def _toggle(self, critical: bool) -> None:
-        self._telemetry.critical(critical, self.health)
-        for callback in list(self._on_critical):
-            self._callback(callback, critical)
-
-    def _callback(self, callback: Callable[[Any], object], argument: object) -> None:
-        try:
-            callback(argument)
-        except Exception:  # a user's callback must not stop the frames
-            service_log.exception(
-                "session=%s a store health callback failed",
-                self.lease_id,
-                extra={"key": None, "session": self.lease_id},
-            )
-
     def opening(self, locker: Locker[D]) -> None:
         """Host hook: register ``locker`` before it acquires (one live locker per key)."""
         self._check_open()
@@ -308,6 +299,11 @@ class LockerService(LeaseIdAlias, Generic[D]):
 
     def update(self, now: float | None = None) -> None:
         """Run one frame: results in, lease renewal, due lockers advanced."""
+        self._frame(self._executor, now)
+
+    def _frame(self, executor: Executor, now: float | None = None) -> None:
+        """One frame, the lockers' store calls run by ``executor``; when it runs them
+        on this thread, their results are taken in this same frame."""
         now = self.clock() if now is None else now
         self._take_results(now)
         renewal = self.lease.update(now)
@@ -315,14 +311,26 @@ class LockerService(LeaseIdAlias, Generic[D]):
             self._submit(self.lease, renewal)
             self._check_mail()
         heap = self._heap
+        batch: list[tuple[Locker[D], Update[Any]]] = []
         while heap and heap[0][0] <= now:
             due, _, locker = heapq.heappop(heap)
             if self._scheduled.get(locker) != due:
                 continue
             del self._scheduled[locker]
             for request in locker.update(now):
-                self._submit(locker, request)
+                if isinstance(request, Update):
+                    batch.append((locker, request))
+                else:
+                    self._submit(locker, request, executor)
             self._settle(locker)
+        if len(batch) > 1 and self._batches:
+            for part in _parts(batch, 1 if executor is self._inline else self._workers):
+                self._submit_batch(part, executor)
+        else:
+            for locker, request in batch:
+                self._submit(locker, request, executor)
+        if executor is self._inline:
+            self._take_results(now)
 
     def next_deadline(self) -> float | None:
         """The earliest time a frame has work (``None``: only I/O results will bring work)."""
@@ -405,7 +413,7 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """Post ``tell.store_key`` to the mailbox of ``tell.session`` (it must look)."""
         self._inflight += 1
         request = tell.request()
-        self._executor.submit(StoreCall(self.store, request), self._finished(tell, request))
+        self._executor.submit(StoreCall(self.target, request), self._finished(tell, request))
 
     def _finished(self, owner: _Owner, request: Request | None) -> Callable[[object], None]:
         started = self.clock()
@@ -442,7 +450,9 @@ class LockerService(LeaseIdAlias, Generic[D]):
             locker.notice(revision)
             self._schedule(locker)
 
-    def _submit(self, owner: Locker[D] | Lease, request: Request) -> None:
+    def _submit(
+        self, owner: Locker[D] | Lease, request: Request, executor: Executor | None = None
+    ) -> None:
         self._inflight += 1
         started = self.clock()
 
@@ -452,8 +462,29 @@ class LockerService(LeaseIdAlias, Generic[D]):
             self._done.put((owner, result, request))
             self._work_arrived()
 
-        executor = self._lease_executor if owner is self.lease else self._executor
-        executor.submit(StoreCall(self.store, request), done)
+        if owner is self.lease:
+            executor = self._lease_executor
+        executor = executor or self._executor
+        executor.submit(StoreCall(self.target, request), done)
+
+    def _submit_batch(self, batch: list[tuple[Locker[D], Update[Any]]], executor: Executor) -> None:
+        """The record updates of one frame, sent to the store together (``StoreBatch``);
+        each result is taken as if its request had gone alone."""
+        self._inflight += len(batch)
+        started = self.clock()
+
+        def done(results: object) -> None:
+            seconds = self.clock() - started
+            if not isinstance(results, list):  # an executor's error for the whole call
+                results = [results] * len(batch)
+            for (locker, request), result in zip(batch, results, strict=True):
+                self._telemetry.finished(request, result, seconds)
+                self._note_own_write(locker, request, result)
+                self._done.put((locker, result, request))
+            self._work_arrived()
+
+        updates = tuple(request for _, request in batch)
+        executor.submit(StoreBatch(self.target, updates), done)
 
     def _note_own_write(self, owner: Locker[D] | Lease, request: Request, result: object) -> None:
         """From a worker thread: the revision a locker's write of its own record made."""
@@ -506,7 +537,8 @@ class LockerService(LeaseIdAlias, Generic[D]):
         """
         self._check_open()
         prefix = self.spec.store_key("")
-        return [key[len(prefix) :] for key in keys_for_user(self.store, user_id, prefix)]
+        found = keys_for_user(self.store, user_id, prefix)
+        return [key[len(prefix) :] for key in found]
 
     def view(self, key: str) -> Snapshot | None:
         """The record at ``key`` as stored now, without taking its lock; ``None`` if absent.
@@ -545,9 +577,13 @@ class LockerService(LeaseIdAlias, Generic[D]):
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Drive frames until ``done()`` is true (True) or ``timeout`` seconds pass (False)."""
         deadline = None if timeout is None else self.clock() + timeout
+        # Without a deadline the caller waits for the store anyway: the lockers' calls
+        # run here (no thread hop, one frame per save). With one, they stay on the pool,
+        # so a store that hangs cannot hold the caller past it.
+        executor = self._inline if deadline is None and self._inline else self._executor
         while True:
             self._signal.clear()
-            self.update()
+            self._frame(executor)
             if done():
                 return True
             now = self.clock()
@@ -680,25 +716,12 @@ class LockerService(LeaseIdAlias, Generic[D]):
         return f"<LockerService {self.spec.namespace!r} session={self.lease_id} live={live}>"
 
 
-def watch_final_save(locker: Locker[Any]) -> list[bool]:
-    """Mark the data as it is when a session ends; the list gets True once the final
-    write holds it, False if it never will (the release writes once either way).
-    """
-    answer: list[bool] = []
-    locker.when_saved(locker.mark_changed(), answer.append)
-    return answer
-
-
-def exit_error(locker: Locker[Any], final: list[bool]) -> SessionLockerError | None:
-    """What ``session()`` raises at exit: ``LockLost``, or the data error that kept the
-    final write from holding the data. A save refused earlier in the session whose data
-    was fixed before the end is not an error any more.
-    """
-    if isinstance(locker.error, LockLost):
-        return locker.error
-    if final != [True] and isinstance(locker.error, DataError):
-        return locker.error
-    return None
+def _parts(batch: list[T], count: int) -> list[list[T]]:
+    """``batch`` in at most ``count`` parts of about equal size, in order, none smaller
+    than ``_MIN_PART`` (a small frame stays one batch)."""
+    count = max(1, min(count, len(batch) // _MIN_PART))
+    size = -(-len(batch) // count)
+    return [batch[start : start + size] for start in range(0, len(batch), size)]
 
 
 def snapshot_of(key: str, spec: Spec, stored: Entry | None) -> Snapshot | None:

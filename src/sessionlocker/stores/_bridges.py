@@ -12,7 +12,10 @@ notifies stays notifying: ``threaded`` returns a ``NotifyingThreadedAsyncStore``
 Each call runs the async store's coroutine on ``loop`` and waits for its result, so
 code written for a sync store can use an async store that lives on an event loop.
 Calling it from that loop's own thread would wait on itself forever, so that raises
-``UsageError`` instead.
+``UsageError`` instead. The asyncio driver does not use it for its frames (they await
+the async store directly); two things need it: a read-only ``AsyncLockerService`` on an
+async store, whose ``ReadOnlyStore`` overlay is a sync store read from worker threads,
+and the conformance suite, which runs the sync tests against every async store.
 """
 
 from __future__ import annotations
@@ -20,21 +23,24 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar, cast
 
-from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
 from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores.base import (
     AsyncDated,
     AsyncStore,
+    Batching,
     Entry,
     KeepsHistory,
     Notifying,
+    Outcome,
     Store,
     Wake,
     Watch,
     read_entry,
+    update_many,
 )
 
 __all__ = [
@@ -84,6 +90,15 @@ class ThreadedAsyncStore:
     ) -> Updated[T]:
         """The sync store's own update (SQLite's one transaction), on a thread."""
         return await asyncio.to_thread(self.sync.update, key, transform, known)
+
+    @property
+    def sends_batches(self) -> bool:
+        """Whether ``update_many`` is the sync store's own batch (see ``base.batches``)."""
+        return isinstance(self.sync, Batching)
+
+    async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """The sync store's ``update_many`` (one transaction, one lock hold), on a thread."""
+        return await asyncio.to_thread(update_many, self.sync, updates)
 
     async def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""

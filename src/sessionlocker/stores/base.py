@@ -22,19 +22,21 @@ Notifying)`` works for both kinds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from sessionlocker.core.protocol import Keep, LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import Keep, LeaseView, Transform, Update, Updated, Versioned
 from sessionlocker.errors import Conflict
 from sessionlocker.stores._checks import check_value
 
 __all__ = [
+    "AsyncBatching",
     "AsyncDated",
     "AsyncKeepsHistory",
     "AsyncStore",
     "Attempt",
+    "Batching",
     "Dated",
     "Entry",
     "KeepsHistory",
@@ -44,10 +46,17 @@ __all__ = [
     "Wake",
     "Watch",
     "async_cas_update",
+    "async_update_many",
+    "batches",
     "cas_decide",
     "cas_update",
+    "is_async",
     "read_entry",
+    "update_many",
 ]
+
+#: One result of ``update_many``: the update's ``Updated``, or the error it alone met.
+Outcome = Updated[Any] | Exception
 
 
 T = TypeVar("T")
@@ -342,6 +351,72 @@ async def async_cas_update(
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A store that sends many updates together (one pipeline, one transaction).
+
+    ``update_many(updates)`` returns one result per update, in order: its ``Updated``,
+    or the exception it alone met (``StoreError``, or what its transform raised). Each
+    update keeps its own conditional write and its own conflict retries, exactly as
+    ``update`` would run it; a conflict or a failure of one never changes another's
+    result. Only a failure of the whole (the connection breaking) fails several, each
+    reported as that failure.
+    """
+
+    def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """Run every update; one result per update, in order."""
+        ...
+
+
+@runtime_checkable
+class AsyncBatching(Protocol):
+    """``Batching`` for an async store."""
+
+    async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """Run every update; one result per update, in order."""
+        ...
+
+
+def is_async(store: object) -> bool:
+    """Whether ``store``'s calls are awaited: an ``AsyncStore`` that is not also a sync
+    ``Store`` (anything else, a partial test double included, is called)."""
+    return isinstance(store, AsyncStore) and not isinstance(store, Store)
+
+
+def batches(store: Store | AsyncStore) -> bool:
+    """Whether ``store`` sends many updates together (a wrapper such as the threaded
+    async store batches only when the store it wraps does: its ``sends_batches``)."""
+    if not isinstance(store, Batching | AsyncBatching):
+        return False
+    return bool(getattr(store, "sends_batches", True))
+
+
+def update_many(store: Store, updates: Sequence[Update[Any]]) -> list[Outcome]:
+    """``store.update_many`` where the store batches; else each update in turn."""
+    if isinstance(store, Batching):
+        return store.update_many(updates)
+    results: list[Outcome] = []
+    for update in updates:
+        try:
+            results.append(store.update(update.key, update.transform, update.known))
+        except Exception as exc:  # this update's failure only
+            results.append(exc)
+    return results
+
+
+async def async_update_many(store: AsyncStore, updates: Sequence[Update[Any]]) -> list[Outcome]:
+    """``update_many`` awaited on an async store."""
+    if isinstance(store, AsyncBatching):
+        return await store.update_many(updates)
+    results: list[Outcome] = []
+    for update in updates:
+        try:
+            results.append(await store.update(update.key, update.transform, update.known))
+        except Exception as exc:  # this update's failure only
+            results.append(exc)
+    return results
 
 
 #: Old names of ``Entry`` and ``KeepsHistory`` (issue 16: "version" now means only the

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sessionlocker.core.protocol import Keep, LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import Keep, LeaseView, Transform, Update, Updated, Versioned
 from sessionlocker.errors import Conflict, UsageError
 from sessionlocker.stores._checks import (
     check_expected,
@@ -26,7 +26,7 @@ from sessionlocker.stores._checks import (
     check_value,
     closed_error,
 )
-from sessionlocker.stores.base import Entry, Wake
+from sessionlocker.stores.base import Entry, Outcome, Wake
 
 __all__ = ["MemoryStore"]
 
@@ -187,22 +187,49 @@ class MemoryStore:
         key = check_key(key)
         with self._lock:
             self._check_open()
-            current = known if known is not None else self._records.get(key)
-            while True:
-                decision = transform(current)
-                if isinstance(decision, Keep):
-                    return Updated(decision.outcome, current, wrote=False)
-                value = check_value(decision.value, "the value a transform puts")
-                expected = current.revision if current is not None else None
+            updated, wakes = self._update_locked(key, transform, known)
+        if updated.wrote and updated.current is not None:
+            self._call(wakes, key, updated.current.revision)
+        return updated
+
+    def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """Every update as ``update`` runs it, all in one hold of the store's lock; an
+        update's error is its result alone (``Batching``)."""
+        results: list[Outcome] = []
+        woken: list[tuple[list[Wake], str, int]] = []
+        with self._lock:
+            self._check_open()
+            for update in updates:
                 try:
-                    revision = self._write_locked(key, value, expected)
-                except Conflict as conflict:
-                    current = conflict.current
+                    key = check_key(update.key)
+                    updated, wakes = self._update_locked(key, update.transform, update.known)
+                except Exception as exc:  # this update's own error
+                    results.append(exc)
                     continue
-                wakes = [] if decision.quiet else self._wakes_locked(key)
-                break
-        self._call(wakes, key, revision)
-        return Updated(decision.outcome, Versioned(value, revision), wrote=True)
+                results.append(updated)
+                if updated.wrote and updated.current is not None:
+                    woken.append((wakes, key, updated.current.revision))
+        for wakes, key, revision in woken:
+            self._call(wakes, key, revision)
+        return results
+
+    def _update_locked(
+        self, key: str, transform: Transform[T], known: Versioned | None
+    ) -> tuple[Updated[T], list[Wake]]:
+        current = known if known is not None else self._records.get(key)
+        while True:
+            decision = transform(current)
+            if isinstance(decision, Keep):
+                return Updated(decision.outcome, current, wrote=False), []
+            value = check_value(decision.value, "the value a transform puts")
+            expected = current.revision if current is not None else None
+            try:
+                revision = self._write_locked(key, value, expected)
+            except Conflict as conflict:
+                current = conflict.current
+                continue
+            wakes = [] if decision.quiet else self._wakes_locked(key)
+            return Updated(decision.outcome, Versioned(value, revision), wrote=True), wakes
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key``; True if it existed.

@@ -23,12 +23,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sessionlocker.core.protocol import Keep, LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import Keep, LeaseView, Transform, Update, Updated, Versioned
 from sessionlocker.core.record import check_user_id
 from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores._checks import (
@@ -42,7 +42,7 @@ from sessionlocker.stores._checks import (
     closed_error,
 )
 from sessionlocker.stores._trim import trim_now
-from sessionlocker.stores.base import Entry
+from sessionlocker.stores.base import Entry, Outcome
 
 __all__ = ["SQLiteStore"]
 
@@ -350,6 +350,41 @@ class SQLiteStore:
             value = check_value(decision.value, "the value a transform puts")
             revision = self._store(connection, key, value)
             return Updated(decision.outcome, Versioned(value, revision), wrote=True)
+
+    def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """Every update as ``update`` runs it, all in one transaction (``Batching``).
+
+        Each runs inside a savepoint of its own, so an update that fails is rolled back
+        alone and its error is its result; the others commit together. Only a failing
+        commit fails them all (with that commit's error).
+        """
+        results: list[Outcome] = []
+        try:
+            with self._writing("update") as connection:
+                for update in updates:
+                    results.append(self._update_saved(connection, update))
+        except StoreError as exc:
+            return [exc] * len(updates)
+        return results
+
+    def _update_saved(self, connection: sqlite3.Connection, update: Update[Any]) -> Outcome:
+        """One update of ``update_many``, in a savepoint: its result, or its error."""
+        connection.execute("SAVEPOINT one")
+        try:
+            key = check_key(update.key)
+            current = self._select(connection, key)
+            decision = update.transform(current)
+            if isinstance(decision, Keep):
+                updated: Outcome = Updated(decision.outcome, current, wrote=False)
+            else:
+                value = check_value(decision.value, "the value a transform puts")
+                revision = self._store(connection, key, value)
+                updated = Updated(decision.outcome, Versioned(value, revision), wrote=True)
+        except Exception as exc:  # this update's own error: undo only its statements
+            connection.execute("ROLLBACK TO one")
+            updated = self._error(exc, "update") if isinstance(exc, sqlite3.Error) else exc
+        connection.execute("RELEASE one")
+        return updated
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key``; True if it existed.

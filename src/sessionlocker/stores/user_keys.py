@@ -11,9 +11,9 @@ from __future__ import annotations
 from sessionlocker.core.record import check_user_id, decode
 from sessionlocker.errors import CorruptRecord
 from sessionlocker.stores._checks import check_prefix
-from sessionlocker.stores.base import Store, UserIndex
+from sessionlocker.stores.base import AsyncStore, Store, UserIndex
 
-__all__ = ["keys_for_user", "scan_keys_for_user"]
+__all__ = ["akeys_for_user", "keys_for_user", "scan_keys_for_user"]
 
 
 def keys_for_user(store: Store, user_id: str, prefix: str = "") -> list[str]:
@@ -29,6 +29,23 @@ def scan_keys_for_user(store: Store, user_id: str, prefix: str = "") -> list[str
     found = []
     for key in store.keys(check_prefix(prefix)):
         stored = store.read(key)
+        if stored is None:
+            continue
+        try:
+            record = decode(stored.value)
+        except CorruptRecord:
+            continue
+        if user_id in record.user_ids:
+            found.append(key)
+    return sorted(found)
+
+
+async def akeys_for_user(store: AsyncStore, user_id: str, prefix: str = "") -> list[str]:
+    """``scan_keys_for_user`` awaited on an async store (async stores have no index)."""
+    user_id = check_user_id(user_id)
+    found = []
+    async for key in store.keys(check_prefix(prefix)):
+        stored = await store.read(key)
         if stored is None:
             continue
         try:

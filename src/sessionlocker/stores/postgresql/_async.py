@@ -15,19 +15,21 @@ pool (a wake may come from that thread, as ``Notifying`` allows).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TypeVar, Unpack
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeVar, Unpack
 
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
+from sessionlocker.errors import StoreError
+from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import Pending, expire
-from sessionlocker.stores.base import Entry, Wake, async_cas_update
+from sessionlocker.stores.base import Attempt, Entry, Outcome, Wake, async_cas_update
 from sessionlocker.stores.postgresql._errors import READ_ONLY, ReplicationNotices
-from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement, answered
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._store import PostgreSQLStore
 from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
@@ -119,6 +121,56 @@ class AsyncPostgreSQLStore:
             raise self._layout.unreplicated(statement)
         return rows
 
+    async def _pipeline(self, statements: list[Statement]) -> list[list[TupleRow] | StoreError]:
+        """``PostgreSQLStore._pipeline`` awaited: one pipeline, a sync after each."""
+        if not statements:
+            return []
+        pool = await self._ready()
+        try:
+            async with pool.connection() as connection:
+                return await self._run_pipeline(connection, statements)
+        except PoolClosed:
+            raise closed_error() from None
+        except PoolTimeout as exc:
+            raise self._layout.pool_timeout(exc, statements[0], self._pool_size) from exc
+
+    async def _run_pipeline(
+        self, connection: psycopg.AsyncConnection[TupleRow], statements: list[Statement]
+    ) -> list[list[TupleRow] | StoreError]:
+        notices = ReplicationNotices()
+        connection.add_notice_handler(notices)
+        pending = Pending(connection.fileno(), 0.0)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._layout.connector.deadline, expire, pending)
+        cursors: list[psycopg.AsyncCursor[TupleRow]] = []
+        errors: list[psycopg.Error] = []
+        try:
+            async with connection.pipeline() as pipeline:
+                for statement in statements:
+                    cursor = connection.cursor()
+                    cursors.append(cursor)
+                    try:
+                        await cursor.execute(statement.query, statement.params)
+                        await pipeline.sync()
+                    except psycopg.Error as exc:  # this statement's, or an earlier one's
+                        errors.append(exc)
+        except psycopg.Error as exc:  # raised as the pipeline ended
+            errors.append(exc)
+        finally:
+            timer.cancel()
+            connection.remove_notice_handler(notices)
+        if pending.expired or any(exc.sqlstate == READ_ONLY for exc in errors):
+            await connection.close()  # shut down, or a standby: the pool connects again
+        replies = [await _rows(cursor) for cursor in cursors]
+        return self._layout.pipelined(
+            statements,
+            replies,
+            errors,
+            broken=connection.broken,
+            overrun=pending.expired,
+            unreplicated=notices.unreplicated,
+        )
+
     # Records.
 
     async def read_entry(self, key: str) -> Entry | None:
@@ -146,6 +198,39 @@ class AsyncPostgreSQLStore:
     ) -> Updated[T]:
         """``async_cas_update``: with ``known``, one round trip uncontended."""
         return await async_cas_update(self, key, transform, known)
+
+    async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """``PostgreSQLStore.update_many`` awaited: the same pipelines, the same results."""
+        batch = CasBatch(updates)
+        layout = self._layout
+        try:
+            reads = await self._pipeline([layout.read(key) for key in batch.reads()])
+            batch.read([r if isinstance(r, StoreError) else layout.read_rows(r) for r in reads])
+            while not batch.done:
+                writes = batch.writes()
+                statements = [
+                    layout.write(key, a.value, a.expected, notify=a.notify) for key, a in writes
+                ]
+                expected = [(key, attempt.expected) for key, attempt in writes]
+                outcomes = layout.write_outcomes(expected, await self._pipeline(statements))
+                batch.wrote(
+                    [await self._settle(w, o) for w, o in zip(writes, outcomes, strict=True)]
+                )
+        except StoreError as exc:  # no connection for that round: nothing was sent
+            batch.fail(exc)
+        return batch.results()
+
+    async def _settle(
+        self, write: tuple[str, Attempt[Any]], outcome: int | Exception | None
+    ) -> int | Exception:
+        """A pipelined write's outcome; one that lost a hidden race is sent again alone."""
+        if outcome is not None:
+            return outcome
+        key, attempt = write
+        try:
+            return await self.write(key, attempt.value, attempt.expected, notify=attempt.notify)
+        except Exception as exc:  # its Conflict or its error
+            return exc
 
     async def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""
@@ -208,3 +293,10 @@ class AsyncPostgreSQLStore:
             # this close is cancelled later (a worker cancelled in a connect would not stop)
             await pool.close(timeout=self._layout.connector.connect_timeout)
         await asyncio.to_thread(self._watcher.close)  # joins the LISTEN threads
+
+
+async def _rows(cursor: psycopg.AsyncCursor[TupleRow]) -> list[TupleRow] | None:
+    """The rows of a pipelined statement; ``None`` when it got no result (it failed)."""
+    if not answered(cursor.pgresult):
+        return None
+    return await cursor.fetchall() if cursor.description is not None else []

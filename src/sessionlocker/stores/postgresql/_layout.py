@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.pq import ExecStatus
 from psycopg.rows import TupleRow
 
 from sessionlocker.core.protocol import LeaseView, Versioned
@@ -54,6 +55,11 @@ STALE_ROUNDS = 100
 
 def _versioned(rows: list[TupleRow]) -> Versioned | None:
     return Versioned(bytes(rows[0][1]), int(rows[0][0])) if rows else None
+
+
+def answered(result: Any) -> bool:
+    """Whether a pipelined statement's ``pgresult`` says it ran (else it failed)."""
+    return result is not None and result.status in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +292,63 @@ class PostgreSQLLayout:
     def unreplicated(self, statement: Statement) -> StoreError:
         """``statement`` committed without the synchronous standby (see ``_errors``)."""
         return self.errors.unreplicated(statement.operation)
+
+    def pipelined(
+        self,
+        statements: list[Statement],
+        replies: list[list[TupleRow] | None],
+        errors: list[psycopg.Error],
+        *,
+        broken: bool,
+        overrun: bool,
+        unreplicated: bool = False,
+    ) -> list[list[TupleRow] | StoreError]:
+        """The rows of each pipelined statement, or its error. A statement without a
+        reply (``None``, or none at all: never sent) failed: the errors the pipeline
+        raised come in the order of those statements; once they run out (a broken
+        connection), the last one stands for every statement left (unknown outcome for
+        a write). When some commit of the batch did not wait for the synchronous standby
+        (``unreplicated``: the warning does not say which), no write of it counts as
+        acknowledged."""
+        if unreplicated:
+            return [
+                self.unreplicated(statement) if statement.writing else result
+                for statement, result in zip(
+                    statements,
+                    self.pipelined(statements, replies, errors, broken=broken, overrun=overrun),
+                    strict=True,
+                )
+            ]
+        results: list[list[TupleRow] | StoreError] = []
+        replies = replies + [None] * (len(statements) - len(replies))  # never sent: failed
+        raised = iter(errors)
+        last: psycopg.Error | None = None
+        for statement, rows in zip(statements, replies, strict=True):
+            if rows is not None:
+                results.append(rows)
+                continue
+            last = next(raised, last)
+            if overrun or last is None:
+                results.append(self.overrun(statement))
+            else:
+                results.append(self.failed(last, statement, broken=broken))
+        return results
+
+    def write_outcomes(
+        self, writes: list[tuple[str, int | None]], results: list[list[TupleRow] | StoreError]
+    ) -> list[int | Exception | None]:
+        """Each pipelined write's revision, ``Conflict`` or error; ``None`` for one that
+        lost a race its snapshot could not show (to send again on its own)."""
+        outcomes: list[int | Exception | None] = []
+        for (key, expected), rows in zip(writes, results, strict=True):
+            if isinstance(rows, StoreError):
+                outcomes.append(rows)
+                continue
+            try:
+                outcomes.append(self.write_rows(key, expected, rows))
+            except Conflict as conflict:
+                outcomes.append(conflict)
+        return outcomes
 
     def overrun(self, statement: Statement) -> StoreError:
         """``statement`` got no reply by its deadline; its connection was shut down."""

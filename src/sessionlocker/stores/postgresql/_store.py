@@ -16,19 +16,21 @@ Session expiry is judged by the server's ``now()``, so no client clock is involv
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from typing import TypeVar, Unpack
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar, Unpack
 
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
+from sessionlocker.errors import StoreError
+from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import closed_error
 from sessionlocker.stores._deadline import DEADLINES
-from sessionlocker.stores.base import Entry, Wake, cas_update
+from sessionlocker.stores.base import Attempt, Entry, Outcome, Wake, cas_update
 from sessionlocker.stores.postgresql._errors import READ_ONLY, ReplicationNotices
-from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement
+from sessionlocker.stores.postgresql._layout import PAGE, STALE_ROUNDS, Statement, answered
 from sessionlocker.stores.postgresql._settings import PostgreSQLOptions, PostgreSQLSettings
 from sessionlocker.stores.postgresql._watch import PostgreSQLWatch
 
@@ -134,6 +136,57 @@ class PostgreSQLStore:
             raise self._layout.unreplicated(statement)
         return rows
 
+    def _pipeline(self, statements: list[Statement]) -> list[list[TupleRow] | StoreError]:
+        """Run ``statements`` in one psycopg pipeline on one pooled connection: one round
+        trip. A sync follows each, so each is its own transaction, as alone: one that
+        fails is rolled back alone and its error is its result (``_layout.pipelined``).
+        Raises only when no connection came (nothing was sent)."""
+        if not statements:
+            return []
+        pool = self._ready()
+        try:
+            with pool.connection() as connection:
+                return self._run_pipeline(connection, statements)
+        except PoolClosed:
+            raise closed_error() from None
+        except PoolTimeout as exc:
+            raise self._layout.pool_timeout(exc, statements[0], self._pool_size) from exc
+
+    def _run_pipeline(
+        self, connection: psycopg.Connection[TupleRow], statements: list[Statement]
+    ) -> list[list[TupleRow] | StoreError]:
+        notices = ReplicationNotices()
+        connection.add_notice_handler(notices)
+        pending = DEADLINES.start(connection.fileno(), self._layout.connector.deadline)
+        cursors: list[psycopg.Cursor[TupleRow]] = []
+        errors: list[psycopg.Error] = []
+        try:
+            with connection.pipeline() as pipeline:
+                for statement in statements:
+                    cursor = connection.cursor()
+                    cursors.append(cursor)
+                    try:
+                        cursor.execute(statement.query, statement.params)
+                        pipeline.sync()
+                    except psycopg.Error as exc:  # this statement's, or an earlier one's
+                        errors.append(exc)
+        except psycopg.Error as exc:  # raised as the pipeline ended
+            errors.append(exc)
+        finally:
+            connection.remove_notice_handler(notices)
+        overrun = DEADLINES.end(pending)
+        if overrun or any(exc.sqlstate == READ_ONLY for exc in errors):
+            connection.close()  # shut down, or a standby: the pool connects again
+        replies = [_rows(cursor) for cursor in cursors]
+        return self._layout.pipelined(
+            statements,
+            replies,
+            errors,
+            broken=connection.broken,
+            overrun=overrun,
+            unreplicated=notices.unreplicated,
+        )
+
     # Records.
 
     def read_entry(self, key: str) -> Entry | None:
@@ -168,6 +221,45 @@ class PostgreSQLStore:
         any transaction and may run several times, so it must be pure.
         """
         return cas_update(self, key, transform, known)
+
+    def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """Every update as ``update`` runs it, pipelined (``Batching``): one pipeline of
+        reads for those without ``known``, then one of conditional writes per round (a
+        conflicted update runs again in the next). Each statement is its own
+        transaction, so each update keeps its own write, conflict and error."""
+        batch = CasBatch(updates)
+        layout = self._layout
+        try:
+            reads = [layout.read(key) for key in batch.reads()]
+            batch.read(
+                [
+                    rows if isinstance(rows, StoreError) else layout.read_rows(rows)
+                    for rows in self._pipeline(reads)
+                ]
+            )
+            while not batch.done:
+                writes = batch.writes()
+                statements = [
+                    layout.write(key, a.value, a.expected, notify=a.notify) for key, a in writes
+                ]
+                expected = [(key, attempt.expected) for key, attempt in writes]
+                outcomes = layout.write_outcomes(expected, self._pipeline(statements))
+                batch.wrote([self._settle(w, o) for w, o in zip(writes, outcomes, strict=True)])
+        except StoreError as exc:  # no connection for that round: nothing was sent
+            batch.fail(exc)
+        return batch.results()
+
+    def _settle(
+        self, write: tuple[str, Attempt[Any]], outcome: int | Exception | None
+    ) -> int | Exception:
+        """A pipelined write's outcome; one that lost a hidden race is sent again alone."""
+        if outcome is not None:
+            return outcome
+        key, attempt = write
+        try:
+            return self.write(key, attempt.value, attempt.expected, notify=attempt.notify)
+        except Exception as exc:  # its Conflict or its error
+            return exc
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key``; True if it existed. Its history stays (see ``history``).
@@ -285,3 +377,10 @@ class PostgreSQLStore:
             watch.close()
         if pool is not None:
             pool.close(timeout=self._layout.connector.connect_timeout)
+
+
+def _rows(cursor: psycopg.Cursor[TupleRow]) -> list[TupleRow] | None:
+    """The rows of a pipelined statement; ``None`` when it got no result (it failed)."""
+    if not answered(cursor.pgresult):
+        return None
+    return cursor.fetchall() if cursor.description is not None else []

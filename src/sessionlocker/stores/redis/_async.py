@@ -13,7 +13,7 @@ thread, whose ``wake`` may come from that thread, as ``Notifying`` allows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar, Unpack
 
@@ -22,13 +22,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
+from sessionlocker.errors import StoreError
+from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import check_count, closed_error
-from sessionlocker.stores.base import Entry, Wake, Watch, async_cas_update
-from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.base import Entry, Outcome, Wake, Watch, async_cas_update
+from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha
 from sessionlocker.stores.redis._sentinel import close_async_pool, make_async_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
-from sessionlocker.stores.redis._store import RedisStore
+from sessionlocker.stores.redis._store import RedisStore, settle_each
 
 __all__ = ["AsyncRedisStore"]
 
@@ -128,6 +130,53 @@ class AsyncRedisStore:
         except NoScriptError:  # a restarted server forgot it: EVAL sends it and caches it
             return await self._execute(name, "EVAL", text, len(keys), *keys, *args, **how)
 
+    async def _pipeline(
+        self, operation: str, commands: list[tuple[Any, ...]], *, writes: bool
+    ) -> list[Any]:
+        """``RedisStore._pipeline`` awaited: one round trip, a reply (or error) each."""
+        if self._closed:
+            raise closed_error()
+        if not commands:
+            return []
+        layout = self._layout
+        sent = commands + self._replication.commands(commands[-1])[1:]  # fence, WAIT
+        try:
+            connection = await self._pool.get_connection()
+            await connection.connect()
+        except (RedisError, OSError) as exc:
+            raise layout.error(exc, operation, sent=False, writes=writes) from exc
+        replies: list[Any] = []
+        try:
+            try:
+                await connection.send_packed_command(connection.pack_commands(sent))
+                for _ in sent:
+                    replies.append(await _reply(connection))
+            except (RedisError, OSError) as exc:  # part may have run: unknown for writes
+                await connection.disconnect()
+                error = layout.error(exc, operation, sent=True, writes=writes)
+                replies.extend([error] * (len(sent) - len(replies)))
+        finally:
+            await self._pool.release(connection)
+        return settle_each(
+            self._replication,
+            replies,
+            len(commands),
+            where=layout.where,
+            operation=operation,
+            writes=writes,
+        )
+
+    async def _scripts(self, calls: list[Call], *, writes: bool) -> list[Any]:
+        """``RedisStore._scripts`` awaited."""
+        name = calls[0].script
+        replies = await self._pipeline(name, [evalsha(call) for call in calls], writes=writes)
+        forgot = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if forgot:
+            again = await self._pipeline(name, [eval_(calls[i]) for i in forgot], writes=writes)
+            for i, reply in zip(forgot, again, strict=True):
+                replies[i] = reply
+        return replies
+
     # Records.
 
     async def read_entry(self, key: str) -> Entry | None:
@@ -152,6 +201,25 @@ class AsyncRedisStore:
     ) -> Updated[T]:
         """``async_cas_update`` on the write script: with ``known``, one round trip."""
         return await async_cas_update(self, key, transform, known)
+
+    async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """``RedisStore.update_many`` awaited: the same pipelines, the same results."""
+        batch = CasBatch(updates)
+        layout = self._layout
+        try:
+            keys = batch.reads()
+            reads = [layout.read_args(key) for key in keys]
+            batch.read(layout.read_outcomes(await self._pipeline("read", reads, writes=False)))
+            while not batch.done:
+                writes = batch.writes()
+                calls = [
+                    layout.write_call(k, a.value, a.expected, notify=a.notify) for k, a in writes
+                ]
+                replies = await self._scripts(calls, writes=True)
+                batch.wrote(layout.write_outcomes([key for key, _ in writes], replies))
+        except StoreError as exc:  # nothing of that round was sent
+            batch.fail(exc)
+        return batch.results()
 
     async def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key`` (only at revision ``expected`` when given); True if it existed."""

@@ -49,7 +49,7 @@ from sessionlocker.stores._checks import (
 from sessionlocker.stores.base import Entry
 from sessionlocker.stores.redis import _scripts
 
-__all__ = ["SCRIPTS", "Call", "RedisLayout"]
+__all__ = ["SCRIPTS", "Call", "RedisLayout", "eval_", "evalsha"]
 
 #: Server replies that mean "not now": the command was refused, so it did not run.
 _RETRYABLE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
@@ -100,6 +100,18 @@ class Call:
     script: str
     keys: list[bytes]
     args: list[Any]
+
+
+def evalsha(call: Call) -> tuple[Any, ...]:
+    """The ``EVALSHA`` command running ``call`` (its script cached on the server)."""
+    _, sha = SCRIPTS[call.script]
+    return ("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+
+
+def eval_(call: Call) -> tuple[Any, ...]:
+    """The ``EVAL`` command running ``call`` (sends the script, which the server caches)."""
+    text, _ = SCRIPTS[call.script]
+    return ("EVAL", text, len(call.keys), *call.keys, *call.args)
 
 
 def _versioned(reply: list[Any]) -> Versioned | None:
@@ -234,6 +246,34 @@ class RedisLayout:
         if reply[0] == 1:
             return int(reply[1])
         raise Conflict(key, _versioned(reply[1:]))
+
+    def read_outcomes(self, replies: list[Any | Exception]) -> list[Versioned | Exception | None]:
+        """The records pipelined ``read_args`` found; a refused one as its error."""
+        return [
+            reply
+            if isinstance(reply, StoreError)
+            else self.reply_error(reply, "read", writes=False)
+            if isinstance(reply, Exception)
+            else self.read_reply(reply)
+            for reply in replies
+        ]
+
+    def write_outcomes(
+        self, keys: list[str], replies: list[Any | Exception]
+    ) -> list[int | Exception]:
+        """The revisions of pipelined write scripts, each ``Conflict`` or error as a value."""
+        outcomes: list[int | Exception] = []
+        for key, reply in zip(keys, replies, strict=True):
+            if isinstance(reply, StoreError):
+                outcomes.append(reply)
+            elif isinstance(reply, Exception):
+                outcomes.append(self.reply_error(reply, "write", writes=True))
+            else:
+                try:
+                    outcomes.append(self.write_reply(key, reply))
+                except Conflict as conflict:
+                    outcomes.append(conflict)
+        return outcomes
 
     def delete_call(self, key: str, expected: int | None) -> Call:
         """The delete script (``expected``: only at that revision)."""

@@ -25,7 +25,7 @@ outcome. Messages name the server by host, port and database, never by credentia
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar, Unpack
 
@@ -34,16 +34,18 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from sessionlocker.core.protocol import LeaseView, Transform, Updated, Versioned
-from sessionlocker.errors import UsageError
+from sessionlocker.core.protocol import LeaseView, Transform, Update, Updated, Versioned
+from sessionlocker.errors import StoreError, UsageError
+from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import check_count, closed_error
-from sessionlocker.stores.base import Entry, Wake, Watch, cas_update
-from sessionlocker.stores.redis._layout import SCRIPTS, Call
+from sessionlocker.stores.base import Entry, Outcome, Wake, Watch, cas_update
+from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha
+from sessionlocker.stores.redis._replicas import Replication
 from sessionlocker.stores.redis._sentinel import close_pool, make_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._watch import RedisWatch
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "settle_each"]
 
 T = TypeVar("T")
 
@@ -54,6 +56,29 @@ def _reply(connection: Any) -> Any:
         return connection.read_response()
     except ResponseError as exc:
         return exc
+
+
+def settle_each(
+    replication: Replication,
+    replies: list[Any],
+    count: int,
+    *,
+    where: str,
+    operation: str,
+    writes: bool,
+) -> list[Any]:
+    """The replies of ``count`` pipelined commands, each once the replicas acknowledged
+    the fence after them (one ``WAIT`` for all, ``replies``' tail), or its error."""
+    tail = replies[count:]
+    settled: list[Any] = []
+    for reply in replies[:count]:
+        try:
+            settled.append(
+                replication.settle([reply, *tail], where=where, operation=operation, writes=writes)
+            )
+        except (RedisError, OSError, StoreError) as exc:
+            settled.append(exc)
+    return settled
 
 
 class RedisStore:
@@ -160,6 +185,60 @@ class RedisStore:
         except NoScriptError:  # a restarted server forgot it: EVAL sends it and caches it
             return self._execute(name, "EVAL", text, len(keys), *keys, *args, **how)
 
+    def _pipeline(
+        self, operation: str, commands: list[tuple[Any, ...]], *, writes: bool
+    ) -> list[Any]:
+        """Send ``commands`` together on one connection and read every reply: one round
+        trip. A refused command's reply is its ``ResponseError``; once the connection
+        breaks, every reply not read yet is the ``StoreError`` of that (for ``writes``,
+        with an unknown outcome). With ``replicas=N`` one fence and one ``WAIT`` follow
+        the whole pipeline, and each reply counts only once they were acknowledged
+        (``_replicas``). Raises only when no command was sent.
+        """
+        if self._closed:
+            raise closed_error()
+        if not commands:
+            return []
+        layout = self._layout
+        sent = commands + self._replication.commands(commands[-1])[1:]  # fence, WAIT
+        try:
+            connection = self._pool.get_connection()
+            connection.connect()
+        except (RedisError, OSError) as exc:
+            raise layout.error(exc, operation, sent=False, writes=writes) from exc
+        replies: list[Any] = []
+        try:
+            try:
+                connection.send_packed_command(connection.pack_commands(sent))
+                for _ in sent:
+                    replies.append(_reply(connection))
+            except (RedisError, OSError) as exc:  # part may have run: unknown for writes
+                connection.disconnect()
+                error = layout.error(exc, operation, sent=True, writes=writes)
+                replies.extend([error] * (len(sent) - len(replies)))
+        finally:
+            self._pool.release(connection)
+        return settle_each(
+            self._replication,
+            replies,
+            len(commands),
+            where=layout.where,
+            operation=operation,
+            writes=writes,
+        )
+
+    def _scripts(self, calls: list[Call], *, writes: bool) -> list[Any]:
+        """``_script`` for many calls, pipelined (``EVAL`` again those the server forgot)."""
+        replies = self._pipeline(calls[0].script, [evalsha(call) for call in calls], writes=writes)
+        forgot = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if forgot:
+            again = self._pipeline(
+                calls[0].script, [eval_(calls[i]) for i in forgot], writes=writes
+            )
+            for i, reply in zip(forgot, again, strict=True):
+                replies[i] = reply
+        return replies
+
     # Records.
 
     def _revision(self, key: str) -> int | None:
@@ -193,6 +272,29 @@ class RedisStore:
     ) -> Updated[T]:
         """``cas_update`` on the write script: with ``known``, one round trip uncontended."""
         return cas_update(self, key, transform, known)
+
+    def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
+        """Every update as ``update`` runs it, pipelined (``Batching``): one pipeline
+        of reads for those without ``known``, then one pipeline of write scripts per
+        round (a conflicted update runs again in the next). Each keeps its own
+        conditional write and its own reply; a broken connection fails the updates
+        whose replies had not come (a write's outcome then unknown)."""
+        batch = CasBatch(updates)
+        layout = self._layout
+        try:
+            keys = batch.reads()
+            replies = self._pipeline("read", [layout.read_args(k) for k in keys], writes=False)
+            batch.read(layout.read_outcomes(replies))
+            while not batch.done:
+                writes = batch.writes()
+                calls = [
+                    layout.write_call(k, a.value, a.expected, notify=a.notify) for k, a in writes
+                ]
+                replies = self._scripts(calls, writes=True)
+                batch.wrote(layout.write_outcomes([key for key, _ in writes], replies))
+        except StoreError as exc:  # nothing of that round was sent
+            batch.fail(exc)
+        return batch.results()
 
     def delete(self, key: str, expected: int | None = None) -> bool:
         """Remove ``key``; True if it existed.
