@@ -48,8 +48,9 @@ from sessionlocker.drivers.delivery import Delivery, adeliver
 from sessionlocker.drivers.executor import Executor
 from sessionlocker.drivers.health import StoreFailure
 from sessionlocker.drivers.profile import Profile
+from sessionlocker.drivers.reads import snapshot_of
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
-from sessionlocker.drivers.service import LockerService, snapshot_of
+from sessionlocker.drivers.service import LockerService
 from sessionlocker.errors import (
     AlreadyOpen,
     LockUnavailable,

@@ -39,8 +39,7 @@ from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Handler, Locker
 from sessionlocker.core.modes import LoadMode, Mode
-from sessionlocker.core.protocol import Request, Update, Updated, Versioned
-from sessionlocker.core.snapshot import Snapshot, view_snapshot
+from sessionlocker.core.protocol import Request, Update, Updated
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.alerts import HealthAlerts
@@ -63,6 +62,7 @@ from sessionlocker.drivers.executor import (
 )
 from sessionlocker.drivers.health import StoreFailure, StoreHealth
 from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
+from sessionlocker.drivers.reads import StoreReads
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
 from sessionlocker.drivers.telemetry import Telemetry
 from sessionlocker.errors import (
@@ -71,11 +71,9 @@ from sessionlocker.errors import (
     StoreError,
     UsageError,
 )
-from sessionlocker.history import Moment, PastVersion, kept_versions, past_version, select
 from sessionlocker.metrics import Metrics
 from sessionlocker.stores import AsyncStore, ReadOnlyStore, Store, open_store
-from sessionlocker.stores.base import Entry, Notifying, Watch, batches, is_async, read_entry
-from sessionlocker.stores.user_keys import keys_for_user
+from sessionlocker.stores.base import Notifying, Watch, batches, is_async
 
 __all__ = ["LockerService"]
 
@@ -90,7 +88,7 @@ _MIN_PART = 32
 T = TypeVar("T")
 
 
-class LockerService(HealthAlerts, LeaseIdAlias, Generic[D]):
+class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
     """Owns the lockers of one ``Spec`` on one store, under one lease.
 
     Generic in the spec's data type: ``locker()`` and ``session()`` give ``Locker[D]``.
@@ -528,50 +526,6 @@ class LockerService(HealthAlerts, LeaseIdAlias, Generic[D]):
         self._scheduled[locker] = due
         heapq.heappush(self._heap, (due, next(self._order), locker))
 
-    def keys_for_user(self, user_id: str) -> list[str]:
-        """The keys of this namespace whose record lists ``user_id`` (``add_user_id``), sorted.
-
-        Uses the store's index where it has one (SQLite, PostgreSQL, Redis: one query);
-        otherwise (memory, a wrapped store) reads and decodes every record of the
-        namespace. Blocks for that store call; safe from any thread. Raises ``StoreError``.
-        """
-        self._check_open()
-        prefix = self.spec.store_key("")
-        found = keys_for_user(self.store, user_id, prefix)
-        return [key[len(prefix) :] for key in found]
-
-    def view(self, key: str) -> Snapshot | None:
-        """The record at ``key`` as stored now, without taking its lock; ``None`` if absent.
-
-        Whoever holds it (another server, this one, nobody), nothing is written: the
-        data is migrated in memory to ``Spec.version``, as a load would. One store read,
-        blocking; safe from any thread. Raises ``CorruptRecord``, ``NewerSchema`` or
-        ``MigrationError`` as a load would, and ``StoreError``.
-        """
-        self._check_open()
-        return snapshot_of(
-            key, self.spec, read_entry(self.store, self.spec.store_key(check_key(key)))
-        )
-
-    def history(
-        self,
-        key: str,
-        *,
-        before: Moment | None = None,
-        after: Moment | None = None,
-        limit: int | None = None,
-    ) -> list[PastVersion]:
-        """The versions the store keeps of ``key``, newest first, with their write times.
-
-        ``before`` and ``after`` (epoch seconds or aware ``datetime``) keep those written
-        strictly between; ``limit`` the newest that many. Blocking; raises ``UsageError``
-        when the store keeps no versions, and ``StoreError``.
-        """
-        self._check_open()
-        versions = kept_versions(self.store, self.spec.store_key(check_key(key)))
-        chosen = select(versions, before=before, after=after, limit=limit)
-        return [past_version(key, version) for version in chosen]
-
     # ------------------------------------------------------------------ blocking helpers
 
     def run_until(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
@@ -722,13 +676,6 @@ def _parts(batch: list[T], count: int) -> list[list[T]]:
     count = max(1, min(count, len(batch) // _MIN_PART))
     size = -(-len(batch) // count)
     return [batch[start : start + size] for start in range(0, len(batch), size)]
-
-
-def snapshot_of(key: str, spec: Spec, stored: Entry | None) -> Snapshot | None:
-    """The view of the record ``stored`` at ``key`` (``None`` when absent)."""
-    if stored is None:
-        return None
-    return view_snapshot(key, spec, Versioned(stored.value, stored.revision), stored.written)
 
 
 def _new_lease_id() -> str:
