@@ -19,6 +19,7 @@ under it). What it does not do, and is added here:
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -41,6 +42,12 @@ __all__ = [
 #: Seconds after which a connection taken from the pool makes the pool ask the
 #: sentinels again which node is the primary.
 LOOK_AGAIN = 1.0
+
+#: Whether redis-py's sync ``BlockingConnectionPool.disconnect`` takes the
+#: ``inuse_connections`` argument its sentinel code passes (not in redis-py 5.3).
+_DISCONNECT_TAKES_INUSE = (
+    "inuse_connections" in inspect.signature(redis.BlockingConnectionPool.disconnect).parameters
+)
 
 
 def _not_primary(reply: Any, where: str) -> RedisConnectionError | None:
@@ -93,6 +100,20 @@ class _Pool(sync_sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
                 self.release(connection)  # type: ignore[no-untyped-call]
                 raise
         return connection
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        """Drop every connection, or only the idle ones (what redis-py's sentinel code
+        asks when the primary moves, also where its blocking pool takes no argument)."""
+        if _DISCONNECT_TAKES_INUSE:
+            super().disconnect(inuse_connections=inuse_connections)
+        elif inuse_connections:
+            super().disconnect()
+        else:
+            self._checkpid()
+            with self.pool.mutex:
+                idle = [connection for connection in self.pool.queue if connection is not None]
+            for connection in idle:
+                connection.disconnect()
 
 
 def primary_pool(
@@ -212,12 +233,17 @@ def make_async_pool(
     )
 
 
+# Each sentinel client is closed here, not with ``Sentinel.close()`` / ``aclose()``,
+# which redis-py 5.3 does not have.
+
+
 def close_pool(pool: Any) -> None:
     """Drop every connection of ``pool``, and of its sentinels when it has them."""
     pool.disconnect()
     manager = getattr(pool, "sentinel_manager", None)
     if manager is not None:
-        manager.close()
+        for client in manager.sentinels:
+            client.close()
 
 
 async def close_async_pool(pool: Any) -> None:
@@ -225,4 +251,5 @@ async def close_async_pool(pool: Any) -> None:
     await pool.disconnect()
     manager = getattr(pool, "sentinel_manager", None)
     if manager is not None:
-        await manager.aclose()
+        for client in manager.sentinels:
+            await client.aclose(close_connection_pool=True)
