@@ -28,6 +28,7 @@ from sessionlocker.stores.redis._cluster import (
     cluster_kwargs,
     cluster_layout,
     cluster_replication,
+    failed_last,
 )
 from sessionlocker.stores.redis._layout import SCRIPTS, Call
 from sessionlocker.stores.redis._settings import RedisOptions
@@ -35,6 +36,16 @@ from sessionlocker.stores.redis._settings import RedisOptions
 __all__ = ["AsyncRedisClusterStore"]
 
 T = TypeVar("T")
+
+
+def _release(node: ClusterNode, connection: Any) -> None:
+    """Give ``connection`` back to ``node``'s free list (redis-py 5.3 has no
+    ``ClusterNode.release``; later ones also drop a connection due to reconnect)."""
+    release = getattr(node, "release", None)
+    if release is not None:
+        release(connection)
+    else:
+        node._free.append(connection)
 
 
 class AsyncRedisClusterStore:
@@ -92,7 +103,8 @@ class AsyncRedisClusterStore:
     async def _refresh(self, failed: str | None = None) -> None:
         """Ask the cluster for its slot map again (``RedisClusterStore._refresh``)."""
         with suppress(*FAILURES):
-            await self._client.nodes_manager.initialize(last_failed_node_name=failed)
+            initialize = self._client.nodes_manager.initialize
+            await initialize(**failed_last(initialize, failed))
 
     async def _on_primary(
         self, operation: str, key: str, args: tuple[Any, ...], *, writes: bool, last: bool = False
@@ -126,7 +138,7 @@ class AsyncRedisClusterStore:
                 await self._refresh(node.name)
                 raise layout.reply_error(exc, operation, writes=writes) from exc
         finally:
-            node.release(connection)
+            _release(node, connection)
         try:
             return self._replication.settle(
                 replies, where=layout.where, operation=operation, writes=writes

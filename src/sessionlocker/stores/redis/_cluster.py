@@ -14,6 +14,7 @@ outcome, which the driver settles by reading the record again.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
@@ -35,7 +36,13 @@ from sessionlocker.stores.redis._replicas import Replication
 from sessionlocker.stores.redis._settings import RedisOptions
 from sessionlocker.stores.redis._store import _reply
 
-__all__ = ["RedisClusterStore", "cluster_kwargs", "cluster_layout", "cluster_replication"]
+__all__ = [
+    "RedisClusterStore",
+    "cluster_kwargs",
+    "cluster_layout",
+    "cluster_replication",
+    "failed_last",
+]
 
 T = TypeVar("T")
 
@@ -57,6 +64,14 @@ def cluster_layout(nodes: Sequence[tuple[str, int]], options: RedisOptions) -> C
         where=where,
         password=options.get("password"),
     )
+
+
+def failed_last(initialize: Any, failed: str | None) -> dict[str, Any]:
+    """The argument of ``NodesManager.initialize`` naming the node to ask last, where
+    redis-py has it (not in 5.3: there the nodes are asked in their usual order)."""
+    if "last_failed_node_name" in inspect.signature(initialize).parameters:
+        return {"last_failed_node_name": failed}
+    return {}
 
 
 def cluster_replication(layout: ClusterLayout, options: RedisOptions) -> Replication:
@@ -165,7 +180,8 @@ class RedisClusterStore:
         """Ask the cluster for its slot map again (best effort), as redis-py does after a
         redirection or a failed connection; ``failed``: the node to ask last."""
         with suppress(*FAILURES):
-            self._cluster().nodes_manager.initialize(last_failed_node_name=failed)
+            initialize = self._cluster().nodes_manager.initialize
+            initialize(**failed_last(initialize, failed))
 
     def _on_primary(
         self, operation: str, key: str, args: tuple[Any, ...], *, writes: bool, last: bool = False
