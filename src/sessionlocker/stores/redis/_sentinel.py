@@ -64,15 +64,30 @@ def _address(connection: Any) -> tuple[str, int]:
 # The sync pool.
 
 
+#: redis-py 5.3 calls ``on_connect()`` once connected; later ones ``on_connect_check_health``.
+_HOOK = "on_connect_check_health"
+
+
 class _Connection(sync_sentinel.SentinelManagedConnection):
     """A connection to the primary that checks, once connected, that it is one."""
 
-    def on_connect_check_health(self, check_health: bool = True) -> None:
-        super().on_connect_check_health(check_health=check_health)
+    def _check_role(self) -> None:
         self.send_command("ROLE")  # type: ignore[no-untyped-call]
         refused = _not_primary(self.read_response(), f"{self.host}:{self.port}")
         if refused is not None:
             raise refused
+
+    if hasattr(sync_sentinel.SentinelManagedConnection, _HOOK):
+
+        def on_connect_check_health(self, check_health: bool = True) -> None:
+            super().on_connect_check_health(check_health=check_health)
+            self._check_role()
+
+    else:
+
+        def on_connect(self) -> None:
+            super().on_connect()  # type: ignore[no-untyped-call]
+            self._check_role()
 
 
 class _SSLConnection(_Connection, redis.SSLConnection):
@@ -154,12 +169,23 @@ def _sentinel_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 class _AsyncConnection(async_sentinel.SentinelManagedConnection):
     """The async ``_Connection``."""
 
-    async def on_connect_check_health(self, check_health: bool = True) -> None:
-        await super().on_connect_check_health(check_health=check_health)
+    async def _check_role(self) -> None:
         await self.send_command("ROLE")
         refused = _not_primary(await self.read_response(), f"{self.host}:{self.port}")
         if refused is not None:
             raise refused
+
+    if hasattr(async_sentinel.SentinelManagedConnection, _HOOK):
+
+        async def on_connect_check_health(self, check_health: bool = True) -> None:
+            await super().on_connect_check_health(check_health=check_health)
+            await self._check_role()
+
+    else:
+
+        async def on_connect(self) -> None:
+            await super().on_connect()
+            await self._check_role()
 
 
 class _AsyncSSLConnection(_AsyncConnection, redis.asyncio.SSLConnection):
