@@ -14,7 +14,6 @@ once (only as root, only where ``apt-get`` exists).
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from sessionlocker.sim.local.postgres_standby import find_postgres_bin
 from sessionlocker.sim.local.redis_sentinel import LocalTopologyError, RedisSentinelTopology
 
 __all__ = [
@@ -181,18 +181,6 @@ class RedisServer:
             self.resume()
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def find_postgres_bin() -> Path | None:
-    """The directory holding ``initdb`` and ``pg_ctl`` (PATH first, then Debian's)."""
-    initdb = shutil.which("initdb")
-    if initdb is not None:
-        return Path(os.path.realpath(initdb)).parent
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
-    )
-    return Path(found[-1]).parent if found else None
 
 
 class PostgresServer:
