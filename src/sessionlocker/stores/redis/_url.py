@@ -99,13 +99,7 @@ def _cluster_settings(url: StoreURL) -> dict[str, Any]:
     """The cluster store's arguments: ``nodes`` from the comma-separated host list."""
     if not url.has_authority or not url.host:
         raise url.error(f"write {url.scheme}:// and then host:port of one or more nodes")
-    nodes = []
-    for node in url.host.split(","):
-        try:
-            parts = urlsplit(f"//{node.strip()}")
-            nodes.append((parts.hostname or "127.0.0.1", parts.port or 6379))
-        except ValueError:
-            raise url.error(f"node {node!r}: the port must be a number from 1 to 65535") from None
+    nodes = _addresses(url, "node", 6379)
     if url.path.strip("/") not in ("", "0"):
         raise url.error("a Redis Cluster has only database 0: leave the path empty")
     if url.options.get("ca") is not None and url.scheme != "rediss+cluster":
@@ -142,15 +136,22 @@ def open_async_sentinel_url(url: StoreURL) -> AsyncRedisStore:
 def _sentinel_settings(url: StoreURL) -> dict[str, Any]:
     if not url.has_authority or not url.host:
         raise url.error(f"write {url.scheme}:// and then the sentinels, host:port,host:port")
-    sentinels = []
-    for address in url.host.split(","):
-        try:
-            parts = urlsplit(f"//{address.strip()}")
-            sentinels.append((parts.hostname or "127.0.0.1", parts.port or 26379))
-        except ValueError:
-            raise url.error(f"sentinel {address!r}: the port must be 1 to 65535") from None
+    sentinels = _addresses(url, "sentinel", 26379)
     service = url.path.strip("/")
     if not service or "/" in service:
         raise url.error("the path names the sentinels' service (like /mymaster)")
     db = url.integer("db")
     return {"sentinels": tuple(sentinels), "service": service, "db": db or 0, **_common(url)}
+
+
+def _addresses(url: StoreURL, what: str, port: int) -> list[tuple[str, int]]:
+    """The comma-separated ``host[:port]`` list of ``url`` (``port`` when none is given)."""
+    found = []
+    for address in url.host.split(","):
+        try:
+            parts = urlsplit(f"//{address.strip()}")
+            found.append((parts.hostname or "127.0.0.1", parts.port or port))
+        except ValueError:
+            problem = f"{what} {address!r}: the port must be a number from 1 to 65535"
+            raise url.error(problem) from None
+    return found
