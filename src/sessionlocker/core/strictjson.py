@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["MAX_DEPTH", "loads", "too_deep"]
@@ -42,6 +43,12 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """
     try:
         raw = text.encode("utf-8") if isinstance(text, str) else text
+    except UnicodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc}") from exc
+    value = _fast_loads(raw, max_depth)
+    if value is not _UNSURE:
+        return value
+    try:
         text = raw.decode("utf-8")
     except UnicodeError as exc:
         raise ValueError(f"not UTF-8 text: {exc}") from exc
@@ -56,6 +63,40 @@ def loads(text: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     if raw.find(b"\\") >= 0 and _SURROGATE_ESCAPE.search(text):
         _refuse_lone_surrogates(value)
     return value
+
+
+#: What ``_fast_loads`` returns when it cannot vouch for the text.
+_UNSURE = object()
+
+
+def _no_fast_loads(raw: bytes, max_depth: int) -> Any:
+    return _UNSURE
+
+
+def _orjson_loads(raw: bytes, max_depth: int) -> Any:
+    """The value of ``raw`` when orjson reads it and writes it back byte for byte.
+
+    Such text holds nothing ``loads`` refuses: a repeated key, NaN, a number too large
+    for a float, a lone surrogate or a 65-bit integer would not come back the same (or
+    orjson refuses it). Anything else (other spacing, ``1e+16``, an escaped ``\\u00e9``)
+    is read by the strict parser below, which alone names what is wrong.
+    """
+    try:
+        value = orjson.loads(raw)
+        same = orjson.dumps(value) == raw
+    except Exception:  # refused, too deep for orjson, a str holding surrogates: be strict
+        return _UNSURE
+    if not same or too_deep(raw, max_depth):
+        return _UNSURE
+    return value
+
+
+try:
+    import orjson
+except ImportError:  # the `fast` extra is not installed
+    _fast_loads: Callable[[bytes, int], Any] = _no_fast_loads
+else:
+    _fast_loads = _orjson_loads
 
 
 def too_deep(raw: bytes, limit: int) -> bool:

@@ -13,14 +13,17 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, cast
 
-from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update
+from sessionlocker.core.protocol import PutLease, ReadLease, Request, Update, Versioned
+from sessionlocker.drivers.last_written import guessed
 from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores.base import AsyncStore, Outcome, Store, is_async, update_many
 
 __all__ = [
     "Executor",
+    "GuessedCall",
     "StoreCall",
     "ThreadExecutor",
     "dispatch",
@@ -119,6 +122,19 @@ class StoreCall:
 
     def __call__(self) -> object:
         return execute(sync_store(self.store), self.request)
+
+
+@dataclass(frozen=True, slots=True)
+class GuessedCall:
+    """A ``StoreCall`` of a record update on a sync store, started from ``guess`` of
+    what is stored instead of a read (``drivers.last_written.guessed``)."""
+
+    store: Store
+    request: Update[Any]
+    guess: Versioned
+
+    def __call__(self) -> object:
+        return guessed(partial(execute, self.store), self.request, self.guess)
 
 
 @dataclass(frozen=True, slots=True)

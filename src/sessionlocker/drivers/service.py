@@ -39,7 +39,7 @@ from sessionlocker.core import transforms as tx
 from sessionlocker.core.lease import Lease
 from sessionlocker.core.locker import Handler, Locker
 from sessionlocker.core.modes import LoadMode, Mode
-from sessionlocker.core.protocol import Request, Update, Updated
+from sessionlocker.core.protocol import Request, Update, Updated, Versioned
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
 from sessionlocker.drivers.alerts import HealthAlerts
@@ -53,6 +53,7 @@ from sessionlocker.drivers.closing import (
 from sessionlocker.drivers.delivery import Delivery, deliver_now
 from sessionlocker.drivers.executor import (
     Executor,
+    GuessedCall,
     InlineExecutor,
     StoreBatch,
     StoreCall,
@@ -61,6 +62,7 @@ from sessionlocker.drivers.executor import (
     sync_store,
 )
 from sessionlocker.drivers.health import StoreFailure, StoreHealth
+from sessionlocker.drivers.last_written import LastWritten
 from sessionlocker.drivers.mailbox import Collect, Mail, Tell, addressee
 from sessionlocker.drivers.reads import StoreReads
 from sessionlocker.drivers.renamed import LeaseIdAlias, lease_id_of
@@ -170,7 +172,9 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         #: (set by the worker thread before the result is queued): a store's wake-up for
         #: that revision is dropped, as the locker would ignore it anyway (it sees the
         #: revision in the result), and waking the frame loop for it costs a save time.
-        self._own_writes: dict[str, int] = {}
+        self._own_writes: dict[str, Versioned] = {}
+        #: What this service wrote last to records it let go (``drivers.last_written``).
+        self._last_written = LastWritten()
         self._done: queue.SimpleQueue[tuple[_Owner, object, Request | None]] = queue.SimpleQueue()
         #: Reads this session's mailbox once per lease renewal (see ``drivers.mailbox``).
         self._collect = Collect(self.target, self.lease_id)
@@ -426,8 +430,10 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
 
     def _woken(self, store_key: str, revision: int | None = None) -> None:
         """From any thread: the record at ``store_key`` was written."""
-        if revision is not None and self._own_writes.get(store_key) == revision:
+        own = self._own_writes.get(store_key)
+        if revision is not None and own is not None and own.revision == revision:
             return  # our own write: its result tells the locker already
+        self._last_written.written(store_key, revision)
         if store_key in self._kept:
             return  # no live locker (one opening later reads the record anyway)
         self._done.put((store_key, revision, None))
@@ -463,7 +469,16 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         if owner is self.lease:
             executor = self._lease_executor
         executor = executor or self._executor
-        executor.submit(StoreCall(self.target, request), done)
+        executor.submit(self._call(request), done)
+
+    def _call(self, request: Request) -> StoreCall | GuessedCall:
+        """The call of ``request``: an update of a record this service wrote last
+        starts from what it wrote (on a sync store; see ``drivers.last_written``)."""
+        if isinstance(request, Update) and request.known is None and self._inline is not None:
+            guess = self._last_written.take(request.key)
+            if guess is not None:
+                return GuessedCall(sync_store(self.target), request, guess)
+        return StoreCall(self.target, request)
 
     def _submit_batch(self, batch: list[tuple[Locker[D], Update[Any]]], executor: Executor) -> None:
         """The record updates of one frame, sent to the store together (``StoreBatch``);
@@ -493,17 +508,20 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         # A delivery to its own record is left out: the locker learns of the message in
         # its inbox from the wake-up (as ``Locker.handle`` does not count that revision).
         if request.key == owner.store_key and not isinstance(result.outcome, tx.Delivered):
-            self._own_writes[request.key] = result.current.revision
+            self._own_writes[request.key] = result.current
 
     def _settle(self, locker: Locker[D]) -> None:
         self._telemetry.track(locker)
         if locker.status in _LIVE:
             self._schedule(locker)
             return
-        self._scheduled.pop(locker, None)
+        if self._scheduled.pop(locker, None) is not None:
+            self._compact()
         if self._lockers.get(locker.key) is locker:
             del self._lockers[locker.key]
-            self._own_writes.pop(locker.store_key, None)
+            last = self._own_writes.pop(locker.store_key, None)
+            if last is not None:
+                self._last_written.keep(locker.store_key, last)
             if self._watch is not None:
                 self._keep_watch(locker.store_key)
 
@@ -525,6 +543,17 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
             return
         self._scheduled[locker] = due
         heapq.heappush(self._heap, (due, next(self._order), locker))
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop the heap's stale entries (a locker rescheduled or ended leaves its old
+        one behind, holding the locker and its data until that time comes: an hour
+        for an autosave) once they outnumber the live ones: amortized O(1) per entry."""
+        heap = self._heap
+        if len(heap) > 2 * len(self._scheduled) + 64:
+            scheduled = self._scheduled
+            heap[:] = [entry for entry in heap if scheduled.get(entry[2]) == entry[0]]
+            heapq.heapify(heap)
 
     # ------------------------------------------------------------------ blocking helpers
 

@@ -381,8 +381,27 @@ class AsyncBatching(Protocol):
 
 def is_async(store: object) -> bool:
     """Whether ``store``'s calls are awaited: an ``AsyncStore`` that is not also a sync
-    ``Store`` (anything else, a partial test double included, is called)."""
-    return isinstance(store, AsyncStore) and not isinstance(store, Store)
+    ``Store`` (anything else, a partial test double included, is called).
+
+    Decided once per class (a protocol check walks every member: ~60 µs, and the
+    drivers ask on every store call); an object whose methods are its own attributes
+    rather than its class's is checked each time.
+    """
+    kind = type(store)
+    found = _ASYNC_CLASSES.get(kind)
+    if found is None:
+        found = isinstance(store, AsyncStore) and not isinstance(store, Store)
+        if _MEMBERS.isdisjoint(getattr(store, "__dict__", ())):
+            _ASYNC_CLASSES[kind] = found
+    return found
+
+
+#: ``is_async`` of each class seen (a few per process).
+_ASYNC_CLASSES: dict[type, bool] = {}
+#: The members the two protocols check.
+_MEMBERS = frozenset(
+    name for protocol in (Store, AsyncStore) for name in vars(protocol) if not name.startswith("_")
+)
 
 
 def batches(store: Store | AsyncStore) -> bool:
