@@ -243,7 +243,10 @@ def acquire(
             )
             took_from = None if lock is None else lock.session
         granted = Granted(upgraded, False, data_json, took_from)
-        return Put(encode(upgraded, data_json), granted)
+        # A free record with no request on it: nobody waits for this write (a waiter
+        # waits for a release, which notifies), so it need not wake the watchers.
+        free = lock is None and not record.release_requests
+        return Put(encode(upgraded, data_json), granted, quiet=free)
 
     return transform
 
