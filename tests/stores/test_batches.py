@@ -195,6 +195,71 @@ def _found(stored: dict[str, Versioned | None], key: str) -> Versioned | None:
     return stored[key]
 
 
+# --------------------------------------------------------------------------- known
+
+
+def _stored(store: Store, names: list[str]) -> dict[str, Versioned]:
+    """Write each of ``names`` (its value: its name), and what was stored."""
+    return {
+        name: Versioned(name.encode(), store.write(f"{NS}{name}", name.encode(), None))
+        for name in names
+    }
+
+
+def _written(result: Outcome) -> Versioned:
+    assert isinstance(result, Updated)
+    assert result.wrote
+    assert result.current is not None
+    return result.current
+
+
+def test_a_batch_of_known_updates_keeps_each_outcome(backend: Backend) -> None:
+    """Writes to stored keys go together (one statement on PostgreSQL): a conflict in
+    the middle, a key deleted since and a key updated twice each get their own result."""
+    store = backend.store
+    known = _stored(store, ["a", "stale", "gone", "b"])
+    store.delete(f"{NS}gone")
+    stale = Versioned(b"older", known["stale"].revision + 1000)
+    results = update_many(
+        store,
+        [
+            Update(key=f"{NS}a", transform=_added(b"1"), known=known["a"]),
+            Update(key=f"{NS}stale", transform=_added(b"2"), known=stale),
+            Update(key=f"{NS}gone", transform=_added(b"3"), known=known["gone"]),
+            Update(key=f"{NS}a", transform=_added(b"4"), known=known["a"]),
+            Update(key=f"{NS}b", transform=_added(b"5"), known=known["b"]),
+        ],
+    )
+    first, conflicted, absent, second, last = (_written(result) for result in results)
+    assert conflicted.value == b"2stale"  # ran again on what is stored
+    assert absent.value == b"3"  # ran again on nothing: the key was deleted
+    assert last.value == b"5b"
+    # Two updates of one key: one wrote on what it knew, the other ran again after it.
+    assert (first.value, second.value) in ((b"1a", b"41a"), (b"14a", b"4a"))
+    final = max(first, second, key=lambda written: written.revision)
+    expected = {"a": final, "stale": conflicted, "gone": absent, "b": last}
+    assert {name: store.read(f"{NS}{name}") for name in expected} == expected
+
+
+def test_a_refused_write_among_known_updates_fails_alone(backend: Backend) -> None:
+    store = backend.store
+    known = _stored(store, ["one", "refused", "two"])
+    refused = refuse(backend, "refused")
+    results = update_many(
+        store,
+        [Update(key=f"{NS}{name}", transform=_added(b"+"), known=known[name]) for name in known],
+    )
+    one, refusal, two = results
+    assert store.read(f"{NS}one") == _written(one) == Versioned(b"+one", _written(one).revision)
+    assert store.read(f"{NS}two") == _written(two) == Versioned(b"+two", _written(two).revision)
+    if refused:
+        assert isinstance(refusal, StoreError)
+        assert not refusal.unknown_outcome  # refused: it did not happen
+        assert backend_value(store.read, "refused") in (b"refused", b"not a hash")
+    else:
+        assert _written(refusal).value == b"+refused"
+
+
 # --------------------------------------------------------------------------- broken
 
 
@@ -287,3 +352,47 @@ def test_an_async_connection_broken_mid_batch(networked: Backend) -> None:
         asyncio.run(main())
     finally:
         undo()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_connection_broken_among_known_updates_leaves_their_outcomes_unknown(
+    tmp_path: Path, asynchronous: bool
+) -> None:
+    """On PostgreSQL writes to stored keys go in one statement: when its connection
+    breaks, each of them is of unknown outcome, and each either happened or not."""
+    made = open_backend("postgresql", tmp_path)
+    try:
+        store: Store = made.store
+        names = ("before", "breaks", "after")
+        known = _stored(store, list(names))
+        break_at(made, "breaks")
+        updates = [
+            Update(key=f"{NS}{name}", transform=_added(b"+"), known=known[name]) for name in names
+        ]
+        if asynchronous:
+            assert made.url is not None
+            results = asyncio.run(_async_batch(made.url, updates))
+        else:
+            results = update_many(store, updates)
+        assert isinstance(results[1], StoreError)
+        for name, result in zip(names, results, strict=True):
+            stored = store.read(f"{NS}{name}")
+            assert stored is not None
+            if isinstance(result, Updated):
+                assert result.current == stored
+            else:
+                assert isinstance(result, StoreError)
+                assert result.unknown_outcome
+                assert stored.value in (name.encode(), b"+" + name.encode())
+        again = update_many(store, [Update(key=f"{NS}next", transform=_added(b"4"))])
+        assert isinstance(again[0], Updated)  # the store serves the next batch
+    finally:
+        made.close()
+
+
+async def _async_batch(url: str, updates: list[Update[Any]]) -> list[Outcome]:
+    store: AsyncStore = open_async_store(url)
+    try:
+        return await async_update_many(store, updates)
+    finally:
+        await store.aclose()

@@ -208,11 +208,8 @@ class AsyncPostgreSQLStore:
             batch.read([r if isinstance(r, StoreError) else layout.read_rows(r) for r in reads])
             while not batch.done:
                 writes = batch.writes()
-                statements = [
-                    layout.write(key, a.value, a.expected, notify=a.notify) for key, a in writes
-                ]
-                expected = [(key, attempt.expected) for key, attempt in writes]
-                outcomes = layout.write_outcomes(expected, await self._pipeline(statements))
+                writing = layout.write_round(writes)
+                outcomes = writing.outcomes(await self._pipeline(writing.statements))
                 batch.wrote(
                     [await self._settle(w, o) for w, o in zip(writes, outcomes, strict=True)]
                 )

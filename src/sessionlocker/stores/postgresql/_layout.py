@@ -9,7 +9,7 @@ conflict and error alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from sessionlocker.stores._checks import (
 )
 from sessionlocker.stores._deadline import DEADLINES
 from sessionlocker.stores._trim import trim_now
-from sessionlocker.stores.base import Entry
+from sessionlocker.stores.base import Attempt, Entry
 from sessionlocker.stores.postgresql._connect import Connector
 from sessionlocker.stores.postgresql._errors import ErrorTranslator
 from sessionlocker.stores.postgresql._replication import check_replication
@@ -44,7 +44,7 @@ from sessionlocker.stores.postgresql._sql import (
     prefix_end,
 )
 
-__all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement"]
+__all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement", "WriteRound"]
 
 #: Keys fetched per page by ``keys()``.
 PAGE = 1000
@@ -334,21 +334,9 @@ class PostgreSQLLayout:
                 results.append(self.failed(last, statement, broken=broken))
         return results
 
-    def write_outcomes(
-        self, writes: list[tuple[str, int | None]], results: list[list[TupleRow] | StoreError]
-    ) -> list[int | Exception | None]:
-        """Each pipelined write's revision, ``Conflict`` or error; ``None`` for one that
-        lost a race its snapshot could not show (to send again on its own)."""
-        outcomes: list[int | Exception | None] = []
-        for (key, expected), rows in zip(writes, results, strict=True):
-            if isinstance(rows, StoreError):
-                outcomes.append(rows)
-                continue
-            try:
-                outcomes.append(self.write_rows(key, expected, rows))
-            except Conflict as conflict:
-                outcomes.append(conflict)
-        return outcomes
+    def write_round(self, writes: Sequence[tuple[str, Attempt[Any]]]) -> WriteRound:
+        """One round of ``update_many``'s conditional writes (see ``WriteRound``)."""
+        return WriteRound(self, writes)
 
     def overrun(self, statement: Statement) -> StoreError:
         """``statement`` got no reply by its deadline; its connection was shut down."""
@@ -360,3 +348,89 @@ class PostgreSQLLayout:
         """No pooled connection came in time."""
         wait = self.connector.connect_timeout
         return self.errors.pool_timeout(exc, statement.operation, wait=wait, size=size)
+
+
+class WriteRound:
+    """One round of pipelined conditional writes and how to read their replies.
+
+    The writes to existing keys (the first write of each key, when there are several)
+    go in one ``update_many`` statement: one transaction, so one commit (one WAL flush)
+    for all of them instead of one each, and each row still written only at its own
+    expected revision. The others (inserts, a key's second write) are one statement
+    each. ``statements`` go in one pipeline, a sync after each.
+
+    ``outcomes`` gives each write its revision, ``Conflict`` or error, or ``None`` to
+    send it again alone: after a race its snapshot could not show, or when the grouped
+    statement failed as a whole without committing (a server error on a live
+    connection: PostgreSQL rolled all of it back), so that each write then meets only
+    its own fate. When the grouped statement's outcome is unknown (the connection
+    broke, the deadline passed), each of its writes is of unknown outcome.
+    """
+
+    def __init__(self, layout: PostgreSQLLayout, writes: Sequence[tuple[str, Attempt[Any]]]):
+        self._layout = layout
+        self._writes = list(writes)
+        seen: set[str] = set()
+        grouped: list[int] = []
+        for index, (key, attempt) in enumerate(self._writes):
+            if attempt.expected is not None and key not in seen:
+                seen.add(key)
+                grouped.append(index)
+        self._grouped = grouped if len(grouped) > 1 else []
+        alone = set(self._grouped)
+        self._alone = [i for i in range(len(self._writes)) if i not in alone]
+        self.statements = [
+            layout.write(k, a.value, a.expected, notify=a.notify)
+            for k, a in (self._writes[i] for i in self._alone)
+        ]
+        if self._grouped:
+            self.statements.insert(0, self._group())
+
+    def _group(self) -> Statement:
+        layout = self._layout
+        stored = [layout.prefix + check_key(self._writes[i][0]) for i in self._grouped]
+        attempts = [self._writes[i][1] for i in self._grouped]
+        params = {
+            "keys": stored,
+            "expected": [check_expected(a.expected) for a in attempts],
+            "values": [check_value(a.value) for a in attempts],
+            "payloads": [notify_payload(key) for key in stored],
+            "notify": [a.notify for a in attempts],
+            "trim": [trim_now() for _ in attempts],
+            "keep": max(layout.depth - 1, 0),
+            "channel": layout.names.channel,
+        }
+        return Statement("write", layout.sql.update_many, params, writing=True)
+
+    def outcomes(self, results: list[list[TupleRow] | StoreError]) -> list[int | Exception | None]:
+        """Each write's outcome, in the order of the writes (see the class)."""
+        outcomes: list[int | Exception | None] = [None] * len(self._writes)
+        if self._grouped:
+            group, results = results[0], results[1:]
+            for index, outcome in zip(self._grouped, self._group_outcomes(group), strict=True):
+                outcomes[index] = outcome
+        for index, rows in zip(self._alone, results, strict=True):
+            key, attempt = self._writes[index]
+            outcomes[index] = self._outcome(key, attempt.expected, rows)
+        return outcomes
+
+    def _group_outcomes(self, result: list[TupleRow] | StoreError) -> list[int | Exception | None]:
+        if isinstance(result, StoreError):
+            return [result if result.unknown_outcome else None for _ in self._grouped]
+        found = {str(row[0]): row[1:] for row in result}
+        outcomes: list[int | Exception | None] = []
+        for index in self._grouped:
+            key, attempt = self._writes[index]
+            row = found.get(self._layout.prefix + key)
+            outcomes.append(self._outcome(key, attempt.expected, [] if row is None else [row]))
+        return outcomes
+
+    def _outcome(
+        self, key: str, expected: int | None, rows: list[TupleRow] | StoreError
+    ) -> int | Exception | None:
+        if isinstance(rows, StoreError):
+            return rows
+        try:
+            return self._layout.write_rows(key, expected, rows)
+        except Conflict as conflict:
+            return conflict

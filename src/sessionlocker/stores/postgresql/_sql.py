@@ -231,6 +231,44 @@ def _written_or_current(names: Names, done: str) -> sql.Composed:
     )
 
 
+def _update_many(names: Names, history: bool) -> sql.Composed:
+    """The conditional writes of several keys in one statement, so one commit: each row
+    of the arrays (``%(keys)s``, ``%(expected)s``, ``%(values)s``, ``%(payloads)s``,
+    ``%(notify)s``, ``%(trim)s``, one element per write, keys distinct) updates its key
+    only if the stored revision is its ``expected``, as ``update`` does for one.
+
+    Rows: ``key, revision, NULL`` for each write done (NOTIFY sent when its ``notify``);
+    ``key, revision, value`` of what is stored for each key whose revision differed;
+    none for an absent key. The keys are sorted so concurrent batches lock rows in the
+    same order. The history copy and the trim are those of ``_history_ctes``, per row."""
+    keep = sql.SQL(
+        ", h AS (INSERT INTO {history} (key, revision, value, updated)"
+        " SELECT key, revision, value, updated FROM w)"
+        ", trimmed AS (DELETE FROM {history} AS o USING w WHERE w.trims AND o.key = w.key"
+        " AND o.revision <= (SELECT x.revision FROM {history} AS x WHERE x.key = w.key"
+        " ORDER BY x.revision DESC OFFSET %(keep)s LIMIT 1))"
+    ).format(history=names.ident("_history"))
+    return sql.SQL(
+        'WITH i AS (SELECT u.key COLLATE "C" AS key, u.expected, u.value, u.payload,'
+        " u.notify, u.trims FROM unnest(%(keys)s::text[], %(expected)s::bigint[],"
+        " %(values)b::bytea[], %(payloads)s::text[], %(notify)s::bool[], %(trim)s::bool[])"
+        " AS u(key, expected, value, payload, notify, trims) ORDER BY 1)"
+        ", w AS (UPDATE {records} AS r SET revision = {revision}, value = i.value,"
+        " updated = now() FROM i WHERE r.key = i.key AND r.revision = i.expected"
+        " RETURNING r.key, r.revision, r.value, r.updated, i.payload, i.notify, i.trims)"
+        "{keep}"
+        " SELECT w.key, w.revision, NULL::bytea FROM w LEFT JOIN LATERAL"
+        " (SELECT pg_notify(%(channel)s, w.revision::text || ':' || w.payload)"
+        " WHERE w.notify) AS n ON true"
+        " UNION ALL SELECT r.key, r.revision, r.value FROM {records} AS r JOIN i"
+        " ON r.key = i.key WHERE NOT EXISTS (SELECT FROM w WHERE w.key = i.key)"
+    ).format(
+        records=names.ident(),
+        revision=sql.SQL("nextval({}::regclass)").format(names.regclass("_revisions")),
+        keep=keep if history else sql.SQL(""),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Statements:
     """Every statement of one store, as bytes. Parameters are named (``%(key)s``)."""
@@ -239,6 +277,7 @@ class Statements:
     read_entry: bytes
     insert: bytes
     update: bytes
+    update_many: bytes
     delete: bytes
     delete_expected: bytes
     history: bytes
@@ -294,6 +333,7 @@ class Statements:
             ),
             insert=_bytes(insert),
             update=_bytes(update),
+            update_many=_bytes(_update_many(names, history)),
             delete=_bytes(
                 sql.Composed(
                     [

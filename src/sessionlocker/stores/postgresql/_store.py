@@ -239,11 +239,8 @@ class PostgreSQLStore:
             )
             while not batch.done:
                 writes = batch.writes()
-                statements = [
-                    layout.write(key, a.value, a.expected, notify=a.notify) for key, a in writes
-                ]
-                expected = [(key, attempt.expected) for key, attempt in writes]
-                outcomes = layout.write_outcomes(expected, self._pipeline(statements))
+                writing = layout.write_round(writes)
+                outcomes = writing.outcomes(self._pipeline(writing.statements))
                 batch.wrote([self._settle(w, o) for w, o in zip(writes, outcomes, strict=True)])
         except StoreError as exc:  # no connection for that round: nothing was sent
             batch.fail(exc)
