@@ -250,8 +250,8 @@ def _update_many(names: Names, history: bool) -> sql.Composed:
     ).format(history=names.ident("_history"))
     return sql.SQL(
         'WITH i AS (SELECT u.key COLLATE "C" AS key, u.expected, u.value, u.payload,'
-        " u.notify, u.trims FROM unnest(%(keys)s::text[], %(expected)s::bigint[],"
-        " %(values)b::bytea[], %(payloads)s::text[], %(notify)s::bool[], %(trim)s::bool[])"
+        " u.notify, u.trims FROM unnest(%(keys)b::text[], %(expected)b::bigint[],"
+        " %(values)b::bytea[], %(payloads)b::text[], %(notify)b::bool[], %(trim)b::bool[])"
         " AS u(key, expected, value, payload, notify, trims) ORDER BY 1)"
         ", w AS (UPDATE {records} AS r SET revision = {revision}, value = i.value,"
         " updated = now() FROM i WHERE r.key = i.key AND r.revision = i.expected"
