@@ -173,9 +173,11 @@ class PostgreSQLLayout:
             "payload": notify_payload(stored),
             "notify": notify,
             "keep": max(self.depth - 1, 0),
-            "trim": trim_now(),
         }
-        query = self.sql.insert if expected is None else self.sql.update
+        if self.depth and trim_now():
+            query = self.sql.insert_trimming if expected is None else self.sql.update_trimming
+        else:
+            query = self.sql.insert if expected is None else self.sql.update
         return Statement("write", query, params, writing=True)
 
     @staticmethod
