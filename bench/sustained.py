@@ -7,7 +7,12 @@ until each change is confirmed saved: saves per second, CPU µs per save of this
 In the same run, the same number of hand-written conditional writes with the same
 client, one after the other (raw sequential) and all in one pipeline (raw pipelined):
 redis-py ``EVALSHA`` of a Lua compare-and-set (``pipeline(transaction=False)``), psycopg
-``UPDATE … WHERE revision = %s`` in autocommit (``conn.pipeline()``).
+``UPDATE … WHERE key = %s AND revision = %s`` in autocommit (``conn.pipeline()``).
+
+What the raw PostgreSQL writes commit: sequential, one commit (one WAL flush) per
+write; pipelined as psycopg sends it (no sync until the block ends), one implicit
+transaction, so one commit for the lot, and a write that fails rolls back every other
+(ours give each write its own outcome: see ``docs/backends.md``, "Pipelined frames").
 
     .venv/bin/python bench/sustained.py redis://127.0.0.1:6379/0 postgresql://... [--lockers N]
 """

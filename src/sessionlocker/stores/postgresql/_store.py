@@ -5,7 +5,8 @@ the error translation in ``_errors``, connections and the pool in ``_connect``, 
 LISTEN thread in ``_watch``; every statement and result is built and read by
 ``_layout.PostgreSQLLayout``, shared with ``AsyncPostgreSQLStore``.
 
-Every call is one statement in autocommit, so one round trip: a conditional write is an
+Every call is one statement in autocommit, so one round trip (``update_many`` writes a
+batch of stored keys with one multi-row statement): a conditional write is an
 ``UPDATE … WHERE key = … AND revision = …`` (an ``INSERT … ON CONFLICT DO NOTHING`` for
 an absent key) whose same statement copies the new version to the history, trims it,
 sends ``pg_notify`` and, when the revision did not match, returns what is stored for
@@ -225,8 +226,9 @@ class PostgreSQLStore:
     def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
         """Every update as ``update`` runs it, pipelined (``Batching``): one pipeline of
         reads for those without ``known``, then one of conditional writes per round (a
-        conflicted update runs again in the next). Each statement is its own
-        transaction, so each update keeps its own write, conflict and error."""
+        conflicted update runs again in the next). The writes to stored keys share one
+        statement, so one commit (``_layout.WriteRound``), each row at its own expected
+        revision; each update keeps its own write, conflict and error."""
         batch = CasBatch(updates)
         layout = self._layout
         try:
