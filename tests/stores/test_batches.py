@@ -355,7 +355,7 @@ def test_an_async_connection_broken_mid_batch(networked: Backend) -> None:
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_connection_broken_among_known_updates_leaves_their_outcomes_unknown(
+def test_a_postgresql_connection_broken_among_known_updates_leaves_outcomes_unknown(
     tmp_path: Path, asynchronous: bool
 ) -> None:
     """On PostgreSQL writes to stored keys go in one statement: when its connection
@@ -396,3 +396,26 @@ async def _async_batch(url: str, updates: list[Update[Any]]) -> list[Outcome]:
         return await async_update_many(store, updates)
     finally:
         await store.aclose()
+
+
+def test_postgresql_known_updates_in_several_statements_keep_each_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch larger than a PostgreSQL statement takes (``GROUP`` rows) is split:
+    each write's result comes from its own statement's reply."""
+    from sessionlocker.stores.postgresql import _layout  # noqa: PLC0415 (its constant)
+
+    monkeypatch.setattr(_layout, "GROUP", 2)
+    made = open_backend("postgresql", tmp_path)
+    try:
+        store: Store = made.store
+        names = ["a", "b", "stale", "d", "gone"]
+        known = _stored(store, names)
+        store.delete(f"{NS}gone")
+        known["stale"] = Versioned(b"older", known["stale"].revision + 1000)
+        updates = [Update(key=f"{NS}{n}", transform=_added(b"+"), known=known[n]) for n in names]
+        written = [_written(result) for result in update_many(store, updates)]
+        assert [w.value for w in written] == [b"+a", b"+b", b"+stale", b"+d", b"+"]
+        assert [store.read(f"{NS}{name}") for name in names] == written
+    finally:
+        made.close()

@@ -48,6 +48,9 @@ __all__ = ["PAGE", "STALE_ROUNDS", "PostgreSQLLayout", "Statement", "WriteRound"
 
 #: Keys fetched per page by ``keys()``.
 PAGE = 1000
+#: The most writes ``update_many`` sends in one statement (``WriteRound``): one commit
+#: for all, yet each statement stays short (well under the statement timeout).
+GROUP = 1000
 #: A conditional write that finds the revision it expected, but only in a snapshot older
 #: than a concurrent commit, is sent again; this bounds how often in a row.
 STALE_ROUNDS = 100
@@ -356,17 +359,18 @@ class WriteRound:
     """One round of pipelined conditional writes and how to read their replies.
 
     The writes to existing keys (the first write of each key, when there are several)
-    go in one ``update_many`` statement: one transaction, so one commit (one WAL flush)
-    for all of them instead of one each, and each row still written only at its own
-    expected revision. The others (inserts, a key's second write) are one statement
-    each. ``statements`` go in one pipeline, a sync after each.
+    go in ``update_many`` statements of up to ``GROUP`` rows: one transaction each, so
+    one commit (one WAL flush) for all their rows instead of one each, and each row
+    still written only at its own expected revision. The others (inserts, a key's
+    second write) are one statement each. ``statements`` go in one pipeline, a sync
+    after each.
 
     ``outcomes`` gives each write its revision, ``Conflict`` or error, or ``None`` to
-    send it again alone: after a race its snapshot could not show, or when the grouped
+    send it again alone: after a race its snapshot could not show, or when its grouped
     statement failed as a whole without committing (a server error on a live
     connection: PostgreSQL rolled all of it back), so that each write then meets only
-    its own fate. When the grouped statement's outcome is unknown (the connection
-    broke, the deadline passed), each of its writes is of unknown outcome.
+    its own fate. When a grouped statement's outcome is unknown (the connection broke,
+    the deadline passed), each of its writes is of unknown outcome.
     """
 
     def __init__(self, layout: PostgreSQLLayout, writes: Sequence[tuple[str, Attempt[Any]]]):
@@ -378,20 +382,21 @@ class WriteRound:
             if attempt.expected is not None and key not in seen:
                 seen.add(key)
                 grouped.append(index)
-        self._grouped = grouped if len(grouped) > 1 else []
-        alone = set(self._grouped)
+        if len(grouped) < 2:
+            grouped = []
+        self._groups = [grouped[start : start + GROUP] for start in range(0, len(grouped), GROUP)]
+        alone = set(grouped)
         self._alone = [i for i in range(len(self._writes)) if i not in alone]
-        self.statements = [
+        self.statements = [self._group(group) for group in self._groups]
+        self.statements += [
             layout.write(k, a.value, a.expected, notify=a.notify)
             for k, a in (self._writes[i] for i in self._alone)
         ]
-        if self._grouped:
-            self.statements.insert(0, self._group())
 
-    def _group(self) -> Statement:
+    def _group(self, group: list[int]) -> Statement:
         layout = self._layout
-        stored = [layout.prefix + check_key(self._writes[i][0]) for i in self._grouped]
-        attempts = [self._writes[i][1] for i in self._grouped]
+        stored = [layout.prefix + check_key(self._writes[i][0]) for i in group]
+        attempts = [self._writes[i][1] for i in group]
         params = {
             "keys": stored,
             "expected": [check_expected(a.expected) for a in attempts],
@@ -407,21 +412,22 @@ class WriteRound:
     def outcomes(self, results: list[list[TupleRow] | StoreError]) -> list[int | Exception | None]:
         """Each write's outcome, in the order of the writes (see the class)."""
         outcomes: list[int | Exception | None] = [None] * len(self._writes)
-        if self._grouped:
-            group, results = results[0], results[1:]
-            for index, outcome in zip(self._grouped, self._group_outcomes(group), strict=True):
+        for group, result in zip(self._groups, results, strict=False):
+            for index, outcome in zip(group, self._group_outcomes(group, result), strict=True):
                 outcomes[index] = outcome
-        for index, rows in zip(self._alone, results, strict=True):
+        for index, rows in zip(self._alone, results[len(self._groups) :], strict=True):
             key, attempt = self._writes[index]
             outcomes[index] = self._outcome(key, attempt.expected, rows)
         return outcomes
 
-    def _group_outcomes(self, result: list[TupleRow] | StoreError) -> list[int | Exception | None]:
+    def _group_outcomes(
+        self, group: list[int], result: list[TupleRow] | StoreError
+    ) -> list[int | Exception | None]:
         if isinstance(result, StoreError):
-            return [result if result.unknown_outcome else None for _ in self._grouped]
+            return [result if result.unknown_outcome else None for _ in group]
         found = {str(row[0]): row[1:] for row in result}
         outcomes: list[int | Exception | None] = []
-        for index in self._grouped:
+        for index in group:
             key, attempt = self._writes[index]
             row = found.get(self._layout.prefix + key)
             outcomes.append(self._outcome(key, attempt.expected, [] if row is None else [row]))
