@@ -47,6 +47,8 @@ class Save:
 
     seq: int
     data_json: str
+    #: ``data_json`` as UTF-8 bytes, as the storability check produced them
+    data_bytes: bytes
     upto: int
     release: bool
     only_if_asked: bool

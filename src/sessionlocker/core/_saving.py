@@ -21,7 +21,7 @@ from sessionlocker.core.record import ZLIB
 from sessionlocker.core.snapshot import SaveReason, saved_snapshot
 from sessionlocker.core.spec import D
 from sessionlocker.core.states import Event, Lifecycle, RequestKind, Status
-from sessionlocker.core.storable import encode_data
+from sessionlocker.core.storable import encode_data_bytes
 from sessionlocker.errors import (
     InvalidData,
     RecordTooLarge,
@@ -44,7 +44,7 @@ class SaveSteps(Machine[D]):
             session=self._lease.lease_id,
             epoch=self._epoch(),
             seq=save.seq,
-            data_json=save.data_json,
+            data_json=save.data_bytes,
             release=save.release,
             only_if_asked=save.only_if_asked,
             encoding=save.encoding,
@@ -66,7 +66,7 @@ class SaveSteps(Machine[D]):
         force, self._saves.force = self._saves.force, False
         upto = self._changes.last
         try:
-            data_json = encode_data(self.data)
+            data_bytes = encode_data_bytes(self.data)
             if self.spec.validate is not None:
                 self.spec.validate(self.data)
         except (UnstorableData, InvalidData) as exc:
@@ -79,6 +79,7 @@ class SaveSteps(Machine[D]):
             return self._next_save(
                 self._saves.saved_json, self._changes.saved, self._saves.saved_meta, release, reason
             )
+        data_json = data_bytes.decode("utf-8")
         quiet = (
             not (release or force)
             and data_json == self._saves.saved_json
@@ -93,7 +94,9 @@ class SaveSteps(Machine[D]):
             return None
         self._saves.to_look = False
         meta = self._ops.ledger.snapshot()
-        return self._next_save(data_json, upto, meta, release, reason, only_if_asked=quiet)
+        return self._next_save(
+            data_json, upto, meta, release, reason, only_if_asked=quiet, data_bytes=data_bytes
+        )
 
     def _reason(self) -> SaveReason:
         """Why the save about to be made happens."""
@@ -112,12 +115,24 @@ class SaveSteps(Machine[D]):
         reason: SaveReason,
         *,
         only_if_asked: bool = False,
+        data_bytes: bytes | None = None,
     ) -> Save:
+        """The next save (``data_bytes``: ``data_json`` encoded, when the caller has it)."""
         self._saves.seq += 1
         threshold = self.spec.compress_above
         encoding = ZLIB if threshold is not None and len(data_json) >= threshold else None
+        if data_bytes is None:
+            data_bytes = data_json.encode("utf-8")
         return Save(
-            self._saves.seq, data_json, upto, release, only_if_asked, encoding, meta, reason
+            self._saves.seq,
+            data_json,
+            data_bytes,
+            upto,
+            release,
+            only_if_asked,
+            encoding,
+            meta,
+            reason,
         )
 
     def _on_save(self, result: Updated[Any], now: float) -> None:

@@ -34,9 +34,10 @@ import base64
 import binascii
 import json
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from sessionlocker.core.storable import encode_json
 from sessionlocker.core.strictjson import MAX_DEPTH, loads
 from sessionlocker.errors import CorruptRecord, UsageError
 
@@ -64,6 +65,8 @@ ZLIB = "zlib"
 #: How deep a record may nest: the data's limit plus the envelope around a message body
 #: (record, inbox list, message).
 RECORD_DEPTH = MAX_DEPTH + 3
+
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 _KNOWN = frozenset(
     {
@@ -173,15 +176,30 @@ class Record:
         )
 
     def with_(self, **changes: Any) -> Record:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
+        """A copy with some fields changed (cheaper than ``dataclasses.replace``, which
+        checks and calls ``__init__``: a save makes one copy per write)."""
+        copy = object.__new__(Record)
+        for name in _FIELDS:
+            _set(copy, name, getattr(self, name))
+        for name, value in changes.items():
+            if name not in _FIELD_SET:
+                raise TypeError(f"Record has no field {name!r}")
+            _set(copy, name, value)
+        return copy
 
 
-def encode(record: Record, data_json: str | None = None) -> bytes:
+#: Record's fields, and how a copy's are set (it is frozen): see ``Record.with_``.
+_FIELDS = tuple(f.name for f in fields(Record))
+_FIELD_SET = frozenset(_FIELDS)
+_set = object.__setattr__
+
+
+def encode(record: Record, data_json: str | bytes | None = None) -> bytes:
     """The record as UTF-8 JSON bytes.
 
     ``data_json``, when given, is the data already encoded (a save encodes the data
-    once, then splices it into each attempt's record).
+    once, then splices it into each attempt's record): text, or better its UTF-8 bytes
+    (``storable.encode_data_bytes``), used as they are.
     """
     meta: dict[str, Any] = dict(record.extra)
     meta.update(
@@ -204,14 +222,14 @@ def encode(record: Record, data_json: str | None = None) -> bytes:
     if record.encoding is not None:
         meta["encoding"] = record.encoding
     if data_json is None:
-        data_json = json.dumps(
-            record.data, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        )
+        data = _JSON.encode(record.data).encode("utf-8")
+    elif isinstance(data_json, str):
+        data = data_json.encode("utf-8")
+    else:
+        data = data_json
     if record.encoding == ZLIB:
-        packed = base64.b64encode(zlib.compress(data_json.encode("utf-8"))).decode("ascii")
-        data_json = f'"{packed}"'
-    head = json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return (head[:-1] + ',"data":' + data_json + "}").encode("utf-8")
+        data = b'"' + base64.b64encode(zlib.compress(data)) + b'"'
+    return b"".join((encode_json(meta)[:-1], b',"data":', data, b"}"))
 
 
 def decode(value: bytes) -> Record:

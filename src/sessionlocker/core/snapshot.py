@@ -90,6 +90,10 @@ class Snapshot:
         return json.loads(self.data_json)
 
 
+#: The tags of a record without any (shared: read-only, and a save makes a snapshot).
+_NO_TAGS: MappingProxyType[str, Any] = MappingProxyType({})
+
+
 def _snapshot(key: str, record: Record, stored: Versioned, **rest: Any) -> Snapshot:
     return Snapshot(
         key=key,
@@ -98,7 +102,7 @@ def _snapshot(key: str, record: Record, stored: Versioned, **rest: Any) -> Snaps
         schema=record.schema,
         lock=record.lock,
         user_ids=record.user_ids,
-        tags=MappingProxyType(json.loads(json.dumps(record.tags))),
+        tags=MappingProxyType(json.loads(json.dumps(record.tags))) if record.tags else _NO_TAGS,
         inbox=len(record.inbox),
         size=len(stored.value),
         **rest,

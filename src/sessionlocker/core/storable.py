@@ -38,18 +38,34 @@ from typing import Any
 from sessionlocker.core.strictjson import MAX_DEPTH, too_deep
 from sessionlocker.errors import UnstorableData
 
-__all__ = ["check_storable", "encode_data"]
+__all__ = ["check_storable", "encode_data", "encode_data_bytes", "encode_json"]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def encode_data(data: Any) -> str:
     """The data as compact JSON text, after checking it is storable (see the module)."""
-    text = _fast_encode(data)
-    if text is not None:
-        return text
+    return encode_data_bytes(data).decode("utf-8")
+
+
+def encode_data_bytes(data: Any) -> bytes:
+    """``encode_data`` as the UTF-8 bytes the check produced (no second encoding)."""
+    raw = _fast_encode(data)
+    if raw is not None:
+        return raw
     check_storable(data, fast=False)
-    return _ENCODER.encode(data)  # the walk accepted it: encode as before, errors and all
+    # The walk accepted it: encode as before, errors and all.
+    return _ENCODER.encode(data).encode("utf-8")
+
+
+def encode_json(value: Any) -> bytes:
+    """``value`` (the library's own JSON: a record's metadata) as compact UTF-8 JSON,
+    exactly what ``json.dumps`` would write, raising what it raises; at C speed (orjson)
+    when the storability check vouches for the value, the text of some floats aside."""
+    raw = _fast_encode(value)
+    if raw is not None:
+        return raw
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def check_storable(data: Any, *, fast: bool = True) -> None:
@@ -62,8 +78,9 @@ def check_storable(data: Any, *, fast: bool = True) -> None:
     _check(data, "data")
 
 
-def _json_encode(data: Any) -> str | None:
-    """The JSON text if the C-speed check passes; None if it cannot vouch for the data."""
+def _json_encode(data: Any) -> bytes | None:
+    """The JSON text's UTF-8 bytes if the C-speed check passes; None if it cannot vouch
+    for the data."""
     try:
         text = _ENCODER.encode(data)
         raw = text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
@@ -72,23 +89,23 @@ def _json_encode(data: Any) -> str | None:
         return None
     if same is not True or too_deep(raw, MAX_DEPTH):
         return None
-    return text
+    return raw
 
 
-def _orjson_encode(data: Any) -> str | None:
-    """``_json_encode`` with orjson first: its text when it gives the data back unchanged."""
+def _orjson_encode(data: Any) -> bytes | None:
+    """``_json_encode`` with orjson first: its bytes when they give the data back unchanged."""
     try:
         raw = orjson.dumps(data)
         same = orjson.loads(raw) == data
     except Exception:  # too deep, too long an integer, a foreign type: let json decide
         return _json_encode(data)
-    return raw.decode("utf-8") if same is True else _json_encode(data)
+    return raw if same is True else _json_encode(data)
 
 
 try:
     import orjson
 except ImportError:  # the `fast` extra is not installed
-    _fast_encode: Callable[[Any], str | None] = _json_encode
+    _fast_encode: Callable[[Any], bytes | None] = _json_encode
 else:
     _fast_encode = _orjson_encode
 

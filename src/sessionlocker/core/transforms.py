@@ -310,7 +310,7 @@ def save(
     session: str,
     epoch: int,
     seq: int,
-    data_json: str,
+    data_json: str | bytes,
     release: bool = False,
     only_if_asked: bool = False,
     encoding: str | None = None,
@@ -333,6 +333,7 @@ def save(
     and tags) is written with the data, so an operation's effect and its id commit
     together.
     ``known`` spares decoding the stored bytes when they are the ones it names.
+    ``data_json`` is the data's JSON text, or better its UTF-8 bytes (spliced as they are).
     """
     stamp = Stamp(session, epoch, seq)
 
@@ -351,10 +352,10 @@ def save(
         if not held:
             return Keep(Lost(record.lock))
         lock = record.lock
-        # One copy of the record with every change (dataclasses.replace is not free).
+        # One copy of the record with every change (``Record.with_``, no dataclasses.replace).
         changes: dict[str, Any] = {"stamp": stamp, "encoding": encoding, "data": None}
         if checked is not None and lock is not None and lock.checked != checked:
-            changes["lock"] = replace(lock, checked=checked)
+            changes["lock"] = Lock(lock.session, lock.epoch, lock.acquired, checked)
         elif only_if_asked:
             seen = record.with_(data=None)
             return Keep(Saved(False, asked, held=True, inbox=record.inbox, seen=seen))

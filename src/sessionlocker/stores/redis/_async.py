@@ -27,7 +27,7 @@ from sessionlocker.errors import StoreError
 from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Outcome, Wake, Watch, async_cas_update
-from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha
+from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha, packed
 from sessionlocker.stores.redis._sentinel import close_async_pool, make_async_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
 from sessionlocker.stores.redis._store import RedisStore, settle_each
@@ -148,7 +148,7 @@ class AsyncRedisStore:
         replies: list[Any] = []
         try:
             try:
-                await connection.send_packed_command(connection.pack_commands(sent))
+                await connection.send_packed_command(packed(connection, sent))
                 for _ in sent:
                     replies.append(await _reply(connection))
             except (RedisError, OSError) as exc:  # part may have run: unknown for writes

@@ -11,8 +11,10 @@ same exception classes from both of its clients.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,7 @@ from sessionlocker.stores._checks import (
 from sessionlocker.stores.base import Entry
 from sessionlocker.stores.redis import _scripts
 
-__all__ = ["SCRIPTS", "Call", "RedisLayout", "eval_", "evalsha"]
+__all__ = ["SCRIPTS", "Call", "RedisLayout", "eval_", "evalsha", "packed"]
 
 #: Server replies that mean "not now": the command was refused, so it did not run.
 _RETRYABLE_REPLIES = ("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "LOADING")
@@ -100,6 +102,29 @@ class Call:
     script: str
     keys: list[bytes]
     args: list[Any]
+
+
+def _c_packer() -> Callable[[tuple[Any, ...]], bytes] | None:
+    """hiredis's command packer, when hiredis is installed (redis-py then parses
+    replies with it too); ``None``: redis-py packs, in Python."""
+    try:
+        module = importlib.import_module("hiredis")
+    except ImportError:
+        return None
+    packer: Callable[[tuple[Any, ...]], bytes] = module.pack_command
+    return packer
+
+
+_pack_command = _c_packer()
+
+
+def packed(connection: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
+    """``commands`` in the wire format, for ``send_packed_command`` on ``connection``:
+    with hiredis installed, each packed by its C packer and the whole joined once
+    (redis-py's own packing walks every argument in Python first); else redis-py's."""
+    if _pack_command is None:
+        return list(connection.pack_commands(commands))
+    return [b"".join([_pack_command(command) for command in commands])]
 
 
 def evalsha(call: Call) -> tuple[Any, ...]:

@@ -39,7 +39,7 @@ from sessionlocker.errors import StoreError, UsageError
 from sessionlocker.stores._batch import CasBatch
 from sessionlocker.stores._checks import check_count, closed_error
 from sessionlocker.stores.base import Entry, Outcome, Wake, Watch, cas_update
-from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha
+from sessionlocker.stores.redis._layout import SCRIPTS, Call, eval_, evalsha, packed
 from sessionlocker.stores.redis._replicas import Replication
 from sessionlocker.stores.redis._sentinel import close_pool, make_pool
 from sessionlocker.stores.redis._settings import RedisOptions, RedisSettings
@@ -209,7 +209,7 @@ class RedisStore:
         replies: list[Any] = []
         try:
             try:
-                connection.send_packed_command(connection.pack_commands(sent))
+                connection.send_packed_command(packed(connection, sent))
                 for _ in sent:
                     replies.append(_reply(connection))
             except (RedisError, OSError) as exc:  # part may have run: unknown for writes
