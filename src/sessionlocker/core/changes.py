@@ -48,7 +48,7 @@ class Changes:
             return
         if change_id > self.last or change_id < 0:
             raise UsageError(f"no change {change_id!r} was marked")
-        if any(low < change_id <= high for low, high in self._dead):
+        if self._dead and any(low < change_id <= high for low, high in self._dead):
             callback(False)
         elif change_id <= self.saved:
             callback(True)

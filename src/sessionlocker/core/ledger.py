@@ -53,6 +53,10 @@ class Meta:
         }
 
 
+#: No ids (shared: a save's snapshot of an empty set need not build one).
+_NONE: frozenset[str] = frozenset()
+
+
 class Ledger:
     """The holder's in-memory copy of those fields, with bounded histories."""
 
@@ -85,8 +89,8 @@ class Ledger:
             tuple(self.purchases),
             tuple(self.credit.items()),
             tuple(self.outbox),
-            frozenset(self.consumed),
-            tuple(sorted(self.user_ids)),
+            frozenset(self.consumed) if self.consumed else _NONE,
+            tuple(sorted(self.user_ids)) if self.user_ids else (),
             tuple(self.tags.items()),
         )
 

@@ -251,16 +251,17 @@ class RedisLayout:
     ) -> Call:
         """The write script: compare, write, bump, keep history, publish (unless not
         ``notify``: no channel is passed)."""
-        key = check_key(key)
+        name = check_key(key).encode()  # once for the four names (a save makes one call)
         value = check_value(value)
         expected = check_expected(expected)
-        keys = [self.name(b"r:", key), self.prefix + b"revision", self.name(b"h:", key)]
+        prefix = self.prefix
+        keys = [prefix + b"r:" + name, prefix + b"revision", prefix + b"h:" + name]
         args = [
             "" if expected is None else str(expected),
             value,
             self.history,
-            self.channel(key) if notify else b"",
-            self.prefix + b"u:",
+            prefix + b"n:" + name if notify else b"",
+            prefix + b"u:",
             key,
         ]
         return Call("write", keys, args)
