@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from sessionlocker.core.record import (
     FORMAT,
+    ZLIB,
     Lock,
     Message,
     Purchase,
@@ -139,3 +141,41 @@ def test_held_by_names_session_and_epoch() -> None:
     assert not record.held_by("s1", 6)
     assert not record.held_by("s2", 7)
     assert not Record(data=1).held_by("s1", 0)
+
+
+def test_data_given_as_bytes_is_spliced_as_the_same_record() -> None:
+    record = full_record()
+    text = json.dumps(record.data, ensure_ascii=False, separators=(",", ":"))
+    as_text = encode(record, text)
+    assert encode(record, text.encode("utf-8")) == as_text
+    assert decode(as_text) == record
+
+
+def test_compressed_data_given_as_bytes_round_trips() -> None:
+    record = replace(full_record(), encoding=ZLIB)
+    text = json.dumps(record.data, ensure_ascii=False, separators=(",", ":"))
+    assert encode(record, text.encode("utf-8")) == encode(record, text)
+    assert decode(encode(record, text.encode("utf-8"))) == record
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), {1, 2}, b"raw"])
+def test_a_metadata_value_json_refuses_is_refused_as_json_refuses_it(bad: object) -> None:
+    record = replace(full_record(), tags={"bad": bad})
+    with pytest.raises((ValueError, TypeError)) as caught:
+        encode(record)
+    with pytest.raises(type(caught.value)):
+        json.dumps(bad, allow_nan=False)
+
+
+def test_metadata_json_changes_silently_is_written_as_json_writes_it() -> None:
+    record = replace(full_record(), tags={"pair": (1, 2), "by_id": {7: "x"}})
+    assert json.loads(encode(record))["tags"] == {"pair": [1, 2], "by_id": {"7": "x"}}
+
+
+def test_with_copies_like_replace_and_refuses_unknown_fields() -> None:
+    record = full_record()
+    copy = record.with_(epoch=8, lock=None, data=None)
+    assert copy == replace(record, epoch=8, lock=None, data=None)
+    assert record.epoch == 7
+    with pytest.raises(TypeError):
+        record.with_(nope=1)

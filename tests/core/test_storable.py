@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessionlocker.core import storable
-from sessionlocker.core.storable import check_storable, encode_data
+from sessionlocker.core.storable import check_storable, encode_data, encode_data_bytes
 from sessionlocker.core.strictjson import MAX_DEPTH
 from sessionlocker.errors import DataError, UnstorableData
 
@@ -163,9 +163,10 @@ def test_the_fast_check_agrees_with_the_walk_on_any_value(data: Any) -> None:
         assert json.loads(text) == data
         if storable._fast_encode is storable._json_encode:
             assert text == plain  # orjson writes some floats differently: 1e16, not 1e+16
+        assert encode_data_bytes(data) == text.encode("utf-8")
         check_storable(data)
     else:
-        for check in (encode_data, check_storable):
+        for check in (encode_data, encode_data_bytes, check_storable):
             with pytest.raises(UnstorableData) as caught:
                 check(data)
             assert caught.value.path == expected

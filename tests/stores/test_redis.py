@@ -22,6 +22,7 @@ from sessionlocker.errors import Conflict, StoreError, UsageError
 from sessionlocker.stores import open_store
 from sessionlocker.stores.base import Entry
 from sessionlocker.stores.redis import RedisStore
+from sessionlocker.stores.redis._layout import packed
 from sessionlocker.stores.redis._watch import IDLE
 
 
@@ -568,3 +569,14 @@ def test_a_full_server_refuses_writes_retryably(private_redis: RedisServer) -> N
         admin.config_set("maxmemory", 0)
     assert store.write("k2", b"x", None) > 0
     store.close()
+
+
+def test_a_pipeline_is_packed_as_redis_py_packs_it() -> None:
+    connection = redis.Connection()
+    commands = [
+        ("EVALSHA", "f" * 40, 3, b"k\x00\xff", "ñandú", 0, 12, b"", "x y"),
+        ("HMGET", b"r:key", "v", "rev", 0.1, 1e16),
+    ]
+    assert b"".join(packed(connection, commands)) == b"".join(
+        connection.pack_commands(commands)
+    )

@@ -121,7 +121,8 @@ _pack_command = _c_packer()
 def packed(connection: Any, commands: list[tuple[Any, ...]]) -> list[bytes]:
     """``commands`` in the wire format, for ``send_packed_command`` on ``connection``:
     with hiredis installed, each packed by its C packer and the whole joined once
-    (redis-py's own packing walks every argument in Python first); else redis-py's."""
+    (redis-py's own packing walks every argument in Python first); else redis-py's.
+    The same bytes either way, for commands named in one word (all of ours)."""
     if _pack_command is None:
         return list(connection.pack_commands(commands))
     return [b"".join([_pack_command(command) for command in commands])]
