@@ -577,6 +577,4 @@ def test_a_pipeline_is_packed_as_redis_py_packs_it() -> None:
         ("EVALSHA", "f" * 40, 3, b"k\x00\xff", "ñandú", 0, 12, b"", "x y"),
         ("HMGET", b"r:key", "v", "rev", 0.1, 1e16),
     ]
-    assert b"".join(packed(connection, commands)) == b"".join(
-        connection.pack_commands(commands)
-    )
+    assert b"".join(packed(connection, commands)) == b"".join(connection.pack_commands(commands))
