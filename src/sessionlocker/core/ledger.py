@@ -41,7 +41,9 @@ class Meta:
 
     def changes(self, record: Record) -> dict[str, Any]:
         """The fields ``write`` changes in ``record``, for one ``Record.with_`` call."""
-        inbox = tuple(m for m in record.inbox if m.id not in self.consumed)
+        inbox = record.inbox
+        if self.consumed:
+            inbox = tuple(m for m in inbox if m.id not in self.consumed)
         return {
             "applied": self.applied,
             "purchases": self.purchases,

@@ -201,24 +201,24 @@ def encode(record: Record, data_json: str | bytes | None = None) -> bytes:
     once, then splices it into each attempt's record): text, or better its UTF-8 bytes
     (``storable.encode_data_bytes``), used as they are.
     """
-    meta: dict[str, Any] = dict(record.extra)
-    meta.update(
-        format=FORMAT,
-        schema=record.schema,
-        patch=record.patch,
-        compatible=record.compatible,
-        epoch=record.epoch,
-        lock=None if record.lock is None else _lock_json(record.lock),
-        stamp=None if record.stamp is None else _stamp_json(record.stamp),
-        release_requests=[{"by": r.by, "at": r.at} for r in record.release_requests],
-        inbox=[_message_json(m) for m in record.inbox],
-        outbox=[_message_json(m) for m in record.outbox],
-        applied=list(record.applied),
-        purchases=[[p.product_id, p.purchase_id, p.at] for p in record.purchases],
-        credit=record.credit,
-        user_ids=list(record.user_ids),
-        tags=record.tags,
-    )
+    meta: dict[str, Any] = {
+        **record.extra,
+        "format": FORMAT,
+        "schema": record.schema,
+        "patch": record.patch,
+        "compatible": record.compatible,
+        "epoch": record.epoch,
+        "lock": None if record.lock is None else _lock_json(record.lock),
+        "stamp": None if record.stamp is None else _stamp_json(record.stamp),
+        "release_requests": [{"by": r.by, "at": r.at} for r in record.release_requests],
+        "inbox": [_message_json(m) for m in record.inbox],
+        "outbox": [_message_json(m) for m in record.outbox],
+        "applied": list(record.applied),
+        "purchases": [[p.product_id, p.purchase_id, p.at] for p in record.purchases],
+        "credit": record.credit,
+        "user_ids": list(record.user_ids),
+        "tags": record.tags,
+    }
     if record.encoding is not None:
         meta["encoding"] = record.encoding
     if data_json is None:
