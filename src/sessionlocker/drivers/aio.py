@@ -36,7 +36,7 @@ from sessionlocker.core.modes import LoadMode, Mode, check_mode
 from sessionlocker.core.snapshot import Snapshot
 from sessionlocker.core.spec import D, Spec, check_key
 from sessionlocker.core.states import Status
-from sessionlocker.drivers.aio_executor import AsyncExecutor, aexecute
+from sessionlocker.drivers.aio_executor import AsyncExecutor, Collected, aexecute
 from sessionlocker.drivers.closing import (
     CLOSE_MARGIN,
     CloseReport,
@@ -337,20 +337,32 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
 
     async def _frames(self) -> None:
         frames = self.frames
+        work = self._work
+        run = True
         while not self._stopping:  # checked first: no frame starts a call once aclose stops
-            self._work.clear()
-            frames.update()
-            self._check_waiters()
+            if run:
+                work.clear()
+                frames.update()
+                self._check_waiters()
             upcoming = frames.next_deadline()
             wait = _IDLE if upcoming is None else min(_IDLE, upcoming - frames.clock())
             if wait <= 0:
                 await asyncio.sleep(0)
+                run = True
                 continue
+            woken = False
             # Not ``wait_for``: on 3.11 it swallows a cancel that comes as the wait ends,
             # and then the task could not be cancelled (a hang at loop shutdown).
             with suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    await self._work.wait()
+                    woken = await work.wait()
+            if woken:  # a caller woken in the same pass may take the work itself first
+                await asyncio.sleep(0)
+            # Woken for work a waiting caller's own frame took (``_drive`` clears the
+            # flag): no frame, unless a deadline came meanwhile.
+            upcoming = frames.next_deadline()
+            due = upcoming is not None and upcoming <= frames.clock()
+            run = not woken or work.is_set() or due
 
     def _check_waiters(self) -> None:
         """After a frame: resolve the waiters whose condition now holds; keep the rest."""
@@ -386,6 +398,8 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
         task = self._task
         if task is None or task.done():
             raise UsageError(f"service {self.lease_id} is not running")
+        if timeout is None and await self._drive(done):
+            return True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._waiters.append((done, future))
@@ -398,6 +412,37 @@ class AsyncLockerService(LeaseIdAlias, Generic[D]):
                 timer.cancel()
             future.cancel()  # a cancelled waiter's entry is dropped at the next check
         return done()
+
+    async def _drive(self, done: Callable[[], bool]) -> bool:
+        """For a caller that waits with no deadline: run here the frames it waits for,
+        while a frame has work now and no other call is in flight; their store calls
+        are awaited by this task, and their results taken in the same frame (one frame
+        per save, the frame task not woken for it). True once ``done()``.
+
+        The frame task goes on by itself meanwhile (the lease, other lockers), so a
+        store call that hangs holds only this caller. With calls in flight (a burst of
+        callers), the caller waits for the frame task instead, which sends the calls
+        due in one frame together."""
+        native = self._native
+        if native is None:  # a sync store's calls run on threads: nothing to await here
+            return False
+        frames = self.frames
+        work = self._work
+        while not self._stopping and frames.in_flight == 0 and frames.has_work(frames.clock()):
+            work.clear()
+            collected = Collected()
+            frames.update(executor=collected)
+            if collected.calls:
+                await native.run_here(collected.calls)
+                frames.take_results()
+            self._check_waiters()
+            if frames.has_work(frames.clock()):
+                work.set()  # for the frame task, if this caller is done
+            else:
+                work.clear()  # the wake-ups of this frame's own results: taken already
+            if done():
+                return True
+        return False
 
     # ------------------------------------------------------------------ sessions
 

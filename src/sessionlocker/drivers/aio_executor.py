@@ -12,6 +12,10 @@ here, not in the store's own queue (a connection pool's), so the lease renewal a
 session reads, which never wait here, are not queued behind a burst of them: the async
 twin of the sync driver's own lease thread. A lease queued behind a thousand saves would
 lapse every round, and each lapse makes every loading locker confirm its lock again.
+
+A caller that waits for a frame's calls anyway (``AsyncLockerService.wait_until``)
+collects them (``Collected``) and awaits them itself (``run_here``): each result is
+taken in the frame that sent it, and nothing wakes the frame task for it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from sessionlocker.drivers.mailbox import Collect
 from sessionlocker.errors import UsageError
 from sessionlocker.stores.base import AsyncStore, async_update_many, is_async
 
-__all__ = ["AsyncExecutor", "aexecute", "aexecute_batch"]
+__all__ = ["AsyncExecutor", "Collected", "aexecute", "aexecute_batch"]
+
+Calls = list[tuple[Callable[[], object], Callable[[object], None]]]
 
 
 async def aexecute(store: AsyncStore, request: Request) -> object:
@@ -64,7 +70,7 @@ class AsyncExecutor:
         self._updates: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def bind(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
         """Run on ``loop``, whose thread is ``thread`` (before the first ``submit``)."""
@@ -88,15 +94,38 @@ class AsyncExecutor:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        done(await self._limited(call))
+
+    async def run_here(self, calls: Calls) -> None:
+        """Await ``calls`` for a caller that waits for them anyway, then pass each result
+        to its ``done`` in the caller's task, so no other task wakes for them.
+
+        Each call still runs in a task of its own, within the limit: a cancelled caller
+        never cuts a store call short, and its results are then passed on as they come.
+        """
+        assert self._loop is not None  # bound before any frame
+        tasks = [self._loop.create_task(self._limited(call)) for call, _ in calls]
+        for task in tasks:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task, (_, done) in zip(tasks, calls, strict=True):
+                task.add_done_callback(_passing_to(done))
+            raise
+        for task, (_, done) in zip(tasks, calls, strict=True):
+            done(task.result())
+
+    async def _limited(self, call: Callable[[], object]) -> object:
+        """``call``'s result; a record update waits for one of the ``limit`` places."""
         if isinstance(call, StoreBatch) or (
             isinstance(call, StoreCall) and isinstance(call.request, Update)
         ):
             assert self._updates is not None  # made when bound
             async with self._updates:
-                result = await self._call(call)
-        else:
-            result = await self._call(call)
-        done(result)
+                return await self._call(call)
+        return await self._call(call)
 
     async def _call(self, call: Callable[[], object]) -> object:
         if isinstance(call, StoreCall) and is_async(call.store):
@@ -114,3 +143,26 @@ class AsyncExecutor:
 
     def shutdown(self) -> None:
         """Nothing to stop: the driver waits for every result before it closes."""
+
+
+class Collected:
+    """An executor that only collects the calls it is given, for ``run_here``."""
+
+    def __init__(self) -> None:
+        self.calls: Calls = []
+
+    def submit(self, call: Callable[[], object], done: Callable[[object], None]) -> None:
+        self.calls.append((call, done))
+
+    def shutdown(self) -> None:
+        """Nothing runs here."""
+
+
+def _passing_to(done: Callable[[object], None]) -> Callable[[asyncio.Task[object]], None]:
+    """A task's done callback passing its result to ``done`` (a cancelled caller's call)."""
+
+    def passing(task: asyncio.Task[object]) -> None:
+        if not task.cancelled():
+            done(task.result())
+
+    return passing

@@ -299,9 +299,27 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
 
     # ------------------------------------------------------------------ frames
 
-    def update(self, now: float | None = None) -> None:
-        """Run one frame: results in, lease renewal, due lockers advanced."""
-        self._frame(self._executor, now)
+    def update(self, now: float | None = None, *, executor: Executor | None = None) -> None:
+        """Run one frame: results in, lease renewal, due lockers advanced.
+
+        ``executor``: where this frame's locker calls go instead of the service's own,
+        for a caller that awaits them itself (``AsyncLockerService.wait_until``), which
+        then ends the frame with ``take_results``."""
+        self._frame(executor or self._executor, now)
+
+    def take_results(self) -> None:
+        """Take the results that came in: those of a frame whose calls its caller awaited."""
+        self._take_results(self.clock())
+
+    def has_work(self, now: float) -> bool:
+        """Whether a frame at ``now`` has work: a result came in, or a deadline came."""
+        upcoming = self.next_deadline()
+        return not self._done.empty() or (upcoming is not None and upcoming <= now)
+
+    @property
+    def in_flight(self) -> int:
+        """How many store calls of the frames have not been taken back."""
+        return self._inflight
 
     def _frame(self, executor: Executor, now: float | None = None) -> None:
         """One frame, the lockers' store calls run by ``executor``; when it runs them
@@ -437,7 +455,12 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         if store_key in self._kept:
             return  # no live locker (one opening later reads the record anyway)
         self._done.put((store_key, revision, None))
-        self._work_arrived()
+        # Checked after the put: a locker with a request out gets its result, whose
+        # wake-up runs the frame that takes this too (often our own write's echo).
+        prefix = f"{self.spec.namespace}/"
+        locker = self._lockers.get(store_key[len(prefix) :])
+        if not (store_key.startswith(prefix) and locker is not None and locker.request_in_flight):
+            self._work_arrived()
 
     def _work_arrived(self) -> None:
         self._signal.set()
