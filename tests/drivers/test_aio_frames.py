@@ -181,3 +181,35 @@ def test_a_cancelled_caller_does_not_cut_its_save_short() -> None:
             assert stored_n(store, "p1") == 7
 
     asyncio.run(main())
+
+
+class Seen(MemoryStore):
+    """The memory store, noting the ``known`` each update came with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known: list[Versioned | None] = []
+
+    def update(
+        self, key: str, transform: Transform[T], known: Versioned | None = None
+    ) -> Updated[T]:
+        self.known.append(known)
+        return super().update(key, transform, known)
+
+
+def test_the_next_async_session_of_a_key_starts_from_what_this_service_wrote() -> None:
+    seen = Seen()
+
+    async def main() -> None:
+        async with AsyncLockerService(threaded(seen), spec()) as service:
+            async with service.session("p1") as player:
+                player.data["n"] = 1
+            written = seen.read("players/p1")
+            seen.known.clear()
+            async with service.session("p1") as player:
+                assert player.data["n"] == 1
+                player.data["n"] = 2
+        assert seen.known[0] == written  # the load: one conditional write on the guess
+        assert stored_n(seen, "p1") == 2
+
+    asyncio.run(main())

@@ -23,16 +23,19 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 from sessionlocker.core.protocol import Request, Update
 from sessionlocker.drivers.executor import (
+    GuessedCall,
     StoreBatch,
     StoreCall,
     batch_results,
     dispatch,
     failure,
 )
+from sessionlocker.drivers.last_written import aguessed
 from sessionlocker.drivers.mailbox import Collect
 from sessionlocker.errors import UsageError
 from sessionlocker.stores.base import AsyncStore, async_update_many, is_async
@@ -119,7 +122,7 @@ class AsyncExecutor:
 
     async def _limited(self, call: Callable[[], object]) -> object:
         """``call``'s result; a record update waits for one of the ``limit`` places."""
-        if isinstance(call, StoreBatch) or (
+        if isinstance(call, StoreBatch | GuessedCall) or (
             isinstance(call, StoreCall) and isinstance(call.request, Update)
         ):
             assert self._updates is not None  # made when bound
@@ -130,6 +133,9 @@ class AsyncExecutor:
     async def _call(self, call: Callable[[], object]) -> object:
         if isinstance(call, StoreCall) and is_async(call.store):
             return await aexecute(cast("AsyncStore", call.store), call.request)
+        if isinstance(call, GuessedCall) and is_async(call.store):
+            run = partial(aexecute, cast("AsyncStore", call.store))
+            return await aguessed(run, call.request, call.guess)
         if isinstance(call, StoreBatch) and is_async(call.store):
             return await aexecute_batch(cast("AsyncStore", call.store), call.updates)
         if isinstance(call, Collect) and is_async(call.store):

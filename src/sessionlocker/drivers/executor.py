@@ -126,15 +126,16 @@ class StoreCall:
 
 @dataclass(frozen=True, slots=True)
 class GuessedCall:
-    """A ``StoreCall`` of a record update on a sync store, started from ``guess`` of
-    what is stored instead of a read (``drivers.last_written.guessed``)."""
+    """A ``StoreCall`` of a record update, started from ``guess`` of what is stored
+    instead of a read (``drivers.last_written.guessed``); an ``AsyncStore``'s is awaited
+    (``aguessed``) instead."""
 
-    store: Store
+    store: Store | AsyncStore
     request: Update[Any]
     guess: Versioned
 
     def __call__(self) -> object:
-        return guessed(partial(execute, self.store), self.request, self.guess)
+        return guessed(partial(execute, sync_store(self.store)), self.request, self.guess)
 
 
 @dataclass(frozen=True, slots=True)

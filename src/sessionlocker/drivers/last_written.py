@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sessionlocker.core.protocol import Update, Updated, Versioned
 
-__all__ = ["LastWritten", "guessed"]
+__all__ = ["LastWritten", "aguessed", "guessed"]
 
 
 class LastWritten:
@@ -82,11 +82,22 @@ def guessed(run: Callable[[Update[Any]], object], update: Update[Any], guess: Ve
     ``current`` is at the guess's revision) is decided again on what is stored
     (``run(update)`` as asked)."""
     result = run(dataclasses.replace(update, known=guess))
-    if (
+    return run(update) if _kept_on(result, guess) else result
+
+
+async def aguessed(
+    run: Callable[[Update[Any]], Awaitable[object]], update: Update[Any], guess: Versioned
+) -> object:
+    """``guessed`` awaited (an async store's ``run``)."""
+    result = await run(dataclasses.replace(update, known=guess))
+    return await run(update) if _kept_on(result, guess) else result
+
+
+def _kept_on(result: object, guess: Versioned) -> bool:
+    """``result`` is a ``Keep`` that may have been decided on ``guess`` alone."""
+    return (
         isinstance(result, Updated)
         and not result.wrote
         and result.current is not None
         and result.current.revision == guess.revision
-    ):
-        return run(update)
-    return result
+    )

@@ -164,6 +164,9 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         self._inline: Executor | None = None
         if executor is None and not is_async(self.target):
             self._inline = InlineExecutor()
+        #: Whether an update starts from this service's last write (``_call``): on the
+        #: default pool, or on an async store (``AsyncExecutor`` awaits a ``GuessedCall``).
+        self._guesses = self._inline is not None or is_async(self.target)
         self._lockers: dict[str, Locker[D]] = {}
         self._heap: list[tuple[float, int, Locker[D]]] = []
         self._scheduled: dict[Locker[D], float] = {}
@@ -496,11 +499,11 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
 
     def _call(self, request: Request) -> StoreCall | GuessedCall:
         """The call of ``request``: an update of a record this service wrote last
-        starts from what it wrote (on a sync store; see ``drivers.last_written``)."""
-        if isinstance(request, Update) and request.known is None and self._inline is not None:
+        starts from what it wrote (see ``drivers.last_written``)."""
+        if isinstance(request, Update) and request.known is None and self._guesses:
             guess = self._last_written.take(request.key)
             if guess is not None:
-                return GuessedCall(sync_store(self.target), request, guess)
+                return GuessedCall(self.target, request, guess)
         return StoreCall(self.target, request)
 
     def _submit_batch(self, batch: list[tuple[Locker[D], Update[Any]]], executor: Executor) -> None:
