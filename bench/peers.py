@@ -10,7 +10,10 @@ it, let it go. Cycles per second of each way, in alternating rounds (median of r
 - Redis, ``redis-py Lock + GET/SET``: ``client.lock(...)`` (a ``SET NX PX`` token and a
   Lua release), ``GET``, ``json.loads``, change, ``json.dumps``, ``SET``, release;
 - PostgreSQL, ``SQLAlchemy SELECT ... FOR UPDATE``: a SQLAlchemy 2 ORM session on psycopg
-  3, ``select(Row).where(...).with_for_update()``, change, commit.
+  3, ``select(Row).where(...).with_for_update()``, change, commit;
+- asyncio, each on an event loop of its own: ``sessionlocker async session()``
+  (``async with service.session(key)`` on ``AsyncLockerService`` and the URL's async
+  store) and, on Redis, ``redis.asyncio Lock + GET/SET`` (the same steps awaited).
 
 SQLAlchemy is not a dependency of sessionlocker: ``bench/run.py`` installs it into the
 environment it runs in (``ensure_peers``) when it is missing, and a peer whose
@@ -19,6 +22,7 @@ library is missing is left out with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import statistics
@@ -26,10 +30,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sessionlocker import LockerService, Spec
+from sessionlocker import AsyncLockerService, LockerService, Spec
 from sessionlocker.benchmarks.common import Sizes, backend_name, make_data, rounded
 from sessionlocker.benchmarks.raw import without_query
 from sessionlocker.core.states import Status
@@ -41,6 +45,8 @@ __all__ = ["PEER_PACKAGES", "ensure_peers", "peers"]
 PEER_PACKAGES = {"sqlalchemy": "sqlalchemy>=2.0"}
 
 Cycle = Callable[[], None]
+#: Runs a way's cycles: as many as it is given.
+Run = Callable[[int], None]
 
 
 def ensure_peers() -> dict[str, str]:
@@ -82,15 +88,20 @@ def _compare(url: str, name: str, sizes: Sizes) -> dict[str, Any]:
     template = json.dumps(make_data(1_000))
     spec = Spec("bench", lambda: json.loads(template), autosave_period=3600.0)
     key = f"peer-{uuid.uuid4().hex[:8]}"
+    loop = asyncio.new_event_loop()
     with LockerService(url, spec) as service:
         held_key = f"{key}-held"
-        ways: dict[str, tuple[Cycle, Callable[[], None]]] = {
-            "sessionlocker session()": (_session_cycle(service, key), lambda: None),
-            "sessionlocker long-held": _held_cycle(service, held_key),
+        ways: dict[str, tuple[Run, Callable[[], None]]] = {
+            "sessionlocker session()": (_repeat(_session_cycle(service, key)), lambda: None),
         }
+        held, stop_held = _held_cycle(service, held_key)
+        ways["sessionlocker long-held"] = (_repeat(held), stop_held)
         peer = _redis_peer if name == "redis" else _sqlalchemy_peer
         label, cycle, close = peer(url, template)
-        ways[label] = (cycle, close)
+        ways[label] = (_repeat(cycle), close)
+        ways["sessionlocker async session()"] = _async_session(loop, url, spec, key)
+        if name == "redis":
+            ways["redis.asyncio Lock + GET/SET"] = _async_redis_peer(loop, url, template)
         try:
             rates: dict[str, list[float]] = {way: [] for way in ways}
             for _ in range(3):
@@ -99,26 +110,65 @@ def _compare(url: str, name: str, sizes: Sizes) -> dict[str, Any]:
         finally:
             for _run, stop in ways.values():
                 stop()
+            loop.close()
         service.store.delete(spec.store_key(key))
         service.store.delete(spec.store_key(held_key))
     medians = {way: statistics.median(found) for way, found in rates.items()}
-    ours = medians["sessionlocker session()"]
+
+    def ratio(way: str) -> float | None:
+        """Our ``session()`` over ``way``'s rate: the async one against an asyncio peer."""
+        if way.startswith("sessionlocker"):
+            return None
+        ours = "sessionlocker async session()" if "asyncio" in way else "sessionlocker session()"
+        return rounded(medians[ours] / medians[way])
+
     return {
         "systems": {
-            way: {
-                "cycles_per_s": rounded(rate),
-                "ours_ratio": None if way.startswith("sessionlocker") else rounded(ours / rate),
-            }
+            way: {"cycles_per_s": rounded(rate), "ours_ratio": ratio(way)}
             for way, rate in medians.items()
         },
     }
 
 
-def _rate(cycle: Cycle, cycles: int) -> float:
+def _rate(run: Run, cycles: int) -> float:
     start = time.perf_counter()
-    for _ in range(cycles):
-        cycle()
+    run(cycles)
     return cycles / (time.perf_counter() - start)
+
+
+def _repeat(cycle: Cycle) -> Run:
+    def run(cycles: int) -> None:
+        for _ in range(cycles):
+            cycle()
+
+    return run
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, cycle: Callable[[], Awaitable[None]]) -> Run:
+    """Run: the cycles awaited one after the other in one pass of ``loop``."""
+
+    async def cycles(count: int) -> None:
+        for _ in range(count):
+            await cycle()
+
+    return lambda count: loop.run_until_complete(cycles(count))
+
+
+def _async_session(
+    loop: asyncio.AbstractEventLoop, url: str, spec: Spec[Any], key: str
+) -> tuple[Run, Callable[[], None]]:
+    """``async with service.session(key)`` per cycle, on the URL's async store."""
+
+    async def opened() -> AsyncLockerService[Any]:
+        return AsyncLockerService(url, spec)
+
+    service = loop.run_until_complete(opened())
+
+    async def cycle() -> None:
+        async with service.session(key) as player:
+            player.data["coins"] += 1
+
+    return _on_loop(loop, cycle), lambda: loop.run_until_complete(service.aclose())
 
 
 def _session_cycle(service: LockerService, key: str) -> Cycle:
@@ -167,6 +217,28 @@ def _redis_peer(url: str, template: str) -> tuple[str, Cycle, Callable[[], None]
         client.close()
 
     return "redis-py Lock + GET/SET", cycle, close
+
+
+def _async_redis_peer(
+    loop: asyncio.AbstractEventLoop, url: str, template: str
+) -> tuple[Run, Callable[[], None]]:
+    import redis.asyncio  # noqa: PLC0415 (only for a Redis run)
+
+    client: Any = redis.asyncio.Redis.from_url(without_query(url))
+    key = f"sessionlocker-bench-peer:{uuid.uuid4().hex[:8]}"
+    loop.run_until_complete(client.set(key, template))
+
+    async def cycle() -> None:
+        async with client.lock(f"{key}:lock", timeout=10, blocking_timeout=10):
+            data = json.loads(await client.get(key))
+            data["coins"] += 1
+            await client.set(key, json.dumps(data, separators=(",", ":")))
+
+    async def close() -> None:
+        await client.delete(key)
+        await client.aclose()
+
+    return _on_loop(loop, cycle), lambda: loop.run_until_complete(close())
 
 
 def _sqlalchemy_peer(url: str, template: str) -> tuple[str, Cycle, Callable[[], None]]:
