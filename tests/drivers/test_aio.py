@@ -398,12 +398,14 @@ def test_every_load_mode_against_a_record_another_async_service_holds(
 
 
 def test_the_lease_renewal_does_not_queue_behind_lockers_calls() -> None:
-    # 100 loads of 50 ms each on an async store whose calls share the loop's few threads:
-    # all at once they would queue the renewal for over twice its renew deadline (0.4 s).
+    # 100 loads of 100 ms each on an async store whose calls share the loop's few threads:
+    # all at once they would queue the renewal for well over its renew deadline (1 s).
     # At most ``workers`` record updates run at once, so the renewal finds a thread free.
+    # (A 1.5 s lease leaves half a second for a busy machine's stalls.)
     async def main() -> None:
-        store = threaded(FaultyStore(MemoryStore(), latency=0.05))
-        async with AsyncLockerService(store, spec(autosave_period=30.0), workers=4) as service:
+        store = threaded(FaultyStore(MemoryStore(), latency=0.1))
+        timing = spec(autosave_period=30.0, lease=1.5)
+        async with AsyncLockerService(store, timing, workers=4) as service:
             lockers = [service.locker(f"p{i}") for i in range(100)]
             for locker in lockers:
                 locker.acquire()
