@@ -58,6 +58,19 @@ def test_acquire_reports_a_held_record_without_writing() -> None:
     assert kept(acquire()(stored(asked))).requested
 
 
+def test_acquire_with_ask_writes_our_release_request_on_a_held_record_once() -> None:
+    asking = tx.acquire(
+        session="A", at=20.0, fresh=Record(data=None), fresh_json='{"n":0}', ask=True
+    )
+    record, outcome = put(asking(stored(HELD_BY_B)))
+    assert outcome == tx.Held(Lock("B", 4, 10.0), requested=True, asked=True)
+    assert record == HELD_BY_B.with_(release_requests=(ReleaseRequest("A", 20.0),))
+    assert kept(asking(stored(record))) == tx.Held(Lock("B", 4, 10.0), requested=True)
+    taken, granted = put(asking(stored(FREE)))  # a free record is taken, not asked for
+    assert isinstance(granted, tx.Granted)
+    assert (taken.lock, taken.release_requests) == (Lock("A", 5, 20.0), ())
+
+
 def test_acquire_takes_over_only_the_exact_lock_it_judged() -> None:
     record, _ = put(acquire(take_over=Lock("B", 4, 10.0))(stored(HELD_BY_B)))
     assert record.lock == Lock("A", 5, 20.0)

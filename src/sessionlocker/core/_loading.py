@@ -64,6 +64,7 @@ class LoadSteps(Machine[D]):
             take_over=self._load.take_over,
             expires=at + self._load.validity,
             wall=self._lease.wall,
+            ask=self._mode is LoadMode.FORCE,  # a held record gets our request in this call
         )
         self._load.attempt_expires = now + self._load.validity
         self._send(RequestKind.ACQUIRE, Update(key=self.store_key, transform=transform))
@@ -86,6 +87,8 @@ class LoadSteps(Machine[D]):
             self._due = now
         elif self.status is Status.RELEASING:
             self._due = now
+            if isinstance(outcome, tx.Held) and outcome.asked:
+                self._load.requested = (outcome.lock, now)  # withdrawn before the end
         elif isinstance(outcome, tx.Held):
             self._held(outcome, now, result.current)
         elif isinstance(outcome, tx.Refused):
@@ -167,6 +170,9 @@ class LoadSteps(Machine[D]):
         if lock != self._load.holder:
             self._load.holder, self._load.watch = lock, None
         self._load.attempts += 1
+        if outcome.asked:  # this acquire wrote our request (``force``): as ``_on_request``
+            self._on_request(tx.Requested(lock), now)
+            return
         mode = self._decide(lock, now)
         if mode is None:
             return

@@ -86,13 +86,16 @@ class Granted:
 class Held:
     """Another session holds the lock; ``requested``: our release request is on it.
 
-    ``record`` is the stored record as read (data included), so a release request
-    written on those same bytes need not decode them again (``request_release``).
+    ``asked``: this acquire wrote that request (an acquire with ``ask``, ``force``),
+    so the holder's process is told. ``record`` is the stored record as read (data
+    included), so a release request written on those same bytes need not decode them
+    again (``request_release``).
     """
 
     lock: Lock
     requested: bool
     record: Record | None = field(default=None, compare=False, repr=False)
+    asked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,7 @@ def acquire(
     take_over: Lock | None = None,
     expires: float = float("inf"),
     wall: Callable[[], float] | None = None,
+    ask: bool = False,
 ) -> Transform[AcquireOutcome]:
     """Take the lock if it is free (or exactly ``take_over``), bumping the epoch.
 
@@ -211,7 +215,9 @@ def acquire(
     the lock. A lock already naming our session is ours (a retry after a lost reply).
     Run at or after ``expires`` by the sender's ``wall`` clock, it writes nothing
     (``Expired``): the sender then knows when a stray acquire of its own can no longer
-    take the record (see ``Locker``).
+    take the record (see ``Locker``). With ``ask`` (the ``force`` mode), a record
+    another session holds gets our release request at ``at`` in the same call, as
+    ``request_release`` writes it (``Held`` with ``asked``), unless it has one of ours.
     """
 
     def transform(current: Versioned | None) -> Put[AcquireOutcome] | Keep[AcquireOutcome]:
@@ -228,7 +234,11 @@ def acquire(
         lock = record.lock
         mine = lock is not None and lock.session == session
         if lock is not None and not mine and lock != take_over:
-            return Keep(Held(lock, requested=_requested_by(record, session), record=record))
+            requested = _requested_by(record, session)
+            if not ask or requested:
+                return Keep(Held(lock, requested=requested, record=record))
+            held = Held(lock, requested=True, asked=True)
+            return Put(_asked(record, session, at), held, durable=False)
         loaded = _loadable(record, upgrade)
         if isinstance(loaded, Refused):
             return Keep(loaded)
@@ -396,12 +406,17 @@ def request_release(
             return Keep(Free())
         if _requested_by(record, session):
             return Keep(Requested(lock))
-        asked = record.with_(
-            release_requests=(*record.release_requests, ReleaseRequest(session, at))
-        )
-        return Put(encode(asked), Requested(lock))
+        return Put(_asked(record, session, at), Requested(lock), durable=False)
 
     return transform
+
+
+def _asked(record: Record, session: str, at: float) -> bytes:
+    """``record`` (data included) with our release request made at ``at``, encoded.
+    Written not ``durable``: a request lost in a crash of the store is missing at our
+    next look (``_requested_by``), which asks again."""
+    requests = (*record.release_requests, ReleaseRequest(session, at))
+    return encode(record.with_(release_requests=requests))
 
 
 def deliver(

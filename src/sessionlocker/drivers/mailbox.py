@@ -66,7 +66,7 @@ def post(store_key: str) -> Transform[bool]:
 def addressee(outcome: object, own: str) -> str | None:
     """The session a store outcome (a locker's, or a send's) says must be told, if any."""
     session: str | None = None
-    if isinstance(outcome, tx.Requested):
+    if isinstance(outcome, tx.Requested) or (isinstance(outcome, tx.Held) and outcome.asked):
         session = outcome.lock.session
     elif isinstance(outcome, tx.Granted):
         session = outcome.took_from

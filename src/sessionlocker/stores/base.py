@@ -22,7 +22,7 @@ Notifying)`` works for both kinds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -35,6 +35,7 @@ __all__ = [
     "AsyncDated",
     "AsyncKeepsHistory",
     "AsyncStore",
+    "AsyncWriter",
     "Attempt",
     "Batching",
     "Dated",
@@ -45,6 +46,7 @@ __all__ = [
     "UserIndex",
     "Wake",
     "Watch",
+    "Writer",
     "async_cas_update",
     "async_update_many",
     "batches",
@@ -156,16 +158,25 @@ class Notifying(Protocol):
 @dataclass(frozen=True, slots=True)
 class Attempt(Generic[T]):
     """The write a transform decided on: ``value`` if the revision is still ``expected``
-    (``notify``: tell the store's watchers, unless the ``Put`` was ``quiet``)."""
+    (``notify``: tell the store's watchers, unless the ``Put`` was ``quiet``;
+    ``durable``: as the ``Put`` says, which a store may use, see ``Writer``)."""
 
     value: bytes
     expected: int | None
     outcome: T
     notify: bool = True
+    durable: bool = True
 
     def written(self, revision: int) -> Updated[T]:
         """The result once the write committed at ``revision``."""
         return Updated(self.outcome, Versioned(self.value, revision), wrote=True)
+
+
+#: Sends an ``Attempt`` at ``key`` and returns the new revision (``Conflict`` when the
+#: revision moved): given to ``cas_update`` by a store whose write honours ``durable``.
+Writer = Callable[[str, "Attempt[Any]"], int]
+#: ``Writer`` awaited, for ``async_cas_update``.
+AsyncWriter = Callable[[str, "Attempt[Any]"], Awaitable[int]]
 
 
 def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T] | Attempt[T]:
@@ -179,7 +190,9 @@ def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T]
         return Updated(decision.outcome, current, wrote=False)
     value = check_value(decision.value, "the value a transform puts")
     expected = current.revision if current is not None else None
-    return Attempt(value, expected, decision.outcome, notify=not decision.quiet)
+    return Attempt(
+        value, expected, decision.outcome, notify=not decision.quiet, durable=decision.durable
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,14 +266,19 @@ class UserIndex(Protocol):
 
 
 def cas_update(
-    store: Store, key: str, transform: Transform[T], known: Versioned | None = None
+    store: Store,
+    key: str,
+    transform: Transform[T],
+    known: Versioned | None = None,
+    write: Writer | None = None,
 ) -> Updated[T]:
     """The generic update on top of ``read`` and ``write``.
 
     With ``known``, the first attempt is one conditional write (no read). On
     ``Conflict`` the transform runs again on what the conflict reported as stored, so
     each retry costs one round trip too. The loop ends because every conflict means
-    another writer made progress.
+    another writer made progress. ``write`` sends an attempt instead of ``store.write``
+    (a store that honours more of the ``Put``, such as ``durable``).
     """
     current = known if known is not None else store.read(key)
     while True:
@@ -268,7 +286,10 @@ def cas_update(
         if isinstance(step, Updated):
             return step
         try:
-            revision = store.write(key, step.value, step.expected, notify=step.notify)
+            if write is None:
+                revision = store.write(key, step.value, step.expected, notify=step.notify)
+            else:
+                revision = write(key, step)
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current
@@ -338,7 +359,11 @@ class AsyncKeepsHistory(Protocol):
 
 
 async def async_cas_update(
-    store: AsyncStore, key: str, transform: Transform[T], known: Versioned | None = None
+    store: AsyncStore,
+    key: str,
+    transform: Transform[T],
+    known: Versioned | None = None,
+    write: AsyncWriter | None = None,
 ) -> Updated[T]:
     """``cas_update`` awaited: the same decisions (``cas_decide``), the same round trips."""
     current = known if known is not None else await store.read(key)
@@ -347,7 +372,10 @@ async def async_cas_update(
         if isinstance(step, Updated):
             return step
         try:
-            revision = await store.write(key, step.value, step.expected, notify=step.notify)
+            if write is None:
+                revision = await store.write(key, step.value, step.expected, notify=step.notify)
+            else:
+                revision = await write(key, step)
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current
