@@ -110,6 +110,28 @@ def test_force_is_a_handoff_on_every_backend_without_notifications(quiet_store: 
     assert holder.answers == [True]
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis", "postgresql"])
+def test_force_is_a_handoff_when_the_holder_misses_the_notification(
+    backend: str, tmp_path: Path
+) -> None:
+    """Where the store notifies, the waiter holds its mailbox post back (the holder hears
+    the notification); a holder that misses it still learns through the post, sent at
+    the waiter's next poll. The holder's notifications are hidden here, the waiter's not."""
+    made = open_backend(backend, tmp_path)
+    try:
+        spec = Spec("players", lambda: {"log": []}, lease=1.5, autosave_period=60.0)
+        holder = DrivenHolder(CountingStore.wrap(made.store, notifications=False), spec, "p1")
+        assert holder.loaded.wait(30)
+        _, data = force_load(made.store, spec, "p1")
+        assert holder.ended.wait(30)
+        holder.join()
+        assert data == {"log": ["unsaved"]}
+        assert holder.events == ["replaced"]
+        assert holder.answers == [True]
+    finally:
+        made.close()
+
+
 def drive(service: LockerService, seconds: float) -> None:
     end = time.monotonic() + seconds
     service.run_until(lambda: time.monotonic() >= end)

@@ -183,6 +183,9 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         self._collect = Collect(self.target, self.lease_id)
         #: Posts to other sessions' mailboxes that failed, sent again at the next renewal.
         self._untold: set[Tell] = set()
+        #: Posts of a ``force`` waiter's release request, held back while the store
+        #: notifies (``_after_update``): sent if its next look still finds the record held.
+        self._held_back: dict[Locker[D], Tell] = {}
         self._watch: Watch | None = None
         #: Keys still watched after their locker ended, oldest first (see ``KEPT_WATCHES``).
         self._kept: dict[str, None] = {}
@@ -416,10 +419,23 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
 
     def _after_update(self, locker: Locker[D], request: Update[object], result: object) -> None:
         """Tell another session's process what this result says it must look at, and
-        poke a local locker of another record this one delivered to."""
+        poke a local locker of another record this one delivered to.
+
+        Where the store notifies, the post of a release request is held back: the
+        holder hears of it from the notification, and a post sent at once would compete
+        with the very handoff it asks for (two round trips, a commit). It is sent when
+        the waiter's next look (its next poll) still finds the record held: a lost
+        notification costs one poll period more, and the post is never lost.
+        """
         outcome = result.outcome if isinstance(result, Updated) else None
+        held_back = self._held_back.pop(locker, None)
+        if held_back is not None and isinstance(outcome, tx.Held):
+            self._tell(held_back)
         told = addressee(outcome, self.lease_id)
-        if told is not None:
+        asked = isinstance(outcome, tx.Requested | tx.Held)  # a release request of ours
+        if told is not None and asked and self._watch is not None:
+            self._held_back[locker] = Tell(told, request.key)
+        elif told is not None:
             self._tell(Tell(told, request.key))
         if request.key != locker.store_key:
             self._notice(request.key, None)  # a delivery to another record
@@ -548,6 +564,7 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
             last = self._own_writes.pop(locker.store_key, None)
             if last is not None:
                 self._last_written.keep(locker.store_key, last)
+            self._held_back.pop(locker, None)
             if self._watch is not None:
                 self._keep_watch(locker.store_key)
 
