@@ -192,6 +192,10 @@ def _handoff(world: World, meter: _Meter, key: str) -> dict[str, Any]:
     meter.take()
     wanting = meter.waiter.service.locker(key)
     wanting.acquire("force")
+    _run(world, lambda: wanting.status is not Status.LOADING, "a release request")
+    # Where the store notifies, the holder hears the request in real time, well before
+    # the waiter's next poll in virtual time: let it answer before the clock moves on.
+    meter.quiesce()
     _run(world, lambda: wanting.status is Status.LOADED, "a force handoff")
     step = meter.take()
     wanting.release()
