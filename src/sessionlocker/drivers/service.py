@@ -419,14 +419,10 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
 
     def _after_update(self, locker: Locker[D], request: Update[object], result: object) -> None:
         """Tell another session's process what this result says it must look at, and
-        poke a local locker of another record this one delivered to.
-
-        Where the store notifies, the post of a release request is held back: the
-        holder hears of it from the notification, and a post sent at once would compete
-        with the very handoff it asks for (two round trips, a commit). It is sent when
-        the waiter's next look (its next poll) still finds the record held: a lost
-        notification costs one poll period more, and the post is never lost.
-        """
+        poke a local locker of another record this one delivered to. Where the store
+        notifies, a release request's post is held back (the holder hears the
+        notification; a post at once competes with the handoff it asks for) and sent if
+        the waiter's next poll still finds the record held."""
         outcome = result.outcome if isinstance(result, Updated) else None
         held_back = self._held_back.pop(locker, None)
         if held_back is not None and isinstance(outcome, tx.Held):
