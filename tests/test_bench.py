@@ -111,10 +111,13 @@ def test_the_peers_part_runs_on_redis(redis_url: str, monkeypatch: pytest.Monkey
         "sessionlocker session()",
         "sessionlocker long-held",
         "redis-py Lock + GET/SET",
+        "sessionlocker async session()",
+        "redis.asyncio Lock + GET/SET",
     }
     for figures in systems.values():
         assert_number(figures["cycles_per_s"])
     assert_number(systems["redis-py Lock + GET/SET"]["ours_ratio"])
+    assert_number(systems["redis.asyncio Lock + GET/SET"]["ours_ratio"])
     assert "| redis | redis-py Lock + GET/SET |" in markdown(results)
 
 
