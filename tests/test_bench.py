@@ -121,6 +121,14 @@ def test_the_peers_part_runs_on_redis(redis_url: str, monkeypatch: pytest.Monkey
     assert "| redis | redis-py Lock + GET/SET |" in markdown(results)
 
 
+def test_the_session_floor_runs_on_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))
+    rates = importlib.import_module("session_floor").main(redis_url, 5)
+    assert set(rates) == {"two writes alone", "redis-py Lock + GET/SET"}
+    for rate in rates.values():
+        assert_number(rate)
+
+
 def test_the_command_prints_json_for_the_parts_asked(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
