@@ -26,6 +26,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from peers import redis_asyncio_peer
+
 from sessionlocker import AsyncLockerService, Spec
 from sessionlocker.benchmarks.common import backend_name, make_data, rounded
 from sessionlocker.benchmarks.raw import without_query
@@ -116,22 +118,7 @@ async def _rate(cycle: Cycle) -> float:
 
 async def _peer(url: str, template: str) -> tuple[str, Cycle, Callable[[], Awaitable[None]]]:
     if backend_name(url) == "redis":
-        import redis.asyncio  # noqa: PLC0415
-
-        client: Any = redis.asyncio.Redis.from_url(without_query(url))
-        key = f"sessionlocker-bench-aio:{uuid.uuid4().hex[:8]}"
-        await client.set(key, template)
-
-        async def cycle() -> None:
-            async with client.lock(f"{key}:lock", timeout=10, blocking_timeout=10):
-                data = json.loads(await client.get(key))
-                data["coins"] += 1
-                await client.set(key, json.dumps(data, separators=(",", ":")))
-
-        async def close() -> None:
-            await client.delete(key)
-            await client.aclose()
-
+        cycle, close = await redis_asyncio_peer(url, template)
         return "redis.asyncio Lock + GET/SET", cycle, close
     import psycopg  # noqa: PLC0415
 

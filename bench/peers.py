@@ -222,11 +222,19 @@ def _redis_peer(url: str, template: str) -> tuple[str, Cycle, Callable[[], None]
 def _async_redis_peer(
     loop: asyncio.AbstractEventLoop, url: str, template: str
 ) -> tuple[Run, Callable[[], None]]:
+    cycle, close = loop.run_until_complete(redis_asyncio_peer(url, template))
+    return _on_loop(loop, cycle), lambda: loop.run_until_complete(close())
+
+
+async def redis_asyncio_peer(
+    url: str, template: str
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """The asyncio peer on Redis: ``redis.asyncio`` ``Lock`` + GET/SET (cycle, close)."""
     import redis.asyncio  # noqa: PLC0415 (only for a Redis run)
 
     client: Any = redis.asyncio.Redis.from_url(without_query(url))
     key = f"sessionlocker-bench-peer:{uuid.uuid4().hex[:8]}"
-    loop.run_until_complete(client.set(key, template))
+    await client.set(key, template)
 
     async def cycle() -> None:
         async with client.lock(f"{key}:lock", timeout=10, blocking_timeout=10):
@@ -238,7 +246,7 @@ def _async_redis_peer(
         await client.delete(key)
         await client.aclose()
 
-    return _on_loop(loop, cycle), lambda: loop.run_until_complete(close())
+    return cycle, close
 
 
 def _sqlalchemy_peer(url: str, template: str) -> tuple[str, Cycle, Callable[[], None]]:
