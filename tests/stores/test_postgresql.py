@@ -176,43 +176,6 @@ def test_revision_never_reused_after_delete_across_stores(
     assert reopened.write("k", b"3", again) > again
 
 
-def test_a_write_not_durable_commits_without_waiting_for_the_disk(
-    make: Callable[..., PostgreSQLStore], admin: psycopg.Connection[TupleRow], schema: str
-) -> None:
-    """A ``Put`` with ``durable=False`` (a release request) turns ``synchronous_commit``
-    off for its own transaction only; every other write keeps the server's setting. A
-    trigger, run at the end of the write's statement, records the setting it commits
-    with."""
-    store = make(history=0)
-    store.write("k", b"0", None)  # the tables exist now
-    admin.execute(
-        sql.SQL(
-            "CREATE TABLE {seen} (n serial, commit text);"
-            " CREATE FUNCTION {note}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            " INSERT INTO {seen} (commit) VALUES (current_setting('synchronous_commit'));"
-            " RETURN NULL; END $$;"
-            " CREATE TRIGGER noted AFTER UPDATE ON {records} FOR EACH ROW EXECUTE FUNCTION {note}()"
-        ).format(
-            seen=sql.Identifier(schema, "seen"),
-            note=sql.Identifier(schema, "note"),
-            records=sql.Identifier(schema, "sessionlocker_records"),
-        )
-    )
-
-    def write(durable: bool) -> Callable[[Versioned | None], Put[None]]:
-        return lambda current: Put(b"1", None, durable=durable)
-
-    store.update("k", write(durable=False))
-    store.update("k", write(durable=True))
-    store.update("k", write(durable=False))
-    store.write("k", b"2", store.read("k").revision)  # type: ignore[union-attr]
-    rows = admin.execute(
-        sql.SQL("SELECT commit FROM {} ORDER BY n").format(sql.Identifier(schema, "seen"))
-    ).fetchall()
-    assert [commit for (commit,) in rows] == ["off", "on", "off", "on"]
-    assert admin.execute("SHOW synchronous_commit").fetchone() == ("on",)
-
-
 def test_history_keeps_the_last_versions_newest_first(
     make: Callable[..., PostgreSQLStore],
 ) -> None:

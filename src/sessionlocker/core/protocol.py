@@ -47,17 +47,11 @@ class Put(Generic[T_co]):
     ``quiet``: nobody waits for this write, so a store that notifies need not tell its
     watchers (a holder's save that keeps its lock: only a changed lock, a release
     request or a message is worth waking another process for).
-    ``durable=False``: losing this write in a crash of the store is harmless (a release
-    request: its sender finds it missing at its next look and writes it again), so the
-    store may acknowledge it before it is on disk (PostgreSQL: ``synchronous_commit``
-    off for that one transaction); anything that acted on it and committed afterwards
-    makes it durable too, as the log is flushed in order.
     """
 
     value: bytes
     outcome: T_co
     quiet: bool = False
-    durable: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,7 +238,7 @@ def acquire(
             if not ask or requested:
                 return Keep(Held(lock, requested=requested, record=record))
             held = Held(lock, requested=True, asked=True)
-            return Put(_asked(record, session, at), held, durable=False)
+            return Put(_asked(record, session, at), held)
         loaded = _loadable(record, upgrade)
         if isinstance(loaded, Refused):
             return Keep(loaded)
@@ -406,15 +406,13 @@ def request_release(
             return Keep(Free())
         if _requested_by(record, session):
             return Keep(Requested(lock))
-        return Put(_asked(record, session, at), Requested(lock), durable=False)
+        return Put(_asked(record, session, at), Requested(lock))
 
     return transform
 
 
 def _asked(record: Record, session: str, at: float) -> bytes:
-    """``record`` (data included) with our release request made at ``at``, encoded.
-    Written not ``durable``: a request lost in a crash of the store is missing at our
-    next look (``_requested_by``), which asks again."""
+    """``record`` (data included) with our release request made at ``at``, encoded."""
     requests = (*record.release_requests, ReleaseRequest(session, at))
     return encode(record.with_(release_requests=requests))
 

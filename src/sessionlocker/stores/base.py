@@ -22,7 +22,7 @@ Notifying)`` works for both kinds.
 from __future__ import annotations
 
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -35,7 +35,6 @@ __all__ = [
     "AsyncDated",
     "AsyncKeepsHistory",
     "AsyncStore",
-    "AsyncWriter",
     "Attempt",
     "Batching",
     "Dated",
@@ -46,7 +45,6 @@ __all__ = [
     "UserIndex",
     "Wake",
     "Watch",
-    "Writer",
     "async_cas_update",
     "async_update_many",
     "batches",
@@ -158,25 +156,16 @@ class Notifying(Protocol):
 @dataclass(frozen=True, slots=True)
 class Attempt(Generic[T]):
     """The write a transform decided on: ``value`` if the revision is still ``expected``
-    (``notify``: tell the store's watchers, unless the ``Put`` was ``quiet``;
-    ``durable``: as the ``Put`` says, which a store may use, see ``Writer``)."""
+    (``notify``: tell the store's watchers, unless the ``Put`` was ``quiet``)."""
 
     value: bytes
     expected: int | None
     outcome: T
     notify: bool = True
-    durable: bool = True
 
     def written(self, revision: int) -> Updated[T]:
         """The result once the write committed at ``revision``."""
         return Updated(self.outcome, Versioned(self.value, revision), wrote=True)
-
-
-#: Sends an ``Attempt`` at ``key`` and returns the new revision (``Conflict`` when the
-#: revision moved): given to ``cas_update`` by a store whose write honours ``durable``.
-Writer = Callable[[str, "Attempt[Any]"], int]
-#: ``Writer`` awaited, for ``async_cas_update``.
-AsyncWriter = Callable[[str, "Attempt[Any]"], Awaitable[int]]
 
 
 def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T] | Attempt[T]:
@@ -190,9 +179,7 @@ def cas_decide(transform: Transform[T], current: Versioned | None) -> Updated[T]
         return Updated(decision.outcome, current, wrote=False)
     value = check_value(decision.value, "the value a transform puts")
     expected = current.revision if current is not None else None
-    return Attempt(
-        value, expected, decision.outcome, notify=not decision.quiet, durable=decision.durable
-    )
+    return Attempt(value, expected, decision.outcome, notify=not decision.quiet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,19 +253,14 @@ class UserIndex(Protocol):
 
 
 def cas_update(
-    store: Store,
-    key: str,
-    transform: Transform[T],
-    known: Versioned | None = None,
-    write: Writer | None = None,
+    store: Store, key: str, transform: Transform[T], known: Versioned | None = None
 ) -> Updated[T]:
     """The generic update on top of ``read`` and ``write``.
 
     With ``known``, the first attempt is one conditional write (no read). On
     ``Conflict`` the transform runs again on what the conflict reported as stored, so
     each retry costs one round trip too. The loop ends because every conflict means
-    another writer made progress. ``write`` sends an attempt instead of ``store.write``
-    (a store that honours more of the ``Put``, such as ``durable``).
+    another writer made progress.
     """
     current = known if known is not None else store.read(key)
     while True:
@@ -286,10 +268,7 @@ def cas_update(
         if isinstance(step, Updated):
             return step
         try:
-            if write is None:
-                revision = store.write(key, step.value, step.expected, notify=step.notify)
-            else:
-                revision = write(key, step)
+            revision = store.write(key, step.value, step.expected, notify=step.notify)
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current
@@ -359,11 +338,7 @@ class AsyncKeepsHistory(Protocol):
 
 
 async def async_cas_update(
-    store: AsyncStore,
-    key: str,
-    transform: Transform[T],
-    known: Versioned | None = None,
-    write: AsyncWriter | None = None,
+    store: AsyncStore, key: str, transform: Transform[T], known: Versioned | None = None
 ) -> Updated[T]:
     """``cas_update`` awaited: the same decisions (``cas_decide``), the same round trips."""
     current = known if known is not None else await store.read(key)
@@ -372,10 +347,7 @@ async def async_cas_update(
         if isinstance(step, Updated):
             return step
         try:
-            if write is None:
-                revision = await store.write(key, step.value, step.expected, notify=step.notify)
-            else:
-                revision = await write(key, step)
+            revision = await store.write(key, step.value, step.expected, notify=step.notify)
             return step.written(revision)
         except Conflict as conflict:
             current = conflict.current

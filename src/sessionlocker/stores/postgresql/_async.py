@@ -183,16 +183,10 @@ class AsyncPostgreSQLStore:
         return self._layout.read_rows(await self._execute(self._layout.read(key)))
 
     async def write(
-        self,
-        key: str,
-        value: bytes,
-        expected: int | None,
-        *,
-        notify: bool = True,
-        durable: bool = True,
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
     ) -> int:
         """Write if the stored revision is ``expected``; ``Conflict`` carries what is stored."""
-        statement = self._layout.write(key, value, expected, notify=notify, durable=durable)
+        statement = self._layout.write(key, value, expected, notify=notify)
         for _ in range(STALE_ROUNDS):
             revision = self._layout.write_rows(key, expected, await self._execute(statement))
             if revision is not None:
@@ -202,15 +196,8 @@ class AsyncPostgreSQLStore:
     async def update(
         self, key: str, transform: Transform[T], known: Versioned | None = None
     ) -> Updated[T]:
-        """``async_cas_update``: with ``known``, one round trip uncontended; a ``Put``
-        that is not ``durable`` commits without waiting for the disk."""
-        return await async_cas_update(self, key, transform, known, write=self._send)
-
-    async def _send(self, key: str, attempt: Attempt[Any]) -> int:
-        """``write`` for an attempt of ``update``, honouring its ``durable``."""
-        return await self.write(
-            key, attempt.value, attempt.expected, notify=attempt.notify, durable=attempt.durable
-        )
+        """``async_cas_update``: with ``known``, one round trip uncontended."""
+        return await async_cas_update(self, key, transform, known)
 
     async def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
         """``PostgreSQLStore.update_many`` awaited: the same pipelines, the same results."""

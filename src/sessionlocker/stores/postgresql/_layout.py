@@ -163,17 +163,10 @@ class PostgreSQLLayout:
         return [Entry(bytes(row[0]), int(row[1]), float(row[2])) for row in rows]
 
     def write(
-        self,
-        key: str,
-        value: bytes,
-        expected: int | None,
-        *,
-        notify: bool = True,
-        durable: bool = True,
+        self, key: str, value: bytes, expected: int | None, *, notify: bool = True
     ) -> Statement:
         """The conditional write: insert when ``expected`` is None, else update; it sends
-        NOTIFY unless not ``notify``; not ``durable``, its transaction commits with
-        ``synchronous_commit`` off (no wait for the disk: see ``Put.durable``)."""
+        NOTIFY unless not ``notify``."""
         stored = self.prefix + check_key(key)
         params = {
             "key": stored,
@@ -182,7 +175,6 @@ class PostgreSQLLayout:
             "channel": self.names.channel,
             "payload": notify_payload(stored),
             "notify": notify,
-            "durable": durable,
             "keep": max(self.depth - 1, 0),
         }
         if self.depth and trim_now():

@@ -216,30 +216,19 @@ def _written_or_current(names: Names, done: str) -> sql.Composed:
 
     The NOTIFY payload is ``revision:key`` after a write and ``:key`` after a delete
     (``key`` being ``notify_payload(key)``). A write sends it only when ``%(notify)s``
-    (a quiet write, which no one waits for, spares every listener); a delete always.
-    A write that is not ``%(durable)s`` turns ``synchronous_commit`` off for its own
-    transaction (``set_config`` local), so its commit does not wait for the disk."""
+    (a quiet write, which no one waits for, spares every listener); a delete always."""
     wrote = done == "w"
     revision = sql.SQL("{}.revision::text").format(sql.Identifier(done)) if wrote else sql.SQL("''")
-    lazy = (
-        sql.SQL(
-            " LEFT JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)"
-            " WHERE NOT %(durable)s) AS s ON true"
-        )
-        if wrote
-        else sql.SQL("")
-    )
     return sql.SQL(
         " SELECT {done}.revision, NULL::bytea FROM {done} LEFT JOIN LATERAL"
         " (SELECT pg_notify(%(channel)s, {revision} || ':' || %(payload)s) WHERE {notify}) AS n"
-        " ON true{lazy}"
+        " ON true"
         " UNION ALL SELECT r.revision, r.value FROM {records} AS r"
         " WHERE r.key = %(key)s AND NOT EXISTS (SELECT FROM {done})"
     ).format(
         done=sql.Identifier(done),
         revision=revision,
         notify=sql.SQL("%(notify)s" if wrote else "true"),
-        lazy=lazy,
         records=names.ident(),
     )
 

@@ -199,22 +199,13 @@ class PostgreSQLStore:
         """The bytes and revision stored at ``key``, or ``None`` when absent."""
         return self._layout.read_rows(self._execute(self._layout.read(key)))
 
-    def write(
-        self,
-        key: str,
-        value: bytes,
-        expected: int | None,
-        *,
-        notify: bool = True,
-        durable: bool = True,
-    ) -> int:
+    def write(self, key: str, value: bytes, expected: int | None, *, notify: bool = True) -> int:
         """Write if the stored revision is ``expected`` (``None``: the key must be absent).
 
         One statement (one round trip). Returns the new revision; raises ``Conflict``
         carrying what is stored now. ``notify=False``: no NOTIFY (a quiet write).
-        ``durable=False``: committed without waiting for the disk (``Put.durable``).
         """
-        statement = self._layout.write(key, value, expected, notify=notify, durable=durable)
+        statement = self._layout.write(key, value, expected, notify=notify)
         for _ in range(STALE_ROUNDS):
             revision = self._layout.write_rows(key, expected, self._execute(statement))
             if revision is not None:
@@ -228,16 +219,9 @@ class PostgreSQLStore:
 
         With ``known`` an uncontended update is one round trip. A conflict brings back
         what is stored, so each retry is one round trip too. The transform runs outside
-        any transaction and may run several times, so it must be pure. A ``Put`` that is
-        not ``durable`` (a release request) commits without waiting for the disk.
+        any transaction and may run several times, so it must be pure.
         """
-        return cas_update(self, key, transform, known, write=self._send)
-
-    def _send(self, key: str, attempt: Attempt[Any]) -> int:
-        """``write`` for an attempt of ``update``, honouring its ``durable``."""
-        return self.write(
-            key, attempt.value, attempt.expected, notify=attempt.notify, durable=attempt.durable
-        )
+        return cas_update(self, key, transform, known)
 
     def update_many(self, updates: Sequence[Update[Any]]) -> list[Outcome]:
         """Every update as ``update`` runs it, pipelined (``Batching``): one pipeline of
