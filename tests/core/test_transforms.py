@@ -84,6 +84,23 @@ def test_acquire_clears_release_requests_meant_for_the_old_holder() -> None:
     assert record.release_requests == ()
 
 
+def test_only_the_grant_of_a_free_unrequested_record_is_quiet() -> None:
+    """Nobody waits for the grant of a free record (a waiter waits for a release); a
+    takeover, or a grant over someone's release request, still wakes the watchers."""
+    free = acquire()(stored(FREE))
+    asked = acquire()(stored(FREE.with_(release_requests=(ReleaseRequest("C", 1.0),))))
+    taken = acquire(take_over=Lock("B", 4, 10.0))(stored(HELD_BY_B))
+    created = acquire()(None)
+    assert isinstance(free, Put)
+    assert free.quiet
+    assert isinstance(asked, Put)
+    assert not asked.quiet
+    assert isinstance(taken, Put)
+    assert not taken.quiet
+    assert isinstance(created, Put)
+    assert not created.quiet
+
+
 def test_acquire_finds_its_own_lock_after_a_lost_reply() -> None:
     first, _ = put(acquire()(stored(FREE)))
     again = kept(acquire()(stored(first)))
