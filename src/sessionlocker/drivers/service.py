@@ -558,7 +558,7 @@ class LockerService(HealthAlerts, LeaseIdAlias, StoreReads[D], Generic[D]):
         if self._lockers.get(locker.key) is locker:
             del self._lockers[locker.key]
             last = self._own_writes.pop(locker.store_key, None)
-            if last is not None:
+            if last is not None and self._guesses:
                 self._last_written.keep(locker.store_key, last)
             self._held_back.pop(locker, None)
             if self._watch is not None:
